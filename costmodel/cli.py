@@ -1,0 +1,123 @@
+"""The command-line tool: parse, call the library, print.
+
+This is the only place that turns the library's errors into a message on stderr and exit status 2.
+Output is built whole before anything is printed, so a failure never leaves half a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from .errors import CostModelError, UsageError
+
+_SET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\S+)$")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def parse_set(items: Sequence[str] | None) -> dict[str, int]:
+    """``["C=16", "t=6,k=3"]`` → ``{"C": 16, "t": 6, "k": 3}``; values must be positive integers."""
+    out: dict[str, int] = {}
+    for item in items or ():
+        for part in item.split(","):
+            m = _SET.match(part.strip())
+            if not m:
+                raise UsageError(f"--set {part!r}: expected NAME=INTEGER, e.g. --set C=16")
+            name, text = m.groups()
+            if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+                raise UsageError(f"--set {part!r}: the value must be a positive integer")
+            if name in out:
+                raise UsageError(f"--set {name}: given twice")
+            out[name] = int(text)
+    return out
+
+
+def _parser() -> _Parser:
+    p = _Parser(
+        prog="costmodel",
+        description="Static, exact costs of mobile CNN blocks from a YAML spec: params, MACs, FLOPs, shapes, formulas.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    t = sub.add_parser("table", help="per-stage cost table with totals")
+    t.add_argument("spec", metavar="SPEC", help="YAML spec file")
+    t.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format (default github)")
+    t.add_argument(
+        "--by",
+        default="auto",
+        choices=["auto", "op", "stage", "block", "layer"],
+        help="rows: one per op, per stage, per block instance or per layer (auto: op for one block, else block)",
+    )
+    t.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
+
+    f = sub.add_parser("formula", help="closed-form formulas")
+    f.add_argument("spec", metavar="SPEC")
+    f.add_argument("--metric", choices=["params", "buffers", "macs", "flops", "activations"])
+    f.add_argument("--stage", help="sum only this stage over all layers (e.g. depthwise)")
+    f.add_argument("--format", "-f", default="text", choices=["text", "latex", "python"])
+    f.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
+
+    sub.add_parser("schema", help="JSON Schema of the spec format")
+    return p
+
+
+def _table(args: argparse.Namespace) -> str:
+    from .api import analyze
+    from .render import render, table_formats
+
+    if args.format not in table_formats():
+        raise UsageError(f"--format {args.format!r}: expected json, csv or a tabulate format (e.g. github, plain, latex)")
+    report = analyze(args.spec, **parse_set(args.set))
+    return render(report, args.format, args.by)
+
+
+def _formula(args: argparse.Namespace) -> str:
+    import sympy
+
+    from .api import analyze
+
+    report = analyze(args.spec, **parse_set(args.set))
+    metrics = [args.metric] if args.metric else ["params", "macs", "flops"]
+    lines = []
+    for m in metrics:
+        expr = report.formula(m, args.stage)
+        if args.format == "latex":
+            text = sympy.latex(expr)
+        else:
+            text = sympy.sstr(expr)
+        lines.append(text if args.metric else f"{m} = {text}")
+    return "\n".join(lines)
+
+
+def _schema(args: argparse.Namespace) -> str:
+    from .spec import NetworkSpec
+
+    return json.dumps(NetworkSpec.model_json_schema(), indent=2)
+
+
+_COMMANDS = {"table": _table, "formula": _formula, "schema": _schema}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input)."""
+    try:
+        args = _parser().parse_args(argv)
+        out = _COMMANDS[args.command](args)
+    except CostModelError as err:
+        print(f"costmodel: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        sys.stdout.write(out + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into head
+        return 0
+    return 0

@@ -1,0 +1,153 @@
+"""One formula per primitive op. Each works on ints and on sympy expressions alike.
+
+Every op returns an :class:`Op`: learnable params, buffers, MACs, FLOPs and the output shape.
+Shapes are ``(C, H, W)`` per sample; ``n`` is the batch size, which MACs, FLOPs and activation
+sizes scale with. The costmodel convention (docs/conventions.md):
+
+* **params** — what ``sum(p.numel() for p in module.parameters())`` gives: weights, conv/linear bias,
+  BatchNorm γ and β.
+* **buffers** — BatchNorm's running mean and variance (C each) and ``num_batches_tracked`` (1), as
+  ``sum(b.numel() for b in module.buffers())`` gives.
+* **macs** — multiply-accumulates of conv and linear layers only, bias excluded; what
+  ``FlopCounterMode`` reports divided by 2. Padded positions count as full kernels, as in torch.
+* **flops** — every floating-point operation at inference: 2 per MAC, 1 per bias add, and per output
+  element: BatchNorm 2 (folded to a·x + b), relu 1, relu6 2, sigmoid 4 (neg, exp, add, divide),
+  silu 5, hardsigmoid 4 (add, max, min, divide), hardswish 5, global average pool 1 per input
+  element, residual add and SE multiply 1. Dropout and flatten cost nothing at inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .symbols import Num, floordiv
+
+Shape = tuple[Num, Num, Num]
+
+#: FLOPs per element of each activation (and gate), under the costmodel convention.
+ACTIVATION_FLOPS: dict[str, int] = {
+    "relu": 1,  # max(x, 0)
+    "relu6": 2,  # min(max(x, 0), 6)
+    "sigmoid": 4,  # 1 / (1 + exp(-x)): neg, exp, add, divide
+    "silu": 5,  # x · sigmoid(x)
+    "hardsigmoid": 4,  # min(max(x + 3, 0), 6) / 6: add, max, min, divide
+    "hardswish": 5,  # x · hardsigmoid(x)
+}
+
+BN_FLOPS_PER_ELEMENT = 2  # inference BatchNorm folds to a·x + b
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """The cost of one primitive op applied to one input."""
+
+    op: str  # registry name: conv2d, batchnorm2d, relu6, avgpool, add, mul, linear, …
+    detail: str  # short human description, e.g. "1×1 4→24" or "3×3 dw s2"
+    params: Num
+    buffers: Num
+    macs: Num
+    flops: Num
+    input: Shape
+    output: Shape
+    bias: bool = False
+
+
+def spatial_out(size: Num, stride: Num) -> Num:
+    """Output size of an odd kernel with same padding p = k//2: floor((H + 2p − k)/s) + 1 = floor((H − 1)/s) + 1.
+
+    With an odd kernel, 2p − k = −1 whatever k is, so the kernel drops out (a symbolic kernel is taken
+    as odd). This is what torch computes for odd sizes and stride 2 too.
+    """
+    if isinstance(stride, int) and stride == 1:
+        return size
+    return floordiv(size - 1, stride) + 1
+
+
+def conv2d(
+    inp: Shape, n: Num, out_channels: Num, kernel: Num, stride: Num = 1, groups: Num = 1, bias: bool = False
+) -> Op:
+    """k×k convolution with ``groups``, same padding.
+
+    params = Cout·(Cin/g)·k² (+ Cout bias); MACs = N·Cout·Ho·Wo·(Cin/g)·k² (each output sums Cin/g·k²
+    products); FLOPs = 2·MACs (+ N·Cout·Ho·Wo bias adds).
+    """
+    c, h, w = inp
+    ho, wo = spatial_out(h, stride), spatial_out(w, stride)
+    per_out = (c // groups if isinstance(c, int) and isinstance(groups, int) else c / groups) * kernel * kernel
+    weights = out_channels * per_out
+    macs = n * out_channels * ho * wo * per_out
+    flops = 2 * macs + (n * out_channels * ho * wo if bias else 0)
+    kind = "" if groups == 1 else ("dw " if groups == c else f"g{groups} ")
+    detail = f"{kernel}×{kernel} {kind}{c}→{out_channels}" + (f" s{stride}" if stride != 1 else "")
+    return Op(
+        "conv2d",
+        detail,
+        weights + (out_channels if bias else 0),
+        0,
+        macs,
+        flops,
+        inp,
+        (out_channels, ho, wo),
+        bias,
+    )
+
+
+def batchnorm2d(inp: Shape, n: Num) -> Op:
+    """BatchNorm2d: params γ, β = 2C; buffers running mean/var + num_batches_tracked = 2C + 1; FLOPs 2 per element."""
+    c, h, w = inp
+    return Op("batchnorm2d", f"{c}", 2 * c, 2 * c + 1, 0, BN_FLOPS_PER_ELEMENT * n * c * h * w, inp, inp)
+
+
+def activation(inp: Shape, n: Num, name: str) -> Op:
+    """An elementwise activation or gate: no params, no MACs; FLOPs = ACTIVATION_FLOPS[name] per element."""
+    c, h, w = inp
+    return Op(name, "", 0, 0, 0, ACTIVATION_FLOPS[name] * n * c * h * w, inp, inp)
+
+
+def global_avgpool(inp: Shape, n: Num) -> Op:
+    """Global average pool to C×1×1: no MACs; FLOPs = one add-or-divide per input element (N·C·H·W)."""
+    c, h, w = inp
+    return Op("avgpool", f"{h}×{w}→1×1", 0, 0, 0, n * c * h * w, inp, (c, 1, 1))
+
+
+def add(inp: Shape, n: Num, detail: str = "") -> Op:
+    """Elementwise add of two same-shape tensors (the residual): FLOPs = N·C·H·W."""
+    c, h, w = inp
+    return Op("add", detail, 0, 0, 0, n * c * h * w, inp, inp)
+
+
+def mul(inp: Shape, n: Num, detail: str = "") -> Op:
+    """Elementwise multiply by a broadcast C×1×1 gate (SE's scale): FLOPs = N·C·H·W."""
+    c, h, w = inp
+    return Op("mul", detail, 0, 0, 0, n * c * h * w, inp, inp)
+
+
+def linear(inp: Shape, n: Num, out_features: Num, bias: bool = True) -> Op:
+    """Fully connected layer on C×1×1 features: params = in·out (+ out); MACs = N·in·out; FLOPs = 2·MACs (+ N·out)."""
+    c, h, w = inp
+    in_features = c * h * w
+    macs = n * in_features * out_features
+    return Op(
+        "linear",
+        f"{in_features}→{out_features}",
+        in_features * out_features + (out_features if bias else 0),
+        0,
+        macs,
+        2 * macs + (n * out_features if bias else 0),
+        inp,
+        (out_features, 1, 1),
+        bias,
+    )
+
+
+OPS: dict[str, Callable[..., Op]] = {
+    "conv2d": conv2d,
+    "batchnorm2d": batchnorm2d,
+    "activation": activation,
+    "avgpool": global_avgpool,
+    "add": add,
+    "mul": mul,
+    "linear": linear,
+}
+"""The registry of op formulas by name; blocks compose these."""

@@ -1,0 +1,168 @@
+"""Printing a report: tabulate tables (any tabulate format), JSON and CSV.
+
+Every table header carries the unit and the convention of its column; docs/conventions.md has the
+rules behind them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from .errors import UsageError
+from .report import METRICS, Report, Row
+from .symbols import Num
+
+HEADERS = {
+    "params": "params (learnable)",
+    "buffers": "buffers (BN stats)",
+    "macs": "MACs (conv+linear, no bias)",
+    "flops": "FLOPs (costmodel conv.)",
+    "activations": "activations (elements)",
+}
+
+CONVENTIONS = {
+    "params": "sum(p.numel() for p in module.parameters()): weights, bias, BatchNorm gamma/beta",
+    "buffers": "BatchNorm running mean/var and num_batches_tracked: sum(b.numel() for b in module.buffers())",
+    "macs": "multiply-accumulates of conv and linear layers, bias excluded = FlopCounterMode total / 2",
+    "flops": "2 per MAC + bias adds + BN (2/elem) + activations + pooling + SE gate multiply + residual adds",
+    "activations": "output elements of each op, batch included",
+}
+
+# tabulate formats that are plain text, where a title line above the table reads well
+_TITLED = {
+    "plain", "simple", "github", "grid", "simple_grid", "rounded_grid", "heavy_grid", "mixed_grid",
+    "double_grid", "fancy_grid", "outline", "simple_outline", "rounded_outline", "heavy_outline",
+    "mixed_outline", "double_outline", "fancy_outline", "pipe", "orgtbl", "psql", "presto", "pretty", "rst",
+}  # fmt: skip
+
+
+def table_formats() -> list[str]:
+    """Every value ``--format`` accepts for tables: tabulate's formats, json and csv."""
+    from tabulate import tabulate_formats
+
+    return sorted({*tabulate_formats, "json", "csv"})
+
+
+def jsonable(x: Num) -> int | str:
+    """An int stays an int; a symbolic value becomes sympy-parseable text."""
+    return x if isinstance(x, int) else str(x)
+
+
+def shape_text(shape: tuple[Num, ...]) -> str:
+    """``(24, 8, 8)`` → ``24×8×8``."""
+    return "×".join(str(s) for s in shape)
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    """The report as JSON-ready data: totals, output, and every per-op row."""
+
+    def row(r: Row) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "layer": r.layer,
+            "repeat": r.repeat,
+            "kind": r.kind,
+            "stage": r.stage,
+            "op": r.op,
+            "detail": r.detail,
+        }
+        if r.times != 1:
+            d["times"] = jsonable(r.times)
+        for m in METRICS:
+            d[m] = jsonable(getattr(r, m))
+        d["input"] = [jsonable(s) for s in r.input]
+        d["output"] = [jsonable(s) for s in r.output]
+        return d
+
+    return {
+        "name": report.name,
+        "input": [jsonable(s) for s in report.input],
+        "batch": jsonable(report.batch),
+        "output": [jsonable(s) for s in report.output],
+        "symbols": list(report.symbols),
+        "conventions": CONVENTIONS,
+        "totals": {m: jsonable(v) for m, v in report.totals.items()},
+        "rows": [row(r) for r in report.rows],
+    }
+
+
+def _pct(part: Num, whole: Num) -> str:
+    if isinstance(part, int) and isinstance(whole, int) and whole:
+        return f"{100 * part / whole:.1f}"
+    return ""
+
+
+def _view(report: Report, by: str) -> tuple[list[str], list[list[Any]]]:
+    metrics = ("params", "macs", "flops")
+    macs_total = report.totals["macs"]
+    if by == "op":
+        headers = ["layer", "stage", "op", "detail", "output"]
+        body = []
+        for r in report.rows:
+            label = f"{r.layer}" if r.repeat == 0 and r.times == 1 else f"{r.layer}.{r.repeat}"
+            if r.times != 1:
+                label += f" (×{r.times})"
+            body.append([label, r.stage, r.op, r.detail, shape_text(r.output)] + [r.total(m) for m in metrics])
+    elif by == "stage":
+        headers = ["stage"]
+        body = [[g.key[0]] + [g.total(m) for m in metrics] for g in report.group("stage")]
+    elif by in ("block", "layer"):
+        headers = ["layer", "kind", "output"]
+        body = []
+        for g in report.group(by):
+            first = g.rows[0]
+            label = str(first.layer) if by == "layer" else f"{first.layer}.{first.repeat}"
+            if by == "block" and first.times != 1:
+                label += f" (×{first.times})"
+            body.append([label, first.kind, shape_text(g.rows[-1].output)] + [g.total(m) for m in metrics])
+    else:
+        raise UsageError(f"unknown view {by!r}; expected one of op, stage, block, layer")
+    headers += [HEADERS[m] for m in metrics]
+    if isinstance(macs_total, int):
+        headers.append("% MACs")
+        mi = headers.index(HEADERS["macs"])
+        body = [b + [_pct(b[mi], macs_total)] for b in body]
+    total = ["total"] + [""] * (len(headers) - len(metrics) - 1 - (1 if "% MACs" in headers else 0))
+    total += [report.totals[m] for m in metrics]
+    if "% MACs" in headers:
+        total.append("100.0" if macs_total else "")
+    body.append(total)
+    return headers, body
+
+
+def resolve_view(report: Report, by: str) -> str:
+    """``auto`` is ``op`` for a spec of one block instance and ``block`` otherwise."""
+    if by != "auto":
+        return by
+    instances = {(r.layer, r.repeat) for r in report.rows}
+    return "op" if len(instances) == 1 else "block"
+
+
+def render(report: Report, fmt: str = "github", by: str = "auto") -> str:
+    """The report as one string in ``fmt`` (a tabulate format, ``json`` or ``csv``), grouped ``by`` a view."""
+    if fmt == "json":
+        return json.dumps(to_dict(report), indent=2, ensure_ascii=False)
+    from tabulate import tabulate, tabulate_formats
+
+    view = resolve_view(report, by)
+    headers, body = _view(report, view)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows([[jsonable(c) if not isinstance(c, str) else c for c in row] for row in body])
+        return buf.getvalue().rstrip("\n")
+    if fmt not in tabulate_formats:
+        raise UsageError(f"unknown format {fmt!r}; expected json, csv or a tabulate format ({', '.join(tabulate_formats)})")
+    cells = [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in body]
+    first_metric = headers.index(HEADERS["params"])
+    align = ["left"] * first_metric + ["right"] * (len(headers) - first_metric)
+    text = tabulate(cells, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=align)
+    if fmt in _TITLED:
+        title = report.name or "spec"
+        batch = f", batch {report.batch}" if report.batch != 1 else ""
+        head = f"{title}: input {shape_text(report.input)}{batch} → output {shape_text(report.output)}"
+        text = f"{head}\n{text}\nconventions: docs/conventions.md (params learnable only; MACs = FlopCounterMode/2)"
+    return text

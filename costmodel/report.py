@@ -1,0 +1,162 @@
+"""The result of an analysis: one row per op, totals, grouped views and closed-form formulas.
+
+Building the rows (network.py), evaluating them (here: sums) and printing them (render.py) are
+separate. Values are ints for numeric specs and sympy expressions for symbolic ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UsageError
+from .ops import Shape
+from .symbols import Num
+
+METRICS = ("params", "buffers", "macs", "flops", "activations")
+"""Counted metrics. ``activations`` is the number of output elements of each op (batch included)."""
+
+VIEWS = ("op", "stage", "block", "layer")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One op of one block instance, with the costs of a single instance.
+
+    ``times`` is how many identical instances the row stands for: 1, or ``repeat − 1`` for the
+    repeated copies of a block whose repeat count is a symbol.
+    """
+
+    layer: int
+    repeat: int
+    kind: str
+    stage: str
+    op: str
+    detail: str
+    params: Num
+    buffers: Num
+    macs: Num
+    flops: Num
+    input: Shape
+    output: Shape
+    activations: Num
+    times: Num = 1
+
+    def total(self, metric: str) -> Num:
+        """This row's ``metric`` times the number of instances it stands for."""
+        v = getattr(self, metric)
+        return v if self.times == 1 else self.times * v
+
+
+def _sum(values: Iterable[Num]) -> Num:
+    total: Num = 0
+    for v in values:
+        total = total + v
+    return total
+
+
+@dataclass
+class Group:
+    """Rows summed under one key of a view (one stage, one op, one block …)."""
+
+    key: tuple[Any, ...]
+    rows: list[Row] = field(default_factory=list)
+
+    def total(self, metric: str) -> Num:
+        """Sum of ``metric`` over the group's rows."""
+        return _sum(r.total(metric) for r in self.rows)
+
+
+@dataclass
+class Report:
+    """Rows, totals and views of one analysed spec.
+
+    ``totals`` holds params, buffers, macs, flops and activations (summed output elements);
+    ``output`` is the final (C, H, W); ``symbols`` the free symbol names.
+    """
+
+    name: str | None
+    input: Shape
+    batch: Num
+    output: Shape
+    rows: list[Row]
+    symbols: tuple[str, ...] = ()
+    _totals: dict[str, Num] | None = None
+
+    @property
+    def totals(self) -> dict[str, Num]:
+        """Each metric summed over every row."""
+        if self._totals is None:
+            self._totals = {m: _sum(r.total(m) for r in self.rows) for m in METRICS}
+        return self._totals
+
+    @property
+    def symbolic(self) -> bool:
+        """True when some count is a formula in free symbols."""
+        return bool(self.symbols)
+
+    def stages(self) -> list[str]:
+        """The stage names that occur, in order of first appearance."""
+        return list(dict.fromkeys(r.stage for r in self.rows))
+
+    def group(self, by: str) -> list[Group]:
+        """Rows grouped by ``op`` (one group per row), ``stage``, ``block`` (layer and repeat) or ``layer``.
+
+        ``stage`` groups across the whole spec (all expansion rows together), like fvcore's
+        ``by_operator`` groups across modules.
+        """
+        keys = {
+            "op": lambda i, r: (i,),
+            "stage": lambda i, r: (r.stage,),
+            "opname": lambda i, r: (r.op,),
+            "block": lambda i, r: (r.layer, r.repeat),
+            "layer": lambda i, r: (r.layer,),
+        }
+        if by not in keys:
+            raise UsageError(f"unknown view {by!r}; expected one of {', '.join(VIEWS)}")
+        groups: dict[tuple[Any, ...], Group] = {}
+        key = keys[by]
+        for i, r in enumerate(self.rows):
+            k = key(i, r)
+            g = groups.get(k)
+            if g is None:
+                g = groups[k] = Group(k)
+            g.rows.append(r)
+        return list(groups.values())
+
+    def by_stage(self) -> dict[str, dict[str, Num]]:
+        """Each stage's totals: {stage: {metric: value}}."""
+        return {g.key[0]: {m: g.total(m) for m in METRICS} for g in self.group("stage")}
+
+    def by_op(self) -> dict[str, dict[str, Num]]:
+        """Each op type's totals (conv2d, batchnorm2d, relu6 …): {op: {metric: value}}."""
+        return {g.key[0]: {m: g.total(m) for m in METRICS} for g in self.group("opname")}
+
+    def formula(self, metric: str = "macs", stage: str | None = None) -> Any:
+        """The closed form of ``metric`` (summed over ``stage``'s rows only, if given) as a sympy expression."""
+        import sympy
+
+        if metric not in METRICS:
+            raise UsageError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+        rows = self.rows
+        if stage is not None:
+            rows = [r for r in rows if r.stage == stage]
+            if not rows:
+                raise UsageError(f"no stage {stage!r} in this spec; its stages are {', '.join(self.stages())}")
+        return sympy.factor(sympy.sympify(_sum(r.total(metric) for r in rows)))
+
+    def table(self, fmt: str = "github", by: str = "auto") -> str:
+        """The report as text: a tabulate table in ``fmt``, or ``json`` / ``csv``."""
+        from .render import render
+
+        return render(self, fmt, by)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: totals, output, rows (counts as ints, symbolic ones as sympy-parseable text)."""
+        from .render import to_dict
+
+        return to_dict(self)
+
+    def _repr_html_(self) -> str:
+        return self.table("html")

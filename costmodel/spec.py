@@ -1,0 +1,262 @@
+"""The spec format: Pydantic models, one per layer kind, told apart by ``kind``.
+
+Every model forbids unknown keys. Integer fields take a YAML integer or a symbol name (a plain
+identifier); booleans, floats (even ``4.0``) and quoted numerals are refused. Symbols can be bound
+before validation through the validation context (``{"bind": {"C": 16}}``), which is how ``--set``
+and ``analyze(spec, C=16)`` work: nothing is ever parsed as an expression.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from .symbols import IDENTIFIER, symbol_name_problem
+
+Activation = Literal["relu", "relu6", "silu", "swish", "hardswish", "none"]
+Gate = Literal["sigmoid", "hardsigmoid"]
+Norm = Literal["batchnorm", "none"]
+
+
+def _int_or_symbol(value: Any, info: ValidationInfo) -> int | str:
+    """Accept a positive YAML integer or a symbol name; bind symbols from the context first."""
+    ctx = info.context or {}
+    bind: dict[str, int] = ctx.get("bind", {})
+    if isinstance(value, str) and value in bind:
+        ctx.setdefault("used", set()).add(value)
+        value = bind[value]
+    if isinstance(value, bool):
+        raise PydanticCustomError(
+            "int_or_symbol", "expected a positive integer or a symbol name, got the boolean {v}", {"v": value}
+        )
+    if isinstance(value, int):
+        if value < 1:
+            raise PydanticCustomError("positive", "must be a positive integer, got {v}", {"v": value})
+        return value
+    if isinstance(value, float):
+        raise PydanticCustomError(
+            "int_or_symbol", "must be an integer, got the float {v} (write it without a decimal point)", {"v": value}
+        )
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("+-").isdigit():
+            raise PydanticCustomError(
+                "int_or_symbol", "got the quoted numeral '{v}'; write the integer without quotes", {"v": value}
+            )
+        problem = symbol_name_problem(value)
+        if problem:
+            raise PydanticCustomError("symbol_name", "bad symbol name: {p}", {"p": problem})
+        return value
+    raise PydanticCustomError(
+        "int_or_symbol", "expected a positive integer or a symbol name, got {t}", {"t": type(value).__name__}
+    )
+
+
+#: A positive integer, or the name of a positive-integer symbol.
+IntOrSym = Annotated[
+    Union[int, str],
+    BeforeValidator(_int_or_symbol),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": IDENTIFIER.pattern, "description": "symbol name"},
+            ]
+        }
+    ),
+]
+
+
+def _odd_kernel(value: int | str) -> int | str:
+    if isinstance(value, int) and value % 2 == 0:
+        raise PydanticCustomError(
+            "odd_kernel", "kernel must be odd (same padding k//2 needs an odd kernel), got {v}", {"v": value}
+        )
+    return value
+
+
+Kernel = Annotated[IntOrSym, Field(description="odd kernel size; padding is k//2")]
+
+
+def _ratio(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("ratio", "must be a number in (0, 1], got {v!r}", {"v": value})
+    if not 0 < value <= 1:
+        raise PydanticCustomError("ratio", "must be in (0, 1], got {v}", {"v": value})
+    return float(value)
+
+
+SERatio = Annotated[
+    float, BeforeValidator(_ratio), WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1})
+]
+
+
+def _activation(value: str | None) -> str | None:
+    return "silu" if value == "swish" else value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Input(_Model):
+    """The input tensor: channels × height × width, with an optional batch size."""
+
+    channels: IntOrSym
+    height: IntOrSym
+    width: IntOrSym
+    batch: IntOrSym = 1
+
+
+class Defaults(_Model):
+    """Values every layer takes unless it sets the key itself."""
+
+    activation: Activation = "relu6"
+    norm: Norm = "batchnorm"
+    bias: bool = False
+
+    _swish = field_validator("activation")(_activation)
+
+
+class _ConvLike(_Model):
+    """Fields every convolutional layer kind shares."""
+
+    out_channels: IntOrSym
+    kernel: Kernel = 3
+    stride: IntOrSym = 1
+    repeat: IntOrSym = Field(1, description="repeats after the first use stride 1 and in = out")
+    activation: Activation | None = Field(None, description="default: the spec's defaults.activation")
+    norm: Norm | None = Field(None, description="default: the spec's defaults.norm")
+    bias: bool | None = Field(None, description="conv bias; default: the spec's defaults.bias")
+
+    _odd = field_validator("kernel")(_odd_kernel)
+    _swish = field_validator("activation")(_activation)
+
+
+class _SEFields(_Model):
+    se: SERatio | None = Field(
+        None, description="squeeze-excitation ratio; squeeze width = max(1, floor(block input channels × se))"
+    )
+    se_activation: Activation | None = Field(None, description="activation inside SE; default: the block's")
+    se_gate: Gate = "sigmoid"
+
+    _se_swish = field_validator("se_activation")(_activation)
+
+
+Residual = Union[Literal["auto"], bool]
+
+
+class ConvLayer(_ConvLike):
+    """A plain convolution → norm → activation. No residual."""
+
+    kind: Literal["conv"]
+    groups: IntOrSym = 1
+
+
+class MBConvLayer(_ConvLike, _SEFields):
+    """Inverted bottleneck: 1×1 expansion → k×k depthwise → (SE) → linear 1×1 projection (+ residual).
+
+    Expansion 1 means no expansion conv (MobileNetV2, EfficientNet).
+    """
+
+    kind: Literal["mbconv"]
+    expansion: IntOrSym
+    residual: Residual = Field("auto", description="auto = stride 1 and in == out")
+
+
+class FusedMBConvLayer(_ConvLike, _SEFields):
+    """EfficientNetV2's Fused-MBConv: k×k expansion conv → (SE) → linear 1×1 projection (+ residual).
+
+    Expansion 1 means a single k×k conv (with norm and activation) straight to out_channels.
+    """
+
+    kind: Literal["fused_mbconv"]
+    expansion: IntOrSym
+    residual: Residual = Field("auto", description="auto = stride 1 and in == out")
+
+
+class DWSepLayer(_ConvLike):
+    """Depthwise-separable conv: k×k depthwise → 1×1 pointwise, each with norm and activation."""
+
+    kind: Literal["dwsep"]
+
+
+class BasicLayer(_ConvLike):
+    """Two k×k conv-norm-act in a row (the seed notebook's SimpleConvBlock); residual only if asked."""
+
+    kind: Literal["basic"]
+    residual: bool = False
+
+
+class BottleneckLayer(_ConvLike):
+    """ResNet bottleneck: 1×1 reduce → k×k → linear 1×1 expand, + shortcut, then the activation."""
+
+    kind: Literal["bottleneck"]
+    mid_channels: IntOrSym | None = Field(None, description="default: out_channels // 4")
+
+
+LayerSpec = Annotated[
+    Union[ConvLayer, MBConvLayer, FusedMBConvLayer, DWSepLayer, BasicLayer, BottleneckLayer],
+    Field(discriminator="kind"),
+]
+
+
+class NetworkSpec(_Model):
+    """A whole spec: an input, optional defaults and a non-empty list of layers."""
+
+    name: str | None = None
+    input: Input
+    defaults: Defaults = Defaults()
+    layers: list[LayerSpec] = Field(min_length=1)
+
+    # Where the spec came from (file name and line of each key), for error messages.
+    _source: Any = PrivateAttr(default=None)
+
+
+def se_ratio(value: float) -> Fraction:
+    """The SE ratio as an exact fraction of the decimal the user wrote (0.25 → 1/4)."""
+    return Fraction(repr(value))
+
+
+__all__ = [
+    "Activation",
+    "BasicLayer",
+    "BottleneckLayer",
+    "ConvLayer",
+    "DWSepLayer",
+    "Defaults",
+    "FusedMBConvLayer",
+    "Input",
+    "IntOrSym",
+    "LayerSpec",
+    "MBConvLayer",
+    "NetworkSpec",
+    "se_ratio",
+]
+
+
+_LAYER_MODELS: dict[str, type[BaseModel]] = {
+    "conv": ConvLayer,
+    "mbconv": MBConvLayer,
+    "fused_mbconv": FusedMBConvLayer,
+    "dwsep": DWSepLayer,
+    "basic": BasicLayer,
+    "bottleneck": BottleneckLayer,
+}
+
+
+def layer_model(kind: str) -> type[BaseModel] | None:
+    """The model class for a layer ``kind``, or None for an unknown kind."""
+    return _LAYER_MODELS.get(kind)

@@ -1,0 +1,98 @@
+"""Symbols, declared once with their assumptions, and the few helpers that treat ints and sympy alike.
+
+Every symbol costmodel makes is ``positive=True, integer=True``: sizes, channel counts, kernels,
+strides, expansions and repeats are all positive integers. sympy is imported only when a spec holds a
+symbol, so the numeric path never pays for it.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from functools import cache
+from typing import Any
+
+Num = Any  # int, or a sympy expression when the spec is symbolic
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@cache
+def _sympy_names() -> frozenset[str]:
+    ns: dict[str, Any] = {}
+    exec("from sympy import *", ns)  # noqa: S102 - a fixed import statement, never user text
+    return frozenset(ns)
+
+
+def symbol_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a symbol name, or None if it can.
+
+    A name must be a plain identifier, not a Python keyword, and not a name sympy's parser already
+    gives a meaning to (``E``, ``I``, ``N``, ``S``, ``beta``, …), so printed formulas parse back.
+    """
+    if not IDENTIFIER.match(name):
+        return f"{name!r} is not a plain identifier"
+    if keyword.iskeyword(name):
+        return f"{name!r} is a Python keyword"
+    if name in _sympy_names():
+        return f"{name!r} is a sympy name (pick another symbol name)"
+    return None
+
+
+@cache
+def symbol(name: str) -> Any:
+    """The one sympy Symbol for ``name``: positive and integer."""
+    import sympy
+
+    return sympy.Symbol(name, positive=True, integer=True)
+
+
+def is_symbolic(x: Num) -> bool:
+    """True when ``x`` is a sympy object rather than a plain int."""
+    return not isinstance(x, int)
+
+
+def equal(a: Num, b: Num) -> bool | None:
+    """Whether ``a == b``: True, False, or None when the symbols do not settle it."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    diff = a - b
+    if isinstance(diff, int):
+        return diff == 0
+    return diff.is_zero  # type: ignore[no-any-return]
+
+
+def floordiv(a: Num, b: Num) -> Num:
+    """``floor(a / b)`` for ints and sympy expressions alike."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a // b
+    import sympy
+
+    return sympy.floor(sympy.Integer(a) / b if isinstance(a, int) else a / b)
+
+
+def maximum(a: Num, b: Num) -> Num:
+    """``max(a, b)`` for ints and sympy expressions alike."""
+    if isinstance(a, int) and isinstance(b, int):
+        return max(a, b)
+    import sympy
+
+    return sympy.Max(a, b)
+
+
+def divides(d: Num, n: Num) -> bool | None:
+    """Whether ``d`` divides ``n``: True, False, or None when the symbols do not settle it."""
+    if isinstance(d, int) and isinstance(n, int):
+        return n % d == 0
+    import sympy
+
+    return (sympy.Integer(n) / d if isinstance(n, int) else n / d).is_integer  # type: ignore[no-any-return]
+
+
+def to_int_or_expr(x: Num) -> Num:
+    """A sympy Integer becomes a Python int; anything else is returned as is."""
+    if isinstance(x, int):
+        return x
+    if getattr(x, "is_Integer", False):
+        return int(x)
+    return x
