@@ -7,36 +7,11 @@ symbolic repeat count ``n``, the repeated copies are identical: their rows stand
 
 from __future__ import annotations
 
-from typing import Any
-
 from .blocks import BLOCKS, BlockArgs, value
 from .errors import SpecError
 from .report import Report, Row
-from .spec import NetworkSpec
+from .spec import NetworkSpec, symbol_uses
 from .symbols import Num, to_int_or_expr
-
-
-def _free_symbols(spec: NetworkSpec) -> tuple[str, ...]:
-    """Symbol names used anywhere in the spec's integer fields, in order of appearance."""
-    names: dict[str, None] = {}
-
-    def walk(obj: Any) -> None:
-        if isinstance(obj, NetworkSpec) or hasattr(obj, "model_fields"):
-            for name in type(obj).model_fields:
-                v = getattr(obj, name)
-                if isinstance(v, str) and name not in _TEXT_FIELDS:
-                    names[v] = None
-                elif isinstance(v, (list, tuple)):
-                    for item in v:
-                        walk(item)
-                elif hasattr(v, "model_fields"):
-                    walk(v)
-
-    walk(spec)
-    return tuple(names)
-
-
-_TEXT_FIELDS = {"name", "kind", "activation", "norm", "residual", "se_activation", "se_gate"}
 
 
 def analyze_spec(spec: NetworkSpec) -> Report:
@@ -104,5 +79,5 @@ def _walk(spec: NetworkSpec) -> Report:
         batch=n,
         output=shape,
         rows=rows,
-        symbols=_free_symbols(spec),
+        symbols=tuple(dict.fromkeys(name for _, name in symbol_uses(spec))),
     )

@@ -260,3 +260,23 @@ _LAYER_MODELS: dict[str, type[BaseModel]] = {
 def layer_model(kind: str) -> type[BaseModel] | None:
     """The model class for a layer ``kind``, or None for an unknown kind."""
     return _LAYER_MODELS.get(kind)
+
+
+# Fields whose text values are words, not symbol names.
+_WORD_FIELDS = frozenset({"name", "kind", "activation", "norm", "residual", "se_activation", "se_gate"})
+
+
+def symbol_uses(model: BaseModel, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every integer field of ``model`` (recursively) that holds a symbol: ``[(path, name), …]``."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    for name in type(model).model_fields:
+        v = getattr(model, name)
+        if isinstance(v, str) and name not in _WORD_FIELDS:
+            out.append(((*path, name), v))
+        elif isinstance(v, BaseModel):
+            out += symbol_uses(v, (*path, name))
+        elif isinstance(v, list):
+            for i, item in enumerate(v):
+                if isinstance(item, BaseModel):
+                    out += symbol_uses(item, (*path, name, i))
+    return out

@@ -1,0 +1,189 @@
+"""Spec → equivalent ``torch.nn.Module``, for tests and for users who want to verify a count.
+
+Needs the optional extra (``pip install 'costmodel[torch]'``). This module is written from the
+spec format's rules directly, with plain torch layers, and shares no counting code with the engine:
+what torch says about the module it builds is an independent check of the engine.
+
+    >>> from costmodel import load
+    >>> from costmodel.torchref import build, measure
+    >>> measure(load("specs/seed_mbconv.yaml"))["params"]
+    408
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import UsageError
+from .spec import NetworkSpec, se_ratio, symbol_uses
+
+_ACT: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,
+    "silu": nn.SiLU,
+    "hardswish": nn.Hardswish,
+    "sigmoid": nn.Sigmoid,
+    "hardsigmoid": nn.Hardsigmoid,
+}
+
+
+def _act(name: str) -> nn.Module:
+    return nn.Identity() if name == "none" else _ACT[name]()
+
+
+class _Cfg:
+    def __init__(self, layer: Any, spec: NetworkSpec) -> None:
+        d = spec.defaults
+        self.act: str = layer.activation or d.activation
+        self.norm: bool = (layer.norm or d.norm) == "batchnorm"
+        self.bias: bool = d.bias if layer.bias is None else layer.bias
+
+
+def conv_bn_act(cfg: _Cfg, cin: int, cout: int, k: int, s: int = 1, g: int = 1, act: bool = True) -> nn.Sequential:
+    """Conv2d(padding k//2) → BatchNorm2d (if norm) → activation (if act)."""
+    mods: list[nn.Module] = [nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=cfg.bias)]
+    if cfg.norm:
+        mods.append(nn.BatchNorm2d(cout))
+    if act and cfg.act != "none":
+        mods.append(_act(cfg.act))
+    return nn.Sequential(*mods)
+
+
+class SqueezeExcite(nn.Module):
+    """avgpool → 1×1 conv(bias) → act → 1×1 conv(bias) → gate → x · gate."""
+
+    def __init__(self, channels: int, squeeze: int, act: str, gate: str) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze, 1, bias=True)
+        self.act = _act(act)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1, bias=True)
+        self.gate = _act(gate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.fc2(self.act(self.fc1(self.pool(x)))))
+
+
+def _se(layer: Any, cfg: _Cfg, channels: int, block_in: int) -> nn.Module:
+    ratio = se_ratio(layer.se)
+    squeeze = max(1, block_in * ratio.numerator // ratio.denominator)
+    return SqueezeExcite(channels, squeeze, layer.se_activation or cfg.act, layer.se_gate)
+
+
+class Block(nn.Module):
+    """body(x) (+ shortcut(x)) (→ post activation)."""
+
+    def __init__(self, body: nn.Module, residual: bool, shortcut: nn.Module | None = None, post: nn.Module | None = None):
+        super().__init__()
+        self.body = body
+        self.residual = residual
+        self.shortcut = shortcut
+        self.post = post
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        if self.residual:
+            out = out + (self.shortcut(x) if self.shortcut is not None else x)
+        if self.post is not None:
+            out = self.post(out)
+        return out
+
+
+def _residual(setting: Any, stride: int, cin: int, cout: int) -> bool:
+    shape_kept = stride == 1 and cin == cout
+    if setting == "auto":
+        return shape_kept
+    if setting and not shape_kept:
+        raise UsageError("residual: true with a shape change")
+    return bool(setting)
+
+
+def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    kind = layer.kind
+    cout: int = layer.out_channels
+    k: int = layer.kernel
+    if kind == "conv":
+        return conv_bn_act(cfg, cin, cout, k, stride, layer.groups), cout
+    if kind == "dwsep":
+        body = nn.Sequential(conv_bn_act(cfg, cin, cin, k, stride, cin), conv_bn_act(cfg, cin, cout, 1))
+        return body, cout
+    if kind == "basic":
+        body = nn.Sequential(conv_bn_act(cfg, cin, cout, k, stride), conv_bn_act(cfg, cout, cout, k))
+        return Block(body, _residual(layer.residual, stride, cin, cout)), cout
+    if kind == "mbconv":
+        t = layer.expansion
+        mid = cin * t
+        mods: list[nn.Module] = []
+        if t != 1:
+            mods.append(conv_bn_act(cfg, cin, mid, 1))
+        mods.append(conv_bn_act(cfg, mid, mid, k, stride, mid))
+        if layer.se is not None:
+            mods.append(_se(layer, cfg, mid, cin))
+        mods.append(conv_bn_act(cfg, mid, cout, 1, act=False))
+        return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
+    if kind == "fused_mbconv":
+        t = layer.expansion
+        if t == 1:
+            mods = [conv_bn_act(cfg, cin, cout, k, stride)]
+            if layer.se is not None:
+                mods.append(_se(layer, cfg, cout, cin))
+        else:
+            mods = [conv_bn_act(cfg, cin, cin * t, k, stride)]
+            if layer.se is not None:
+                mods.append(_se(layer, cfg, cin * t, cin))
+            mods.append(conv_bn_act(cfg, cin * t, cout, 1, act=False))
+        return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
+    if kind == "bottleneck":
+        mid = layer.mid_channels if layer.mid_channels is not None else cout // 4
+        body = nn.Sequential(
+            conv_bn_act(cfg, cin, mid, 1),
+            conv_bn_act(cfg, mid, mid, k, stride),
+            conv_bn_act(cfg, mid, cout, 1, act=False),
+        )
+        shortcut = None if stride == 1 and cin == cout else conv_bn_act(cfg, cin, cout, 1, stride, act=False)
+        return Block(body, True, shortcut, _act(cfg.act)), cout
+    raise UsageError(f"torchref cannot build kind {kind!r}")
+
+
+def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
+    """The torch module equivalent to ``spec`` and the input shape (N, C, H, W) it takes."""
+    uses = symbol_uses(spec)
+    if uses:
+        path, name = uses[0]
+        raise UsageError(f"{'.'.join(map(str, path))} is the symbol {name!r}: bind it before building a torch module")
+    blocks: list[nn.Module] = []
+    c = spec.input.channels
+    for layer in spec.layers:
+        cfg = _Cfg(layer, spec)
+        for r in range(layer.repeat):
+            block, c = _block(layer, cfg, c, layer.stride if r == 0 else 1)
+            blocks.append(block)
+    inp = spec.input
+    return nn.Sequential(*blocks), (inp.batch, inp.channels, inp.height, inp.width)
+
+
+def measure(spec: NetworkSpec) -> dict[str, Any]:
+    """What torch itself says of the equivalent module.
+
+    params = sum of ``parameters()`` numel; buffers = sum of ``buffers()`` numel; macs =
+    ``FlopCounterMode`` total / 2 on one eval-mode forward pass; output = that pass's (C, H, W).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, shape = build(spec)
+    model.eval()
+    x = torch.zeros(shape)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        y = model(x)
+    flops = counter.get_total_flops()
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "buffers": sum(b.numel() for b in model.buffers()),
+        "macs": flops // 2,
+        "macs_exact_half": flops % 2 == 0,
+        "output": tuple(y.shape[1:]),
+    }
