@@ -91,9 +91,7 @@ def _need(result: bool | None, path: tuple[str | int, ...], field: str, what: st
     return result
 
 
-def residual_rows(
-    a: BlockArgs, setting: Any, inp: Shape, out: Shape, field: str = "residual"
-) -> tuple[Staged, bool]:
+def residual_rows(a: BlockArgs, setting: Any, inp: Shape, out: Shape, field: str = "residual") -> tuple[Staged, bool]:
     """The residual add, if ``setting`` (auto | True | False) and the shapes call for it."""
     if setting is False:
         return [], False
@@ -194,7 +192,10 @@ def bottleneck(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
     r, x = conv_unit(a, "expand", x, cout, 1, act=False)
     rows += r
     identity = _need(equal(a.stride, 1), a.path, "stride", f"stride {a.stride} is 1 (identity shortcut)") and _need(
-        equal(cin, cout), a.path, "out_channels", f"in channels {cin} equal out channels {cout} (identity shortcut)"
+        equal(cin, cout),
+        a.path,
+        "out_channels",
+        f"in channels {cin} equal out channels {cout} (identity shortcut)",
     )
     if not identity:
         r, _ = conv_unit(a, "shortcut", a.inp, cout, 1, a.stride, act=False)

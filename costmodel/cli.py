@@ -75,7 +75,9 @@ def _table(args: argparse.Namespace) -> str:
     from .render import render, table_formats
 
     if args.format not in table_formats():
-        raise UsageError(f"--format {args.format!r}: expected json, csv or a tabulate format (e.g. github, plain, latex)")
+        raise UsageError(
+            f"--format {args.format!r}: expected json, csv or a tabulate format (e.g. github, plain, latex)"
+        )
     report = analyze(args.spec, **parse_set(args.set))
     return render(report, args.format, args.by)
 
@@ -90,10 +92,7 @@ def _formula(args: argparse.Namespace) -> str:
     lines = []
     for m in metrics:
         expr = report.formula(m, args.stage)
-        if args.format == "latex":
-            text = sympy.latex(expr)
-        else:
-            text = sympy.sstr(expr)
+        text = sympy.latex(expr) if args.format == "latex" else sympy.sstr(expr)
         lines.append(text if args.metric else f"{m} = {text}")
     return "\n".join(lines)
 

@@ -50,11 +50,14 @@ class Source:
         return err
 
 
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq"))
 _scalar_constructor = yaml.SafeLoader("")  # only used for construct_object on scalar nodes
 
 
 def _build(node: yaml.Node, path: Path, src: Source) -> Any:
     src.lines.setdefault(path, node.start_mark.line + 1)
+    if node.tag not in _PLAIN_TAGS:
+        raise SpecError(f"YAML tag {node.tag!r} is not allowed in a spec", path, line=node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -74,7 +77,7 @@ def _build(node: yaml.Node, path: Path, src: Source) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), src) for i, item in enumerate(node.value)]
-    return _scalar_constructor.construct_object(node)  # type: ignore[no-untyped-call]
+    return _scalar_constructor.construct_object(node)
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, Source]:
@@ -85,9 +88,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Source]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(
-            f"YAML syntax error: {problem}", file=file, line=mark.line + 1 if mark else None
-        ) from None
+        raise SpecError(f"YAML syntax error: {problem}", file=file, line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"YAML error: {exc}", file=file) from None
     except RecursionError:
@@ -155,10 +156,13 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path, Any]:
     for part in loc:
         if isinstance(node, dict) and part not in node and node.get("kind") == part:
             continue  # the discriminated union's tag, e.g. 'mbconv'
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (
+            isinstance(node, dict)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and 0 <= part < len(node)
+        ):
             path.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str):

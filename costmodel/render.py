@@ -155,7 +155,9 @@ def render(report: Report, fmt: str = "github", by: str = "auto") -> str:
         writer.writerows([[jsonable(c) if not isinstance(c, str) else c for c in row] for row in body])
         return buf.getvalue().rstrip("\n")
     if fmt not in tabulate_formats:
-        raise UsageError(f"unknown format {fmt!r}; expected json, csv or a tabulate format ({', '.join(tabulate_formats)})")
+        raise UsageError(
+            f"unknown format {fmt!r}; expected json, csv or a tabulate format ({', '.join(tabulate_formats)})"
+        )
     cells = [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in body]
     first_metric = headers.index(HEADERS["params"])
     align = ["left"] * first_metric + ["right"] * (len(headers) - first_metric)

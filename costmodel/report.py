@@ -144,7 +144,7 @@ class Report:
             rows = [r for r in rows if r.stage == stage]
             if not rows:
                 raise UsageError(f"no stage {stage!r} in this spec; its stages are {', '.join(self.stages())}")
-        return sympy.factor(sympy.sympify(_sum(r.total(metric) for r in rows)))
+        return sympy.factor(sympy.Integer(0) + _sum(r.total(metric) for r in rows))  # type: ignore[no-untyped-call]
 
     def table(self, fmt: str = "github", by: str = "auto") -> str:
         """The report as text: a tabulate table in ``fmt``, or ``json`` / ``csv``."""

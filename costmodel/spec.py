@@ -9,7 +9,7 @@ and ``analyze(spec, C=16)`` work: nothing is ever parsed as an expression.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -39,7 +39,9 @@ def _int_or_symbol(value: Any, info: ValidationInfo) -> int | str:
         value = bind[value]
     if isinstance(value, bool):
         raise PydanticCustomError(
-            "int_or_symbol", "expected a positive integer or a symbol name, got the boolean {v}", {"v": value}
+            "int_or_symbol",
+            "expected a positive integer or a symbol name, got the boolean {v}",
+            {"v": str(value).lower()},
         )
     if isinstance(value, int):
         if value < 1:
@@ -47,13 +49,17 @@ def _int_or_symbol(value: Any, info: ValidationInfo) -> int | str:
         return value
     if isinstance(value, float):
         raise PydanticCustomError(
-            "int_or_symbol", "must be an integer, got the float {v} (write it without a decimal point)", {"v": value}
+            "int_or_symbol",
+            "must be an integer, got the float {v} (write it without a decimal point)",
+            {"v": value},
         )
     if isinstance(value, str):
         text = value.strip()
         if text.lstrip("+-").isdigit():
             raise PydanticCustomError(
-                "int_or_symbol", "got the quoted numeral '{v}'; write the integer without quotes", {"v": value}
+                "int_or_symbol",
+                "got the quoted numeral '{v}'; write the integer without quotes",
+                {"v": value},
             )
         problem = symbol_name_problem(value)
         if problem:
@@ -66,7 +72,7 @@ def _int_or_symbol(value: Any, info: ValidationInfo) -> int | str:
 
 #: A positive integer, or the name of a positive-integer symbol.
 IntOrSym = Annotated[
-    Union[int, str],
+    int | str,
     BeforeValidator(_int_or_symbol),
     WithJsonSchema(
         {
@@ -155,7 +161,23 @@ class _SEFields(_Model):
     _se_swish = field_validator("se_activation")(_activation)
 
 
-Residual = Union[Literal["auto"], bool]
+def _residual(value: Any) -> Any:
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise PydanticCustomError("residual", "must be auto, true or false, got '{v}'", {"v": str(value)})
+
+
+def _residual_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    raise PydanticCustomError("residual", "must be true or false, got '{v}'", {"v": str(value)})
+
+
+Residual = Annotated[
+    Literal["auto"] | bool,
+    BeforeValidator(_residual),
+    WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "boolean"}]}),
+]
 
 
 class ConvLayer(_ConvLike):
@@ -197,7 +219,7 @@ class BasicLayer(_ConvLike):
     """Two k×k conv-norm-act in a row (the seed notebook's SimpleConvBlock); residual only if asked."""
 
     kind: Literal["basic"]
-    residual: bool = False
+    residual: Annotated[bool, BeforeValidator(_residual_bool)] = False
 
 
 class BottleneckLayer(_ConvLike):
@@ -208,7 +230,7 @@ class BottleneckLayer(_ConvLike):
 
 
 LayerSpec = Annotated[
-    Union[ConvLayer, MBConvLayer, FusedMBConvLayer, DWSepLayer, BasicLayer, BottleneckLayer],
+    ConvLayer | MBConvLayer | FusedMBConvLayer | DWSepLayer | BasicLayer | BottleneckLayer,
     Field(discriminator="kind"),
 ]
 

@@ -64,7 +64,8 @@ class SqueezeExcite(nn.Module):
         self.gate = _act(gate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.fc2(self.act(self.fc1(self.pool(x)))))
+        scale: torch.Tensor = self.gate(self.fc2(self.act(self.fc1(self.pool(x)))))
+        return x * scale
 
 
 def _se(layer: Any, cfg: _Cfg, channels: int, block_in: int) -> nn.Module:
@@ -76,7 +77,13 @@ def _se(layer: Any, cfg: _Cfg, channels: int, block_in: int) -> nn.Module:
 class Block(nn.Module):
     """body(x) (+ shortcut(x)) (→ post activation)."""
 
-    def __init__(self, body: nn.Module, residual: bool, shortcut: nn.Module | None = None, post: nn.Module | None = None):
+    def __init__(
+        self,
+        body: nn.Module,
+        residual: bool,
+        shortcut: nn.Module | None = None,
+        post: nn.Module | None = None,
+    ):
         super().__init__()
         self.body = body
         self.residual = residual
@@ -84,7 +91,7 @@ class Block(nn.Module):
         self.post = post
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x)
+        out: torch.Tensor = self.body(x)
         if self.residual:
             out = out + (self.shortcut(x) if self.shortcut is not None else x)
         if self.post is not None:
@@ -155,13 +162,14 @@ def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
         path, name = uses[0]
         raise UsageError(f"{'.'.join(map(str, path))} is the symbol {name!r}: bind it before building a torch module")
     blocks: list[nn.Module] = []
-    c = spec.input.channels
+    inp: Any = spec.input  # every integer field is an int here (checked above)
+    c: int = inp.channels
     for layer in spec.layers:
         cfg = _Cfg(layer, spec)
-        for r in range(layer.repeat):
-            block, c = _block(layer, cfg, c, layer.stride if r == 0 else 1)
+        lay: Any = layer
+        for r in range(lay.repeat):
+            block, c = _block(layer, cfg, c, lay.stride if r == 0 else 1)
             blocks.append(block)
-    inp = spec.input
     return nn.Sequential(*blocks), (inp.batch, inp.channels, inp.height, inp.width)
 
 

@@ -52,7 +52,13 @@ def test_symbolic_mbconv_binds_to_seed():
 
 @pytest.mark.parametrize(
     "name",
-    ["seed_mbconv.yaml", "seed_mbconv_bias.yaml", "seed_mbconv_bn.yaml", "seed_two_conv.yaml", "seed_dwsep.yaml"],
+    [
+        "seed_mbconv.yaml",
+        "seed_mbconv_bias.yaml",
+        "seed_mbconv_bn.yaml",
+        "seed_two_conv.yaml",
+        "seed_dwsep.yaml",
+    ],
 )
 def test_seed_specs_match_torch(name):
     pytest.importorskip("torch")
