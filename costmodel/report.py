@@ -6,7 +6,7 @@ separate. Values are ints for numeric specs and sympy expressions for symbolic o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +106,7 @@ class Report:
         ``stage`` groups across the whole spec (all expansion rows together), like fvcore's
         ``by_operator`` groups across modules.
         """
-        keys = {
+        keys: dict[str, Callable[[int, Row], tuple[Any, ...]]] = {
             "op": lambda i, r: (i,),
             "stage": lambda i, r: (r.stage,),
             "opname": lambda i, r: (r.op,),
@@ -144,7 +144,7 @@ class Report:
             rows = [r for r in rows if r.stage == stage]
             if not rows:
                 raise UsageError(f"no stage {stage!r} in this spec; its stages are {', '.join(self.stages())}")
-        return sympy.factor(sympy.Integer(0) + _sum(r.total(metric) for r in rows))  # type: ignore[no-untyped-call]
+        return sympy.factor(sympy.Integer(0) + _sum(r.total(metric) for r in rows))
 
     def table(self, fmt: str = "github", by: str = "auto") -> str:
         """The report as text: a tabulate table in ``fmt``, or ``json`` / ``csv``."""
