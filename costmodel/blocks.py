@@ -14,6 +14,7 @@ from typing import Any
 from . import ops
 from .errors import SpecError, UndecidableError
 from .ops import Op, Shape
+from .scaling import make_divisible
 from .spec import se_ratio
 from .symbols import Num, divides, equal, floordiv, maximum, symbol
 
@@ -61,12 +62,19 @@ def conv_unit(
 def se_unit(a: BlockArgs, layer: Any, inp: Shape, block_in_channels: Num) -> Staged:
     """Squeeze-excitation on ``inp``: avgpool → 1×1 conv+bias to S → act → 1×1 conv+bias back → gate → multiply.
 
-    S = max(1, floor(block input channels × se)), as EfficientNet sizes it from the block input.
+    S = max(1, floor(base × se)) with base the block input (EfficientNet) or, with ``se_base: expanded``,
+    the width SE sits on; with ``se_divisor: d``, S = make_divisible(floor(base × se), d) (MobileNetV3).
     """
     ratio = se_ratio(layer.se)
     c, h, w = inp
-    scaled = block_in_channels * ratio.numerator
-    squeeze = maximum(1, floordiv(scaled, ratio.denominator))
+    base = block_in_channels if layer.se_base == "input" else c
+    raw = floordiv(base * ratio.numerator, ratio.denominator)
+    if layer.se_divisor is not None:
+        if not isinstance(raw, int):
+            raise SpecError("se_divisor needs numeric channels", (*a.path, "se_divisor"))
+        squeeze: Num = make_divisible(raw, layer.se_divisor)
+    else:
+        squeeze = maximum(1, raw)
     act = layer.se_activation or a.activation
     pooled = ops.global_avgpool(inp, a.n)
     reduce = ops.conv2d(pooled.output, a.n, squeeze, 1, 1, 1, bias=True)
@@ -110,15 +118,37 @@ def residual_rows(a: BlockArgs, setting: Any, inp: Shape, out: Shape, field: str
     return [("residual", ops.add(out, a.n, "x + F(x)"))], True
 
 
-def mbconv(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
-    """MBConv: [1×1 expand (if t ≠ 1)] → k×k depthwise (stride) → [SE] → linear 1×1 project → [+ input]."""
+def expanded_width(layer: Any, a: BlockArgs) -> tuple[Num, bool]:
+    """The expanded width E and whether an expansion conv exists (E ≠ input).
+
+    E = expanded_channels, or input × expansion, rounded with make_divisible(·, expanded_divisor) when
+    that is set (EfficientNet). A symbolic expansion is taken as ≠ 1.
+    """
     cin = a.inp[0]
-    t = value(layer.expansion)
+    if layer.expanded_channels is not None:
+        e = value(layer.expanded_channels)
+    else:
+        t = value(layer.expansion)
+        e = cin * t
+        if layer.expanded_divisor is not None:
+            if not isinstance(e, int):
+                raise SpecError("expanded_divisor needs numeric channels", (*a.path, "expanded_divisor"))
+            e = make_divisible(e, layer.expanded_divisor)
+        else:
+            return e, t != 1  # a symbolic expansion is taken as ≠ 1
+    same = _need(equal(e, cin), a.path, "expanded_channels", f"the expanded width {e} equals the input {cin}")
+    return e, not same
+
+
+def mbconv(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+    """MBConv: [1×1 expand (if E ≠ input)] → k×k depthwise (stride) → [SE] → linear 1×1 project → [+ input]."""
+    cin = a.inp[0]
     k = value(layer.kernel)
     rows: Staged = []
     x = a.inp
-    if t != 1:  # a symbolic expansion is taken as ≠ 1
-        r, x = conv_unit(a, "expansion", x, cin * t, 1)
+    e, expand = expanded_width(layer, a)
+    if expand:
+        r, x = conv_unit(a, "expansion", x, e, 1)
         rows += r
     r, x = conv_unit(a, "depthwise", x, x[0], k, a.stride, groups=x[0])
     rows += r
@@ -131,18 +161,18 @@ def mbconv(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
 
 
 def fused_mbconv(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
-    """Fused-MBConv: k×k expand (stride) → [SE] → linear 1×1 project → [+ input]; t = 1: one k×k conv."""
+    """Fused-MBConv: k×k expand (stride) → [SE] → linear 1×1 project → [+ input]; E = input: one k×k conv."""
     cin = a.inp[0]
-    t = value(layer.expansion)
     k = value(layer.kernel)
     cout = value(layer.out_channels)
+    e, expand = expanded_width(layer, a)
     rows: Staged
-    if t == 1:
+    if not expand:
         rows, x = conv_unit(a, "fused", a.inp, cout, k, a.stride)
         if layer.se is not None:
             rows += se_unit(a, layer, x, cin)
     else:
-        rows, x = conv_unit(a, "expansion", a.inp, cin * t, k, a.stride)
+        rows, x = conv_unit(a, "expansion", a.inp, e, k, a.stride)
         if layer.se is not None:
             rows += se_unit(a, layer, x, cin)
         r, x = conv_unit(a, "projection", x, cout, 1, act=False)
@@ -219,6 +249,26 @@ def conv(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
     return conv_unit(a, "conv", a.inp, cout, value(layer.kernel), a.stride, groups=g)
 
 
+def pool(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+    """Global average pooling to C×1×1."""
+    op = ops.global_avgpool(a.inp, a.n)
+    return [("pool", op)], op.output
+
+
+def linear(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+    """Fully connected layer on the flattened input, then its activation (if any)."""
+    op = ops.linear(a.inp, a.n, value(layer.out_features), layer.bias)
+    rows: Staged = [("classifier", op)]
+    if layer.activation != "none":
+        rows.append(("classifier", ops.activation(op.output, a.n, layer.activation)))
+    return rows, op.output
+
+
+def dropout(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+    """Dropout: identity at inference; shown as a zero-cost row."""
+    return [("classifier", ops.dropout(a.inp, a.n, layer.p))], a.inp
+
+
 BLOCKS: dict[str, Callable[[Any, BlockArgs], tuple[Staged, Shape]]] = {
     "conv": conv,
     "mbconv": mbconv,
@@ -226,5 +276,8 @@ BLOCKS: dict[str, Callable[[Any, BlockArgs], tuple[Staged, Shape]]] = {
     "dwsep": dwsep,
     "basic": basic,
     "bottleneck": bottleneck,
+    "pool": pool,
+    "linear": linear,
+    "dropout": dropout,
 }
 """Block formulas by layer kind."""

@@ -210,6 +210,9 @@ def validate(data: Any, src: Source, bind: Mapping[str, int] | None = None) -> N
         errors = exc.errors(include_url=False)
         first = errors[0]
         path, _ = _data_path(data, tuple(first["loc"]))
+        field = first.get("ctx", {}).get("field")
+        if isinstance(field, str):  # a model-level check that names its field
+            path = (*path, field)
         allowed = _allowed_keys(data, path) if first["type"] == "extra_forbidden" else None
         err = SpecError(_message(first, allowed), path, more=len(errors) - 1)
         raise src.locate(err) from None

@@ -141,6 +141,11 @@ def linear(inp: Shape, n: Num, out_features: Num, bias: bool = True) -> Op:
     )
 
 
+def dropout(inp: Shape, n: Num, p: float) -> Op:
+    """Dropout: the identity at inference; no params, MACs or FLOPs."""
+    return Op("dropout", f"p={p:g}", 0, 0, 0, 0, inp, inp)
+
+
 OPS: dict[str, Callable[..., Op]] = {
     "conv2d": conv2d,
     "batchnorm2d": batchnorm2d,
@@ -149,5 +154,6 @@ OPS: dict[str, Callable[..., Op]] = {
     "add": add,
     "mul": mul,
     "linear": linear,
+    "dropout": dropout,
 }
 """The registry of op formulas by name; blocks compose these."""

@@ -63,6 +63,7 @@ def to_dict(report: Report) -> dict[str, Any]:
         d: dict[str, Any] = {
             "layer": r.layer,
             "repeat": r.repeat,
+            "block": r.block,
             "kind": r.kind,
             "stage": r.stage,
             "op": r.op,
@@ -108,15 +109,27 @@ def _view(report: Report, by: str) -> tuple[list[str], list[list[Any]]]:
     elif by == "stage":
         headers = ["stage"]
         body = [[g.key[0]] + [g.total(m) for m in metrics] for g in report.group("stage")]
-    elif by in ("block", "layer"):
-        headers = ["layer", "kind", "output"]
+    elif by == "block":
+        headers = ["block", "layer", "kind", "settings", "output"]
         body = []
-        for g in report.group(by):
-            first = g.rows[0]
-            label = str(first.layer) if by == "layer" else f"{first.layer}.{first.repeat}"
-            if by == "block" and first.times != 1:
-                label += f" (×{first.times})"
-            body.append([label, first.kind, shape_text(g.rows[-1].output)] + [g.total(m) for m in metrics])
+        for g in report.group("block"):
+            info = report.blocks[g.key[0]]
+            label = f"{info.layer}" if info.repeat == 0 and info.times == 1 else f"{info.layer}.{info.repeat}"
+            if info.times != 1:
+                label += f" (×{info.times})"
+            kind = f"{info.name} ({info.kind})" if info.name else info.kind
+            body.append(
+                [info.index, label, kind, info.settings, shape_text(info.output)] + [g.total(m) for m in metrics]
+            )
+    elif by == "layer":
+        headers = ["layer", "kind", "blocks", "output"]
+        body = []
+        for g in report.group("layer"):
+            infos = [report.blocks[b] for b in dict.fromkeys(r.block for r in g.rows)]
+            first = infos[0]
+            kind = f"{first.name} ({first.kind})" if first.name else first.kind
+            count = _sum_times(infos)
+            body.append([first.layer, kind, count, shape_text(infos[-1].output)] + [g.total(m) for m in metrics])
     else:
         raise UsageError(f"unknown view {by!r}; expected one of op, stage, block, layer")
     headers += [HEADERS[m] for m in metrics]
@@ -132,12 +145,18 @@ def _view(report: Report, by: str) -> tuple[list[str], list[list[Any]]]:
     return headers, body
 
 
+def _sum_times(infos: list[Any]) -> Num:
+    total: Num = 0
+    for info in infos:
+        total = total + info.times
+    return total
+
+
 def resolve_view(report: Report, by: str) -> str:
     """``auto`` is ``op`` for a spec of one block instance and ``block`` otherwise."""
     if by != "auto":
         return by
-    instances = {(r.layer, r.repeat) for r in report.rows}
-    return "op" if len(instances) == 1 else "block"
+    return "op" if len(report.blocks) == 1 else "block"
 
 
 def render(report: Report, fmt: str = "github", by: str = "auto") -> str:

@@ -30,6 +30,7 @@ class Row:
 
     layer: int
     repeat: int
+    block: int  # running index of the block instance
     kind: str
     stage: str
     op: str
@@ -47,6 +48,21 @@ class Row:
         """This row's ``metric`` times the number of instances it stands for."""
         v = getattr(self, metric)
         return v if self.times == 1 else self.times * v
+
+
+@dataclass(frozen=True, slots=True)
+class BlockInfo:
+    """One block instance: which layer and repeat, its kind, label, key settings and shapes."""
+
+    index: int
+    layer: int
+    repeat: int
+    kind: str
+    name: str | None
+    settings: str
+    input: Shape
+    output: Shape
+    times: Num = 1
 
 
 def _sum(values: Iterable[Num]) -> Num:
@@ -81,6 +97,7 @@ class Report:
     batch: Num
     output: Shape
     rows: list[Row]
+    blocks: list[BlockInfo] = field(default_factory=list)
     symbols: tuple[str, ...] = ()
     _totals: dict[str, Num] | None = None
 
@@ -110,7 +127,7 @@ class Report:
             "op": lambda i, r: (i,),
             "stage": lambda i, r: (r.stage,),
             "opname": lambda i, r: (r.op,),
-            "block": lambda i, r: (r.layer, r.repeat),
+            "block": lambda i, r: (r.block,),
             "layer": lambda i, r: (r.layer,),
         }
         if by not in keys:
@@ -128,6 +145,24 @@ class Report:
     def by_stage(self) -> dict[str, dict[str, Num]]:
         """Each stage's totals: {stage: {metric: value}}."""
         return {g.key[0]: {m: g.total(m) for m in METRICS} for g in self.group("stage")}
+
+    def by_block(self) -> list[dict[str, Any]]:
+        """Each block instance with its totals: [{block, layer, repeat, kind, name, output, metric: value…}]."""
+        out = []
+        for g in self.group("block"):
+            info = self.blocks[g.key[0]]
+            entry: dict[str, Any] = {
+                "block": info.index,
+                "layer": info.layer,
+                "repeat": info.repeat,
+                "kind": info.kind,
+                "name": info.name,
+                "settings": info.settings,
+                "output": info.output,
+            }
+            entry.update({m: g.total(m) for m in METRICS})
+            out.append(entry)
+        return out
 
     def by_op(self) -> dict[str, dict[str, Num]]:
         """Each op type's totals (conv2d, batchnorm2d, relu6 …): {op: {metric: value}}."""

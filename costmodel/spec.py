@@ -20,6 +20,7 @@ from pydantic import (
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -136,13 +137,47 @@ class Defaults(_Model):
     _swish = field_validator("activation")(_activation)
 
 
-class _ConvLike(_Model):
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise PydanticCustomError("positive_number", "must be a positive number, got {v}", {"v": repr(value)})
+    return float(value)
+
+
+PositiveFloat = Annotated[
+    float, BeforeValidator(_positive_number), WithJsonSchema({"type": "number", "exclusiveMinimum": 0})
+]
+
+
+def _strict_divisor(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PydanticCustomError("divisor", "must be a positive integer, got {v}", {"v": repr(value)})
+    return value
+
+
+Divisor = Annotated[int, BeforeValidator(_strict_divisor), WithJsonSchema({"type": "integer", "minimum": 1})]
+
+
+class _Layer(_Model):
+    """Fields every layer kind shares."""
+
+    name: str | None = Field(None, description="a label shown in tables (e.g. stem, head)")
+    in_channels: IntOrSym | None = Field(
+        None, description="optional check: the channels this layer expects from the previous one (scaled like out)"
+    )
+    scale_width: bool = Field(True, description="whether scaling.width applies to this layer's channels")
+    width_floor: PositiveFloat | None = Field(
+        None, description="scale by max(width_floor, scaling.width) (MobileNetV2's head: 1.0)"
+    )
+
+
+class _ConvLike(_Layer):
     """Fields every convolutional layer kind shares."""
 
     out_channels: IntOrSym
     kernel: Kernel = 3
     stride: IntOrSym = 1
     repeat: IntOrSym = Field(1, description="repeats after the first use stride 1 and in = out")
+    scale_depth: bool = Field(True, description="whether scaling.depth multiplies repeat (ceil(repeat × depth))")
     activation: Activation | None = Field(None, description="default: the spec's defaults.activation")
     norm: Norm | None = Field(None, description="default: the spec's defaults.norm")
     bias: bool | None = Field(None, description="conv bias; default: the spec's defaults.bias")
@@ -153,7 +188,14 @@ class _ConvLike(_Model):
 
 class _SEFields(_Model):
     se: SERatio | None = Field(
-        None, description="squeeze-excitation ratio; squeeze width = max(1, floor(block input channels × se))"
+        None,
+        description="squeeze-excitation ratio; squeeze width = max(1, floor(base × se)), base = se_base's width",
+    )
+    se_base: Literal["input", "expanded"] = Field(
+        "input", description="SE width from the block input (EfficientNet) or the expanded width (MobileNetV3)"
+    )
+    se_divisor: Divisor | None = Field(
+        None, description="round the squeeze width with make_divisible(·, se_divisor) (MobileNetV3: 8)"
     )
     se_activation: Activation | None = Field(None, description="activation inside SE; default: the block's")
     se_gate: Gate = "sigmoid"
@@ -181,32 +223,63 @@ Residual = Annotated[
 
 
 class ConvLayer(_ConvLike):
-    """A plain convolution → norm → activation. No residual."""
+    """A plain convolution → norm → activation. No residual.
+
+    ``out_ratio: r`` instead of ``out_channels`` gives r × the input channels (EfficientNet's head is 4×
+    its input, MobileNetV3's 6×), so the head follows width scaling the way the references build it.
+    """
 
     kind: Literal["conv"]
+    out_channels: IntOrSym | None = None  # type: ignore[assignment]
+    out_ratio: IntOrSym | None = Field(None, description="out_channels = out_ratio × input channels")
     groups: IntOrSym = 1
+    scale_depth: bool = Field(False, description="whether scaling.depth multiplies repeat (off for stems/heads)")
+
+    @model_validator(mode="after")
+    def _one_width(self) -> ConvLayer:
+        if (self.out_channels is None) == (self.out_ratio is None):
+            raise PydanticCustomError(
+                "one_of", "give exactly one of out_channels and out_ratio", {"field": "out_channels"}
+            )
+        return self
 
 
-class MBConvLayer(_ConvLike, _SEFields):
+class _Expanding(_ConvLike, _SEFields):
+    expansion: IntOrSym | None = Field(None, description="expanded width = input channels × expansion")
+    expanded_channels: IntOrSym | None = Field(
+        None, description="the expanded width itself, instead of expansion (MobileNetV3)"
+    )
+    expanded_divisor: Divisor | None = Field(
+        None, description="round input × expansion with make_divisible(·, expanded_divisor) (EfficientNet: 8)"
+    )
+    residual: Residual = Field("auto", description="auto = stride 1 and in == out")
+
+    @model_validator(mode="after")
+    def _one_expansion(self) -> _Expanding:
+        if (self.expansion is None) == (self.expanded_channels is None):
+            raise PydanticCustomError(
+                "one_of", "give exactly one of expansion and expanded_channels", {"field": "expansion"}
+            )
+        return self
+
+
+class MBConvLayer(_Expanding):
     """Inverted bottleneck: 1×1 expansion → k×k depthwise → (SE) → linear 1×1 projection (+ residual).
 
-    Expansion 1 means no expansion conv (MobileNetV2, EfficientNet).
+    No expansion conv when the expanded width equals the input (expansion 1), as in MobileNetV2,
+    MobileNetV3 and EfficientNet.
     """
 
     kind: Literal["mbconv"]
-    expansion: IntOrSym
-    residual: Residual = Field("auto", description="auto = stride 1 and in == out")
 
 
-class FusedMBConvLayer(_ConvLike, _SEFields):
+class FusedMBConvLayer(_Expanding):
     """EfficientNetV2's Fused-MBConv: k×k expansion conv → (SE) → linear 1×1 projection (+ residual).
 
-    Expansion 1 means a single k×k conv (with norm and activation) straight to out_channels.
+    When the expanded width equals the input (expansion 1): a single k×k conv-norm-act to out_channels.
     """
 
     kind: Literal["fused_mbconv"]
-    expansion: IntOrSym
-    residual: Residual = Field("auto", description="auto = stride 1 and in == out")
 
 
 class DWSepLayer(_ConvLike):
@@ -229,10 +302,66 @@ class BottleneckLayer(_ConvLike):
     mid_channels: IntOrSym | None = Field(None, description="default: out_channels // 4")
 
 
+class PoolLayer(_Layer):
+    """Global average pooling to C×1×1."""
+
+    kind: Literal["pool"]
+
+
+class LinearLayer(_Layer):
+    """A fully connected layer on the flattened input (C·H·W features), with an optional activation.
+
+    Its ``bias`` defaults to true and its ``activation`` to none, whatever the spec's defaults say,
+    as nn.Linear in a classifier; width scaling is off unless ``scale_width: true`` (MobileNetV3's
+    hidden classifier layer).
+    """
+
+    kind: Literal["linear"]
+    out_features: IntOrSym
+    bias: bool = True
+    activation: Activation = "none"
+    scale_width: bool = False
+
+    _swish = field_validator("activation")(_activation)
+
+
+def _probability(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise PydanticCustomError("probability", "must be a number in [0, 1), got {v}", {"v": repr(value)})
+    return float(value)
+
+
+class DropoutLayer(_Layer):
+    """Dropout: shown in tables, costs nothing at inference."""
+
+    kind: Literal["dropout"]
+    p: Annotated[float, BeforeValidator(_probability)] = 0.5
+
+
 LayerSpec = Annotated[
-    ConvLayer | MBConvLayer | FusedMBConvLayer | DWSepLayer | BasicLayer | BottleneckLayer,
+    ConvLayer
+    | MBConvLayer
+    | FusedMBConvLayer
+    | DWSepLayer
+    | BasicLayer
+    | BottleneckLayer
+    | PoolLayer
+    | LinearLayer
+    | DropoutLayer,
     Field(discriminator="kind"),
 ]
+
+
+class Scaling(_Model):
+    """Compound scaling, as the reference implementations apply it.
+
+    Channels: make_divisible(c × width, divisor) (torchvision's rule: nearest multiple of the divisor,
+    at least the divisor, never below 90% of c × width). Repeats: ceil(repeat × depth).
+    """
+
+    width: PositiveFloat = 1.0
+    depth: PositiveFloat = 1.0
+    divisor: Divisor = 8
 
 
 class NetworkSpec(_Model):
@@ -241,6 +370,7 @@ class NetworkSpec(_Model):
     name: str | None = None
     input: Input
     defaults: Defaults = Defaults()
+    scaling: Scaling | None = None
     layers: list[LayerSpec] = Field(min_length=1)
 
     # Where the spec came from (file name and line of each key), for error messages.
@@ -276,6 +406,9 @@ _LAYER_MODELS: dict[str, type[BaseModel]] = {
     "dwsep": DWSepLayer,
     "basic": BasicLayer,
     "bottleneck": BottleneckLayer,
+    "pool": PoolLayer,
+    "linear": LinearLayer,
+    "dropout": DropoutLayer,
 }
 
 
@@ -285,7 +418,7 @@ def layer_model(kind: str) -> type[BaseModel] | None:
 
 
 # Fields whose text values are words, not symbol names.
-_WORD_FIELDS = frozenset({"name", "kind", "activation", "norm", "residual", "se_activation", "se_gate"})
+_WORD_FIELDS = frozenset({"name", "kind", "activation", "norm", "residual", "se_activation", "se_gate", "se_base"})
 
 
 def symbol_uses(model: BaseModel, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:

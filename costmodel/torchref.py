@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .errors import UsageError
+from .scaling import make_divisible, resolve
 from .spec import NetworkSpec, se_ratio, symbol_uses
 
 _ACT: dict[str, type[nn.Module]] = {
@@ -37,9 +38,10 @@ def _act(name: str) -> nn.Module:
 class _Cfg:
     def __init__(self, layer: Any, spec: NetworkSpec) -> None:
         d = spec.defaults
-        self.act: str = layer.activation or d.activation
-        self.norm: bool = (layer.norm or d.norm) == "batchnorm"
-        self.bias: bool = d.bias if layer.bias is None else layer.bias
+        self.act: str = getattr(layer, "activation", None) or d.activation
+        self.norm: bool = (getattr(layer, "norm", None) or d.norm) == "batchnorm"
+        bias = getattr(layer, "bias", None)
+        self.bias: bool = d.bias if bias is None else bias
 
 
 def conv_bn_act(cfg: _Cfg, cin: int, cout: int, k: int, s: int = 1, g: int = 1, act: bool = True) -> nn.Sequential:
@@ -70,8 +72,17 @@ class SqueezeExcite(nn.Module):
 
 def _se(layer: Any, cfg: _Cfg, channels: int, block_in: int) -> nn.Module:
     ratio = se_ratio(layer.se)
-    squeeze = max(1, block_in * ratio.numerator // ratio.denominator)
+    base = block_in if layer.se_base == "input" else channels
+    squeeze = base * ratio.numerator // ratio.denominator
+    squeeze = make_divisible(squeeze, layer.se_divisor) if layer.se_divisor else max(1, squeeze)
     return SqueezeExcite(channels, squeeze, layer.se_activation or cfg.act, layer.se_gate)
+
+
+def _expanded(layer: Any, cin: int) -> int:
+    if layer.expanded_channels is not None:
+        return int(layer.expanded_channels)
+    e = cin * layer.expansion
+    return make_divisible(e, layer.expanded_divisor) if layer.expanded_divisor else int(e)
 
 
 class Block(nn.Module):
@@ -110,6 +121,15 @@ def _residual(setting: Any, stride: int, cin: int, cout: int) -> bool:
 
 def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
     kind = layer.kind
+    if kind == "pool":
+        return nn.AdaptiveAvgPool2d(1), cin
+    if kind == "dropout":
+        return nn.Dropout(layer.p), cin
+    if kind == "linear":
+        mods = [nn.Flatten(1), nn.Linear(cin, layer.out_features, bias=layer.bias)]
+        if layer.activation != "none":
+            mods.append(_act(layer.activation))
+        return nn.Sequential(*mods), layer.out_features
     cout: int = layer.out_channels
     k: int = layer.kernel
     if kind == "conv":
@@ -121,10 +141,9 @@ def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int
         body = nn.Sequential(conv_bn_act(cfg, cin, cout, k, stride), conv_bn_act(cfg, cout, cout, k))
         return Block(body, _residual(layer.residual, stride, cin, cout)), cout
     if kind == "mbconv":
-        t = layer.expansion
-        mid = cin * t
+        mid = _expanded(layer, cin)
         mods: list[nn.Module] = []
-        if t != 1:
+        if mid != cin:
             mods.append(conv_bn_act(cfg, cin, mid, 1))
         mods.append(conv_bn_act(cfg, mid, mid, k, stride, mid))
         if layer.se is not None:
@@ -132,16 +151,16 @@ def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int
         mods.append(conv_bn_act(cfg, mid, cout, 1, act=False))
         return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
     if kind == "fused_mbconv":
-        t = layer.expansion
-        if t == 1:
+        mid = _expanded(layer, cin)
+        if mid == cin:
             mods = [conv_bn_act(cfg, cin, cout, k, stride)]
             if layer.se is not None:
                 mods.append(_se(layer, cfg, cout, cin))
         else:
-            mods = [conv_bn_act(cfg, cin, cin * t, k, stride)]
+            mods = [conv_bn_act(cfg, cin, mid, k, stride)]
             if layer.se is not None:
-                mods.append(_se(layer, cfg, cin * t, cin))
-            mods.append(conv_bn_act(cfg, cin * t, cout, 1, act=False))
+                mods.append(_se(layer, cfg, mid, cin))
+            mods.append(conv_bn_act(cfg, mid, cout, 1, act=False))
         return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
     if kind == "bottleneck":
         mid = layer.mid_channels if layer.mid_channels is not None else cout // 4
@@ -155,20 +174,32 @@ def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int
     raise UsageError(f"torchref cannot build kind {kind!r}")
 
 
+def _spatial(blocks: list[nn.Module], inp: Any) -> int:
+    """H·W of the tensor the modules built so far produce (a dry run on a zero input)."""
+    with torch.no_grad():
+        y = nn.Sequential(*blocks).eval()(torch.zeros(1, inp.channels, inp.height, inp.width))
+    return int(y.shape[2] * y.shape[3])
+
+
 def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
     """The torch module equivalent to ``spec`` and the input shape (N, C, H, W) it takes."""
     uses = symbol_uses(spec)
     if uses:
         path, name = uses[0]
         raise UsageError(f"{'.'.join(map(str, path))} is the symbol {name!r}: bind it before building a torch module")
+    spec = resolve(spec)
     blocks: list[nn.Module] = []
     inp: Any = spec.input  # every integer field is an int here (checked above)
     c: int = inp.channels
+    flat = False
     for layer in spec.layers:
+        if layer.kind == "linear" and not flat:
+            c = c * _spatial(blocks, inp)  # Flatten: the linear layer sees C·H·W features
+            flat = True
         cfg = _Cfg(layer, spec)
         lay: Any = layer
-        for r in range(lay.repeat):
-            block, c = _block(layer, cfg, c, lay.stride if r == 0 else 1)
+        for r in range(getattr(lay, "repeat", 1)):
+            block, c = _block(layer, cfg, c, getattr(lay, "stride", 1) if r == 0 else 1)
             blocks.append(block)
     return nn.Sequential(*blocks), (inp.batch, inp.channels, inp.height, inp.width)
 

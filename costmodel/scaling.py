@@ -1,0 +1,103 @@
+"""Compound scaling and channel resolution: a spec with ``scaling`` and ``out_ratio`` → a concrete spec.
+
+The rules are the reference implementations' own, computed in floating point exactly as they do:
+
+* channels: ``make_divisible(c × width, divisor)`` — torchvision's ``_make_divisible`` (and MnasNet's
+  ``_round_to_multiple_of``, the same rule);
+* a layer's ``width_floor`` scales by ``max(width_floor, width)`` (MobileNetV2's head);
+* repeats of layers with ``scale_depth``: ``ceil(repeat × depth)``;
+* ``out_ratio: r``: r × the (already scaled) input channels.
+
+Both the engine and the torch reference builder analyse the resolved spec.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import SpecError
+from .spec import NetworkSpec, Scaling
+from .symbols import Num, equal
+
+
+def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
+    """torchvision's ``_make_divisible``: the multiple of ``divisor`` nearest ``v``, at least ``min_value``
+    (default ``divisor``), and one ``divisor`` more if rounding lost more than 10% of ``v``."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+_CHANNEL_FIELDS = ("out_channels", "in_channels", "expanded_channels", "mid_channels", "out_features")
+
+
+def _scaled(value: Any, factor: float, divisor: int, path: tuple[str | int, ...]) -> int:
+    if isinstance(value, str):
+        raise SpecError(f"cannot scale the symbol {value!r}: width scaling needs numeric channels", path)
+    return make_divisible(value * factor, divisor)
+
+
+def needs_resolution(spec: NetworkSpec) -> bool:
+    """Whether the spec has scaling, ratios or channel checks to resolve before analysis."""
+    return spec.scaling is not None or any(
+        getattr(layer, "out_ratio", None) is not None or layer.in_channels is not None for layer in spec.layers
+    )
+
+
+def resolve(spec: NetworkSpec) -> NetworkSpec:
+    """The concrete spec: channels scaled, repeats scaled, ``out_ratio`` turned into ``out_channels``,
+    ``in_channels`` checked against the channels that actually arrive. ``scaling`` is removed."""
+    scaling = spec.scaling or Scaling()
+    layers = []
+    channels: int | str = spec.input.channels
+    for i, layer in enumerate(spec.layers):
+        path: tuple[str | int, ...] = ("layers", i)
+        update: dict[str, Any] = {}
+        if spec.scaling is not None and layer.scale_width:
+            factor = max(layer.width_floor or 0.0, scaling.width)
+            for name in _CHANNEL_FIELDS:
+                value = getattr(layer, name, None)
+                if value is not None:
+                    update[name] = _scaled(value, factor, scaling.divisor, (*path, name))
+        if spec.scaling is not None and getattr(layer, "scale_depth", False):
+            repeat = layer.repeat  # type: ignore[union-attr]
+            if isinstance(repeat, str):
+                raise SpecError(f"cannot depth-scale the symbolic repeat {repeat!r}", (*path, "repeat"))
+            update["repeat"] = int(math.ceil(repeat * scaling.depth))
+        expected = update.get("in_channels", layer.in_channels)
+        if expected is not None:
+            same = equal(_num(expected), _num(channels))
+            if same is not True:
+                raise SpecError(
+                    f"this layer expects {expected} input channels but the previous layer gives {channels}",
+                    (*path, "in_channels"),
+                )
+        ratio = getattr(layer, "out_ratio", None)
+        if ratio is not None:
+            update["out_channels"] = _mul(ratio, channels, (*path, "out_ratio"))
+            update["out_ratio"] = None
+        update["in_channels"] = None
+        layer = layer.model_copy(update=update)
+        layers.append(layer)
+        out = getattr(layer, "out_channels", None) or getattr(layer, "out_features", None)
+        if out is not None:
+            channels = out
+    return spec.model_copy(update={"layers": layers, "scaling": None})
+
+
+def _num(x: Any) -> Num:
+    from .blocks import value
+
+    return value(x) if isinstance(x, (int, str)) else x
+
+
+def _mul(ratio: int | str, channels: int | str, path: tuple[str | int, ...]) -> int | str:
+    if isinstance(ratio, int) and isinstance(channels, int):
+        return ratio * channels
+    if ratio == 1:
+        return channels
+    raise SpecError("out_ratio needs numeric channels and ratio; give out_channels instead", path)
