@@ -126,10 +126,10 @@ def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int
     if kind == "dropout":
         return nn.Dropout(layer.p), cin
     if kind == "linear":
-        mods = [nn.Flatten(1), nn.Linear(cin, layer.out_features, bias=layer.bias)]
+        head: list[nn.Module] = [nn.Flatten(1), nn.Linear(cin, layer.out_features, bias=layer.bias)]
         if layer.activation != "none":
-            mods.append(_act(layer.activation))
-        return nn.Sequential(*mods), layer.out_features
+            head.append(_act(layer.activation))
+        return nn.Sequential(*head), layer.out_features
     cout: int = layer.out_channels
     k: int = layer.kernel
     if kind == "conv":
