@@ -14,6 +14,7 @@ from .errors import SpecError
 from .report import BlockInfo, Report, Row
 from .scaling import needs_resolution, resolve
 from .spec import NetworkSpec, symbol_uses
+from .ops import numel
 from .symbols import Num, to_int_or_expr
 
 _SPATIAL_KINDS = frozenset({"conv", "mbconv", "fused_mbconv", "dwsep", "basic", "bottleneck", "pool"})
@@ -93,7 +94,6 @@ def _walk(spec: NetworkSpec) -> Report:
             staged, out = block(layer, args)
             b = len(blocks)
             for stage, op in staged:
-                c, h, w = op.output
                 rows.append(
                     Row(
                         layer=i,
@@ -109,7 +109,7 @@ def _walk(spec: NetworkSpec) -> Report:
                         flops=to_int_or_expr(op.flops),
                         input=op.input,
                         output=op.output,
-                        activations=to_int_or_expr(n * c * h * w),
+                        activations=to_int_or_expr(n * numel(op.output)),
                         times=times,
                     )
                 )

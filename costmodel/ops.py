@@ -23,7 +23,16 @@ from dataclasses import dataclass
 
 from .symbols import Num, floordiv
 
-Shape = tuple[Num, Num, Num]
+Shape = tuple[Num, ...]  # (C, H, W) for feature maps, (F,) after a linear layer
+
+
+def numel(shape: Shape) -> Num:
+    """Elements of one sample of this shape."""
+    total: Num = 1
+    for s in shape:
+        total = total * s
+    return total
+
 
 #: FLOPs per element of each activation (and gate), under the costmodel convention.
 ACTIVATION_FLOPS: dict[str, int] = {
@@ -95,14 +104,13 @@ def conv2d(
 
 def batchnorm2d(inp: Shape, n: Num) -> Op:
     """BatchNorm2d: params γ, β = 2C; buffers running mean/var + num_batches_tracked = 2C + 1; FLOPs 2 per element."""
-    c, h, w = inp
-    return Op("batchnorm2d", f"{c}", 2 * c, 2 * c + 1, 0, BN_FLOPS_PER_ELEMENT * n * c * h * w, inp, inp)
+    c = inp[0]
+    return Op("batchnorm2d", f"{c}", 2 * c, 2 * c + 1, 0, BN_FLOPS_PER_ELEMENT * n * numel(inp), inp, inp)
 
 
 def activation(inp: Shape, n: Num, name: str) -> Op:
     """An elementwise activation or gate: no params, no MACs; FLOPs = ACTIVATION_FLOPS[name] per element."""
-    c, h, w = inp
-    return Op(name, "", 0, 0, 0, ACTIVATION_FLOPS[name] * n * c * h * w, inp, inp)
+    return Op(name, "", 0, 0, 0, ACTIVATION_FLOPS[name] * n * numel(inp), inp, inp)
 
 
 def global_avgpool(inp: Shape, n: Num) -> Op:
@@ -113,20 +121,20 @@ def global_avgpool(inp: Shape, n: Num) -> Op:
 
 def add(inp: Shape, n: Num, detail: str = "") -> Op:
     """Elementwise add of two same-shape tensors (the residual): FLOPs = N·C·H·W."""
-    c, h, w = inp
-    return Op("add", detail, 0, 0, 0, n * c * h * w, inp, inp)
+    return Op("add", detail, 0, 0, 0, n * numel(inp), inp, inp)
 
 
 def mul(inp: Shape, n: Num, detail: str = "") -> Op:
     """Elementwise multiply by a broadcast C×1×1 gate (SE's scale): FLOPs = N·C·H·W."""
-    c, h, w = inp
-    return Op("mul", detail, 0, 0, 0, n * c * h * w, inp, inp)
+    return Op("mul", detail, 0, 0, 0, n * numel(inp), inp, inp)
 
 
 def linear(inp: Shape, n: Num, out_features: Num, bias: bool = True) -> Op:
-    """Fully connected layer on C×1×1 features: params = in·out (+ out); MACs = N·in·out; FLOPs = 2·MACs (+ N·out)."""
-    c, h, w = inp
-    in_features = c * h * w
+    """Fully connected layer on the flattened input (in = C·H·W features), giving a flat (out,) vector.
+
+    params = in·out (+ out); MACs = N·in·out; FLOPs = 2·MACs (+ N·out).
+    """
+    in_features = numel(inp)
     macs = n * in_features * out_features
     return Op(
         "linear",
@@ -136,7 +144,7 @@ def linear(inp: Shape, n: Num, out_features: Num, bias: bool = True) -> Op:
         macs,
         2 * macs + (n * out_features if bias else 0),
         inp,
-        (out_features, 1, 1),
+        (out_features,),
         bias,
     )
 

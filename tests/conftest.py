@@ -28,3 +28,37 @@ def run_cli():
         return proc.returncode, proc.stdout, proc.stderr
 
     return run
+
+
+NETWORKS = SPECS / "networks"
+
+# torchvision 0.29.1, batch 1, each model at its own evaluation resolution (issue #3's verified table):
+# name: (resolution, params = sum(p.numel()), MACs = FlopCounterMode / 2)
+REFERENCE = {
+    "mobilenet_v2": (224, 3_504_872, 300_774_272),
+    "mobilenet_v3_large": (224, 5_483_032, 216_589_760),
+    "mobilenet_v3_small": (224, 2_542_856, 56_510_400),
+    "efficientnet_b0": (224, 5_288_548, 385_814_752),
+    "efficientnet_b1": (240, 7_794_184, 686_802_832),
+    "efficientnet_b2": (288, 9_109_994, 1_087_529_456),
+    "efficientnet_b3": (300, 12_233_232, 1_827_141_392),
+    "efficientnet_b4": (380, 19_341_616, 4_393_771_024),
+    "efficientnet_b5": (456, 30_389_784, 10_266_384_752),
+    "efficientnet_b6": (528, 43_040_704, 19_067_593_536),
+    "efficientnet_b7": (600, 66_347_960, 37_745_884_192),
+    "efficientnet_v2_s": (384, 21_458_488, 8_365_617_152),
+    "mnasnet1_0": (224, 4_383_312, 314_415_872),
+}
+
+
+def edited(name: str, resolution: int | None = None, **scaling: float):
+    """A shipped network spec with its input resolution and/or scaling fields changed, as a user would edit it."""
+    from costmodel import loader
+
+    path = NETWORKS / f"{name}.yaml"
+    data, src = loader.parse_yaml(path.read_text(), str(path))
+    if resolution is not None:
+        data["input"]["height"] = data["input"]["width"] = resolution
+    if scaling:
+        data.setdefault("scaling", {}).update(scaling)
+    return loader.validate(data, src)

@@ -125,6 +125,23 @@ BAD = {
     "not_mapping.yaml": ("- 1\n- 2\n", 1, None),
     "bottleneck_mid.yaml": ("input: {channels: 4, height: 8, width: 8}\nlayers:\n  - kind: bottleneck\n"
                             "    out_channels: 2\n", 4, "layers[0].out_channels"),
+    "chain_in_channels.yaml": ("input: {channels: 3, height: 32, width: 32}\nlayers:\n"
+                               "  - {kind: conv, out_channels: 16, stride: 2}\n"
+                               "  - {kind: mbconv, expansion: 6, in_channels: 24, out_channels: 24}\n",
+                               4, "layers[1].in_channels"),
+    "conv_after_linear.yaml": ("input: {channels: 3, height: 32, width: 32}\nlayers:\n"
+                               "  - {kind: conv, out_channels: 16}\n  - {kind: pool}\n"
+                               "  - {kind: linear, out_features: 10}\n  - {kind: conv, out_channels: 8}\n",
+                               6, "layers[3].kind"),
+    "both_expansions.yaml": ("input: {channels: 4, height: 8, width: 8}\nlayers:\n  - kind: mbconv\n"
+                             "    out_channels: 4\n    expansion: 6\n    expanded_channels: 24\n",
+                             5, "layers[0].expansion"),
+    "scaled_symbol.yaml": ("input: {channels: 3, height: H, width: H}\nscaling: {width: 0.5}\nlayers:\n"
+                           "  - {kind: conv, out_channels: C}\n", 4, "layers[0].out_channels"),
+    "bad_scaling.yaml": ("input: {channels: 3, height: 8, width: 8}\nscaling: {width: -1}\nlayers:\n"
+                         "  - {kind: conv, out_channels: 4}\n", 2, "scaling.width"),
+    "dropout_p.yaml": ("input: {channels: 3, height: 8, width: 8}\nlayers:\n"
+                       "  - {kind: dropout, p: 1.5}\n", 3, "layers[0].p"),
 }  # fmt: skip
 
 
