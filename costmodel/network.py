@@ -11,10 +11,10 @@ from typing import Any
 
 from .blocks import BLOCKS, BlockArgs, value
 from .errors import SpecError
+from .ops import numel
 from .report import BlockInfo, Report, Row
 from .scaling import needs_resolution, resolve
 from .spec import NetworkSpec, symbol_uses
-from .ops import numel
 from .symbols import Num, to_int_or_expr
 
 _SPATIAL_KINDS = frozenset({"conv", "mbconv", "fused_mbconv", "dwsep", "basic", "bottleneck", "pool"})
