@@ -57,6 +57,9 @@ def _parser() -> _Parser:
         choices=["auto", "op", "stage", "block", "layer"],
         help="rows: one per op, per stage, per block instance or per layer (auto: op for one block, else block)",
     )
+    t.add_argument(
+        "--depth", type=int, metavar="N", help="nested rows: 1 layers, 2 + blocks, 3 + stages, 4 + ops (overrides --by)"
+    )
     t.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
 
     f = sub.add_parser("formula", help="closed-form formulas")
@@ -79,7 +82,7 @@ def _table(args: argparse.Namespace) -> str:
             f"--format {args.format!r}: expected json, csv or a tabulate format (e.g. github, plain, latex)"
         )
     report = analyze(args.spec, **parse_set(args.set))
-    return render(report, args.format, args.by)
+    return render(report, args.format, args.by, args.depth)
 
 
 def _formula(args: argparse.Namespace) -> str:

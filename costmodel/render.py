@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from .errors import UsageError
-from .report import METRICS, Report, Row
+from .report import METRICS, Group, Report, Row
 from .symbols import Num
 
 HEADERS = {
@@ -95,10 +95,48 @@ def _pct(part: Num, whole: Num) -> str:
     return ""
 
 
+def _tree(report: Report, depth: int) -> tuple[list[str], list[list[Any]]]:
+    """Nested rows: layers (depth 1), their blocks (2), the blocks' stages (3), the stages' ops (4)."""
+    metrics = ("params", "macs", "flops")
+    headers = ["item", "kind / op", "settings", "output"]
+    body: list[list[Any]] = []
+
+    def totals(rows: list[Row]) -> list[Num]:
+        group = Group((), rows)
+        return [group.total(m) for m in metrics]
+
+    for layer in report.group("layer"):
+        infos = [report.blocks[b] for b in dict.fromkeys(r.block for r in layer.rows)]
+        first = infos[0]
+        kind = f"{first.name} ({first.kind})" if first.name else first.kind
+        count = f" ×{_sum_times(infos)}" if len(infos) > 1 or first.times != 1 else ""
+        body.append([f"{first.layer}", kind + count, first.settings, shape_text(infos[-1].output), *totals(layer.rows)])
+        if depth < 2:
+            continue
+        for info in infos:
+            rows = [r for r in layer.rows if r.block == info.index]
+            times = f" (×{info.times})" if info.times != 1 else ""
+            body.append(
+                [f"· {info.layer}.{info.repeat}{times}", info.kind, info.settings, shape_text(info.output), *totals(rows)]
+            )
+            if depth < 3:
+                continue
+            for stage in dict.fromkeys(r.stage for r in rows):
+                srows = [r for r in rows if r.stage == stage]
+                body.append(["· · " + stage, "", "", shape_text(srows[-1].output), *totals(srows)])
+                if depth < 4:
+                    continue
+                for r in srows:
+                    body.append(["· · · " + r.op, "", r.detail, shape_text(r.output), *totals([r])])
+    return headers, body
+
+
 def _view(report: Report, by: str) -> tuple[list[str], list[list[Any]]]:
     metrics = ("params", "macs", "flops")
     macs_total = report.totals["macs"]
-    if by == "op":
+    if by.startswith("depth"):
+        headers, body = _tree(report, int(by.removeprefix("depth")))
+    elif by == "op":
         headers = ["layer", "stage", "op", "detail", "output"]
         body = []
         for r in report.rows:
@@ -159,13 +197,22 @@ def resolve_view(report: Report, by: str) -> str:
     return "op" if len(report.blocks) == 1 else "block"
 
 
-def render(report: Report, fmt: str = "github", by: str = "auto") -> str:
-    """The report as one string in ``fmt`` (a tabulate format, ``json`` or ``csv``), grouped ``by`` a view."""
+def render(report: Report, fmt: str = "github", by: str = "auto", depth: int | None = None) -> str:
+    """The report as one string in ``fmt`` (a tabulate format, ``json`` or ``csv``).
+
+    Rows are grouped ``by`` a view (op, stage, block, layer; auto = op for one block, else block), or,
+    with ``depth`` 1–4, nested: layers, then blocks, stages and ops down to that depth.
+    """
     if fmt == "json":
         return json.dumps(to_dict(report), indent=2, ensure_ascii=False)
     from tabulate import tabulate, tabulate_formats
 
-    view = resolve_view(report, by)
+    if depth is not None:
+        if not 1 <= depth <= 4:
+            raise UsageError(f"--depth {depth}: expected 1 (layers) to 4 (ops)")
+        view = f"depth{depth}"
+    else:
+        view = resolve_view(report, by)
     headers, body = _view(report, view)
     if fmt == "csv":
         buf = io.StringIO()

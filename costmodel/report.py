@@ -181,11 +181,11 @@ class Report:
                 raise UsageError(f"no stage {stage!r} in this spec; its stages are {', '.join(self.stages())}")
         return sympy.factor(sympy.Integer(0) + _sum(r.total(metric) for r in rows))
 
-    def table(self, fmt: str = "github", by: str = "auto") -> str:
-        """The report as text: a tabulate table in ``fmt``, or ``json`` / ``csv``."""
+    def table(self, fmt: str = "github", by: str = "auto", depth: int | None = None) -> str:
+        """The report as text: a tabulate table in ``fmt``, or ``json`` / ``csv``; see render.render."""
         from .render import render
 
-        return render(self, fmt, by)
+        return render(self, fmt, by, depth)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: totals, output, rows (counts as ints, symbolic ones as sympy-parseable text)."""

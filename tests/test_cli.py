@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -199,3 +200,34 @@ def test_latin1_file(run_cli, tmp_path):
     p.write_bytes("name: caf\xe9\n".encode("latin-1"))
     code, out, err = run_cli("table", str(p))
     assert code == 2 and out == "" and "UTF-8" in err
+
+
+@pytest.mark.parametrize("view", [["--by", "op"], ["--by", "stage"], ["--by", "block"], ["--by", "layer"]])
+def test_network_views_sum_to_totals(run_cli, view):
+    spec = str(SPECS / "networks" / "efficientnet_b0.yaml")
+    code, out, _ = run_cli("table", spec, "--format", "csv", *view)
+    assert code == 0
+    lines = list(csv.reader(out.splitlines()))
+    header, body, total = lines[0], lines[1:-1], lines[-1]
+    col = header.index("MACs (conv+linear, no bias)")
+    assert total[0] == "total" and int(total[col]) == 385_814_752
+    assert sum(int(r[col]) for r in body) == 385_814_752
+
+
+@pytest.mark.parametrize("depth", ["1", "2", "3", "4"])
+def test_depth_tree(run_cli, depth):
+    spec = str(SPECS / "networks" / "mobilenet_v3_small.yaml")
+    code, out, _ = run_cli("table", spec, "--format", "csv", "--depth", depth)
+    assert code == 0
+    lines = list(csv.reader(out.splitlines()))
+    col = lines[0].index("params (learnable)")
+    top = [r for r in lines[1:-1] if not r[0].startswith("·")]
+    assert sum(int(r[col]) for r in top) == 2_542_856 == int(lines[-1][col])
+
+
+def test_network_json_keeps_every_op_row(run_cli):
+    code, out, _ = run_cli("table", str(SPECS / "networks" / "mobilenet_v2.yaml"), "--format", "json")
+    data = json.loads(out)
+    assert data["totals"]["params"] == 3_504_872 and data["output"] == [1000]
+    assert sum(r["macs"] for r in data["rows"]) == 300_774_272
+    assert max(r["block"] for r in data["rows"]) == 1 + 17 + 1 + 3 - 1  # stem, 17 MBConvs, head, pool, dropout, fc
