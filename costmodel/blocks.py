@@ -251,7 +251,7 @@ def conv(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
 
 def pool(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
     """Global average pooling to C×1×1."""
-    op = ops.global_avgpool(a.inp, a.n)
+    op = ops.global_avgpool(a.inp, a.n, layer.implementation)
     return [("pool", op)], op.output
 
 

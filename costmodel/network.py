@@ -111,6 +111,8 @@ def _walk(spec: NetworkSpec) -> Report:
                         output=op.output,
                         activations=to_int_or_expr(n * numel(op.output)),
                         times=times,
+                        bias=op.bias,
+                        variant=op.variant,
                     )
                 )
             blocks.append(

@@ -60,6 +60,7 @@ class Op:
     input: Shape
     output: Shape
     bias: bool = False
+    variant: str = ""  # how the op is implemented, where counters tell them apart (pool: module/functional/mean)
 
 
 def spatial_out(size: Num, stride: Num) -> Num:
@@ -113,10 +114,10 @@ def activation(inp: Shape, n: Num, name: str) -> Op:
     return Op(name, "", 0, 0, 0, ACTIVATION_FLOPS[name] * n * numel(inp), inp, inp)
 
 
-def global_avgpool(inp: Shape, n: Num) -> Op:
+def global_avgpool(inp: Shape, n: Num, implementation: str = "module") -> Op:
     """Global average pool to C×1×1: no MACs; FLOPs = one add-or-divide per input element (N·C·H·W)."""
     c, h, w = inp
-    return Op("avgpool", f"{h}×{w}→1×1", 0, 0, 0, n * c * h * w, inp, (c, 1, 1))
+    return Op("avgpool", f"{h}×{w}→1×1", 0, 0, 0, n * c * h * w, inp, (c, 1, 1), variant=implementation)
 
 
 def add(inp: Shape, n: Num, detail: str = "") -> Op:

@@ -117,7 +117,13 @@ def _tree(report: Report, depth: int) -> tuple[list[str], list[list[Any]]]:
             rows = [r for r in layer.rows if r.block == info.index]
             times = f" (×{info.times})" if info.times != 1 else ""
             body.append(
-                [f"· {info.layer}.{info.repeat}{times}", info.kind, info.settings, shape_text(info.output), *totals(rows)]
+                [
+                    f"· {info.layer}.{info.repeat}{times}",
+                    info.kind,
+                    info.settings,
+                    shape_text(info.output),
+                    *totals(rows),
+                ]
             )
             if depth < 3:
                 continue

@@ -43,6 +43,8 @@ class Row:
     output: Shape
     activations: Num
     times: Num = 1
+    bias: bool = False  # a conv or linear with a bias
+    variant: str = ""  # implementation detail some counters see (pool: module / functional / mean)
 
     def total(self, metric: str) -> Num:
         """This row's ``metric`` times the number of instances it stands for."""

@@ -9,7 +9,8 @@ and ``analyze(spec, C=16)`` work: nothing is ever parsed as an expression.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Annotated, Any, Literal
+from functools import cache
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -303,9 +304,15 @@ class BottleneckLayer(_ConvLike):
 
 
 class PoolLayer(_Layer):
-    """Global average pooling to C×1×1."""
+    """Global average pooling to C×1×1.
+
+    ``implementation`` says how the reference model pools: an ``nn.AdaptiveAvgPool2d`` module (EfficientNet,
+    MobileNetV3), ``F.adaptive_avg_pool2d`` (MobileNetV2) or ``x.mean((2, 3))`` (MnasNet). The cost is the
+    same; the peers' counters see them differently (docs/conventions.md).
+    """
 
     kind: Literal["pool"]
+    implementation: Literal["module", "functional", "mean"] = "module"
 
 
 class LinearLayer(_Layer):
@@ -417,16 +424,29 @@ def layer_model(kind: str) -> type[BaseModel] | None:
     return _LAYER_MODELS.get(kind)
 
 
-# Fields whose text values are words, not symbol names.
-_WORD_FIELDS = frozenset({"name", "kind", "activation", "norm", "residual", "se_activation", "se_gate", "se_base"})
+def _has_symbol_validator(annotation: Any, metadata: list[Any]) -> bool:
+    for m in metadata:
+        if isinstance(m, BeforeValidator) and m.func is _int_or_symbol:
+            return True
+    for arg in get_args(annotation):  # Optional[IntOrSym] and other unions
+        if get_origin(arg) is Annotated and _has_symbol_validator(None, list(get_args(arg)[1:])):
+            return True
+    return False
+
+
+@cache
+def integer_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` that take an integer or a symbol name (typed with IntOrSym)."""
+    return frozenset(name for name, f in model.model_fields.items() if _has_symbol_validator(f.annotation, f.metadata))
 
 
 def symbol_uses(model: BaseModel, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
     """Every integer field of ``model`` (recursively) that holds a symbol: ``[(path, name), …]``."""
     out: list[tuple[tuple[str | int, ...], str]] = []
+    ints = integer_fields(type(model))
     for name in type(model).model_fields:
         v = getattr(model, name)
-        if isinstance(v, str) and name not in _WORD_FIELDS:
+        if isinstance(v, str) and name in ints:
             out.append(((*path, name), v))
         elif isinstance(v, BaseModel):
             out += symbol_uses(v, (*path, name))

@@ -85,6 +85,23 @@ def _expanded(layer: Any, cin: int) -> int:
     return make_divisible(e, layer.expanded_divisor) if layer.expanded_divisor else int(e)
 
 
+class _Pool(nn.Module):
+    """Global average pooling the way the reference model does it (module, functional or mean)."""
+
+    def __init__(self, implementation: str) -> None:
+        super().__init__()
+        self.implementation = implementation
+        self.pool = nn.AdaptiveAvgPool2d(1) if implementation == "module" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool is not None:
+            out: torch.Tensor = self.pool(x)
+            return out
+        if self.implementation == "functional":
+            return nn.functional.adaptive_avg_pool2d(x, (1, 1))
+        return x.mean((2, 3), keepdim=True)
+
+
 class Block(nn.Module):
     """body(x) (+ shortcut(x)) (→ post activation)."""
 
@@ -122,7 +139,7 @@ def _residual(setting: Any, stride: int, cin: int, cout: int) -> bool:
 def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
     kind = layer.kind
     if kind == "pool":
-        return nn.AdaptiveAvgPool2d(1), cin
+        return _Pool(layer.implementation), cin
     if kind == "dropout":
         return nn.Dropout(layer.p), cin
     if kind == "linear":
