@@ -60,6 +60,12 @@ def _parser() -> _Parser:
     t.add_argument(
         "--depth", type=int, metavar="N", help="nested rows: 1 layers, 2 + blocks, 3 + stages, 4 + ops (overrides --by)"
     )
+    t.add_argument(
+        "--convention",
+        default="costmodel",
+        metavar="NAME",
+        help="count MACs as this tool does: costmodel, torch, torchvision, fvcore, ptflops, thop, torchinfo",
+    )
     t.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
 
     f = sub.add_parser("formula", help="closed-form formulas")
@@ -68,6 +74,18 @@ def _parser() -> _Parser:
     f.add_argument("--stage", help="sum only this stage over all layers (e.g. depthwise)")
     f.add_argument("--format", "-f", default="text", choices=["text", "latex", "python"])
     f.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
+
+    e = sub.add_parser("explain", help="op by op, where two counting conventions differ")
+    e.add_argument("spec", metavar="SPEC")
+    e.add_argument(
+        "--vs",
+        action="append",
+        metavar="PEER",
+        required=True,
+        help="one PEER: costmodel vs PEER; twice: the first vs the second",
+    )
+    e.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format")
+    e.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
 
     sub.add_parser("schema", help="JSON Schema of the spec format")
     return p
@@ -81,7 +99,10 @@ def _table(args: argparse.Namespace) -> str:
         raise UsageError(
             f"--format {args.format!r}: expected json, csv or a tabulate format (e.g. github, plain, latex)"
         )
-    report = analyze(args.spec, **parse_set(args.set))
+    from .conventions import apply, convention
+
+    convention(args.convention)  # refuse an unknown name before reading the spec
+    report = apply(analyze(args.spec, **parse_set(args.set)), args.convention)
     return render(report, args.format, args.by, args.depth)
 
 
@@ -106,7 +127,21 @@ def _schema(args: argparse.Namespace) -> str:
     return json.dumps(NetworkSpec.model_json_schema(), indent=2)
 
 
-_COMMANDS = {"table": _table, "formula": _formula, "schema": _schema}
+def _explain(args: argparse.Namespace) -> str:
+    from .api import analyze
+    from .conventions import convention
+    from .render import render_explain, table_formats
+
+    if len(args.vs) > 2:
+        raise UsageError("--vs: give one peer (compared with costmodel) or two")
+    a, b = ("costmodel", args.vs[0]) if len(args.vs) == 1 else (args.vs[0], args.vs[1])
+    convention(a), convention(b)
+    if args.format not in table_formats():
+        raise UsageError(f"--format {args.format!r}: expected json, csv or a tabulate format")
+    return render_explain(analyze(args.spec, **parse_set(args.set)), a, b, args.format)
+
+
+_COMMANDS = {"table": _table, "formula": _formula, "explain": _explain, "schema": _schema}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

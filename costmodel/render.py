@@ -77,13 +77,20 @@ def to_dict(report: Report) -> dict[str, Any]:
         d["output"] = [jsonable(s) for s in r.output]
         return d
 
+    conventions = dict(CONVENTIONS)
+    if report.convention != "costmodel":
+        from .conventions import convention
+
+        conv = convention(report.convention)
+        conventions["macs"] = f"{conv.title} ({conv.version}): {conv.figure}"
     return {
         "name": report.name,
+        "convention": report.convention,
         "input": [jsonable(s) for s in report.input],
         "batch": jsonable(report.batch),
         "output": [jsonable(s) for s in report.output],
         "symbols": list(report.symbols),
-        "conventions": CONVENTIONS,
+        "conventions": conventions,
         "totals": {m: jsonable(v) for m, v in report.totals.items()},
         "rows": [row(r) for r in report.rows],
     }
@@ -137,7 +144,16 @@ def _tree(report: Report, depth: int) -> tuple[list[str], list[list[Any]]]:
     return headers, body
 
 
+def _headers(report: Report) -> dict[str, str]:
+    if report.convention == "costmodel":
+        return HEADERS
+    from .conventions import convention
+
+    return {**HEADERS, "macs": f"MACs as {convention(report.convention).title} counts"}
+
+
 def _view(report: Report, by: str) -> tuple[list[str], list[list[Any]]]:
+    HEADERS = _headers(report)  # noqa: N806 - the column titles of this report
     metrics = ("params", "macs", "flops")
     macs_total = report.totals["macs"]
     if by.startswith("depth"):
@@ -231,7 +247,7 @@ def render(report: Report, fmt: str = "github", by: str = "auto", depth: int | N
             f"unknown format {fmt!r}; expected json, csv or a tabulate format ({', '.join(tabulate_formats)})"
         )
     cells = [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in body]
-    first_metric = headers.index(HEADERS["params"])
+    first_metric = headers.index(HEADERS["params"])  # the same in every convention
     align = ["left"] * first_metric + ["right"] * (len(headers) - first_metric)
     text = tabulate(cells, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=align)
     if fmt in _TITLED:
@@ -240,3 +256,67 @@ def render(report: Report, fmt: str = "github", by: str = "auto", depth: int | N
         head = f"{title}: input {shape_text(report.input)}{batch} → output {shape_text(report.output)}"
         text = f"{head}\n{text}\nconventions: docs/conventions.md (params learnable only; MACs = FlopCounterMode/2)"
     return text
+
+
+def render_explain(report: Report, a: str, b: str, fmt: str = "github") -> str:
+    """Op by op, what conventions ``a`` and ``b`` count and why; the differences sum to the gap in totals."""
+    from .conventions import convention, explain
+
+    diffs = explain(report, a, b)
+    ta, tb = convention(a).title, convention(b).title
+    if fmt == "json":
+        return json.dumps(
+            {
+                "a": a,
+                "b": b,
+                "total_a": jsonable(sum_of(d.count_a for d in diffs)),
+                "total_b": jsonable(sum_of(d.count_b for d in diffs)),
+                "ops": [
+                    {
+                        "op": d.op,
+                        "count_a": jsonable(d.count_a),
+                        "count_b": jsonable(d.count_b),
+                        "difference": jsonable(d.diff),
+                        "rule_a": d.rule_a.text(),
+                        "rule_b": d.rule_b.text(),
+                        "why_a": d.rule_a.why,
+                        "why_b": d.rule_b.why,
+                    }
+                    for d in diffs
+                ],
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    headers = ["op", f"{a} rule", f"{b} rule", f"{a}", f"{b}", f"{b} − {a}", f"why ({b})"]
+    body: list[list[Any]] = [
+        [d.op, d.rule_a.text(), d.rule_b.text(), d.count_a, d.count_b, d.diff, d.rule_b.why]
+        for d in diffs
+        if d.diff != 0 or d.count_a != 0
+    ]
+    total_a = sum_of(d.count_a for d in diffs)
+    total_b = sum_of(d.count_b for d in diffs)
+    body.append(["total", "", "", total_a, total_b, total_b - total_a, ""])
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows([[c if isinstance(c, str) else jsonable(c) for c in row] for row in body])
+        return buf.getvalue().rstrip("\n")
+    from tabulate import tabulate
+
+    cells = [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in body]
+    align = ["left"] * 3 + ["right"] * 3 + ["left"]
+    text = tabulate(cells, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=align)
+    if fmt in _TITLED:
+        title = report.name or "spec"
+        text = f"{title}: {ta} vs {tb} (quantities: macs, bias adds, input/output elements, batch × params)\n{text}"
+    return text
+
+
+def sum_of(values: Any) -> Num:
+    """Sum that keeps ints exact and accepts sympy values."""
+    total: Num = 0
+    for v in values:
+        total = total + v
+    return total

@@ -101,6 +101,7 @@ class Report:
     rows: list[Row]
     blocks: list[BlockInfo] = field(default_factory=list)
     symbols: tuple[str, ...] = ()
+    convention: str = "costmodel"  # whose rules the macs column follows (conventions.py)
     _totals: dict[str, Num] | None = None
 
     @property

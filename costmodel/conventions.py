@@ -1,0 +1,251 @@
+"""Counting conventions as data: how each tool turns the same ops into its "MACs" figure.
+
+A convention maps each op (``conv2d``, ``batchnorm2d``, ``relu``, ``avgpool:module`` …) to a sum of
+terms ``coefficient × quantity``, where the quantities of a row are:
+
+* ``macs``   — the op's multiply-accumulates (conv and linear), bias excluded;
+* ``bias``   — output elements of a conv or linear that has a bias (one add each);
+* ``input``  — input elements, batch included;
+* ``output`` — output elements, batch included;
+* ``batch_params`` — batch × the op's learnable parameters.
+
+Ops a convention does not list count 0 in it. Each rule was read from the tool's own source at the
+version named, not fitted to totals; ``docs/conventions.md`` tabulates them, and
+``costmodel explain`` shows where two conventions part, op by op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from .errors import UsageError
+from .ops import numel
+from .report import Report, Row
+from .symbols import Num
+
+Term = tuple[int, str]
+QUANTITIES = ("macs", "bias", "input", "output", "batch_params")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one op counts: ``sum(coefficient × quantity)``, and why."""
+
+    terms: tuple[Term, ...]
+    why: str
+
+    def text(self) -> str:
+        """The rule as a formula, e.g. ``macs + bias`` or ``2·input``."""
+        if not self.terms:
+            return "0"
+        return " + ".join(q if c == 1 else f"{c}·{q}" for c, q in self.terms)
+
+
+ZERO = Rule((), "not counted")
+
+
+@dataclass(frozen=True)
+class Convention:
+    """One tool's counting rules. ``figure`` says which of the tool's numbers ``totals.macs`` holds."""
+
+    name: str
+    title: str
+    figure: str
+    version: str
+    source: str
+    rules: Mapping[str, Rule] = field(default_factory=dict)
+
+    def rule(self, key: str) -> Rule:
+        """The rule for an op key; ops the tool does not see count 0."""
+        return self.rules.get(key, ZERO)
+
+
+MACS = Rule(((1, "macs"),), "multiply-accumulates, bias excluded")
+
+_TORCH = {
+    "conv2d": Rule(((1, "macs"),), "aten.convolution: 2 × MACs FLOPs, halved; bias not counted"),
+    "linear": Rule(((1, "macs"),), "aten.addmm: 2 × MACs FLOPs, halved; bias not counted"),
+}
+
+CONVENTIONS: dict[str, Convention] = {
+    "costmodel": Convention(
+        "costmodel",
+        "costmodel",
+        "totals.macs: multiply-accumulates of conv and linear layers, bias excluded",
+        "this version",
+        "docs/conventions.md",
+        {"conv2d": MACS, "linear": MACS},
+    ),
+    "torch": Convention(
+        "torch",
+        "torch FlopCounterMode",
+        "FlopCounterMode().get_total_flops() / 2",
+        "torch 2.13–2.14",
+        "torch/utils/flop_counter.py (conv_flop, addmm_flop: only convolution and matmul ops are registered)",
+        _TORCH,
+    ),
+    "torchvision": Convention(
+        "torchvision",
+        "torchvision _ops",
+        "weights.meta['_ops'] × 10⁹ (torchvision stores it in billions, rounded to 3 decimals)",
+        "torchvision 0.29.1",
+        "torchvision/models/*.py weight metadata, measured with FlopCounterMode / 2",
+        _TORCH,
+    ),
+    "fvcore": Convention(
+        "fvcore",
+        "fvcore FlopCountAnalysis",
+        "FlopCountAnalysis(model, x).total() (one multiply-add counted as one 'flop')",
+        "fvcore 0.1.5.post20221221",
+        "fvcore/nn/flop_count.py _DEFAULT_SUPPORTED_OPS; fvcore/nn/jit_handles.py",
+        {
+            "conv2d": Rule(((1, "macs"),), "conv_flop_jit: output positions × Cin/g × k² × Cout; bias ignored"),
+            "linear": Rule(((1, "macs"),), "linear_flop_jit / addmm_flop_jit: in × out; bias ignored"),
+            "batchnorm2d": Rule(((2, "input"),), "batchnorm_flop_jit, eval mode with affine: 2 per input element"),
+            "avgpool:module": Rule(((1, "input"),), "aten::adaptive_avg_pool2d: elementwise_flop_counter(1, 0)"),
+            "avgpool:functional": Rule(((1, "input"),), "the same aten::adaptive_avg_pool2d op"),
+            "avgpool:mean": Rule((), "aten::mean is not among the handled ops"),
+        },
+    ),
+    "ptflops": Convention(
+        "ptflops",
+        "ptflops (pytorch backend)",
+        "get_model_complexity_info(model, (C, H, W))[0], the default pytorch backend",
+        "ptflops 0.7.5",
+        "ptflops/pytorch_ops.py MODULES_MAPPING and FUNCTIONAL_MAPPING; ptflops/pytorch_engine.py",
+        {
+            "conv2d": Rule(
+                ((1, "macs"), (1, "bias")), "conv_flops_counter_hook: k² × Cin/g × Cout per position, + bias adds"
+            ),
+            "linear": Rule(((1, "macs"), (1, "bias")), "linear_flops_counter_hook: in × out + bias per sample"),
+            "batchnorm2d": Rule(((2, "input"),), "bn_flops_counter_hook: input elements × 2 (affine)"),
+            "relu": Rule(
+                ((2, "output"),),
+                "relu_flops_counter_hook on nn.ReLU, and again the patched F.relu that nn.ReLU.forward calls",
+            ),
+            "relu6": Rule(
+                ((1, "output"),), "relu_flops_counter_hook on nn.ReLU6 (its forward calls F.hardtanh, not patched)"
+            ),
+            "silu": Rule(((1, "output"),), "the patched F.silu that nn.SiLU.forward calls (no module hook)"),
+            "avgpool:module": Rule(
+                ((2, "input"),),
+                "pool_flops_counter_hook on nn.AdaptiveAvgPool2d, and again the patched F.adaptive_avg_pool2d it calls",
+            ),
+            "avgpool:functional": Rule(((1, "input"),), "the patched F.adaptive_avg_pool2d"),
+            "avgpool:mean": Rule((), "Tensor.mean is not patched"),
+        },
+    ),
+    "thop": Convention(
+        "thop",
+        "thop profile",
+        "thop.profile(model, inputs=(x,))[0]",
+        "thop 0.1.1.post2209072238",
+        "thop/profile.py register_hooks; thop/vision/basic_hooks.py; thop/vision/calc_func.py",
+        {
+            "conv2d": Rule(((1, "macs"),), "count_convNd → calculate_conv2d_flops: output × Cin/g × k²; no bias"),
+            "linear": Rule(((1, "macs"),), "count_linear: in_features × output elements; no bias"),
+            "batchnorm2d": Rule(((4, "input"),), "count_normalization: calculate_norm = 2 × input, × 2 (affine)"),
+            "avgpool:module": Rule(
+                ((1, "input"), (1, "output")),
+                "count_adap_avgpool: (kernel H·W + 1 divide) × output elements = input + output",
+            ),
+            "avgpool:functional": Rule((), "not a module: no hook"),
+            "avgpool:mean": Rule((), "not a module: no hook"),
+        },
+    ),
+    "torchinfo": Convention(
+        "torchinfo",
+        "torchinfo summary",
+        "summary(model, input_size=(N, C, H, W)).total_mult_adds",
+        "torchinfo 1.8.0",
+        "torchinfo/layer_info.py LayerInfo.calculate_macs; torchinfo/model_statistics.py",
+        {
+            "conv2d": Rule(
+                ((1, "macs"), (1, "bias")),
+                "calculate_macs: (weight + bias parameters) × N·Ho·Wo for 'Conv' layers",
+            ),
+            "linear": Rule(((1, "macs"), (1, "bias")), "calculate_macs: N × (weight + bias parameters)"),
+            "batchnorm2d": Rule(((1, "batch_params"),), "calculate_macs: N × parameters (γ, β): 2C per sample"),
+        },
+    ),
+}
+"""Every preset by name."""
+
+
+def convention(name: str) -> Convention:
+    """The preset called ``name``, or a UsageError listing them."""
+    try:
+        return CONVENTIONS[name]
+    except KeyError:
+        raise UsageError(f"unknown convention {name!r}; expected one of {', '.join(CONVENTIONS)}") from None
+
+
+def op_key(row: Row) -> str:
+    """The key a convention's rules use for this row: the op name, with its variant (``avgpool:mean``)."""
+    return f"{row.op}:{row.variant}" if row.variant else row.op
+
+
+def quantity(row: Row, name: str, batch: Num) -> Num:
+    """One of QUANTITIES for one instance of ``row``."""
+    if name == "macs":
+        return row.macs
+    if name == "bias":
+        return row.activations if row.bias else 0
+    if name == "input":
+        return batch * numel(row.input)
+    if name == "output":
+        return row.activations
+    if name == "batch_params":
+        return batch * row.params
+    raise UsageError(f"unknown quantity {name!r}")  # pragma: no cover - rules are fixed data
+
+
+def row_count(row: Row, conv: Convention, batch: Num) -> Num:
+    """What ``conv`` counts for one instance of ``row``."""
+    total: Num = 0
+    for coef, q in conv.rule(op_key(row)).terms:
+        total = total + coef * quantity(row, q, batch)
+    return total
+
+
+def apply(report: Report, name: str) -> Report:
+    """A copy of ``report`` whose ``macs`` are what the named tool counts, row by row."""
+    conv = convention(name)
+    if conv.name == "costmodel":
+        return report
+    rows = [replace(r, macs=row_count(r, conv, report.batch)) for r in report.rows]
+    return replace(report, rows=rows, convention=conv.name, _totals=None)
+
+
+def explain(report: Report, a: str, b: str) -> list[Difference]:
+    """Where conventions ``a`` and ``b`` differ, op key by op key: counts, difference, and each rule.
+
+    The differences add up to ``total(b) − total(a)`` exactly.
+    """
+    ca, cb = convention(a), convention(b)
+    out: dict[str, Difference] = {}
+    for r in report.rows:
+        key = op_key(r)
+        d = out.get(key)
+        if d is None:
+            d = out[key] = Difference(key, ca.rule(key), cb.rule(key))
+        d.count_a = d.count_a + r.times * row_count(r, ca, report.batch)
+        d.count_b = d.count_b + r.times * row_count(r, cb, report.batch)
+    return list(out.values())
+
+
+@dataclass
+class Difference:
+    """One op key's count under two conventions, and the rules behind each."""
+
+    op: str
+    rule_a: Rule
+    rule_b: Rule
+    count_a: Num = 0
+    count_b: Num = 0
+
+    @property
+    def diff(self) -> Num:
+        """count_b − count_a."""
+        return self.count_b - self.count_a
