@@ -10,7 +10,7 @@ Counting conventions are in docs/conventions.md; the spec format in docs/spec.md
 
 from __future__ import annotations
 
-from .api import analyze, load, loads
+from .api import analyze, load, loads, sweep
 from .errors import CostModelError, SpecError, UndecidableError, UsageError
 from .report import Report, Row
 from .spec import (
@@ -46,4 +46,5 @@ __all__ = [
     "analyze",
     "load",
     "loads",
+    "sweep",
 ]

@@ -11,7 +11,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .errors import CostModelError, UsageError
 
@@ -66,6 +66,7 @@ def _parser() -> _Parser:
         metavar="NAME",
         help="count MACs as this tool does: costmodel, torch, torchvision, fvcore, ptflops, thop, torchinfo",
     )
+    t.add_argument("--plot", metavar="PATH", help="also draw stacked per-stage bars of params and MACs to PATH")
     t.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
 
     f = sub.add_parser("formula", help="closed-form formulas")
@@ -87,6 +88,22 @@ def _parser() -> _Parser:
     e.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format")
     e.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
 
+    s = sub.add_parser("sweep", help="exact costs over a grid of symbol values")
+    s.add_argument("spec", metavar="SPEC")
+    s.add_argument(
+        "--vary", action="append", required=True, metavar="NAME=VALUES", help="an axis: t=1,2,4,6 or H=32:224:32"
+    )
+    s.add_argument(
+        "--metric",
+        action="append",
+        choices=["params", "buffers", "macs", "flops", "activations"],
+        help="metrics to compute (repeatable; default params, macs, flops)",
+    )
+    s.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format")
+    s.add_argument("--convention", default="costmodel", metavar="NAME", help="count MACs as this tool does")
+    s.add_argument("--plot", metavar="PATH", help="also draw curves (one axis) or a heatmap (two) to PATH")
+    s.add_argument("--set", action="append", metavar="NAME=VALUE", help="fix a symbol (repeatable)")
+
     sub.add_parser("schema", help="JSON Schema of the spec format")
     return p
 
@@ -103,7 +120,12 @@ def _table(args: argparse.Namespace) -> str:
 
     convention(args.convention)  # refuse an unknown name before reading the spec
     report = apply(analyze(args.spec, **parse_set(args.set)), args.convention)
-    return render(report, args.format, args.by, args.depth)
+    text = render(report, args.format, args.by, args.depth)
+    if args.plot:
+        from .plot import plot_stages
+
+        plot_stages(report, args.plot)
+    return text
 
 
 def _formula(args: argparse.Namespace) -> str:
@@ -141,7 +163,44 @@ def _explain(args: argparse.Namespace) -> str:
     return render_explain(analyze(args.spec, **parse_set(args.set)), a, b, args.format)
 
 
-_COMMANDS = {"table": _table, "formula": _formula, "explain": _explain, "schema": _schema}
+def _progress(done: int, total: int) -> None:
+    if sys.stderr.isatty():
+        width = 30
+        filled = width * done // total
+        end = "\n" if done == total else ""
+        sys.stderr.write(f"\rsweep [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}{end}")
+        sys.stderr.flush()
+
+
+def _sweep(args: argparse.Namespace) -> str:
+    from .api import analyze
+    from .conventions import apply, convention
+    from .grid import parse_vary, run
+    from .render import render_sweep, table_formats
+
+    convention(args.convention)
+    if args.format not in table_formats():
+        raise UsageError(f"--format {args.format!r}: expected json, csv or a tabulate format")
+    axes = parse_vary(args.vary)
+    fixed = parse_set(args.set)
+    both = sorted(set(axes) & set(fixed))
+    if both:
+        raise UsageError(f"{both[0]} is given both --vary and --set")
+    report = apply(analyze(args.spec, **fixed), args.convention)
+
+    def reanalyze(bound: dict[str, int]) -> Any:
+        return apply(analyze(args.spec, **fixed, **bound), args.convention)
+
+    result = run(report, axes, args.metric or ["params", "macs", "flops"], _progress, reanalyze)
+    result.fixed = fixed
+    if args.plot:
+        from .plot import plot_sweep
+
+        plot_sweep(result, args.plot, report.convention)
+    return render_sweep(result, args.format, report.convention)
+
+
+_COMMANDS = {"table": _table, "formula": _formula, "explain": _explain, "sweep": _sweep, "schema": _schema}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -129,8 +129,17 @@ def _walk(spec: NetworkSpec) -> Report:
                 )
             )
             shape = out
+    assumptions: dict[tuple[str, str], None] = {}
+    for layer in spec.layers:
+        kernel: Any = getattr(layer, "kernel", None)
+        expansion: Any = getattr(layer, "expansion", None)
+        if isinstance(kernel, str):
+            assumptions[(kernel, "odd")] = None
+        if isinstance(expansion, str):
+            assumptions[(expansion, "ne1")] = None
     return Report(
         name=spec.name,
+        assumptions=tuple(assumptions),
         input=start,
         batch=n,
         output=shape,

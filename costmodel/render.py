@@ -320,3 +320,31 @@ def sum_of(values: Any) -> Num:
     for v in values:
         total = total + v
     return total
+
+
+def render_sweep(result: Any, fmt: str = "github", convention: str = "costmodel") -> str:
+    """A sweep as one row per design point (table or CSV), or columnar JSON."""
+    names = list(result.columns)
+    if fmt == "json":
+        return json.dumps(
+            {
+                "axes": result.axes,
+                "fixed": result.fixed,
+                "convention": convention,
+                "points": len(result),
+                "columns": {n: [int(v) for v in result.columns[n]] for n in names},
+            }
+        )
+    headers = [n if n in result.axes else HEADERS.get(n, n) for n in names]
+    cols = [result.columns[n] for n in names]
+    rows = zip(*cols, strict=True)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows([int(v) for v in row] for row in rows)
+        return buf.getvalue().rstrip("\n")
+    from tabulate import tabulate
+
+    cells = [[f"{int(v):,}" for v in row] for row in rows]
+    return tabulate(cells, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=["right"] * len(headers))

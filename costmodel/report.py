@@ -102,6 +102,9 @@ class Report:
     blocks: list[BlockInfo] = field(default_factory=list)
     symbols: tuple[str, ...] = ()
     convention: str = "costmodel"  # whose rules the macs column follows (conventions.py)
+    #: what the formulas assume of symbols: (name, "odd") for a symbolic kernel, (name, "ne1") for a
+    #: symbolic expansion (an expansion conv exists); a sweep honours them point by point
+    assumptions: tuple[tuple[str, str], ...] = ()
     _totals: dict[str, Num] | None = None
 
     @property
@@ -171,8 +174,8 @@ class Report:
         """Each op type's totals (conv2d, batchnorm2d, relu6 …): {op: {metric: value}}."""
         return {g.key[0]: {m: g.total(m) for m in METRICS} for g in self.group("opname")}
 
-    def formula(self, metric: str = "macs", stage: str | None = None) -> Any:
-        """The closed form of ``metric`` (summed over ``stage``'s rows only, if given) as a sympy expression."""
+    def expression(self, metric: str = "macs", stage: str | None = None) -> Any:
+        """``metric`` summed over all rows (or ``stage``'s rows) as a sympy expression, unsimplified."""
         import sympy
 
         if metric not in METRICS:
@@ -182,7 +185,34 @@ class Report:
             rows = [r for r in rows if r.stage == stage]
             if not rows:
                 raise UsageError(f"no stage {stage!r} in this spec; its stages are {', '.join(self.stages())}")
-        return sympy.factor(sympy.Integer(0) + _sum(r.total(metric) for r in rows))
+        return sympy.Integer(0) + _sum(r.total(metric) for r in rows)
+
+    def formula(self, metric: str = "macs", stage: str | None = None) -> Any:
+        """The closed form of ``metric`` (summed over ``stage``'s rows only, if given), factored, as sympy."""
+        import sympy
+
+        return sympy.factor(self.expression(metric, stage))
+
+    def compile(self, metric: str = "macs") -> Any:
+        """A fast exact numeric function of the free symbols: ``report.compile("macs")(t=np.arange(1, 9), …)``.
+
+        Compiled once (grid.Compiled); evaluates whole numpy arrays of design points in int64, or in
+        exact Python integers where int64 could overflow.
+        """
+        import sympy
+
+        from .grid import Compiled
+
+        expr = self.expression(metric)
+        if sympy.count_ops(expr) <= 200:  # small formulas: the factored form takes fewer array operations
+            expr = sympy.factor(expr)
+        return Compiled(expr, self.symbols)
+
+    def _repr_latex_(self) -> str:
+        import sympy
+
+        parts = [rf"\text{{{m}}} = {sympy.latex(self.formula(m))}" for m in ("params", "macs", "flops")]
+        return "$" + r",\quad ".join(parts) + "$"
 
     def table(self, fmt: str = "github", by: str = "auto", depth: int | None = None) -> str:
         """The report as text: a tabulate table in ``fmt``, or ``json`` / ``csv``; see render.render."""
