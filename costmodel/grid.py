@@ -341,16 +341,16 @@ def run(
     if missing:
         raise UsageError(f"no values for {', '.join(missing)}: give --vary or --set for each free symbol")
     size = 1
-    for values in axes.values():
-        size *= len(values)
+    for axis in axes.values():
+        size *= len(axis)
     if size > MAX_POINTS:
         raise UsageError(f"the grid has {size:,} points; the limit is {MAX_POINTS:,}")
     ones: list[str] = []
     for name, rule in report.assumptions:
-        values = axes.get(name, ())
-        if rule == "odd" and any(v % 2 == 0 for v in values):
+        axis = axes.get(name, ())
+        if rule == "odd" and any(v % 2 == 0 for v in axis):
             raise UsageError(f"--vary {name}: a kernel must be odd, and {name} takes even values")
-        if rule == "ne1" and 1 in values and name not in ones:
+        if rule == "ne1" and 1 in axis and name not in ones:
             ones.append(name)
     if ones and reanalyze is None:
         raise UsageError(f"--vary {ones[0]} includes 1, where the block has no expansion conv")
