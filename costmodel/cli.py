@@ -73,8 +73,25 @@ def _parser() -> _Parser:
     f.add_argument("spec", metavar="SPEC")
     f.add_argument("--metric", choices=["params", "buffers", "macs", "flops", "activations"])
     f.add_argument("--stage", help="sum only this stage over all layers (e.g. depthwise)")
-    f.add_argument("--format", "-f", default="text", choices=["text", "latex", "python"])
+    f.add_argument("--format", "-f", default="text", help="text, latex or python (with --at: a table format or json)")
+    f.add_argument("--diff", metavar="NAME", help="the partial derivative in this symbol")
+    f.add_argument("--at", metavar="NAME=VALUE,...", help="a point: print each metric's elasticity in each symbol")
     f.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
+
+    c = sub.add_parser("compare", help="specs side by side: totals, ratios to the first, stage shares")
+    c.add_argument("specs", metavar="SPEC", nargs="+")
+    c.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format")
+    c.add_argument("--convention", default="costmodel", metavar="NAME", help="count MACs as this tool does")
+    c.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol in every spec (repeatable)")
+
+    v = sub.add_parser("solve", help="the largest (or smallest) value of a symbol meeting budgets")
+    v.add_argument("spec", metavar="SPEC")
+    v.add_argument("--for", dest="symbol", required=True, metavar="NAME", help="the symbol to solve for")
+    v.add_argument("--budget", action="append", required=True, metavar="EXPR", help="e.g. 'macs<=3e8' (repeatable)")
+    v.add_argument("--smallest", action="store_true", help="the smallest value instead of the largest")
+    v.add_argument("--convention", default="costmodel", metavar="NAME", help="count MACs as this tool does")
+    v.add_argument("--format", "-f", default="text", choices=["text", "json"])
+    v.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind the other symbols (repeatable)")
 
     e = sub.add_parser("explain", help="op by op, where two counting conventions differ")
     e.add_argument("spec", metavar="SPEC")
@@ -132,12 +149,26 @@ def _formula(args: argparse.Namespace) -> str:
     import sympy
 
     from .api import analyze
+    from .design import derivative, elasticities
+    from .render import render_elasticities, table_formats
 
-    report = analyze(args.spec, **parse_set(args.set))
     metrics = [args.metric] if args.metric else ["params", "macs", "flops"]
+    if args.at:
+        if args.format != "text" and args.format not in table_formats():
+            raise UsageError(f"--format {args.format!r}: with --at, expected json, csv or a tabulate format")
+        point = parse_set([args.at])
+        report = analyze(args.spec, **parse_set(args.set))
+        return render_elasticities(
+            elasticities(report, point, metrics), "github" if args.format == "text" else args.format
+        )
+    if args.format not in ("text", "latex", "python"):
+        raise UsageError(f"--format {args.format!r}: expected text, latex or python")
+    report = analyze(args.spec, **parse_set(args.set))
     lines = []
     for m in metrics:
-        expr = report.formula(m, args.stage)
+        expr = derivative(report, m, args.diff) if args.diff else report.formula(m, args.stage)
+        if args.diff and args.stage:
+            raise UsageError("--diff and --stage cannot be combined")
         text = sympy.latex(expr) if args.format == "latex" else sympy.sstr(expr)
         lines.append(text if args.metric else f"{m} = {text}")
     return "\n".join(lines)
@@ -200,7 +231,55 @@ def _sweep(args: argparse.Namespace) -> str:
     return render_sweep(result, args.format, report.convention)
 
 
-_COMMANDS = {"table": _table, "formula": _formula, "explain": _explain, "sweep": _sweep, "schema": _schema}
+def _compare(args: argparse.Namespace) -> str:
+    from .api import analyze
+    from .conventions import apply, convention
+    from .design import compare
+    from .render import render_compare, table_formats
+
+    convention(args.convention)
+    if args.format not in table_formats():
+        raise UsageError(f"--format {args.format!r}: expected json, csv or a tabulate format")
+    bind = parse_set(args.set)
+    reports = []
+    for path in args.specs:
+        from .api import load
+
+        spec = load(path)
+        own = {k: v for k, v in bind.items() if k in {name for name in analyze(spec).symbols}}
+        reports.append(apply(analyze(spec, **own), args.convention))
+    return render_compare(compare(reports, args.specs), args.format)
+
+
+def _solve(args: argparse.Namespace) -> str:
+    from .api import analyze
+    from .conventions import apply, convention
+    from .design import parse_budget, solve
+    from .render import render_solution
+
+    convention(args.convention)
+    budgets = [parse_budget(b) for b in args.budget]
+    fixed = parse_set(args.set)
+    if args.symbol in fixed:
+        raise UsageError(f"--for {args.symbol} is also given with --set")
+    report = apply(analyze(args.spec, **fixed), args.convention)
+
+    def reanalyze(bound: dict[str, int]) -> Any:
+        return apply(analyze(args.spec, **fixed, **bound), args.convention)
+
+    sol = solve(report, args.symbol, budgets, reanalyze, args.smallest)
+    return render_solution(sol, budgets, args.format, args.smallest)
+
+
+_COMMANDS = {
+    "table": _table,
+    "formula": _formula,
+    "explain": _explain,
+    "sweep": _sweep,
+    "compare": _compare,
+    "solve": _solve,
+    "schema": _schema,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Any
 
 from .errors import UsageError
@@ -348,3 +349,156 @@ def render_sweep(result: Any, fmt: str = "github", convention: str = "costmodel"
 
     cells = [[f"{int(v):,}" for v in row] for row in rows]
     return tabulate(cells, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=["right"] * len(headers))
+
+
+def _ratio_text(r: Any) -> str:
+    return "" if r is None else f"{float(r):.3f}×"
+
+
+def _share_text(r: Any) -> str:
+    return "" if r is None else f"{100 * float(r):.1f}"
+
+
+def render_compare(cmp: Any, fmt: str = "github") -> str:
+    """Specs side by side: totals and ratios to the first; then each stage's share of params and MACs."""
+    metrics = ("params", "macs", "flops")
+    headers_ = _headers(cmp.reports[0])
+    if fmt == "json":
+        return json.dumps(
+            {
+                "baseline": cmp.names[0],
+                "specs": [
+                    {
+                        "spec": name,
+                        "name": r.name,
+                        "output": [jsonable(s) for s in r.output],
+                        "totals": {m: jsonable(r.totals[m]) for m in metrics},
+                        "ratio": {
+                            m: (None if (q := cmp.ratio(i, m)) is None else {"exact": str(q), "value": float(q)})
+                            for m in metrics
+                        },
+                        "stage_share": {
+                            s: {
+                                m: (None if (q := cmp.share(i, s, m)) is None else float(q)) for m in ("params", "macs")
+                            }
+                            for s in cmp.stages()
+                        },
+                    }
+                    for i, (name, r) in enumerate(zip(cmp.names, cmp.reports, strict=True))
+                ],
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    head = ["spec", "output"]
+    for m in metrics:
+        head += [headers_[m], "ratio"]
+    body = []
+    for i, (name, r) in enumerate(zip(cmp.names, cmp.reports, strict=True)):
+        row: list[Any] = [r.name or name, shape_text(r.output)]
+        for m in metrics:
+            row += [r.totals[m], _ratio_text(cmp.ratio(i, m))]
+        body.append(row)
+    share_head = ["stage (% params / % MACs)"] + [r.name or n for n, r in zip(cmp.names, cmp.reports, strict=True)]
+    share_body = [
+        [s]
+        + [
+            f"{_share_text(cmp.share(i, s, 'params'))} / {_share_text(cmp.share(i, s, 'macs'))}"
+            if s in cmp.reports[i].stages()
+            else "—"
+            for i in range(len(cmp.reports))
+        ]
+        for s in cmp.stages()
+    ]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(head)
+        writer.writerows([[c if isinstance(c, str) else jsonable(c) for c in row] for row in body])
+        return buf.getvalue().rstrip("\n")
+    from tabulate import tabulate
+
+    cells = [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in body]
+    first = tabulate(
+        cells, headers=head, tablefmt=fmt, disable_numparse=True, colalign=["left", "left"] + ["right"] * 6
+    )
+    second = tabulate(share_body, headers=share_head, tablefmt=fmt, disable_numparse=True)
+    base = cmp.reports[0].name or cmp.names[0]
+    return f"{first}\nratios are to the first spec ({base})\n\n{second}"
+
+
+def render_solution(sol: Any, budgets: Any, fmt: str = "text", smallest: bool = False) -> str:
+    """The value ``solve`` found and the costs there (text or JSON)."""
+    which = "smallest" if smallest else "largest"
+    if fmt == "json":
+        return json.dumps(
+            {
+                "symbol": sol.symbol,
+                "value": sol.value,
+                "which": which,
+                "budgets": [str(b) for b in budgets],
+                "totals": sol.totals,
+                "method": sol.method,
+                "roots": {k: str(v) for k, v in sol.roots.items()},
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    conds = " and ".join(str(b) for b in budgets)
+    if sol.value is None:
+        return f"no positive integer {sol.symbol} meets {conds}"
+    lines = [f"{which} {sol.symbol} with {conds}: {sol.symbol} = {sol.value}"]
+    lines += [f"  {m} = {sol.totals[m]:,}" for m in ("params", "macs", "flops")]
+    for k, v in sol.roots.items():
+        equation = re.sub(r" (<=|<|>=|>) ", " = ", k)
+        lines.append(f"  closed-form root of {equation}: {sol.symbol} = {v} ≈ {float(v):.6g}")
+    lines.append(f"  found by: {sol.method}")
+    return "\n".join(lines)
+
+
+def render_elasticities(items: Any, fmt: str = "github") -> str:
+    """The sensitivity table: value, partial derivative and elasticity of each metric in each symbol."""
+
+    def num(x: Any) -> Any:
+        try:
+            return int(x) if x.is_Integer else float(x)
+        except (TypeError, AttributeError):
+            return str(x)
+
+    if fmt == "json":
+        return json.dumps(
+            [
+                {
+                    "metric": e.metric,
+                    "symbol": e.name,
+                    "at": e.at,
+                    "value": num(e.value),
+                    "partial": str(e.partial),
+                    "elasticity": str(e.elasticity),
+                    "elasticity_value": num(e.elasticity),
+                }
+                for e in items
+            ],
+            indent=2,
+        )
+    from tabulate import tabulate
+
+    head = ["metric", "symbol", "at", "value", "∂metric/∂symbol", "elasticity (% per %)"]
+    body = [
+        [
+            e.metric,
+            e.name,
+            e.at,
+            f"{num(e.value):,}",
+            str(e.partial),
+            f"{float(e.elasticity):.4f}" if e.elasticity.is_number and e.elasticity.is_finite else str(e.elasticity),
+        ]
+        for e in items
+    ]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(head)
+        writer.writerows(body)
+        return buf.getvalue().rstrip("\n")
+    return tabulate(body, headers=head, tablefmt=fmt, disable_numparse=True)

@@ -1,0 +1,102 @@
+"""compare, solve, sensitivity and notebook rendering."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sympy
+
+import costmodel
+from conftest import SPECS
+from costmodel.design import parse_budget
+
+SYM = str(SPECS / "symbolic_mbconv.yaml")
+
+
+def test_compare_reproduces_the_seeds(run_cli):
+    code, out, err = run_cli("compare", str(SPECS / "seed_mbconv.yaml"), str(SPECS / "seed_dwsep.yaml"),
+                             str(SPECS / "seed_two_conv.yaml"), "--format", "json")  # fmt: skip
+    assert code == 0, err
+    specs = json.loads(out)["specs"]
+    assert [s["totals"]["params"] for s in specs] == [408, 52, 4672]
+    assert specs[1]["ratio"]["params"]["exact"] == "13/102"  # 52 / 408
+    assert specs[0]["stage_share"]["depthwise"]["params"] == pytest.approx(216 / 408)
+    code, out, _ = run_cli("compare", str(SPECS / "seed_two_conv.yaml"), str(SPECS / "seed_mbconv_bn.yaml"))
+    assert code == 0 and "4,672" in out and "4,352" in out and "0.932×" in out  # 4352 / 4672
+
+
+def test_solve_largest_expansion_for_the_seed_block(run_cli):
+    # seed block at C=4, k=3, 8×8: MACs = 8·8·t·4·(2·4 + 9) = 4352·t; 4352·22 = 95,744 ≤ 1e5 < 4352·23
+    code, out, err = run_cli("solve", SYM, "--for", "t", "--budget", "macs<=1e5", "--set", "C=4,k=3,H=8,W=8",
+                             "--format", "json")  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["value"] == 22 and data["totals"]["macs"] == 95_744
+    assert sympy.Rational(data["roots"]["macs <= 100,000"]) == sympy.Rational(100_000, 4352)
+
+
+def test_solve_quadratic_and_smallest(run_cli):
+    code, out, _ = run_cli("solve", SYM, "--for", "C", "--budget", "macs<=3e8", "--set", "H=56,k=3,t=6,W=56",
+                           "--format", "json")  # fmt: skip
+    value = json.loads(out)["value"]
+    macs = lambda c: 56 * 56 * 6 * c * (2 * c + 9)  # noqa: E731
+    assert macs(value) <= 3 * 10**8 < macs(value + 1)
+    code, out, _ = run_cli("solve", SYM, "--for", "C", "--budget", "params>=1e5", "--smallest",
+                           "--set", "H=56,k=3,t=6,W=56", "--format", "json")  # fmt: skip
+    value = json.loads(out)["value"]
+    params = lambda c: 6 * c * (2 * c + 9)  # noqa: E731
+    assert params(value) >= 10**5 > params(value - 1)
+
+
+def test_solve_no_solution(run_cli):
+    code, out, _ = run_cli("solve", SYM, "--for", "t", "--budget", "macs<10", "--set", "C=4,k=3,H=8,W=8")
+    assert code == 0 and out.startswith("no positive integer t")
+
+
+@pytest.mark.parametrize(
+    "text", ["macs=3e8", "watts<=3", "macs<=abc", "macs<=__import__('os')", "macs<=3e8;", "macs <= -5", ""]
+)
+def test_budget_grammar_refuses(text):
+    with pytest.raises(costmodel.UsageError):
+        parse_budget(text)
+
+
+def test_budget_grammar_accepts():
+    assert parse_budget("macs<=3e8").limit == 300_000_000
+    assert parse_budget("params < 5.3M").limit == 5_300_000
+    assert parse_budget("flops>=1_000_000").op == ">="
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--for", "q", "--budget", "macs<=1e5", "--set", "C=4,k=3,H=8,W=8"], "no free symbol"),
+        (["--for", "t", "--budget", "macs<=1e5"], "--set"),
+        (["--for", "t", "--budget", "macs=>1e5", "--set", "C=4,k=3,H=8,W=8"], "METRIC OP NUMBER"),
+        (["--for", "t", "--budget", "params>=10", "--set", "C=4,k=3,H=8,W=8"], "unbounded"),
+    ],
+)
+def test_bad_solve(run_cli, args, needle):
+    code, out, err = run_cli("solve", SYM, *args)
+    assert code == 2 and out == "" and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_derivative_and_elasticity(run_cli):
+    code, out, _ = run_cli("formula", SYM, "--metric", "macs", "--diff", "k", "--format", "python")
+    C, H, W, t, k = sympy.symbols("C H W t k")
+    assert sympy.expand(sympy.parse_expr(out) - 2 * C * H * W * k * t) == 0
+    code, out, err = run_cli("formula", SYM, "--metric", "macs", "--at", "t=6,k=3,C=16,H=32,W=32", "--format", "json")
+    assert code == 0, err
+    rows = {r["symbol"]: r for r in json.loads(out)}
+    assert sympy.Rational(rows["H"]["elasticity"]) == 1  # MACs ∝ H
+    assert sympy.Rational(rows["k"]["elasticity"]) == sympy.Rational(2 * 9, 2 * 16 + 9)  # 2k²/(2C + k²)
+    assert sympy.Rational(rows["C"]["elasticity"]) == sympy.Rational(4 * 16 + 9, 2 * 16 + 9)  # (4C + k²)/(2C + k²)
+
+
+def test_notebook_rendering():
+    r = costmodel.analyze(SPECS / "seed_mbconv.yaml")
+    html = r._repr_html_()
+    assert html.startswith("<table") and "408" in html
+    latex = costmodel.analyze(SYM)._repr_latex_()
+    assert latex.startswith("$") and "k^{2}" in latex
