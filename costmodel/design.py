@@ -206,12 +206,13 @@ def solve(
     lo = first_true(lambda n: meets(n, floors)) if floors else 1
     if lo is None or not meets(lo, ceilings):
         return Solution(symbol, None, {}, method, roots)
+    value: int | None
     if smallest:
         value = lo
     else:
         # candidate from a closed-form root, confirmed exactly; otherwise the exact search
         candidates = [int(sympy.floor(r)) for r in roots.values() if r.is_real]
-        value: int | None = None
+        value = None
         for c in sorted(candidates):
             if c >= lo and meets(c, ceilings) and not meets(c + 1, ceilings):
                 value, method = c, "closed form, confirmed by exact evaluation"
