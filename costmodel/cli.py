@@ -127,12 +127,9 @@ def _parser() -> _Parser:
 
 def _table(args: argparse.Namespace) -> str:
     from .api import analyze
-    from .render import render, table_formats
+    from .render import check_format, render
 
-    if args.format not in table_formats():
-        raise UsageError(
-            f"--format {args.format!r}: expected json, csv or a tabulate format (e.g. github, plain, latex)"
-        )
+    check_format(args.format)
     from .conventions import apply, convention
 
     convention(args.convention)  # refuse an unknown name before reading the spec
@@ -150,12 +147,12 @@ def _formula(args: argparse.Namespace) -> str:
 
     from .api import analyze
     from .design import derivative, elasticities
-    from .render import render_elasticities, table_formats
+    from .render import check_format, render_elasticities
 
     metrics = [args.metric] if args.metric else ["params", "macs", "flops"]
     if args.at:
-        if args.format != "text" and args.format not in table_formats():
-            raise UsageError(f"--format {args.format!r}: with --at, expected json, csv or a tabulate format")
+        if args.format != "text":
+            check_format(args.format)
         point = parse_set([args.at])
         report = analyze(args.spec, **parse_set(args.set))
         return render_elasticities(
@@ -183,14 +180,13 @@ def _schema(args: argparse.Namespace) -> str:
 def _explain(args: argparse.Namespace) -> str:
     from .api import analyze
     from .conventions import convention
-    from .render import render_explain, table_formats
+    from .render import check_format, render_explain
 
     if len(args.vs) > 2:
         raise UsageError("--vs: give one peer (compared with costmodel) or two")
     a, b = ("costmodel", args.vs[0]) if len(args.vs) == 1 else (args.vs[0], args.vs[1])
     convention(a), convention(b)
-    if args.format not in table_formats():
-        raise UsageError(f"--format {args.format!r}: expected json, csv or a tabulate format")
+    check_format(args.format)
     return render_explain(analyze(args.spec, **parse_set(args.set)), a, b, args.format)
 
 
@@ -207,11 +203,10 @@ def _sweep(args: argparse.Namespace) -> str:
     from .api import analyze
     from .conventions import apply, convention
     from .grid import parse_vary, run
-    from .render import render_sweep, table_formats
+    from .render import check_format, render_sweep
 
     convention(args.convention)
-    if args.format not in table_formats():
-        raise UsageError(f"--format {args.format!r}: expected json, csv or a tabulate format")
+    check_format(args.format)
     axes = parse_vary(args.vary)
     fixed = parse_set(args.set)
     both = sorted(set(axes) & set(fixed))
@@ -235,11 +230,10 @@ def _compare(args: argparse.Namespace) -> str:
     from .api import analyze
     from .conventions import apply, convention
     from .design import compare
-    from .render import render_compare, table_formats
+    from .render import check_format, render_compare
 
     convention(args.convention)
-    if args.format not in table_formats():
-        raise UsageError(f"--format {args.format!r}: expected json, csv or a tabulate format")
+    check_format(args.format)
     bind = parse_set(args.set)
     reports = []
     for path in args.specs:

@@ -47,6 +47,12 @@ def table_formats() -> list[str]:
     return sorted({*tabulate_formats, "json", "csv"})
 
 
+def check_format(fmt: str) -> None:
+    """Refuse a ``--format`` that is not json, csv or a tabulate format (tabulate is imported only if needed)."""
+    if fmt not in ("json", "csv") and fmt not in table_formats():
+        raise UsageError(f"--format {fmt!r}: expected json, csv or a tabulate format (e.g. github, plain, latex)")
+
+
 def jsonable(x: Num) -> int | str:
     """An int stays an int; a symbolic value becomes sympy-parseable text."""
     return x if isinstance(x, int) else str(x)
@@ -226,8 +232,8 @@ def render(report: Report, fmt: str = "github", by: str = "auto", depth: int | N
     Rows are grouped ``by`` a view (op, stage, block, layer; auto = op for one block, else block), or,
     with ``depth`` 1–4, nested: layers, then blocks, stages and ops down to that depth.
     """
-    if fmt == "json":
-        return json.dumps(to_dict(report), indent=2, ensure_ascii=False)
+    if fmt == "json":  # compact: the C encoder; pipe through `python -m json.tool` to read it
+        return json.dumps(to_dict(report), ensure_ascii=False, separators=(",", ":"))
     from tabulate import tabulate, tabulate_formats
 
     if depth is not None:

@@ -68,6 +68,8 @@ def floordiv(a: Num, b: Num) -> Num:
         return a // b
     import sympy
 
+    if isinstance(a, sympy.floor) and isinstance(b, int) and b > 0:
+        return sympy.floor(a.args[0] / b)  # floor(floor(x) / n) = floor(x / n) for a positive integer n
     return sympy.floor(sympy.Integer(a) / b if isinstance(a, int) else a / b)
 
 
