@@ -58,6 +58,10 @@ def settings(layer: Any, stride: Num) -> str:
     return " ".join(str(p) for p in parts)
 
 
+def _same(x: Num) -> Num:
+    return x
+
+
 def _walk(spec: NetworkSpec) -> Report:
     inp = spec.input
     n = value(inp.batch)
@@ -67,6 +71,8 @@ def _walk(spec: NetworkSpec) -> Report:
     rows: list[Row] = []
     blocks: list[BlockInfo] = []
     flat_from: int | None = None  # index of the linear layer after which the tensor is a flat vector
+    symbolic = bool(symbol_uses(spec))
+    clean = to_int_or_expr if symbolic else _same
     for i, layer in enumerate(spec.layers):
         kind = layer.kind
         if flat_from is not None and kind in _SPATIAL_KINDS:
@@ -93,6 +99,7 @@ def _walk(spec: NetworkSpec) -> Report:
             )
             staged, out = block(layer, args)
             b = len(blocks)
+            described = settings(layer, stride) if r <= 1 else blocks[-1].settings
             for stage, op in staged:
                 rows.append(
                     Row(
@@ -103,13 +110,13 @@ def _walk(spec: NetworkSpec) -> Report:
                         stage=stage,
                         op=op.op,
                         detail=op.detail,
-                        params=to_int_or_expr(op.params),
-                        buffers=to_int_or_expr(op.buffers),
-                        macs=to_int_or_expr(op.macs),
-                        flops=to_int_or_expr(op.flops),
+                        params=clean(op.params),
+                        buffers=clean(op.buffers),
+                        macs=clean(op.macs),
+                        flops=clean(op.flops),
                         input=op.input,
                         output=op.output,
-                        activations=to_int_or_expr(n * numel(op.output)),
+                        activations=clean(n * numel(op.output)),
                         times=times,
                         bias=op.bias,
                         variant=op.variant,
@@ -122,7 +129,7 @@ def _walk(spec: NetworkSpec) -> Report:
                     repeat=r,
                     kind=kind,
                     name=layer.name,
-                    settings=settings(layer, stride),
+                    settings=described,
                     input=shape,
                     output=out,
                     times=times,

@@ -47,7 +47,7 @@ ACTIVATION_FLOPS: dict[str, int] = {
 BN_FLOPS_PER_ELEMENT = 2  # inference BatchNorm folds to a·x + b
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Op:
     """The cost of one primitive op applied to one input."""
 

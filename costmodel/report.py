@@ -20,7 +20,7 @@ METRICS = ("params", "buffers", "macs", "flops", "activations")
 VIEWS = ("op", "stage", "block", "layer")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
     """One op of one block instance, with the costs of a single instance.
 

@@ -384,6 +384,7 @@ class NetworkSpec(_Model):
     _source: Any = PrivateAttr(default=None)
 
 
+@cache
 def se_ratio(value: float) -> Fraction:
     """The SE ratio as an exact fraction of the decimal the user wrote (0.25 → 1/4)."""
     return Fraction(repr(value))
