@@ -302,6 +302,17 @@ class SweepResult:
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
+    def _repr_html_(self) -> str:
+        from .render import render_sweep
+
+        head = render_sweep(self.head(50), "html")
+        more = f"<p>{len(self) - 50:,} more points</p>" if len(self) > 50 else ""
+        return head + more
+
+    def head(self, n: int) -> SweepResult:
+        """The first ``n`` design points."""
+        return SweepResult(self.axes, self.fixed, {k: v[:n] for k, v in self.columns.items()}, self.metrics)
+
     def records(self) -> Iterator[dict[str, int]]:
         """One dict per design point: each axis's value and each metric."""
         names = list(self.columns)

@@ -100,3 +100,25 @@ def test_notebook_rendering():
     assert html.startswith("<table") and "408" in html
     latex = costmodel.analyze(SYM)._repr_latex_()
     assert latex.startswith("$") and "k^{2}" in latex
+
+
+def test_example_notebook_runs(monkeypatch):
+    """Every code cell of examples/tour.ipynb runs, and what a cell ends with renders as HTML or LaTeX."""
+    import ast
+
+    from conftest import ROOT
+
+    nb = json.loads((ROOT / "examples" / "tour.ipynb").read_text())
+    monkeypatch.chdir(ROOT / "examples")
+    namespace: dict = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        tree = ast.parse("".join(cell["source"]))
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, "<cell>", "exec"), namespace)  # our own shipped example, not user input
+        if last is not None:
+            value = eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)
+            for method in ("_repr_html_", "_repr_latex_"):
+                if hasattr(value, method):
+                    assert getattr(value, method)()
