@@ -67,6 +67,19 @@ def _parser() -> _Parser:
         help="count MACs as this tool does: costmodel, torch, torchvision, fvcore, ptflops, thop, torchinfo",
     )
     t.add_argument("--plot", metavar="PATH", help="also draw stacked per-stage bars of params and MACs to PATH")
+    t.add_argument("--fold-bn", action="store_true", help="deployment view: BatchNorm folded into the conv bias")
+    t.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16", "bfloat16", "int8"],
+        help="element size for the memory figures in --format json",
+    )
+    t.add_argument(
+        "--fusion",
+        default="none",
+        choices=["none", "conv-bn-act", "block"],
+        help="execution model for the peak activation memory in --format json",
+    )
     t.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
 
     f = sub.add_parser("formula", help="closed-form formulas")
@@ -121,6 +134,27 @@ def _parser() -> _Parser:
     s.add_argument("--plot", metavar="PATH", help="also draw curves (one axis) or a heatmap (two) to PATH")
     s.add_argument("--set", action="append", metavar="NAME=VALUE", help="fix a symbol (repeatable)")
 
+    m = sub.add_parser("memory", help="bytes each kernel moves, arithmetic intensity, peak activation memory")
+    m.add_argument("spec", metavar="SPEC")
+    m.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "int8"])
+    m.add_argument("--fusion", default="none", choices=["none", "conv-bn-act", "block"])
+    m.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format")
+    m.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
+
+    r = sub.add_parser("roofline", help="roofline time per kernel on a hardware profile; compute- or memory-bound")
+    r.add_argument("spec", metavar="SPEC")
+    r.add_argument("--hardware", required=True, metavar="PROFILE", help="a shipped profile name or a profile YAML")
+    r.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "int8"])
+    r.add_argument("--fusion", default="none", choices=["none", "conv-bn-act", "block"])
+    r.add_argument("--by", default="auto", choices=["auto", "kernel", "block", "stage"])
+    r.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format")
+    r.add_argument("--plot", metavar="PATH", help="also draw the roofline chart, one point per stage")
+    r.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
+
+    k = sub.add_parser("calibrate", help="measure this machine's compute and bandwidth; write a hardware profile")
+    k.add_argument("--out", metavar="PATH", help="write the profile here (default: print it)")
+    k.add_argument("--seconds", type=float, default=2.0, help="time spent on each measurement (default 2)")
+
     sub.add_parser("schema", help="JSON Schema of the spec format")
     return p
 
@@ -134,7 +168,21 @@ def _table(args: argparse.Namespace) -> str:
 
     convention(args.convention)  # refuse an unknown name before reading the spec
     report = apply(analyze(args.spec, **parse_set(args.set)), args.convention)
-    text = render(report, args.format, args.by, args.depth)
+    if args.fold_bn:
+        from .memory import fold_bn
+
+        report = fold_bn(report)
+    if args.format == "json" and not report.symbolic:
+        from .memory import peak_activations
+        from .render import to_dict
+
+        data = to_dict(report)
+        peak = peak_activations(report, args.dtype, args.fusion)
+        data["totals"]["peak_activation_bytes"] = peak.bytes
+        data["peak"] = {"bytes": peak.bytes, "kernel": peak.kernel, "dtype": args.dtype, "fusion": args.fusion}
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    else:
+        text = render(report, args.format, args.by, args.depth)
     if args.plot:
         from .plot import plot_stages
 
@@ -265,7 +313,65 @@ def _solve(args: argparse.Namespace) -> str:
     return render_solution(sol, budgets, args.format, args.smallest)
 
 
+def _roofline(args: argparse.Namespace) -> str:
+    from .api import analyze
+    from .hardware import load_profile, on_chip_warnings, roofline
+    from .memory import kernels
+    from .render import check_format, render_roofline
+
+    check_format(args.format)
+    profile = load_profile(args.hardware)
+    profile.peak(args.dtype)  # refuse a dtype the profile has no peak for
+    report = analyze(args.spec, **parse_set(args.set))
+    ks = kernels(report, args.dtype, args.fusion)
+    estimates = roofline(ks, profile, args.dtype)
+    text = render_roofline(report, estimates, profile, args.format, args.dtype, args.fusion, args.by)
+    if args.plot:
+        from .plot import plot_roofline
+
+        plot_roofline(estimates, profile, args.dtype, args.fusion, args.plot, report.name or args.spec)
+    warnings = on_chip_warnings(ks, profile)
+    if warnings:
+        shown = warnings[:5] + ([f"… and {len(warnings) - 5} more"] if len(warnings) > 5 else [])
+        sys.stderr.write("".join(f"costmodel: warning: {w}\n" for w in shown))
+    return text
+
+
+def _calibrate(args: argparse.Namespace) -> str:
+    import yaml
+
+    from .hardware import calibrate
+
+    if args.seconds <= 0:
+        raise UsageError("--seconds must be positive")
+    text = yaml.safe_dump(calibrate(args.seconds), sort_keys=False, allow_unicode=True)
+    if args.out:
+        try:
+            with open(args.out, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UsageError(f"--out {args.out}: {exc.strerror}") from None
+        return f"wrote {args.out}"
+    return text.rstrip("\n")
+
+
+def _memory(args: argparse.Namespace) -> str:
+    from .api import analyze
+    from .memory import kernels, peak_activations
+    from .render import check_format, render_memory
+
+    check_format(args.format)
+    report = analyze(args.spec, **parse_set(args.set))
+    ks = kernels(report, args.dtype, args.fusion)
+    return render_memory(
+        report, ks, peak_activations(report, args.dtype, args.fusion), args.format, args.dtype, args.fusion
+    )
+
+
 _COMMANDS = {
+    "roofline": _roofline,
+    "calibrate": _calibrate,
+    "memory": _memory,
     "table": _table,
     "formula": _formula,
     "explain": _explain,

@@ -172,7 +172,7 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path, Any]:
     return tuple(path), node
 
 
-def _allowed_keys(data: Any, path: Path) -> list[str] | None:
+def _allowed_keys(data: Any, path: Path, root: Any = NetworkSpec) -> list[str] | None:
     """The keys a mapping at ``path`` may hold, from the model that validates it."""
     from . import spec as spec_mod
 
@@ -181,7 +181,9 @@ def _allowed_keys(data: Any, path: Path) -> list[str] | None:
     parent = path[:-1]
     model: Any = None
     if parent == ():
-        model = NetworkSpec
+        model = root
+    elif root is not NetworkSpec:
+        model = None
     elif parent == ("input",):
         model = spec_mod.Input
     elif parent == ("defaults",):
@@ -203,9 +205,17 @@ def validate(data: Any, src: Source, bind: Mapping[str, int] | None = None) -> N
         raise SpecError(
             f"a spec is a mapping with 'input' and 'layers', got {type(data).__name__}", file=src.file, line=1
         )
+    spec: NetworkSpec = validate_model(NetworkSpec, data, src, bind)
+    return spec
+
+
+def validate_model(model: Any, data: Any, src: Source, bind: Mapping[str, int] | None = None) -> Any:
+    """Validate plain data into ``model`` (a spec or a hardware profile); errors name file, line, field."""
+    if not isinstance(data, dict):
+        raise SpecError(f"expected a mapping, got {type(data).__name__}", file=src.file, line=1)
     context: dict[str, Any] = {"bind": dict(bind or {}), "used": set()}
     try:
-        spec = NetworkSpec.model_validate(data, context=context)
+        spec = model.model_validate(data, context=context)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         first = errors[0]
@@ -213,7 +223,7 @@ def validate(data: Any, src: Source, bind: Mapping[str, int] | None = None) -> N
         field = first.get("ctx", {}).get("field")
         if isinstance(field, str):  # a model-level check that names its field
             path = (*path, field)
-        allowed = _allowed_keys(data, path) if first["type"] == "extra_forbidden" else None
+        allowed = _allowed_keys(data, path, model) if first["type"] == "extra_forbidden" else None
         err = SpecError(_message(first, allowed), path, more=len(errors) - 1)
         raise src.locate(err) from None
     unused = sorted(set(context["bind"]) - context["used"])

@@ -96,3 +96,35 @@ def plot_stages(report: Any, path: str) -> None:
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_roofline(estimates: Any, profile: Any, dtype: str, fusion: str, path: str, title: str) -> None:
+    """The classic roofline: attainable FLOP/s against FLOP/byte (log-log), one point per stage."""
+    plt = _pyplot()
+    peak, bw = profile.peak(dtype), profile.bandwidth
+    stages: dict[str, list[float]] = {}
+    for e in estimates:
+        k = e.kernel
+        acc = stages.setdefault(k.stage, [0.0, 0.0, 0.0])
+        acc[0] += float(k.times) * float(k.flops)
+        acc[1] += float(k.times) * float(k.bytes_moved)
+        acc[2] += float(k.times) * e.time_s
+    points = {s: (f / b, f / t) for s, (f, b, t) in stages.items() if b > 0 and t > 0 and f > 0}
+    lo = min([x for x, _ in points.values()] + [peak / bw]) / 4
+    hi = max([x for x, _ in points.values()] + [peak / bw]) * 4
+    xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.plot(xs, [min(peak, x * bw) for x in xs], color="black", linewidth=1.5, label=f"roof ({profile.name})")
+    for stage, (x, y) in points.items():
+        ax.scatter([x], [y], s=40, label=stage, zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.axvline(peak / bw, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel(f"arithmetic intensity [FLOP/byte] (costmodel FLOPs; bytes: {dtype}, fusion {fusion})")
+    ax.set_ylabel("attainable performance [FLOP/s]")
+    ax.set_title(f"{title}: one point per stage", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_ylim(bottom=min(y for _, y in points.values()) / 4 if points else peak / 1e4, top=peak * 2)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

@@ -508,3 +508,179 @@ def render_elasticities(items: Any, fmt: str = "github") -> str:
         writer.writerows(body)
         return buf.getvalue().rstrip("\n")
     return tabulate(body, headers=head, tablefmt=fmt, disable_numparse=True)
+
+
+def render_memory(report: Report, ks: Any, peak: Any, fmt: str, dtype: str, fusion: str) -> str:
+    """Bytes per kernel (activations read, weights read, output written), FLOPs, intensity; the peak."""
+    from .memory import sum_of
+
+    totals = {
+        "flops": sum_of(k.times * k.flops for k in ks),
+        "input_bytes": sum_of(k.times * k.input_bytes for k in ks),
+        "weight_bytes": sum_of(k.times * k.weight_bytes for k in ks),
+        "output_bytes": sum_of(k.times * k.output_bytes for k in ks),
+    }
+    totals["bytes_moved"] = totals["input_bytes"] + totals["weight_bytes"] + totals["output_bytes"]
+    totals["peak_activation_bytes"] = peak.bytes
+    if fmt == "json":
+        return json.dumps(
+            {
+                "name": report.name,
+                "dtype": dtype,
+                "fusion": fusion,
+                "totals": totals,
+                "peak": {
+                    "bytes": peak.bytes,
+                    "kernel": peak.kernel,
+                    "alive": [{"tensor": t, "bytes": b} for t, b in peak.alive],
+                },
+                "kernels": [
+                    {
+                        "kernel": k.label,
+                        "block": k.block,
+                        "stage": k.stage,
+                        "ops": [r.op for r in k.rows],
+                        "flops": k.flops,
+                        "input_bytes": k.input_bytes,
+                        "weight_bytes": k.weight_bytes,
+                        "output_bytes": k.output_bytes,
+                        "bytes_moved": k.bytes_moved,
+                        "intensity": round(k.intensity, 4),
+                    }
+                    for k in ks
+                ],
+            },
+            ensure_ascii=False,
+        )
+    head = [
+        "kernel",
+        "activations read [B]",
+        "weights read [B]",
+        "output written [B]",
+        "bytes moved [B]",
+        "FLOPs (costmodel conv.)",
+        "FLOP/byte",
+    ]
+    body: list[list[Any]] = [
+        [k.label, k.input_bytes, k.weight_bytes, k.output_bytes, k.bytes_moved, k.flops, f"{k.intensity:.2f}"]
+        for k in ks
+    ]
+    body.append(
+        [
+            "total",
+            totals["input_bytes"],
+            totals["weight_bytes"],
+            totals["output_bytes"],
+            totals["bytes_moved"],
+            totals["flops"],
+            f"{float(totals['flops']) / float(totals['bytes_moved']):.2f}" if totals["bytes_moved"] else "",
+        ]
+    )
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(head)
+        writer.writerows(body)
+        return buf.getvalue().rstrip("\n")
+    from tabulate import tabulate
+
+    cells = [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in body]
+    text = tabulate(cells, headers=head, tablefmt=fmt, disable_numparse=True, colalign=["left"] + ["right"] * 6)
+    alive = ", ".join(f"{t} {b:,} B" for t, b in peak.alive)
+    lines = [
+        f"{report.name or 'spec'}: {dtype}, fusion {fusion} "
+        "(each kernel reads its inputs and weights, writes its output)",
+        text,
+        f"peak activation memory: {peak.bytes:,} B at {peak.kernel} (alive: {alive})",
+    ]
+    return "\n".join(lines) if fmt in _TITLED else text
+
+
+def render_roofline(report: Report, estimates: Any, profile: Any, fmt: str, dtype: str, fusion: str, by: str) -> str:
+    """Per kernel (or per block, or per stage): FLOPs, bytes, intensity, roofline time and the bound."""
+    total_s = sum(float(e.kernel.times) * e.time_s for e in estimates)
+    compute_s = sum(float(e.kernel.times) * e.time_s for e in estimates if e.bound == "compute")
+    if by == "auto":
+        by = "kernel" if len(report.blocks) == 1 else "block"
+    groups: dict[Any, list[Any]] = {}
+    for e in estimates:
+        key = {"kernel": e.kernel.label, "block": e.kernel.block, "stage": e.kernel.stage}[by]
+        groups.setdefault(key, []).append(e)
+
+    def summary(key: Any, es: list[Any]) -> dict[str, Any]:
+        flops = sum(float(e.kernel.times) * float(e.kernel.flops) for e in es)
+        moved = sum(float(e.kernel.times) * float(e.kernel.bytes_moved) for e in es)
+        t = sum(float(e.kernel.times) * e.time_s for e in es)
+        t_c = sum(float(e.kernel.times) * e.time_s for e in es if e.bound == "compute")
+        label = key
+        if by == "block":
+            info = report.blocks[key]
+            label = f"{info.layer}.{info.repeat} {info.name or info.kind}"
+        bound = "compute" if t_c >= t - t_c else "memory"
+        return {
+            "item": str(label),
+            "flops": flops,
+            "bytes": moved,
+            "intensity": flops / moved if moved else float("inf"),
+            "time_s": t,
+            "compute_bound_share": t_c / t if t else 0.0,
+            "bound": bound,
+        }
+
+    rows = [summary(k, v) for k, v in groups.items()]
+    ridge = profile.peak(dtype) / profile.bandwidth
+    if fmt == "json":
+        return json.dumps(
+            {
+                "name": report.name,
+                "hardware": profile.name,
+                "dtype": dtype,
+                "fusion": fusion,
+                "ridge_flop_per_byte": ridge,
+                "totals": {"time_s": total_s, "compute_bound_time_share": compute_s / total_s if total_s else 0.0},
+                "rows": rows,
+            }
+        )
+    head = [by, "FLOPs", "bytes moved", "FLOP/byte", "time [µs]", "% of time", "bound"]
+    body = [
+        [
+            r["item"],
+            f"{r['flops']:,.0f}",
+            f"{r['bytes']:,.0f}",
+            f"{r['intensity']:.2f}",
+            f"{r['time_s'] * 1e6:,.3f}",
+            f"{100 * r['time_s'] / total_s:.1f}" if total_s else "",
+            r["bound"] if by == "kernel" else f"{r['bound']} ({100 * r['compute_bound_share']:.0f}% compute)",
+        ]
+        for r in rows
+    ]
+    body.append(
+        [
+            "total",
+            "",
+            "",
+            "",
+            f"{total_s * 1e6:,.3f}",
+            "100.0",
+            f"{100 * compute_s / total_s:.0f}% of time compute-bound" if total_s else "",
+        ]
+    )
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(head)
+        writer.writerows(body)
+        return buf.getvalue().rstrip("\n")
+    from tabulate import tabulate
+
+    text = tabulate(
+        body, headers=head, tablefmt=fmt, disable_numparse=True, colalign=["left"] + ["right"] * 5 + ["left"]
+    )
+    if fmt in _TITLED:
+        title = (
+            f"{report.name or 'spec'} on {profile.name}: {dtype}, fusion {fusion}; "
+            f"time = max(FLOPs / {profile.peak(dtype):.4g} FLOP/s, bytes / {profile.bandwidth:.4g} B/s); "
+            f"ridge at {ridge:.2f} FLOP/byte"
+        )
+        text = f"{title}\n{text}"
+    return text

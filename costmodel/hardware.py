@@ -1,0 +1,189 @@
+"""Hardware profiles and the roofline model.
+
+A profile gives peak compute per dtype (FLOP/s), memory bandwidth (bytes/s) and, optionally, on-chip
+memory (bytes). The roofline estimate of a kernel is
+
+    time = max(FLOPs / peak[dtype], bytes moved / bandwidth)
+
+and the kernel is compute-bound when the first term is the larger, memory-bound otherwise. Its
+arithmetic intensity is FLOPs / bytes; the ridge point peak / bandwidth separates the two regimes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from .errors import SpecError
+from .memory import Kernel
+
+Dtype = Literal["float32", "float16", "bfloat16", "int8"]
+PROFILES = Path(__file__).resolve().parent.parent / "specs" / "hardware"
+
+
+_NUMERAL = re.compile(r"^[0-9][0-9_]*(\.[0-9_]*)?([eE][+-]?[0-9]+)?$")
+
+
+def _rate(value: Any) -> float:
+    # YAML 1.1 reads 19.5e12 (no exponent sign) as text: accept a plain decimal numeral, parsed, not evaluated
+    if isinstance(value, str) and _NUMERAL.match(value.strip()):
+        value = float(value.strip().replace("_", ""))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise PydanticCustomError("rate", "must be a positive number, got {v}", {"v": repr(value)})
+    return float(value)
+
+
+Rate = Annotated[float, BeforeValidator(_rate), WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
+
+
+class HardwareProfile(BaseModel):
+    """A device for the roofline: peak compute per dtype, memory bandwidth, optional on-chip memory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    peak_flops: dict[Dtype, Rate] = Field(description="peak FLOP/s per dtype (for int8: operations/s)")
+    bandwidth: Rate = Field(description="memory bandwidth, bytes/s")
+    on_chip_bytes: Rate | None = Field(None, description="on-chip memory (cache, SRAM), bytes")
+    source: str = Field(description="where the figures come from (datasheet, derivation or measurement)")
+    notes: str | None = None
+
+    def peak(self, dtype: str) -> float:
+        """Peak FLOP/s for ``dtype``."""
+        try:
+            return self.peak_flops[dtype]  # type: ignore[index]
+        except KeyError:
+            raise SpecError(
+                f"profile {self.name!r} gives no peak for {dtype} (it has {', '.join(self.peak_flops)})",
+                ("peak_flops",),
+            ) from None
+
+
+def load_profile(name_or_path: str | os.PathLike[str]) -> HardwareProfile:
+    """A shipped profile by name (``a100``, see specs/hardware/) or a profile YAML file by path."""
+    from .loader import parse_yaml, read_text, validate_model
+
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        # a shipped name: specs/hardware/NAME.yaml here, or beside the package in a source checkout
+        local = Path("specs") / "hardware" / f"{name_or_path}.yaml"
+        path = local if local.exists() else PROFILES / f"{name_or_path}.yaml"
+        if not path.exists():
+            shipped = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
+            raise SpecError(f"no hardware profile named {str(name_or_path)!r}; shipped: {shipped}")
+    text = read_text(path)
+    data, src = parse_yaml(text, str(path))
+    profile: HardwareProfile = validate_model(HardwareProfile, data, src)
+    return profile
+
+
+@dataclass
+class Estimate:
+    """The roofline estimate of one kernel."""
+
+    kernel: Kernel
+    compute_s: float
+    memory_s: float
+
+    @property
+    def time_s(self) -> float:
+        """max(compute time, memory time), for one instance."""
+        return max(self.compute_s, self.memory_s)
+
+    @property
+    def bound(self) -> str:
+        """``compute`` or ``memory``: which roof limits the kernel."""
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+def roofline(ks: list[Kernel], profile: HardwareProfile, dtype: str) -> list[Estimate]:
+    """The roofline estimate of every kernel on ``profile``."""
+    peak = profile.peak(dtype)
+    return [Estimate(k, float(k.flops) / peak, float(k.bytes_moved) / profile.bandwidth) for k in ks]
+
+
+def on_chip_warnings(ks: list[Kernel], profile: HardwareProfile) -> list[str]:
+    """A warning for each kernel whose input or output tensor alone exceeds the profile's on-chip memory."""
+    if profile.on_chip_bytes is None:
+        return []
+    limit = profile.on_chip_bytes
+    out = []
+    for k in ks:
+        biggest = max(float(k.input_bytes), float(k.output_bytes))
+        if biggest > limit:
+            out.append(
+                f"{k.label}: a {biggest:,.0f}-byte tensor exceeds {profile.name}'s {limit:,.0f} bytes of on-chip memory"
+            )
+    return out
+
+
+def calibrate(seconds: float = 2.0, matmul_n: int = 2048, copy_mib: int = 256) -> dict[str, Any]:
+    """Measure this machine: float32 matmul FLOP/s (numpy BLAS) and copy bandwidth; a profile as a dict.
+
+    compute = 2·n³ / best time of an n×n float32 matmul; bandwidth = 2 × array bytes / best time of a
+    copy (one read, one write). Each is repeated for about ``seconds``; the best run counts.
+    """
+    import datetime
+    import platform
+
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a dependency, but say so plainly if missing
+        raise SpecError("calibrate needs numpy: pip install numpy") from None
+
+    a = np.ones((matmul_n, matmul_n), dtype=np.float32)
+    b = np.ones((matmul_n, matmul_n), dtype=np.float32)
+    best_mm = _best(lambda: a @ b, seconds)
+    src = np.ones(copy_mib * 2**20 // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    best_copy = _best(lambda: np.copyto(dst, src), seconds)
+    flops = 2 * matmul_n**3 / best_mm
+    bandwidth = 2 * src.nbytes / best_copy
+    cache = _largest_cache()
+    profile: dict[str, Any] = {
+        "name": f"{platform.node() or 'this machine'} ({platform.machine()}, {os.cpu_count()} cores), "
+        f"calibrated {datetime.date.today().isoformat()}",
+        "peak_flops": {"float32": float(f"{flops:.4g}")},
+        "bandwidth": float(f"{bandwidth:.4g}"),
+        "source": f"measured by costmodel calibrate: numpy float32 matmul {matmul_n}³ (best of repeats) and a "
+        f"{copy_mib} MiB copy (read + write); all BLAS threads",
+    }
+    if cache:
+        profile["on_chip_bytes"] = cache
+    profile["notes"] = "Only float32 is measured: numpy has no fast fp16/bf16/int8 matmul to time."
+    return profile
+
+
+def _best(fn: Any, seconds: float) -> float:
+    import time
+
+    fn()  # warm up
+    best = float("inf")
+    end = time.perf_counter() + seconds
+    while True:
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+        if time.perf_counter() > end:
+            return best
+
+
+def _largest_cache() -> int | None:
+    """The largest CPU cache Linux reports for cpu0, in bytes (None elsewhere)."""
+    sizes = []
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        unit = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        number = text[:-1] if text[-1:] in "KMG" else text
+        if number.isdigit():
+            sizes.append(int(number) * unit)
+    return max(sizes) if sizes else None
