@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from .errors import UsageError
 from .ops import numel
 from .report import Report, Row
-from .symbols import Num
+from .symbols import Num, total
 
 DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 FUSIONS = ("none", "conv-bn-act", "block")
@@ -102,8 +102,8 @@ def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> lis
         for b, rows in _by_block(report):
             info = report.blocks[b]
             folded = fold_rows(rows)
-            flops = sum_of(r.flops for r in folded)
-            weights = sum_of(_inference_weights(r, True) for r in folded)
+            flops = total(r.flops for r in folded)
+            weights = total(_inference_weights(r, True) for r in folded)
             out.append(
                 Kernel(
                     f"{info.layer}.{info.repeat} {info.kind}",
@@ -136,8 +136,8 @@ def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> lis
         i += len(group)
         if len(group) > 1:
             folded = fold_rows(group)
-            flops = sum_of(r.flops for r in folded)
-            weights = sum_of(_inference_weights(r, True) for r in folded)
+            flops = total(r.flops for r in folded)
+            weights = total(_inference_weights(r, True) for r in folded)
         else:
             flops = row.flops
             weights = _inference_weights(row, False)
@@ -193,14 +193,6 @@ def fold_bn(report: Report) -> Report:
     return replace(report, rows=fold_rows(report.rows), _totals=None)
 
 
-def sum_of(values: object) -> Num:
-    """A sum that keeps ints exact and accepts sympy values."""
-    total: Num = 0
-    for v in values:  # type: ignore[attr-defined]
-        total = total + v
-    return total
-
-
 def peak_activations(report: Report, dtype: str = "float32", fusion: str = "none") -> Peak:
     """The peak of live activation bytes over the kernels of an execution model, and the kernel at it."""
     size = element_size(dtype)
@@ -218,11 +210,11 @@ def peak_activations(report: Report, dtype: str = "float32", fusion: str = "none
 
     def consider(kernel: str, alive: set[int]) -> None:
         nonlocal best
-        total = sum_of(sizes[t] for t in sorted(alive))
-        if not isinstance(total, int):
+        live = total(sizes[t] for t in sorted(alive))
+        if not isinstance(live, int):
             raise UsageError("peak memory needs numbers: bind the spec's symbols with --set")
-        if total > best.bytes:
-            best = Peak(total, kernel, [(names[t], sizes[t]) for t in sorted(alive)])
+        if live > best.bytes:
+            best = Peak(live, kernel, [(names[t], sizes[t]) for t in sorted(alive)])
 
     current = tensor(n * numel(report.input), "network input")
     ks = kernels(report, dtype, fusion)

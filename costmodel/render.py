@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import UsageError
 from .report import METRICS, Group, Report, Row
-from .symbols import Num
+from .symbols import Num, total
 
 HEADERS = {
     "params": "params (learnable)",
@@ -38,6 +38,23 @@ _TITLED = {
     "double_grid", "fancy_grid", "outline", "simple_outline", "rounded_outline", "heavy_outline",
     "mixed_outline", "double_outline", "fancy_outline", "pipe", "orgtbl", "psql", "presto", "pretty", "rst",
 }  # fmt: skip
+
+
+def write_csv(headers: list[str], rows: Any) -> str:
+    """CSV text: a header line, then one line per row (no trailing newline)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buf.getvalue().rstrip("\n")
+
+
+def grid(headers: list[str], body: list[list[Any]], fmt: str, align: list[str] | None = None) -> str:
+    """A tabulate table with ints written exactly, with thousands separators, and no number re-parsing."""
+    from tabulate import tabulate
+
+    cells = [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in body]
+    return tabulate(cells, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=align)
 
 
 def table_formats() -> list[str]:
@@ -123,7 +140,7 @@ def _tree(report: Report, depth: int) -> tuple[list[str], list[list[Any]]]:
         infos = [report.blocks[b] for b in dict.fromkeys(r.block for r in layer.rows)]
         first = infos[0]
         kind = f"{first.name} ({first.kind})" if first.name else first.kind
-        count = f" ×{_sum_times(infos)}" if len(infos) > 1 or first.times != 1 else ""
+        count = f" ×{total(info.times for info in infos)}" if len(infos) > 1 or first.times != 1 else ""
         body.append([f"{first.layer}", kind + count, first.settings, shape_text(infos[-1].output), *totals(layer.rows)])
         if depth < 2:
             continue
@@ -195,7 +212,7 @@ def _view(report: Report, by: str) -> tuple[list[str], list[list[Any]]]:
             infos = [report.blocks[b] for b in dict.fromkeys(r.block for r in g.rows)]
             first = infos[0]
             kind = f"{first.name} ({first.kind})" if first.name else first.kind
-            count = _sum_times(infos)
+            count = total(info.times for info in infos)
             body.append([first.layer, kind, count, shape_text(infos[-1].output)] + [g.total(m) for m in metrics])
     else:
         raise UsageError(f"unknown view {by!r}; expected one of op, stage, block, layer")
@@ -204,19 +221,12 @@ def _view(report: Report, by: str) -> tuple[list[str], list[list[Any]]]:
         headers.append("% MACs")
         mi = headers.index(HEADERS["macs"])
         body = [b + [_pct(b[mi], macs_total)] for b in body]
-    total = ["total"] + [""] * (len(headers) - len(metrics) - 1 - (1 if "% MACs" in headers else 0))
-    total += [report.totals[m] for m in metrics]
+    last = ["total"] + [""] * (len(headers) - len(metrics) - 1 - (1 if "% MACs" in headers else 0))
+    last += [report.totals[m] for m in metrics]
     if "% MACs" in headers:
-        total.append("100.0" if macs_total else "")
-    body.append(total)
+        last.append("100.0" if macs_total else "")
+    body.append(last)
     return headers, body
-
-
-def _sum_times(infos: list[Any]) -> Num:
-    total: Num = 0
-    for info in infos:
-        total = total + info.times
-    return total
 
 
 def resolve_view(report: Report, by: str) -> str:
@@ -234,7 +244,7 @@ def render(report: Report, fmt: str = "github", by: str = "auto", depth: int | N
     """
     if fmt == "json":  # compact: the C encoder; pipe through `python -m json.tool` to read it
         return json.dumps(to_dict(report), ensure_ascii=False, separators=(",", ":"))
-    from tabulate import tabulate, tabulate_formats
+    from tabulate import tabulate_formats
 
     if depth is not None:
         if not 1 <= depth <= 4:
@@ -244,19 +254,13 @@ def render(report: Report, fmt: str = "github", by: str = "auto", depth: int | N
         view = resolve_view(report, by)
     headers, body = _view(report, view)
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows([[jsonable(c) if not isinstance(c, str) else c for c in row] for row in body])
-        return buf.getvalue().rstrip("\n")
+        return write_csv(headers, [[jsonable(c) if not isinstance(c, str) else c for c in row] for row in body])
     if fmt not in tabulate_formats:
         raise UsageError(
             f"unknown format {fmt!r}; expected json, csv or a tabulate format ({', '.join(tabulate_formats)})"
         )
-    cells = [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in body]
     first_metric = headers.index(HEADERS["params"])  # the same in every convention
-    align = ["left"] * first_metric + ["right"] * (len(headers) - first_metric)
-    text = tabulate(cells, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=align)
+    text = grid(headers, body, fmt, ["left"] * first_metric + ["right"] * (len(headers) - first_metric))
     if fmt in _TITLED:
         title = report.name or "spec"
         batch = f", batch {report.batch}" if report.batch != 1 else ""
@@ -276,8 +280,8 @@ def render_explain(report: Report, a: str, b: str, fmt: str = "github") -> str:
             {
                 "a": a,
                 "b": b,
-                "total_a": jsonable(sum_of(d.count_a for d in diffs)),
-                "total_b": jsonable(sum_of(d.count_b for d in diffs)),
+                "total_a": jsonable(total(d.count_a for d in diffs)),
+                "total_b": jsonable(total(d.count_b for d in diffs)),
                 "ops": [
                     {
                         "op": d.op,
@@ -301,32 +305,16 @@ def render_explain(report: Report, a: str, b: str, fmt: str = "github") -> str:
         for d in diffs
         if d.diff != 0 or d.count_a != 0
     ]
-    total_a = sum_of(d.count_a for d in diffs)
-    total_b = sum_of(d.count_b for d in diffs)
+    total_a = total(d.count_a for d in diffs)
+    total_b = total(d.count_b for d in diffs)
     body.append(["total", "", "", total_a, total_b, total_b - total_a, ""])
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows([[c if isinstance(c, str) else jsonable(c) for c in row] for row in body])
-        return buf.getvalue().rstrip("\n")
-    from tabulate import tabulate
-
-    cells = [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in body]
-    align = ["left"] * 3 + ["right"] * 3 + ["left"]
-    text = tabulate(cells, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=align)
+        return write_csv(headers, [[c if isinstance(c, str) else jsonable(c) for c in row] for row in body])
+    text = grid(headers, body, fmt, ["left"] * 3 + ["right"] * 3 + ["left"])
     if fmt in _TITLED:
         title = report.name or "spec"
         text = f"{title}: {ta} vs {tb} (quantities: macs, bias adds, input/output elements, batch × params)\n{text}"
     return text
-
-
-def sum_of(values: Any) -> Num:
-    """Sum that keeps ints exact and accepts sympy values."""
-    total: Num = 0
-    for v in values:
-        total = total + v
-    return total
 
 
 def render_sweep(result: Any, fmt: str = "github", convention: str = "costmodel") -> str:
@@ -346,15 +334,8 @@ def render_sweep(result: Any, fmt: str = "github", convention: str = "costmodel"
     cols = [result.columns[n] for n in names]
     rows = zip(*cols, strict=True)
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows([int(v) for v in row] for row in rows)
-        return buf.getvalue().rstrip("\n")
-    from tabulate import tabulate
-
-    cells = [[f"{int(v):,}" for v in row] for row in rows]
-    return tabulate(cells, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=["right"] * len(headers))
+        return write_csv(headers, ([int(v) for v in row] for row in rows))
+    return grid(headers, [[int(v) for v in row] for row in rows], fmt, ["right"] * len(headers))
 
 
 def _ratio_text(r: Any) -> str:
@@ -417,18 +398,9 @@ def render_compare(cmp: Any, fmt: str = "github") -> str:
         for s in cmp.stages()
     ]
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(head)
-        writer.writerows([[c if isinstance(c, str) else jsonable(c) for c in row] for row in body])
-        return buf.getvalue().rstrip("\n")
-    from tabulate import tabulate
-
-    cells = [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in body]
-    first = tabulate(
-        cells, headers=head, tablefmt=fmt, disable_numparse=True, colalign=["left", "left"] + ["right"] * 6
-    )
-    second = tabulate(share_body, headers=share_head, tablefmt=fmt, disable_numparse=True)
+        return write_csv(head, [[c if isinstance(c, str) else jsonable(c) for c in row] for row in body])
+    first = grid(head, body, fmt, ["left", "left"] + ["right"] * 6)
+    second = grid(share_head, share_body, fmt)
     base = cmp.reports[0].name or cmp.names[0]
     return f"{first}\nratios are to the first spec ({base})\n\n{second}"
 
@@ -487,7 +459,6 @@ def render_elasticities(items: Any, fmt: str = "github") -> str:
             ],
             indent=2,
         )
-    from tabulate import tabulate
 
     head = ["metric", "symbol", "at", "value", "∂metric/∂symbol", "elasticity (% per %)"]
     body = [
@@ -502,23 +473,17 @@ def render_elasticities(items: Any, fmt: str = "github") -> str:
         for e in items
     ]
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(head)
-        writer.writerows(body)
-        return buf.getvalue().rstrip("\n")
-    return tabulate(body, headers=head, tablefmt=fmt, disable_numparse=True)
+        return write_csv(head, body)
+    return grid(head, body, fmt)
 
 
 def render_memory(report: Report, ks: Any, peak: Any, fmt: str, dtype: str, fusion: str) -> str:
     """Bytes per kernel (activations read, weights read, output written), FLOPs, intensity; the peak."""
-    from .memory import sum_of
-
     totals = {
-        "flops": sum_of(k.times * k.flops for k in ks),
-        "input_bytes": sum_of(k.times * k.input_bytes for k in ks),
-        "weight_bytes": sum_of(k.times * k.weight_bytes for k in ks),
-        "output_bytes": sum_of(k.times * k.output_bytes for k in ks),
+        "flops": total(k.times * k.flops for k in ks),
+        "input_bytes": total(k.times * k.input_bytes for k in ks),
+        "weight_bytes": total(k.times * k.weight_bytes for k in ks),
+        "output_bytes": total(k.times * k.output_bytes for k in ks),
     }
     totals["bytes_moved"] = totals["input_bytes"] + totals["weight_bytes"] + totals["output_bytes"]
     totals["peak_activation_bytes"] = peak.bytes
@@ -577,15 +542,8 @@ def render_memory(report: Report, ks: Any, peak: Any, fmt: str, dtype: str, fusi
         ]
     )
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(head)
-        writer.writerows(body)
-        return buf.getvalue().rstrip("\n")
-    from tabulate import tabulate
-
-    cells = [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in body]
-    text = tabulate(cells, headers=head, tablefmt=fmt, disable_numparse=True, colalign=["left"] + ["right"] * 6)
+        return write_csv(head, body)
+    text = grid(head, body, fmt, ["left"] + ["right"] * 6)
     alive = ", ".join(f"{t} {b:,} B" for t, b in peak.alive)
     lines = [
         f"{report.name or 'spec'}: {dtype}, fusion {fusion} "
@@ -666,16 +624,8 @@ def render_roofline(report: Report, estimates: Any, profile: Any, fmt: str, dtyp
         ]
     )
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(head)
-        writer.writerows(body)
-        return buf.getvalue().rstrip("\n")
-    from tabulate import tabulate
-
-    text = tabulate(
-        body, headers=head, tablefmt=fmt, disable_numparse=True, colalign=["left"] + ["right"] * 5 + ["left"]
-    )
+        return write_csv(head, body)
+    text = grid(head, body, fmt, ["left"] + ["right"] * 5 + ["left"])
     if fmt in _TITLED:
         title = (
             f"{report.name or 'spec'} on {profile.name}: {dtype}, fusion {fusion}; "

@@ -6,13 +6,13 @@ separate. Values are ints for numeric specs and sympy expressions for symbolic o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UsageError
 from .ops import Shape
-from .symbols import Num
+from .symbols import Num, total
 
 METRICS = ("params", "buffers", "macs", "flops", "activations")
 """Counted metrics. ``activations`` is the number of output elements of each op (batch included)."""
@@ -67,13 +67,6 @@ class BlockInfo:
     times: Num = 1
 
 
-def _sum(values: Iterable[Num]) -> Num:
-    total: Num = 0
-    for v in values:
-        total = total + v
-    return total
-
-
 @dataclass
 class Group:
     """Rows summed under one key of a view (one stage, one op, one block …)."""
@@ -83,7 +76,7 @@ class Group:
 
     def total(self, metric: str) -> Num:
         """Sum of ``metric`` over the group's rows."""
-        return _sum(r.total(metric) for r in self.rows)
+        return total(r.total(metric) for r in self.rows)
 
 
 @dataclass
@@ -111,7 +104,7 @@ class Report:
     def totals(self) -> dict[str, Num]:
         """Each metric summed over every row."""
         if self._totals is None:
-            self._totals = {m: _sum(r.total(m) for r in self.rows) for m in METRICS}
+            self._totals = {m: total(r.total(m) for r in self.rows) for m in METRICS}
         return self._totals
 
     @property
@@ -185,7 +178,7 @@ class Report:
             rows = [r for r in rows if r.stage == stage]
             if not rows:
                 raise UsageError(f"no stage {stage!r} in this spec; its stages are {', '.join(self.stages())}")
-        return sympy.Integer(0) + _sum(r.total(metric) for r in rows)
+        return sympy.Integer(0) + total(r.total(metric) for r in rows)
 
     def formula(self, metric: str = "macs", stage: str | None = None) -> Any:
         """The closed form of ``metric`` (summed over ``stage``'s rows only, if given), factored, as sympy."""

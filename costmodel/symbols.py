@@ -91,6 +91,14 @@ def divides(d: Num, n: Num) -> bool | None:
     return (sympy.Integer(n) / d if isinstance(n, int) else n / d).is_integer  # type: ignore[no-any-return]
 
 
+def total(values: Any) -> Num:
+    """The sum of ints or sympy values, kept exact (no float, no sympy when every value is an int)."""
+    out: Num = 0
+    for v in values:
+        out = out + v
+    return out
+
+
 def to_int_or_expr(x: Num) -> Num:
     """A sympy Integer becomes a Python int; anything else is returned as is."""
     if isinstance(x, int):
