@@ -32,7 +32,7 @@ class NotCompilable(Exception):
 class _Node:
     """One operation of a compiled formula: exact evaluation on arrays, and exact bounds on intervals."""
 
-    def eval(self, env: Arrays) -> Any:  # pragma: no cover - abstract
+    def evaluate(self, env: Arrays) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def bounds(self, ranges: Mapping[str, Interval], peak: list[int]) -> Interval:  # pragma: no cover
@@ -48,7 +48,7 @@ class _Const(_Node):
     def __init__(self, value: int) -> None:
         self.value = value
 
-    def eval(self, env: Arrays) -> Any:
+    def evaluate(self, env: Arrays) -> Any:
         return self.value
 
     def bounds(self, ranges: Mapping[str, Interval], peak: list[int]) -> Interval:
@@ -59,7 +59,7 @@ class _Var(_Node):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def eval(self, env: Arrays) -> Any:
+    def evaluate(self, env: Arrays) -> Any:
         return env[self.name]
 
     def bounds(self, ranges: Mapping[str, Interval], peak: list[int]) -> Interval:
@@ -74,14 +74,14 @@ class _Fold(_Node):
         self.parts = sorted(parts, key=lambda p: isinstance(p, _Const))
         self.product = product
 
-    def eval(self, env: Arrays) -> Any:
+    def evaluate(self, env: Arrays) -> Any:
         import numpy as np
 
         ufunc = np.multiply if self.product else np.add
-        acc = self.parts[0].eval(env)
+        acc = self.parts[0].evaluate(env)
         owned = False
         for part in self.parts[1:]:
-            v = part.eval(env)
+            v = part.evaluate(env)
             if owned:
                 ufunc(acc, v, out=acc)
             else:
@@ -106,8 +106,8 @@ class _Pow(_Node):
     def __init__(self, base: _Node, exp: int) -> None:
         self.base, self.exp = base, exp
 
-    def eval(self, env: Arrays) -> Any:
-        return self.base.eval(env) ** self.exp
+    def evaluate(self, env: Arrays) -> Any:
+        return self.base.evaluate(env) ** self.exp
 
     def bounds(self, ranges: Mapping[str, Interval], peak: list[int]) -> Interval:
         lo, hi = self.base.bounds(ranges, peak)
@@ -122,8 +122,8 @@ class _FloorDiv(_Node):
     def __init__(self, p: _Node, q: int) -> None:
         self.p, self.q = p, q
 
-    def eval(self, env: Arrays) -> Any:
-        return self.p.eval(env) // self.q
+    def evaluate(self, env: Arrays) -> Any:
+        return self.p.evaluate(env) // self.q
 
     def bounds(self, ranges: Mapping[str, Interval], peak: list[int]) -> Interval:
         lo, hi = self.p.bounds(ranges, peak)
@@ -134,11 +134,11 @@ class _Extreme(_Node):
     def __init__(self, parts: list[_Node], largest: bool) -> None:
         self.parts, self.largest = parts, largest
 
-    def eval(self, env: Arrays) -> Any:
+    def evaluate(self, env: Arrays) -> Any:
         import numpy as np
 
         pick = np.maximum if self.largest else np.minimum
-        return reduce(pick, [p.eval(env) for p in self.parts])
+        return reduce(pick, [p.evaluate(env) for p in self.parts])
 
     def bounds(self, ranges: Mapping[str, Interval], peak: list[int]) -> Interval:
         ivs = [p.bounds(ranges, peak) for p in self.parts]
@@ -222,7 +222,7 @@ class Compiled:
             if len(ranges) == len(arrays):
                 self._node.bounds(ranges, peak)
             dtype: Any = np.int64 if peak[0] <= INT64_MAX else object
-            out = self._node.eval({k: a.astype(dtype, copy=False) for k, a in arrays.items()})
+            out = self._node.evaluate({k: a.astype(dtype, copy=False) for k, a in arrays.items()})
         out = np.asarray(out)
         if out.ndim == 0 and not scalar:
             out = np.broadcast_to(out, np.broadcast(*arrays.values()).shape)

@@ -19,9 +19,10 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @cache
 def _sympy_names() -> frozenset[str]:
-    ns: dict[str, Any] = {}
-    exec("from sympy import *", ns)  # noqa: S102 - a fixed import statement, never user text
-    return frozenset(ns)
+    """The names ``from sympy import *`` brings in, which sympy's parser gives a meaning to."""
+    import sympy
+
+    return frozenset(sympy.__all__)
 
 
 def symbol_name_problem(name: str) -> str | None:
