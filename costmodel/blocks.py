@@ -16,14 +16,9 @@ from .errors import SpecError, UndecidableError
 from .ops import Op, Shape
 from .scaling import make_divisible
 from .spec import se_ratio
-from .symbols import Num, divides, equal, floordiv, maximum, symbol
+from .symbols import Num, divides, equal, floordiv, maximum, value
 
 Staged = list[tuple[str, Op]]
-
-
-def value(x: int | str) -> Num:
-    """A spec's integer field as a number: the int itself, or the sympy symbol of that name."""
-    return x if isinstance(x, int) else symbol(x)
 
 
 @dataclass(frozen=True)
@@ -66,7 +61,7 @@ def se_unit(a: BlockArgs, layer: Any, inp: Shape, block_in_channels: Num) -> Sta
     the width SE sits on; with ``se_divisor: d``, S = make_divisible(floor(base × se), d) (MobileNetV3).
     """
     ratio = se_ratio(layer.se)
-    c, h, w = inp
+    c = inp[0]
     base = block_in_channels if layer.se_base == "input" else c
     raw = floordiv(base * ratio.numerator, ratio.denominator)
     if layer.se_divisor is not None:

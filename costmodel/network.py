@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .blocks import BLOCKS, BlockArgs, value
+from .blocks import BLOCKS, BlockArgs
 from .errors import SpecError
 from .ops import numel
 from .report import BlockInfo, Report, Row
 from .scaling import needs_resolution, resolve
 from .spec import NetworkSpec, symbol_uses
-from .symbols import Num, to_int_or_expr
+from .symbols import Num, to_int_or_expr, value
 
 _SPATIAL_KINDS = frozenset({"conv", "mbconv", "fused_mbconv", "dwsep", "basic", "bottleneck", "pool"})
 

@@ -18,7 +18,6 @@ sizes scale with. The costmodel convention (docs/conventions.md):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from .symbols import Num, floordiv
@@ -153,16 +152,3 @@ def linear(inp: Shape, n: Num, out_features: Num, bias: bool = True) -> Op:
 def dropout(inp: Shape, n: Num, p: float) -> Op:
     """Dropout: the identity at inference; no params, MACs or FLOPs."""
     return Op("dropout", f"p={p:g}", 0, 0, 0, 0, inp, inp)
-
-
-OPS: dict[str, Callable[..., Op]] = {
-    "conv2d": conv2d,
-    "batchnorm2d": batchnorm2d,
-    "activation": activation,
-    "avgpool": global_avgpool,
-    "add": add,
-    "mul": mul,
-    "linear": linear,
-    "dropout": dropout,
-}
-"""The registry of op formulas by name; blocks compose these."""

@@ -177,7 +177,7 @@ def _headers(report: Report) -> dict[str, str]:
 
 
 def _view(report: Report, by: str) -> tuple[list[str], list[list[Any]]]:
-    HEADERS = _headers(report)  # noqa: N806 - the column titles of this report
+    titles = _headers(report)
     metrics = ("params", "macs", "flops")
     macs_total = report.totals["macs"]
     if by.startswith("depth"):
@@ -216,10 +216,10 @@ def _view(report: Report, by: str) -> tuple[list[str], list[list[Any]]]:
             body.append([first.layer, kind, count, shape_text(infos[-1].output)] + [g.total(m) for m in metrics])
     else:
         raise UsageError(f"unknown view {by!r}; expected one of op, stage, block, layer")
-    headers += [HEADERS[m] for m in metrics]
+    headers += [titles[m] for m in metrics]
     if isinstance(macs_total, int):
         headers.append("% MACs")
-        mi = headers.index(HEADERS["macs"])
+        mi = headers.index(titles["macs"])
         body = [b + [_pct(b[mi], macs_total)] for b in body]
     last = ["total"] + [""] * (len(headers) - len(metrics) - 1 - (1 if "% MACs" in headers else 0))
     last += [report.totals[m] for m in metrics]

@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import SpecError
 from .spec import NetworkSpec, Scaling
-from .symbols import Num, equal
+from .symbols import Num, equal, value
 
 
 def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
@@ -90,8 +90,6 @@ def resolve(spec: NetworkSpec) -> NetworkSpec:
 
 
 def _num(x: Any) -> Num:
-    from .blocks import value
-
     return value(x) if isinstance(x, (int, str)) else x
 
 

@@ -48,6 +48,11 @@ def symbol(name: str) -> Any:
     return sympy.Symbol(name, positive=True, integer=True)
 
 
+def value(x: int | str) -> Num:
+    """A spec's integer field as a number: the int itself, or the sympy symbol of that name."""
+    return x if isinstance(x, int) else symbol(x)
+
+
 def is_symbolic(x: Num) -> bool:
     """True when ``x`` is a sympy object rather than a plain int."""
     return not isinstance(x, int)
