@@ -282,14 +282,15 @@ def _compare(args: argparse.Namespace) -> str:
 
     convention(args.convention)
     check_format(args.format)
+    from .api import load
+    from .spec import symbol_uses
+
     bind = parse_set(args.set)
     reports = []
     for path in args.specs:
-        from .api import load
-
         spec = load(path)
-        own = {k: v for k, v in bind.items() if k in {name for name in analyze(spec).symbols}}
-        reports.append(apply(analyze(spec, **own), args.convention))
+        names = {name for _, name in symbol_uses(spec)}
+        reports.append(apply(analyze(spec, **{k: v for k, v in bind.items() if k in names}), args.convention))
     return render_compare(compare(reports, args.specs), args.format)
 
 
@@ -363,9 +364,8 @@ def _memory(args: argparse.Namespace) -> str:
     check_format(args.format)
     report = analyze(args.spec, **parse_set(args.set))
     ks = kernels(report, args.dtype, args.fusion)
-    return render_memory(
-        report, ks, peak_activations(report, args.dtype, args.fusion), args.format, args.dtype, args.fusion
-    )
+    peak = peak_activations(report, args.dtype, args.fusion, ks)
+    return render_memory(report, ks, peak, args.format, args.dtype, args.fusion)
 
 
 _COMMANDS = {

@@ -193,8 +193,13 @@ def fold_bn(report: Report) -> Report:
     return replace(report, rows=fold_rows(report.rows), _totals=None)
 
 
-def peak_activations(report: Report, dtype: str = "float32", fusion: str = "none") -> Peak:
-    """The peak of live activation bytes over the kernels of an execution model, and the kernel at it."""
+def peak_activations(
+    report: Report, dtype: str = "float32", fusion: str = "none", ks: list[Kernel] | None = None
+) -> Peak:
+    """The peak of live activation bytes over the kernels of an execution model, and the kernel at it.
+
+    ``ks`` may pass the kernels ``kernels(report, dtype, fusion)`` already gave, so they are not rebuilt.
+    """
     size = element_size(dtype)
     n = report.batch
     sizes: dict[int, Num] = {}
@@ -217,7 +222,8 @@ def peak_activations(report: Report, dtype: str = "float32", fusion: str = "none
             best = Peak(live, kernel, [(names[t], sizes[t]) for t in sorted(alive)])
 
     current = tensor(n * numel(report.input), "network input")
-    ks = kernels(report, dtype, fusion)
+    if ks is None:
+        ks = kernels(report, dtype, fusion)
     by_block: dict[int, list[Kernel]] = {}
     for k in ks:
         by_block.setdefault(k.block, []).append(k)

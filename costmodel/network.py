@@ -71,8 +71,8 @@ def _walk(spec: NetworkSpec) -> Report:
     rows: list[Row] = []
     blocks: list[BlockInfo] = []
     flat_from: int | None = None  # index of the linear layer after which the tensor is a flat vector
-    symbolic = bool(symbol_uses(spec))
-    clean = to_int_or_expr if symbolic else _same
+    symbols = tuple(dict.fromkeys(name for _, name in symbol_uses(spec)))
+    clean = to_int_or_expr if symbols else _same
     for i, layer in enumerate(spec.layers):
         kind = layer.kind
         if flat_from is not None and kind in _SPATIAL_KINDS:
@@ -152,5 +152,5 @@ def _walk(spec: NetworkSpec) -> Report:
         output=shape,
         rows=rows,
         blocks=blocks,
-        symbols=tuple(dict.fromkeys(name for _, name in symbol_uses(spec))),
+        symbols=symbols,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import UsageError
-from .render import HEADERS
+from .render import column_title
 
 
 def _pyplot() -> Any:
@@ -24,10 +24,7 @@ def _pyplot() -> Any:
 
 
 def _label(metric: str, convention: str) -> str:
-    label = HEADERS.get(metric, metric)
-    if metric == "macs" and convention != "costmodel":
-        label = f"MACs as {convention} counts"
-    return f"{label} [count]"
+    return f"{column_title(metric, convention)} [count]"
 
 
 def _save(fig: Any, path: str) -> None:

@@ -168,12 +168,17 @@ def _tree(report: Report, depth: int) -> tuple[list[str], list[list[Any]]]:
     return headers, body
 
 
-def _headers(report: Report) -> dict[str, str]:
-    if report.convention == "costmodel":
-        return HEADERS
-    from .conventions import convention
+def column_title(metric: str, convention_name: str = "costmodel") -> str:
+    """A metric's column title with its unit and convention (MACs name the tool whose rules they follow)."""
+    if metric == "macs" and convention_name != "costmodel":
+        from .conventions import convention
 
-    return {**HEADERS, "macs": f"MACs as {convention(report.convention).title} counts"}
+        return f"MACs as {convention(convention_name).title} counts"
+    return HEADERS.get(metric, metric)
+
+
+def _headers(report: Report) -> dict[str, str]:
+    return {m: column_title(m, report.convention) for m in HEADERS}
 
 
 def _view(report: Report, by: str) -> tuple[list[str], list[list[Any]]]:
