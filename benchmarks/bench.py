@@ -160,7 +160,8 @@ def sweep_bench() -> list[str]:
 
 
 def symbolic() -> list[str]:
-    from costmodel import analyze, loader
+    from costmodel import analyze
+    from costmodel.spec import loader
 
     data, src = loader.parse_yaml(B7.read_text(), str(B7))
     data["input"]["height"] = data["input"]["width"] = "R"
@@ -168,7 +169,7 @@ def symbolic() -> list[str]:
     report = analyze(loader.validate(data, src))
     expr = report.formula("macs")
     took = time.perf_counter() - start
-    from costmodel.symbols import symbol
+    from costmodel.engine.symbols import symbol
 
     at600 = int(expr.xreplace({symbol("R"): 600}))
     return [

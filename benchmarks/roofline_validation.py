@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 import costmodel
-from costmodel.hardware import HardwareProfile, calibrate, load_profile, roofline
-from costmodel.memory import kernels
+from costmodel.analysis.hardware import HardwareProfile, calibrate, load_profile, roofline
+from costmodel.analysis.memory import kernels
 from costmodel.torchref import build
 
 

@@ -10,9 +10,11 @@ Counting conventions are in docs/conventions.md; the spec format in docs/spec.md
 
 from __future__ import annotations
 
-from .api import analyze, load, loads, sweep
+from ._version import __version__
+from .api import Report, analyze, compare, count, load, loads, memory, roofline, sensitivity, solve, sweep
+from .engine.kinds import register
+from .engine.report import Row
 from .errors import CostModelError, SpecError, UndecidableError, UsageError
-from .report import Report, Row
 from .spec import (
     BasicLayer,
     BottleneckLayer,
@@ -25,9 +27,8 @@ from .spec import (
     NetworkSpec,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "__version__",
     "BasicLayer",
     "BottleneckLayer",
     "ConvLayer",
@@ -44,7 +45,14 @@ __all__ = [
     "UndecidableError",
     "UsageError",
     "analyze",
+    "compare",
+    "count",
     "load",
     "loads",
+    "memory",
+    "register",
+    "roofline",
+    "sensitivity",
+    "solve",
     "sweep",
 ]

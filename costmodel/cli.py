@@ -1,13 +1,14 @@
-"""The command-line tool: parse, call the library, print.
+"""The command-line tool: parse, call the library API, print.
 
 This is the only place that turns the library's errors into a message on stderr and exit status 2.
-Output is built whole before anything is printed, so a failure never leaves half a table.
+Output is built whole before anything is printed, so a failure never leaves half a table. Options
+that several commands share are declared once (parent parsers); choices come from the library's own
+constants.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ from typing import Any, NoReturn
 from .errors import CostModelError, UsageError
 
 _SET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\S+)$")
+
+SPEC_HELP = "a YAML spec file (see docs/spec.md; shipped ones under specs/)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,151 +43,163 @@ def parse_set(items: Sequence[str] | None) -> dict[str, int]:
     return out
 
 
+def _parents() -> dict[str, _Parser]:
+    """The options several commands share, each declared once, with the library's own choices."""
+    from .analysis.conventions import CONVENTIONS
+    from .analysis.memory import DTYPES, FUSIONS
+
+    def parent() -> _Parser:
+        return _Parser(add_help=False)
+
+    spec = parent()
+    spec.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    values = parent()
+    values.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable, or a,b=…)")
+    fmt = parent()
+    fmt.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format (default github)")
+    conv = parent()
+    conv.add_argument(
+        "--convention",
+        default="costmodel",
+        metavar="NAME",
+        help=f"count MACs as this tool does: {', '.join(CONVENTIONS)} (docs/conventions.md)",
+    )
+    mem = parent()
+    mem.add_argument("--dtype", default="float32", choices=list(DTYPES), help="element size (default float32)")
+    mem.add_argument(
+        "--fusion",
+        default="none",
+        choices=FUSIONS,
+        help="execution model: every op a kernel, conv+norm+act fused, or whole blocks (default none)",
+    )
+    return {"spec": spec, "values": values, "format": fmt, "convention": conv, "memory": mem}
+
+
 def _parser() -> _Parser:
+    from ._version import __version__
+    from .analysis.conventions import CONVENTIONS
+    from .analysis.hardware import ROOFLINE_VIEWS, shipped_profiles
+    from .engine.metrics import METRIC_NAMES
+    from .present.report import VIEW_NAMES
+
     p = _Parser(
         prog="costmodel",
-        description="Static, exact costs of mobile CNN blocks from a YAML spec: params, MACs, FLOPs, shapes, formulas.",
+        description="Static, exact costs of mobile CNNs from a YAML spec: params, MACs, FLOPs, shapes, formulas, "
+        "memory and latency. SPEC is a YAML file (docs/spec.md); shipped ones are under specs/.",
+        epilog="example: costmodel table specs/networks/efficientnet_b0.yaml --by stage",
     )
+    p.add_argument("--version", action="version", version=f"costmodel {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    par = _parents()
+    spec, values, fmt, conv, mem = (par[k] for k in ("spec", "values", "format", "convention", "memory"))
 
-    t = sub.add_parser("table", help="per-stage cost table with totals")
-    t.add_argument("spec", metavar="SPEC", help="YAML spec file")
-    t.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format (default github)")
+    def command(name: str, help: str, example: str, parents: list[_Parser]) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=f"example: {example}", parents=parents)
+
+    t = command("table", "per-op, per-stage or per-block cost table with totals",
+                "costmodel table specs/seed_mbconv.yaml --by stage", [spec, fmt, conv, mem, values])  # fmt: skip
     t.add_argument(
         "--by",
         default="auto",
-        choices=["auto", "op", "stage", "block", "layer"],
+        choices=VIEW_NAMES,
         help="rows: one per op, per stage, per block instance or per layer (auto: op for one block, else block)",
     )
     t.add_argument(
         "--depth", type=int, metavar="N", help="nested rows: 1 layers, 2 + blocks, 3 + stages, 4 + ops (overrides --by)"
     )
-    t.add_argument(
-        "--convention",
-        default="costmodel",
-        metavar="NAME",
-        help="count MACs as this tool does: costmodel, torch, torchvision, fvcore, ptflops, thop, torchinfo",
-    )
     t.add_argument("--plot", metavar="PATH", help="also draw stacked per-stage bars of params and MACs to PATH")
     t.add_argument("--fold-bn", action="store_true", help="deployment view: BatchNorm folded into the conv bias")
-    t.add_argument(
-        "--dtype",
-        default="float32",
-        choices=["float32", "float16", "bfloat16", "int8"],
-        help="element size for the memory figures in --format json",
-    )
-    t.add_argument(
-        "--fusion",
-        default="none",
-        choices=["none", "conv-bn-act", "block"],
-        help="execution model for the peak activation memory in --format json",
-    )
-    t.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
 
-    f = sub.add_parser("formula", help="closed-form formulas")
-    f.add_argument("spec", metavar="SPEC")
-    f.add_argument("--metric", choices=["params", "buffers", "macs", "flops", "activations"])
+    f = command("formula", "closed-form formulas of each metric in the spec's symbols",
+                "costmodel formula specs/symbolic_mbconv.yaml --metric macs", [spec, values])  # fmt: skip
+    f.add_argument("--metric", choices=METRIC_NAMES, help="one metric (default params, macs, flops)")
     f.add_argument("--stage", help="sum only this stage over all layers (e.g. depthwise)")
     f.add_argument("--format", "-f", default="text", help="text, latex or python (with --at: a table format or json)")
     f.add_argument("--diff", metavar="NAME", help="the partial derivative in this symbol")
     f.add_argument("--at", metavar="NAME=VALUE,...", help="a point: print each metric's elasticity in each symbol")
-    f.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
 
-    c = sub.add_parser("compare", help="specs side by side: totals, ratios to the first, stage shares")
-    c.add_argument("specs", metavar="SPEC", nargs="+")
-    c.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format")
-    c.add_argument("--convention", default="costmodel", metavar="NAME", help="count MACs as this tool does")
-    c.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol in every spec (repeatable)")
+    c = command("compare", "specs side by side: totals, ratios to the first, stage shares",
+                "costmodel compare specs/seed_mbconv.yaml specs/seed_dwsep.yaml", [fmt, conv, values])  # fmt: skip
+    c.add_argument("specs", metavar="SPEC", nargs="+", help="two or more YAML spec files; the first is the baseline")
 
-    v = sub.add_parser("solve", help="the largest (or smallest) value of a symbol meeting budgets")
-    v.add_argument("spec", metavar="SPEC")
+    v = command("solve", "the largest (or smallest) value of a symbol meeting budgets",
+                "costmodel solve specs/symbolic_mbconv.yaml --for t --budget 'macs<=1e5' --set C=4,k=3,H=8,W=8",
+                [spec, conv, values])  # fmt: skip
     v.add_argument("--for", dest="symbol", required=True, metavar="NAME", help="the symbol to solve for")
     v.add_argument("--budget", action="append", required=True, metavar="EXPR", help="e.g. 'macs<=3e8' (repeatable)")
     v.add_argument("--smallest", action="store_true", help="the smallest value instead of the largest")
-    v.add_argument("--convention", default="costmodel", metavar="NAME", help="count MACs as this tool does")
-    v.add_argument("--format", "-f", default="text", choices=["text", "json"])
-    v.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind the other symbols (repeatable)")
+    v.add_argument("--format", "-f", default="text", choices=["text", "json"], help="text (default) or json")
 
-    e = sub.add_parser("explain", help="op by op, where two counting conventions differ")
-    e.add_argument("spec", metavar="SPEC")
+    e = command("explain", "op by op, where two counting conventions differ",
+                "costmodel explain specs/networks/efficientnet_b0.yaml --vs thop", [spec, fmt, values])  # fmt: skip
     e.add_argument(
         "--vs",
         action="append",
         metavar="PEER",
         required=True,
-        help="one PEER: costmodel vs PEER; twice: the first vs the second",
+        help=f"one PEER: costmodel vs PEER; twice: the first vs the second ({', '.join(CONVENTIONS)})",
     )
-    e.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format")
-    e.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
 
-    s = sub.add_parser("sweep", help="exact costs over a grid of symbol values")
-    s.add_argument("spec", metavar="SPEC")
+    s = command("sweep", "exact costs over a grid of symbol values",
+                "costmodel sweep specs/symbolic_mbconv.yaml --vary t=1,2,4,6 --set C=16,k=3,H=32,W=32",
+                [spec, fmt, conv, values])  # fmt: skip
     s.add_argument(
         "--vary", action="append", required=True, metavar="NAME=VALUES", help="an axis: t=1,2,4,6 or H=32:224:32"
     )
     s.add_argument(
         "--metric",
         action="append",
-        choices=["params", "buffers", "macs", "flops", "activations"],
+        choices=METRIC_NAMES,
         help="metrics to compute (repeatable; default params, macs, flops)",
     )
-    s.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format")
-    s.add_argument("--convention", default="costmodel", metavar="NAME", help="count MACs as this tool does")
     s.add_argument("--plot", metavar="PATH", help="also draw curves (one axis) or a heatmap (two) to PATH")
-    s.add_argument("--set", action="append", metavar="NAME=VALUE", help="fix a symbol (repeatable)")
 
-    m = sub.add_parser("memory", help="bytes each kernel moves, arithmetic intensity, peak activation memory")
-    m.add_argument("spec", metavar="SPEC")
-    m.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "int8"])
-    m.add_argument("--fusion", default="none", choices=["none", "conv-bn-act", "block"])
-    m.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format")
-    m.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
+    m = command("memory", "bytes each kernel moves, arithmetic intensity, peak activation memory",
+                "costmodel memory specs/seed_mbconv.yaml --fusion block", [spec, fmt, mem, values])  # fmt: skip
+    del m
 
-    r = sub.add_parser("roofline", help="roofline time per kernel on a hardware profile; compute- or memory-bound")
-    r.add_argument("spec", metavar="SPEC")
-    r.add_argument("--hardware", required=True, metavar="PROFILE", help="a shipped profile name or a profile YAML")
-    r.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "int8"])
-    r.add_argument("--fusion", default="none", choices=["none", "conv-bn-act", "block"])
-    r.add_argument("--by", default="auto", choices=["auto", "kernel", "block", "stage"])
-    r.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format")
+    r = command("roofline", "roofline time per kernel on a hardware profile; compute- or memory-bound",
+                "costmodel roofline specs/networks/efficientnet_b0.yaml --hardware mobile_soc",
+                [spec, fmt, mem, values])  # fmt: skip
+    r.add_argument(
+        "--hardware",
+        required=True,
+        metavar="PROFILE",
+        help=f"a shipped profile ({', '.join(shipped_profiles())}) or a profile YAML path",
+    )
+    r.add_argument("--by", default="auto", choices=ROOFLINE_VIEWS, help="rows (auto: kernel for one block)")
     r.add_argument("--plot", metavar="PATH", help="also draw the roofline chart, one point per stage")
-    r.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable)")
 
-    k = sub.add_parser("calibrate", help="measure this machine's compute and bandwidth; write a hardware profile")
+    k = command("calibrate", "measure this machine's compute and bandwidth; write a hardware profile",
+                "costmodel calibrate --out my_machine.yaml", [])  # fmt: skip
     k.add_argument("--out", metavar="PATH", help="write the profile here (default: print it)")
     k.add_argument("--seconds", type=float, default=2.0, help="time spent on each measurement (default 2)")
 
-    sub.add_parser("schema", help="JSON Schema of the spec format")
+    command("schema", "JSON Schema of the spec format", "costmodel schema > costmodel.schema.json", [])
     return p
 
 
 def _table(args: argparse.Namespace) -> str:
-    from .api import analyze
-    from .render import check_format, render
+    from .api import count
+    from .present.emit import check_format
 
     check_format(args.format)
-    from .conventions import apply, convention
-
-    convention(args.convention)  # refuse an unknown name before reading the spec
-    report = apply(analyze(args.spec, **parse_set(args.set)), args.convention)
-    if args.fold_bn:
-        from .memory import fold_bn
-
-        report = fold_bn(report)
+    report = count(args.spec, args.convention, args.fold_bn, **parse_set(args.set))
     if args.format == "json" and not report.symbolic:
-        from .memory import peak_activations
-        from .render import to_dict
+        from .api import memory
+        from .present.emit import dumps
+        from .present.report import to_dict
 
         data = to_dict(report)
-        peak = peak_activations(report, args.dtype, args.fusion)
+        peak = memory(report, args.dtype, args.fusion).peak
         data["totals"]["peak_activation_bytes"] = peak.bytes
         data["peak"] = {"bytes": peak.bytes, "kernel": peak.kernel, "dtype": args.dtype, "fusion": args.fusion}
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        text = dumps(data)
     else:
-        text = render(report, args.format, args.by, args.depth)
+        text = report.table(args.format, args.by, args.depth)
     if args.plot:
-        from .plot import plot_stages
+        from .present.plot import plot_stages
 
         plot_stages(report, args.plot)
     return text
@@ -193,49 +208,54 @@ def _table(args: argparse.Namespace) -> str:
 def _formula(args: argparse.Namespace) -> str:
     import sympy
 
-    from .api import analyze
-    from .design import derivative, elasticities
-    from .render import check_format, render_elasticities
+    from .analysis.design import derivative
+    from .api import analyze, sensitivity
 
     metrics = [args.metric] if args.metric else ["params", "macs", "flops"]
     if args.at:
+        from .present.design import render_elasticities
+        from .present.emit import check_format
+
         if args.format != "text":
             check_format(args.format)
-        point = parse_set([args.at])
-        report = analyze(args.spec, **parse_set(args.set))
-        return render_elasticities(
-            elasticities(report, point, metrics), "github" if args.format == "text" else args.format
-        )
+        items = sensitivity(args.spec, parse_set([args.at]), metrics, **parse_set(args.set))
+        return render_elasticities(items, "github" if args.format == "text" else args.format)
     if args.format not in ("text", "latex", "python"):
         raise UsageError(f"--format {args.format!r}: expected text, latex or python")
+    if args.diff and args.stage:
+        raise UsageError("--diff and --stage cannot be combined")
     report = analyze(args.spec, **parse_set(args.set))
     lines = []
     for m in metrics:
         expr = derivative(report, m, args.diff) if args.diff else report.formula(m, args.stage)
-        if args.diff and args.stage:
-            raise UsageError("--diff and --stage cannot be combined")
         text = sympy.latex(expr) if args.format == "latex" else sympy.sstr(expr)
         lines.append(text if args.metric else f"{m} = {text}")
     return "\n".join(lines)
 
 
 def _schema(args: argparse.Namespace) -> str:
+    import json
+
     from .spec import NetworkSpec
 
     return json.dumps(NetworkSpec.model_json_schema(), indent=2)
 
 
 def _explain(args: argparse.Namespace) -> str:
+    from .analysis.conventions import explain
     from .api import analyze
-    from .conventions import convention
-    from .render import check_format, render_explain
+    from .present.emit import check_format
+    from .present.explain import render_explain
 
     if len(args.vs) > 2:
         raise UsageError("--vs: give one peer (compared with costmodel) or two")
     a, b = ("costmodel", args.vs[0]) if len(args.vs) == 1 else (args.vs[0], args.vs[1])
+    from .analysis.conventions import convention
+
     convention(a), convention(b)
     check_format(args.format)
-    return render_explain(analyze(args.spec, **parse_set(args.set)), a, b, args.format)
+    report = analyze(args.spec, **parse_set(args.set))
+    return render_explain(report, a, b, explain(report, a, b), args.format)
 
 
 def _progress(done: int, total: int) -> None:
@@ -248,90 +268,58 @@ def _progress(done: int, total: int) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> str:
-    from .api import analyze
-    from .conventions import apply, convention
-    from .grid import parse_vary, run
-    from .render import check_format, render_sweep
+    from .analysis.sweep import parse_vary
+    from .api import sweep
+    from .present.emit import check_format
+    from .present.sweep import render_sweep
 
-    convention(args.convention)
     check_format(args.format)
     axes = parse_vary(args.vary)
     fixed = parse_set(args.set)
     both = sorted(set(axes) & set(fixed))
     if both:
         raise UsageError(f"{both[0]} is given both --vary and --set")
-    report = apply(analyze(args.spec, **fixed), args.convention)
-
-    def reanalyze(bound: dict[str, int]) -> Any:
-        return apply(analyze(args.spec, **fixed, **bound), args.convention)
-
-    result = run(report, axes, args.metric or ["params", "macs", "flops"], _progress, reanalyze)
-    result.fixed = fixed
+    result = sweep(args.spec, args.metric or ["params", "macs", "flops"], args.convention, _progress, **fixed, **axes)
     if args.plot:
-        from .plot import plot_sweep
+        from .present.plot import plot_sweep
 
-        plot_sweep(result, args.plot, report.convention)
-    return render_sweep(result, args.format, report.convention)
+        plot_sweep(result, args.plot, result.convention)
+    return render_sweep(result, args.format, result.convention)
 
 
 def _compare(args: argparse.Namespace) -> str:
-    from .api import analyze
-    from .conventions import apply, convention
-    from .design import compare
-    from .render import check_format, render_compare
+    from .api import compare
+    from .present.compare import render_compare
+    from .present.emit import check_format
 
-    convention(args.convention)
     check_format(args.format)
-    from .api import load
-    from .spec import symbol_uses
-
-    bind = parse_set(args.set)
-    reports = []
-    for path in args.specs:
-        spec = load(path)
-        names = {name for _, name in symbol_uses(spec)}
-        reports.append(apply(analyze(spec, **{k: v for k, v in bind.items() if k in names}), args.convention))
-    return render_compare(compare(reports, args.specs), args.format)
+    return render_compare(compare(args.specs, args.convention, args.specs, **parse_set(args.set)), args.format)
 
 
 def _solve(args: argparse.Namespace) -> str:
-    from .api import analyze
-    from .conventions import apply, convention
-    from .design import parse_budget, solve
-    from .render import render_solution
+    from .analysis.design import parse_budget
+    from .api import solve
+    from .present.design import render_solution
 
-    convention(args.convention)
     budgets = [parse_budget(b) for b in args.budget]
-    fixed = parse_set(args.set)
-    if args.symbol in fixed:
-        raise UsageError(f"--for {args.symbol} is also given with --set")
-    report = apply(analyze(args.spec, **fixed), args.convention)
-
-    def reanalyze(bound: dict[str, int]) -> Any:
-        return apply(analyze(args.spec, **fixed, **bound), args.convention)
-
-    sol = solve(report, args.symbol, budgets, reanalyze, args.smallest)
+    sol = solve(args.spec, args.symbol, budgets, args.convention, args.smallest, **parse_set(args.set))
     return render_solution(sol, budgets, args.format, args.smallest)
 
 
 def _roofline(args: argparse.Namespace) -> str:
-    from .api import analyze
-    from .hardware import load_profile, on_chip_warnings, roofline
-    from .memory import kernels
-    from .render import check_format, render_roofline
+    from .api import roofline
+    from .present.emit import check_format
+    from .present.roofline import render_roofline
 
     check_format(args.format)
-    profile = load_profile(args.hardware)
-    profile.peak(args.dtype)  # refuse a dtype the profile has no peak for
-    report = analyze(args.spec, **parse_set(args.set))
-    ks = kernels(report, args.dtype, args.fusion)
-    estimates = roofline(ks, profile, args.dtype)
-    text = render_roofline(report, estimates, profile, args.format, args.dtype, args.fusion, args.by)
+    result = roofline(args.spec, args.hardware, args.dtype, args.fusion, **parse_set(args.set))
+    report = result.memory.report
+    text = render_roofline(report, result.estimates, result.profile, args.format, args.dtype, args.fusion, args.by)
     if args.plot:
-        from .plot import plot_roofline
+        from .present.plot import plot_roofline
 
-        plot_roofline(estimates, profile, args.dtype, args.fusion, args.plot, report.name or args.spec)
-    warnings = on_chip_warnings(ks, profile)
+        plot_roofline(result.estimates, result.profile, args.dtype, args.fusion, args.plot, report.name or args.spec)
+    warnings = result.warnings()
     if warnings:
         shown = warnings[:5] + ([f"… and {len(warnings) - 5} more"] if len(warnings) > 5 else [])
         sys.stderr.write("".join(f"costmodel: warning: {w}\n" for w in shown))
@@ -341,9 +329,9 @@ def _roofline(args: argparse.Namespace) -> str:
 def _calibrate(args: argparse.Namespace) -> str:
     import yaml
 
-    from .hardware import calibrate
+    from .analysis.hardware import calibrate
 
-    if args.seconds <= 0:
+    if not args.seconds > 0:
         raise UsageError("--seconds must be positive")
     text = yaml.safe_dump(calibrate(args.seconds), sort_keys=False, allow_unicode=True)
     if args.out:
@@ -357,18 +345,16 @@ def _calibrate(args: argparse.Namespace) -> str:
 
 
 def _memory(args: argparse.Namespace) -> str:
-    from .api import analyze
-    from .memory import kernels, peak_activations
-    from .render import check_format, render_memory
+    from .api import memory
+    from .present.emit import check_format
+    from .present.memory import render_memory
 
     check_format(args.format)
-    report = analyze(args.spec, **parse_set(args.set))
-    ks = kernels(report, args.dtype, args.fusion)
-    peak = peak_activations(report, args.dtype, args.fusion, ks)
-    return render_memory(report, ks, peak, args.format, args.dtype, args.fusion)
+    result = memory(args.spec, args.dtype, args.fusion, **parse_set(args.set))
+    return render_memory(result.report, result.kernels, result.peak, args.format, args.dtype, args.fusion)
 
 
-_COMMANDS = {
+_COMMANDS: dict[str, Any] = {
     "roofline": _roofline,
     "calibrate": _calibrate,
     "memory": _memory,

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .engine.kinds import KINDS
 from .errors import UsageError
-from .scaling import make_divisible, resolve
 from .spec import NetworkSpec, se_ratio, symbol_uses
+from .spec.scaling import make_divisible, resolve
 
 _ACT: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -31,6 +32,9 @@ _ACT: dict[str, type[nn.Module]] = {
 }
 
 
+_NORM: dict[str, type[nn.Module]] = {"batchnorm": nn.BatchNorm2d}
+
+
 def _act(name: str) -> nn.Module:
     return nn.Identity() if name == "none" else _ACT[name]()
 
@@ -39,7 +43,7 @@ class _Cfg:
     def __init__(self, layer: Any, spec: NetworkSpec) -> None:
         d = spec.defaults
         self.act: str = getattr(layer, "activation", None) or d.activation
-        self.norm: bool = (getattr(layer, "norm", None) or d.norm) == "batchnorm"
+        self.norm: str = getattr(layer, "norm", None) or d.norm
         bias = getattr(layer, "bias", None)
         self.bias: bool = d.bias if bias is None else bias
 
@@ -47,8 +51,8 @@ class _Cfg:
 def conv_bn_act(cfg: _Cfg, cin: int, cout: int, k: int, s: int = 1, g: int = 1, act: bool = True) -> nn.Sequential:
     """Conv2d(padding k//2) → BatchNorm2d (if norm) → activation (if act)."""
     mods: list[nn.Module] = [nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=cfg.bias)]
-    if cfg.norm:
-        mods.append(nn.BatchNorm2d(cout))
+    if cfg.norm != "none":
+        mods.append(_NORM[cfg.norm](cout))
     if act and cfg.act != "none":
         mods.append(_act(cfg.act))
     return nn.Sequential(*mods)
@@ -138,6 +142,10 @@ def _residual(setting: Any, stride: int, cin: int, cout: int) -> bool:
 
 def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
     kind = layer.kind
+    own = KINDS[kind].torch if kind in KINDS else None
+    if own is not None:
+        built: tuple[nn.Module, int] = own(layer, cfg, cin, stride)
+        return built
     if kind == "pool":
         return _Pool(layer.implementation), cin
     if kind == "dropout":
@@ -188,7 +196,7 @@ def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int
         )
         shortcut = None if stride == 1 and cin == cout else conv_bn_act(cfg, cin, cout, 1, stride, act=False)
         return Block(body, True, shortcut, _act(cfg.act)), cout
-    raise UsageError(f"torchref cannot build kind {kind!r}")
+    raise UsageError(f"torchref cannot build kind {kind!r}: register it with a torch= builder")
 
 
 def _spatial(blocks: list[nn.Module], inp: Any) -> int:
@@ -210,7 +218,7 @@ def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
     c: int = inp.channels
     flat = False
     for layer in spec.layers:
-        if layer.kind == "linear" and not flat:
+        if type(layer).flattens and not flat:
             c = c * _spatial(blocks, inp)  # Flatten: the linear layer sees C·H·W features
             flat = True
         cfg = _Cfg(layer, spec)

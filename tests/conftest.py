@@ -53,7 +53,7 @@ REFERENCE = {
 
 def edited(name: str, resolution: int | None = None, **scaling: float):
     """A shipped network spec with its input resolution and/or scaling fields changed, as a user would edit it."""
-    from costmodel import loader
+    from costmodel.spec import loader
 
     path = NETWORKS / f"{name}.yaml"
     data, src = loader.parse_yaml(path.read_text(), str(path))

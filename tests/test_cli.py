@@ -209,7 +209,7 @@ def test_network_views_sum_to_totals(run_cli, view):
     assert code == 0
     lines = list(csv.reader(out.splitlines()))
     header, body, total = lines[0], lines[1:-1], lines[-1]
-    col = header.index("MACs (conv+linear, no bias)")
+    col = header.index("macs")
     assert total[0] == "total" and int(total[col]) == 385_814_752
     assert sum(int(r[col]) for r in body) == 385_814_752
 
@@ -220,7 +220,7 @@ def test_depth_tree(run_cli, depth):
     code, out, _ = run_cli("table", spec, "--format", "csv", "--depth", depth)
     assert code == 0
     lines = list(csv.reader(out.splitlines()))
-    col = lines[0].index("params (learnable)")
+    col = lines[0].index("params")
     top = [r for r in lines[1:-1] if not r[0].startswith("·")]
     assert sum(int(r[col]) for r in top) == 2_542_856 == int(lines[-1][col])
 

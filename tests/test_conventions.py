@@ -9,7 +9,7 @@ import pytest
 
 import costmodel
 from conftest import NETWORKS, edited
-from costmodel.conventions import CONVENTIONS, apply, explain
+from costmodel.analysis.conventions import CONVENTIONS, apply, explain
 
 # torchvision 0.29.1 models, batch 1, 224×224, measured with fvcore 0.1.5.post20221221, ptflops 0.7.5 (default
 # pytorch backend), thop 0.1.1.post2209072238, torchinfo 1.8.0 (total_mult_adds), FlopCounterMode / 2.

@@ -9,7 +9,7 @@ import sympy
 
 import costmodel
 from conftest import SPECS
-from costmodel.design import parse_budget
+from costmodel.analysis.design import parse_budget
 
 SYM = str(SPECS / "symbolic_mbconv.yaml")
 

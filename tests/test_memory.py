@@ -8,8 +8,8 @@ import pytest
 
 import costmodel
 from conftest import NETWORKS, SPECS
-from costmodel.hardware import load_profile, roofline
-from costmodel.memory import fold_bn, kernels, peak_activations
+from costmodel.analysis.hardware import load_profile, roofline
+from costmodel.analysis.memory import fold_bn, kernels, peak_activations
 
 
 def test_seed_mbconv_bytes_by_hand():

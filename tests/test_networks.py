@@ -6,7 +6,7 @@ import pytest
 
 import costmodel
 from conftest import NETWORKS, REFERENCE, edited
-from costmodel.scaling import make_divisible
+from costmodel.spec.scaling import make_divisible
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))

@@ -12,7 +12,7 @@ import pytest
 
 import costmodel
 from conftest import edited
-from costmodel.conventions import apply
+from costmodel.analysis.conventions import apply
 
 pytestmark = pytest.mark.torchvision
 torch = pytest.importorskip("torch")

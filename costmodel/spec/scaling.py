@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .errors import SpecError
-from .spec import NetworkSpec, Scaling
-from .symbols import Num, equal, value
+from ..errors import SpecError
+from .fields import channel_fields
+from .network import NetworkSpec, Scaling
 
 
 def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
@@ -30,9 +30,6 @@ def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
     if new_v < 0.9 * v:
         new_v += divisor
     return new_v
-
-
-_CHANNEL_FIELDS = ("out_channels", "in_channels", "expanded_channels", "mid_channels", "out_features")
 
 
 def _scaled(value: Any, factor: float, divisor: int, path: tuple[str | int, ...]) -> int:
@@ -59,23 +56,21 @@ def resolve(spec: NetworkSpec) -> NetworkSpec:
         update: dict[str, Any] = {}
         if spec.scaling is not None and layer.scale_width:
             factor = max(layer.width_floor or 0.0, scaling.width)
-            for name in _CHANNEL_FIELDS:
+            for name in channel_fields(type(layer)):
                 value = getattr(layer, name, None)
                 if value is not None:
                     update[name] = _scaled(value, factor, scaling.divisor, (*path, name))
         if spec.scaling is not None and getattr(layer, "scale_depth", False):
-            repeat = layer.repeat  # type: ignore[union-attr]
+            repeat = getattr(layer, "repeat", 1)
             if isinstance(repeat, str):
                 raise SpecError(f"cannot depth-scale the symbolic repeat {repeat!r}", (*path, "repeat"))
             update["repeat"] = int(math.ceil(repeat * scaling.depth))
         expected = update.get("in_channels", layer.in_channels)
-        if expected is not None:
-            same = equal(_num(expected), _num(channels))
-            if same is not True:
-                raise SpecError(
-                    f"this layer expects {expected} input channels but the previous layer gives {channels}",
-                    (*path, "in_channels"),
-                )
+        if expected is not None and expected != channels:  # both are ints or symbol names here
+            raise SpecError(
+                f"this layer expects {expected} input channels but the previous layer gives {channels}",
+                (*path, "in_channels"),
+            )
         ratio = getattr(layer, "out_ratio", None)
         if ratio is not None:
             update["out_channels"] = _mul(ratio, channels, (*path, "out_ratio"))
@@ -87,10 +82,6 @@ def resolve(spec: NetworkSpec) -> NetworkSpec:
         if out is not None:
             channels = out
     return spec.model_copy(update={"layers": layers, "scaling": None})
-
-
-def _num(x: Any) -> Num:
-    return value(x) if isinstance(x, (int, str)) else x
 
 
 def _mul(ratio: int | str, channels: int | str, path: tuple[str | int, ...]) -> int | str:

@@ -16,52 +16,15 @@ version named, not fitted to totals; ``docs/conventions.md`` tabulates them, and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from .errors import UsageError
-from .ops import numel
-from .report import Report, Row
-from .symbols import Num
+from ..engine.convention import COSTMODEL, QUANTITIES, ZERO, Convention, Rule
+from ..engine.ops import numel
+from ..engine.report import Report, Row
+from ..engine.symbols import Num
+from ..errors import UsageError
 
-Term = tuple[int, str]
-QUANTITIES = ("macs", "bias", "input", "output", "batch_params")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """How one op counts: ``sum(coefficient × quantity)``, and why."""
-
-    terms: tuple[Term, ...]
-    why: str
-
-    def text(self) -> str:
-        """The rule as a formula, e.g. ``macs + bias`` or ``2·input``."""
-        if not self.terms:
-            return "0"
-        return " + ".join(q if c == 1 else f"{c}·{q}" for c, q in self.terms)
-
-
-ZERO = Rule((), "not counted")
-
-
-@dataclass(frozen=True)
-class Convention:
-    """One tool's counting rules. ``figure`` says which of the tool's numbers ``totals.macs`` holds."""
-
-    name: str
-    title: str
-    figure: str
-    version: str
-    source: str
-    rules: Mapping[str, Rule] = field(default_factory=dict)
-
-    def rule(self, key: str) -> Rule:
-        """The rule for an op key; ops the tool does not see count 0."""
-        return self.rules.get(key, ZERO)
-
-
-MACS = Rule(((1, "macs"),), "multiply-accumulates, bias excluded")
+__all__ = ["CONVENTIONS", "QUANTITIES", "ZERO", "Convention", "Difference", "Rule", "apply", "convention", "explain"]
 
 _TORCH = {
     "conv2d": Rule(((1, "macs"),), "aten.convolution: 2 × MACs FLOPs, halved; bias not counted"),
@@ -69,14 +32,7 @@ _TORCH = {
 }
 
 CONVENTIONS: dict[str, Convention] = {
-    "costmodel": Convention(
-        "costmodel",
-        "costmodel",
-        "totals.macs: multiply-accumulates of conv and linear layers, bias excluded",
-        "this version",
-        "docs/conventions.md",
-        {"conv2d": MACS, "linear": MACS},
-    ),
+    "costmodel": COSTMODEL,
     "torch": Convention(
         "torch",
         "torch FlopCounterMode",
@@ -183,21 +139,21 @@ def convention(name: str) -> Convention:
 
 def op_key(row: Row) -> str:
     """The key a convention's rules use for this row: the op name, with its variant (``avgpool:mean``)."""
-    return f"{row.op}:{row.variant}" if row.variant else row.op
+    return f"{row.op.name}:{row.op.variant}" if row.op.variant else row.op.name
 
 
 def quantity(row: Row, name: str, batch: Num) -> Num:
     """One of QUANTITIES for one instance of ``row``."""
     if name == "macs":
-        return row.macs
+        return row.costs["macs"]
     if name == "bias":
-        return row.activations if row.bias else 0
+        return row.costs["activations"] if row.op.bias else 0
     if name == "input":
-        return batch * numel(row.input)
+        return batch * numel(row.op.input)
     if name == "output":
-        return row.activations
+        return row.costs["activations"]
     if name == "batch_params":
-        return batch * row.params
+        return batch * row.costs["params"]
     raise UsageError(f"unknown quantity {name!r}")  # pragma: no cover - rules are fixed data
 
 
@@ -214,8 +170,8 @@ def apply(report: Report, name: str) -> Report:
     conv = convention(name)
     if conv.name == "costmodel":
         return report
-    rows = [replace(r, macs=row_count(r, conv, report.batch)) for r in report.rows]
-    return replace(report, rows=rows, convention=conv.name, _totals=None)
+    rows = [replace(r, costs={**r.costs, "macs": row_count(r, conv, report.batch)}) for r in report.rows]
+    return replace(report, rows=rows, convention=conv, _totals=None)
 
 
 def explain(report: Report, a: str, b: str) -> list[Difference]:

@@ -1,24 +1,24 @@
-"""Blocks: each layer kind is an ordered list of (stage, op) calls, registered by kind.
+"""Blocks: each layer kind is a small dataflow of ops, built by its block function.
 
-A block function takes the layer's spec, the resolved :class:`BlockArgs` (input shape, batch,
-stride of this repeat, the activation/norm/bias in force) and returns its ``(stage, Op)`` list and
-output shape. Decisions that symbols cannot settle raise :class:`UndecidableError` naming the field.
+A block function takes the layer's spec and the resolved :class:`BlockArgs` (input shape, batch,
+stride of this repeat, the activation/norm/bias in force) and returns a :class:`Flow`: the ordered
+``(stage, op)`` steps with the tensors each reads. Tensor 0 is the block input; tensor ``i`` is the
+output of step ``i``; the block's output is its last step's. Memory and peak activation read this
+declaration (which tensors are alive, which are skip or SE branches) instead of guessing from names.
+Decisions that symbols cannot settle raise :class:`UndecidableError` naming the field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import SpecError, UndecidableError
+from ..spec import se_ratio
+from ..spec.scaling import make_divisible
 from . import ops
-from .errors import SpecError, UndecidableError
 from .ops import Op, Shape
-from .scaling import make_divisible
-from .spec import se_ratio
 from .symbols import Num, divides, equal, floordiv, maximum, value
-
-Staged = list[tuple[str, Op]]
 
 
 @dataclass(frozen=True)
@@ -29,37 +29,78 @@ class BlockArgs:
     n: Num
     stride: Num
     activation: str  # "none" for no activation
-    norm: bool
+    norm: str  # a name in ops.NORMS, or "none"
     bias: bool
     path: tuple[str | int, ...]  # ("layers", i), for error messages
 
 
+@dataclass(slots=True)
+class Step:
+    """One op of a block, the stage it belongs to and the block-local tensors it reads."""
+
+    stage: str
+    op: Op
+    inputs: tuple[int, ...]
+
+
+@dataclass
+class Flow:
+    """A block's steps in order. ``add`` appends one and returns the id of the tensor it writes."""
+
+    inp: Shape
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def last(self) -> int:
+        """The tensor the latest step wrote (0, the block input, before any step)."""
+        return len(self.steps)
+
+    def shape(self, tensor: int) -> Shape:
+        """The per-sample shape of a block-local tensor."""
+        return self.inp if tensor == 0 else self.steps[tensor - 1].op.output
+
+    @property
+    def output(self) -> Shape:
+        """The block's output shape: its last step's output."""
+        return self.shape(self.last)
+
+    def add(self, stage: str, op: Op, inputs: tuple[int, ...] | None = None) -> int:
+        """Append ``op`` reading ``inputs`` (default: the latest tensor); the id of its output tensor."""
+        self.steps.append(Step(stage, op, (self.last,) if inputs is None else inputs))
+        return self.last
+
+
 def conv_unit(
+    f: Flow,
     a: BlockArgs,
     stage: str,
-    inp: Shape,
     out_channels: Num,
     kernel: Num,
     stride: Num = 1,
     groups: Num = 1,
     act: bool = True,
-) -> tuple[Staged, Shape]:
-    """conv → norm (if the layer has one) → activation (if ``act`` and the layer has one)."""
-    rows: Staged = [(stage, ops.conv2d(inp, a.n, out_channels, kernel, stride, groups, a.bias))]
-    shape = rows[-1][1].output
-    if a.norm:
-        rows.append((stage, ops.batchnorm2d(shape, a.n)))
+    src: int | None = None,
+) -> int:
+    """conv → norm (if the layer has one) → activation (if ``act`` and the layer has one), reading ``src``."""
+    src = f.last if src is None else src
+    conv = ops.conv2d(f.shape(src), a.n, out_channels, kernel, stride, groups, a.bias)
+    t = f.add(stage, conv, (src,))
+    if a.norm != "none":
+        t = f.add(stage, ops.norm(a.norm, conv.output, a.n))
     if act and a.activation != "none":
-        rows.append((stage, ops.activation(shape, a.n, a.activation)))
-    return rows, shape
+        t = f.add(stage, ops.activation(conv.output, a.n, a.activation))
+    return t
 
 
-def se_unit(a: BlockArgs, layer: Any, inp: Shape, block_in_channels: Num) -> Staged:
-    """Squeeze-excitation on ``inp``: avgpool → 1×1 conv+bias to S → act → 1×1 conv+bias back → gate → multiply.
+def se_unit(f: Flow, a: BlockArgs, layer: Any, block_in_channels: Num) -> int:
+    """Squeeze-excitation on the latest tensor x: avgpool → 1×1 conv+bias to S → act → 1×1 conv+bias back
+    → gate → x · gate.
 
     S = max(1, floor(base × se)) with base the block input (EfficientNet) or, with ``se_base: expanded``,
     the width SE sits on; with ``se_divisor: d``, S = make_divisible(floor(base × se), d) (MobileNetV3).
     """
+    x = f.last
+    inp = f.shape(x)
     ratio = se_ratio(layer.se)
     c = inp[0]
     base = block_in_channels if layer.se_base == "input" else c
@@ -72,17 +113,15 @@ def se_unit(a: BlockArgs, layer: Any, inp: Shape, block_in_channels: Num) -> Sta
         squeeze = maximum(1, raw)
     act = layer.se_activation or a.activation
     pooled = ops.global_avgpool(inp, a.n)
+    f.add("se", pooled)
     reduce = ops.conv2d(pooled.output, a.n, squeeze, 1, 1, 1, bias=True)
-    rows: Staged = [("se", pooled), ("se", reduce)]
+    f.add("se", reduce)
     if act != "none":
-        rows.append(("se", ops.activation(reduce.output, a.n, act)))
+        f.add("se", ops.activation(reduce.output, a.n, act))
     expand = ops.conv2d(reduce.output, a.n, c, 1, 1, 1, bias=True)
-    rows += [
-        ("se", expand),
-        ("se", ops.activation(expand.output, a.n, layer.se_gate)),
-        ("se", ops.mul(inp, a.n, "x·gate")),
-    ]
-    return rows
+    f.add("se", expand)
+    gate = f.add("se", ops.activation(expand.output, a.n, layer.se_gate))
+    return f.add("se", ops.mul(inp, a.n, "x·gate"), (x, gate))
 
 
 def _need(result: bool | None, path: tuple[str | int, ...], field: str, what: str) -> bool:
@@ -94,15 +133,17 @@ def _need(result: bool | None, path: tuple[str | int, ...], field: str, what: st
     return result
 
 
-def residual_rows(a: BlockArgs, setting: Any, inp: Shape, out: Shape, field: str = "residual") -> tuple[Staged, bool]:
-    """The residual add, if ``setting`` (auto | True | False) and the shapes call for it."""
+def residual(f: Flow, a: BlockArgs, setting: Any, field: str = "residual") -> bool:
+    """The residual add of the latest tensor and the block input, if ``setting`` (auto | True | False)
+    and the shapes call for it."""
     if setting is False:
-        return [], False
+        return False
+    inp, out = f.inp, f.output
     stride_one = equal(a.stride, 1)
     same_c = equal(inp[0], out[0])
     if stride_one is False or same_c is False:
         if setting == "auto":
-            return [], False
+            return False
         raise SpecError(
             f"residual: true needs the output shape to equal the input shape "
             f"(stride 1 and in == out channels); here stride={a.stride}, in={inp[0]}, out={out[0]}",
@@ -110,7 +151,8 @@ def residual_rows(a: BlockArgs, setting: Any, inp: Shape, out: Shape, field: str
         )
     _need(stride_one, a.path, field, f"stride {a.stride} is 1 (residual: {setting})")
     _need(same_c, a.path, field, f"in channels {inp[0]} equal out channels {out[0]} (residual: {setting})")
-    return [("residual", ops.add(out, a.n, "x + F(x)"))], True
+    f.add("residual", ops.add(out, a.n, "x + F(x)"), (f.last, 0))
+    return True
 
 
 def expanded_width(layer: Any, a: BlockArgs) -> tuple[Num, bool]:
@@ -135,71 +177,62 @@ def expanded_width(layer: Any, a: BlockArgs) -> tuple[Num, bool]:
     return e, not same
 
 
-def mbconv(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+def mbconv(layer: Any, a: BlockArgs) -> Flow:
     """MBConv: [1×1 expand (if E ≠ input)] → k×k depthwise (stride) → [SE] → linear 1×1 project → [+ input]."""
-    cin = a.inp[0]
-    k = value(layer.kernel)
-    rows: Staged = []
-    x = a.inp
+    f = Flow(a.inp)
     e, expand = expanded_width(layer, a)
     if expand:
-        r, x = conv_unit(a, "expansion", x, e, 1)
-        rows += r
-    r, x = conv_unit(a, "depthwise", x, x[0], k, a.stride, groups=x[0])
-    rows += r
+        conv_unit(f, a, "expansion", e, 1)
+    width = f.output[0]
+    conv_unit(f, a, "depthwise", width, value(layer.kernel), a.stride, groups=width)
     if layer.se is not None:
-        rows += se_unit(a, layer, x, cin)
-    r, x = conv_unit(a, "projection", x, value(layer.out_channels), 1, act=False)
-    rows += r
-    r, _ = residual_rows(a, layer.residual, a.inp, x)
-    return rows + r, x
+        se_unit(f, a, layer, a.inp[0])
+    conv_unit(f, a, "projection", value(layer.out_channels), 1, act=False)
+    residual(f, a, layer.residual)
+    return f
 
 
-def fused_mbconv(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+def fused_mbconv(layer: Any, a: BlockArgs) -> Flow:
     """Fused-MBConv: k×k expand (stride) → [SE] → linear 1×1 project → [+ input]; E = input: one k×k conv."""
-    cin = a.inp[0]
+    f = Flow(a.inp)
     k = value(layer.kernel)
     cout = value(layer.out_channels)
     e, expand = expanded_width(layer, a)
-    rows: Staged
-    if not expand:
-        rows, x = conv_unit(a, "fused", a.inp, cout, k, a.stride)
-        if layer.se is not None:
-            rows += se_unit(a, layer, x, cin)
-    else:
-        rows, x = conv_unit(a, "expansion", a.inp, e, k, a.stride)
-        if layer.se is not None:
-            rows += se_unit(a, layer, x, cin)
-        r, x = conv_unit(a, "projection", x, cout, 1, act=False)
-        rows += r
-    r, _ = residual_rows(a, layer.residual, a.inp, x)
-    return rows + r, x
+    conv_unit(f, a, "expansion" if expand else "fused", e if expand else cout, k, a.stride)
+    if layer.se is not None:
+        se_unit(f, a, layer, a.inp[0])
+    if expand:
+        conv_unit(f, a, "projection", cout, 1, act=False)
+    residual(f, a, layer.residual)
+    return f
 
 
-def dwsep(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+def dwsep(layer: Any, a: BlockArgs) -> Flow:
     """Depthwise-separable: k×k depthwise (stride) → norm → act → 1×1 pointwise → norm → act."""
+    f = Flow(a.inp)
     cin = a.inp[0]
-    rows, x = conv_unit(a, "depthwise", a.inp, cin, value(layer.kernel), a.stride, groups=cin)
-    r, x = conv_unit(a, "pointwise", x, value(layer.out_channels), 1)
-    return rows + r, x
+    conv_unit(f, a, "depthwise", cin, value(layer.kernel), a.stride, groups=cin)
+    conv_unit(f, a, "pointwise", value(layer.out_channels), 1)
+    return f
 
 
-def basic(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+def basic(layer: Any, a: BlockArgs) -> Flow:
     """Two k×k conv-norm-act (the first carries the stride); with ``residual: true``, + input at the end."""
+    f = Flow(a.inp)
     k = value(layer.kernel)
     cout = value(layer.out_channels)
-    rows, x = conv_unit(a, "conv1", a.inp, cout, k, a.stride)
-    r, x = conv_unit(a, "conv2", x, cout, k)
-    rows += r
-    r, _ = residual_rows(a, layer.residual, a.inp, x)
-    return rows + r, x
+    conv_unit(f, a, "conv1", cout, k, a.stride)
+    conv_unit(f, a, "conv2", cout, k)
+    residual(f, a, layer.residual)
+    return f
 
 
-def bottleneck(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+def bottleneck(layer: Any, a: BlockArgs) -> Flow:
     """ResNet bottleneck: 1×1 reduce → k×k (stride) → linear 1×1 expand; + shortcut; then the activation.
 
     The shortcut is the identity when stride 1 and in == out, else a 1×1 conv (stride) + norm.
     """
+    f = Flow(a.inp)
     cin = a.inp[0]
     cout = value(layer.out_channels)
     if layer.mid_channels is not None:
@@ -211,28 +244,25 @@ def bottleneck(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
                 f"the mid width out_channels // 4 = {cout} // 4 = 0; set mid_channels",
                 (*a.path, "out_channels"),
             )
-    rows, x = conv_unit(a, "reduce", a.inp, mid, 1)
-    r, x = conv_unit(a, "conv", x, mid, value(layer.kernel), a.stride)
-    rows += r
-    r, x = conv_unit(a, "expand", x, cout, 1, act=False)
-    rows += r
+    conv_unit(f, a, "reduce", mid, 1)
+    conv_unit(f, a, "conv", mid, value(layer.kernel), a.stride)
+    main = conv_unit(f, a, "expand", cout, 1, act=False)
     identity = _need(equal(a.stride, 1), a.path, "stride", f"stride {a.stride} is 1 (identity shortcut)") and _need(
         equal(cin, cout),
         a.path,
         "out_channels",
         f"in channels {cin} equal out channels {cout} (identity shortcut)",
     )
-    if not identity:
-        r, _ = conv_unit(a, "shortcut", a.inp, cout, 1, a.stride, act=False)
-        rows += r
-    rows.append(("residual", ops.add(x, a.n, "F(x) + shortcut")))
+    short = 0 if identity else conv_unit(f, a, "shortcut", cout, 1, a.stride, act=False, src=0)
+    f.add("residual", ops.add(f.shape(main), a.n, "F(x) + shortcut"), (main, short))
     if a.activation != "none":
-        rows.append(("residual", ops.activation(x, a.n, a.activation)))
-    return rows, x
+        f.add("residual", ops.activation(f.output, a.n, a.activation))
+    return f
 
 
-def conv(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+def conv(layer: Any, a: BlockArgs) -> Flow:
     """A plain k×k conv (with groups) → norm → activation."""
+    f = Flow(a.inp)
     cin = a.inp[0]
     cout = value(layer.out_channels)
     g = value(layer.groups)
@@ -241,38 +271,29 @@ def conv(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
         if ok is False:
             raise SpecError(f"groups={g} does not divide the {name} channels {channels}", (*a.path, "groups"))
         _need(ok, a.path, "groups", f"groups {g} divides the {name} channels {channels}")
-    return conv_unit(a, "conv", a.inp, cout, value(layer.kernel), a.stride, groups=g)
+    conv_unit(f, a, "conv", cout, value(layer.kernel), a.stride, groups=g)
+    return f
 
 
-def pool(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+def pool(layer: Any, a: BlockArgs) -> Flow:
     """Global average pooling to C×1×1."""
-    op = ops.global_avgpool(a.inp, a.n, layer.implementation)
-    return [("pool", op)], op.output
+    f = Flow(a.inp)
+    f.add("pool", ops.global_avgpool(a.inp, a.n, layer.implementation))
+    return f
 
 
-def linear(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+def linear(layer: Any, a: BlockArgs) -> Flow:
     """Fully connected layer on the flattened input, then its activation (if any)."""
+    f = Flow(a.inp)
     op = ops.linear(a.inp, a.n, value(layer.out_features), layer.bias)
-    rows: Staged = [("classifier", op)]
+    f.add("classifier", op)
     if layer.activation != "none":
-        rows.append(("classifier", ops.activation(op.output, a.n, layer.activation)))
-    return rows, op.output
+        f.add("classifier", ops.activation(op.output, a.n, layer.activation))
+    return f
 
 
-def dropout(layer: Any, a: BlockArgs) -> tuple[Staged, Shape]:
+def dropout(layer: Any, a: BlockArgs) -> Flow:
     """Dropout: identity at inference; shown as a zero-cost row."""
-    return [("classifier", ops.dropout(a.inp, a.n, layer.p))], a.inp
-
-
-BLOCKS: dict[str, Callable[[Any, BlockArgs], tuple[Staged, Shape]]] = {
-    "conv": conv,
-    "mbconv": mbconv,
-    "fused_mbconv": fused_mbconv,
-    "dwsep": dwsep,
-    "basic": basic,
-    "bottleneck": bottleneck,
-    "pool": pool,
-    "linear": linear,
-    "dropout": dropout,
-}
-"""Block formulas by layer kind."""
+    f = Flow(a.inp)
+    f.add("classifier", ops.dropout(a.inp, a.n, layer.p))
+    return f

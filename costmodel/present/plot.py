@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import UsageError
-from .render import column_title
+from ..analysis.hardware import summarize
+from ..errors import UsageError
+from .report import column_title
 
 
 def _pyplot() -> Any:
@@ -23,7 +24,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def _label(metric: str, convention: str) -> str:
+def _label(metric: str, convention: Any = None) -> str:
     return f"{column_title(metric, convention)} [count]"
 
 
@@ -34,7 +35,7 @@ def _save(fig: Any, path: str) -> None:
         raise UsageError(f"--plot {path}: {exc}") from None
 
 
-def plot_sweep(result: Any, path: str, convention: str = "costmodel") -> None:
+def plot_sweep(result: Any, path: str, convention: Any = None) -> None:
     """One axis: a curve per metric against it. Two axes: a heatmap of each metric. Saved to ``path``."""
     import numpy as np
 
@@ -99,14 +100,10 @@ def plot_roofline(estimates: Any, profile: Any, dtype: str, fusion: str, path: s
     """The classic roofline: attainable FLOP/s against FLOP/byte (log-log), one point per stage."""
     plt = _pyplot()
     peak, bw = profile.peak(dtype), profile.bandwidth
-    stages: dict[str, list[float]] = {}
-    for e in estimates:
-        k = e.kernel
-        acc = stages.setdefault(k.stage, [0.0, 0.0, 0.0])
-        acc[0] += float(k.times) * float(k.flops)
-        acc[1] += float(k.times) * float(k.bytes_moved)
-        acc[2] += float(k.times) * e.time_s
-    points = {s: (f / b, f / t) for s, (f, b, t) in stages.items() if b > 0 and t > 0 and f > 0}
+    stages = summarize(None, estimates, "stage")
+    points = {
+        s.item: (s.flops / s.bytes, s.flops / s.time_s) for s in stages if s.bytes > 0 and s.time_s > 0 and s.flops > 0
+    }
     lo = min([x for x, _ in points.values()] + [peak / bw]) / 4
     hi = max([x for x, _ in points.values()] + [peak / bw]) * 4
     xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]

@@ -1,6 +1,6 @@
 """The result of an analysis: one row per op, totals, grouped views and closed-form formulas.
 
-Building the rows (network.py), evaluating them (here: sums) and printing them (render.py) are
+Building the rows (engine/walk.py), evaluating them (here: sums) and printing them (present/) are
 separate. Values are ints for numeric specs and sympy expressions for symbolic ones.
 """
 
@@ -10,22 +10,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UsageError
-from .ops import Shape
+from ..errors import UsageError
+from .convention import COSTMODEL, Convention
+from .metrics import METRIC_NAMES
+from .ops import Op, Shape
 from .symbols import Num, total
 
-METRICS = ("params", "buffers", "macs", "flops", "activations")
-"""Counted metrics. ``activations`` is the number of output elements of each op (batch included)."""
+METRICS = METRIC_NAMES
+"""Counted metrics (engine/metrics.py). ``activations`` is the number of output elements of each op (batch included)."""
 
 VIEWS = ("op", "stage", "block", "layer")
 
 
 @dataclass(slots=True)
 class Row:
-    """One op of one block instance, with the costs of a single instance.
+    """One op of one block instance: the op, the costs of a single instance, and the tensors it reads.
 
-    ``times`` is how many identical instances the row stands for: 1, or ``repeat − 1`` for the
-    repeated copies of a block whose repeat count is a symbol.
+    ``costs`` holds every metric (the op's own, plus ``activations``), as ints for numeric specs;
+    ``times`` is how many identical instances the row stands for: 1, or ``repeat − 1`` for the repeated
+    copies of a block whose repeat count is a symbol. ``inputs`` and ``tensor`` are network-wide tensor
+    ids (0 is the network input): what the op reads and what it writes.
     """
 
     layer: int
@@ -33,22 +37,19 @@ class Row:
     block: int  # running index of the block instance
     kind: str
     stage: str
-    op: str
-    detail: str
-    params: Num
-    buffers: Num
-    macs: Num
-    flops: Num
-    input: Shape
-    output: Shape
-    activations: Num
+    op: Op
+    costs: dict[str, Num]
     times: Num = 1
-    bias: bool = False  # a conv or linear with a bias
-    variant: str = ""  # implementation detail some counters see (pool: module / functional / mean)
+    inputs: tuple[int, ...] = ()
+    tensor: int = 0
+
+    def value(self, metric: str) -> Num:
+        """This row's ``metric`` for one instance."""
+        return self.costs[metric]
 
     def total(self, metric: str) -> Num:
         """This row's ``metric`` times the number of instances it stands for."""
-        v = getattr(self, metric)
+        v = self.costs[metric]
         return v if self.times == 1 else self.times * v
 
 
@@ -94,7 +95,7 @@ class Report:
     rows: list[Row]
     blocks: list[BlockInfo] = field(default_factory=list)
     symbols: tuple[str, ...] = ()
-    convention: str = "costmodel"  # whose rules the macs column follows (conventions.py)
+    convention: Convention = COSTMODEL  # whose rules the macs column follows (analysis/conventions.py)
     #: what the formulas assume of symbols: (name, "odd") for a symbolic kernel, (name, "ne1") for a
     #: symbolic expansion (an expansion conv exists); a sweep honours them point by point
     assumptions: tuple[tuple[str, str], ...] = ()
@@ -125,7 +126,6 @@ class Report:
         keys: dict[str, Callable[[int, Row], tuple[Any, ...]]] = {
             "op": lambda i, r: (i,),
             "stage": lambda i, r: (r.stage,),
-            "opname": lambda i, r: (r.op,),
             "block": lambda i, r: (r.block,),
             "layer": lambda i, r: (r.layer,),
         }
@@ -165,7 +165,10 @@ class Report:
 
     def by_op(self) -> dict[str, dict[str, Num]]:
         """Each op type's totals (conv2d, batchnorm2d, relu6 …): {op: {metric: value}}."""
-        return {g.key[0]: {m: g.total(m) for m in METRICS} for g in self.group("opname")}
+        groups: dict[str, Group] = {}
+        for r in self.rows:
+            groups.setdefault(r.op.name, Group((r.op.name,))).rows.append(r)
+        return {name: {m: g.total(m) for m in METRICS} for name, g in groups.items()}
 
     def expression(self, metric: str = "macs", stage: str | None = None) -> Any:
         """``metric`` summed over all rows (or ``stage``'s rows) as a sympy expression, unsimplified."""
@@ -189,35 +192,14 @@ class Report:
     def compile(self, metric: str = "macs") -> Any:
         """A fast exact numeric function of the free symbols: ``report.compile("macs")(t=np.arange(1, 9), …)``.
 
-        Compiled once (grid.Compiled); evaluates whole numpy arrays of design points in int64, or in
+        Compiled once (engine/compile.py); evaluates whole numpy arrays of design points in int64, or in
         exact Python integers where int64 could overflow.
         """
         import sympy
 
-        from .grid import Compiled
+        from .compile import Compiled
 
         expr = self.expression(metric)
         if sympy.count_ops(expr) <= 200:  # small formulas: the factored form takes fewer array operations
             expr = sympy.factor(expr)
         return Compiled(expr, self.symbols)
-
-    def _repr_latex_(self) -> str:
-        import sympy
-
-        parts = [rf"\text{{{m}}} = {sympy.latex(self.formula(m))}" for m in ("params", "macs", "flops")]
-        return "$" + r",\quad ".join(parts) + "$"
-
-    def table(self, fmt: str = "github", by: str = "auto", depth: int | None = None) -> str:
-        """The report as text: a tabulate table in ``fmt``, or ``json`` / ``csv``; see render.render."""
-        from .render import render
-
-        return render(self, fmt, by, depth)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: totals, output, rows (counts as ints, symbolic ones as sympy-parseable text)."""
-        from .render import to_dict
-
-        return to_dict(self)
-
-    def _repr_html_(self) -> str:
-        return self.table("html")

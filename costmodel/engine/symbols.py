@@ -7,37 +7,10 @@ symbol, so the numeric path never pays for it.
 
 from __future__ import annotations
 
-import keyword
-import re
 from functools import cache
 from typing import Any
 
 Num = Any  # int, or a sympy expression when the spec is symbolic
-
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@cache
-def _sympy_names() -> frozenset[str]:
-    """The names ``from sympy import *`` brings in, which sympy's parser gives a meaning to."""
-    import sympy
-
-    return frozenset(sympy.__all__)
-
-
-def symbol_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a symbol name, or None if it can.
-
-    A name must be a plain identifier, not a Python keyword, and not a name sympy's parser already
-    gives a meaning to (``E``, ``I``, ``N``, ``S``, ``beta``, …), so printed formulas parse back.
-    """
-    if not IDENTIFIER.match(name):
-        return f"{name!r} is not a plain identifier"
-    if keyword.iskeyword(name):
-        return f"{name!r} is a Python keyword"
-    if name in _sympy_names():
-        return f"{name!r} is a sympy name (pick another symbol name)"
-    return None
 
 
 @cache

@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .errors import SpecError
-from .spec import NetworkSpec
+from ..errors import SpecError
+from .network import NetworkSpec
 
 try:  # the C loader is faster; both are safe
     from yaml import CSafeLoader as _Loader
@@ -174,7 +174,7 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path, Any]:
 
 def _allowed_keys(data: Any, path: Path, root: Any = NetworkSpec) -> list[str] | None:
     """The keys a mapping at ``path`` may hold, from the model that validates it."""
-    from . import spec as spec_mod
+    from .network import Defaults, Input, layer_model
 
     if not path:
         return None
@@ -185,15 +185,15 @@ def _allowed_keys(data: Any, path: Path, root: Any = NetworkSpec) -> list[str] |
     elif root is not NetworkSpec:
         model = None
     elif parent == ("input",):
-        model = spec_mod.Input
+        model = Input
     elif parent == ("defaults",):
-        model = spec_mod.Defaults
+        model = Defaults
     elif len(parent) == 2 and parent[0] == "layers":
         node = data
         for p in parent:
             node = node[p]
         kind = node.get("kind") if isinstance(node, dict) else None
-        model = spec_mod.layer_model(kind) if isinstance(kind, str) else None
+        model = layer_model(kind) if isinstance(kind, str) else None
     if model is None:
         return None
     return sorted(model.model_fields)

@@ -20,11 +20,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from .errors import SpecError
+from ..errors import SpecError
 from .memory import Kernel
 
 Dtype = Literal["float32", "float16", "bfloat16", "int8"]
-PROFILES = Path(__file__).resolve().parent.parent / "specs" / "hardware"
+PROFILES = Path(__file__).resolve().parent.parent / "data" / "hardware"
+"""The shipped profiles: package data (costmodel/data/hardware/*.yaml), installed with the package."""
 
 
 _NUMERAL = re.compile(r"^[0-9][0-9_]*(\.[0-9_]*)?([eE][+-]?[0-9]+)?$")
@@ -66,21 +67,25 @@ class HardwareProfile(BaseModel):
 
 
 def load_profile(name_or_path: str | os.PathLike[str]) -> HardwareProfile:
-    """A shipped profile by name (``a100``, see specs/hardware/) or a profile YAML file by path."""
-    from .loader import parse_yaml, read_text, validate_model
+    """A shipped profile by name (``a100``, see costmodel/data/hardware/) or a profile YAML file by path."""
+    from ..spec.loader import parse_yaml, read_text, validate_model
 
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
-        # a shipped name: specs/hardware/NAME.yaml here, or beside the package in a source checkout
-        local = Path("specs") / "hardware" / f"{name_or_path}.yaml"
-        path = local if local.exists() else PROFILES / f"{name_or_path}.yaml"
+        path = PROFILES / f"{name_or_path}.yaml"
         if not path.exists():
-            shipped = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
-            raise SpecError(f"no hardware profile named {str(name_or_path)!r}; shipped: {shipped}")
+            raise SpecError(
+                f"no hardware profile named {str(name_or_path)!r}; shipped: {', '.join(shipped_profiles())}"
+            )
     text = read_text(path)
     data, src = parse_yaml(text, str(path))
     profile: HardwareProfile = validate_model(HardwareProfile, data, src)
     return profile
+
+
+def shipped_profiles() -> list[str]:
+    """The names of the shipped hardware profiles."""
+    return sorted(p.stem for p in PROFILES.glob("*.yaml"))
 
 
 @dataclass
@@ -187,3 +192,55 @@ def _largest_cache() -> int | None:
         if number.isdigit():
             sizes.append(int(number) * unit)
     return max(sizes) if sizes else None
+
+
+ROOFLINE_VIEWS = ("auto", "kernel", "block", "stage")
+
+
+@dataclass
+class Summary:
+    """Roofline estimates summed over one item of a view (a kernel, a block or a stage)."""
+
+    item: str
+    flops: float
+    bytes: float
+    time_s: float
+    compute_s: float  # the part of time_s spent in compute-bound kernels
+
+    @property
+    def intensity(self) -> float:
+        """FLOPs per byte moved."""
+        return self.flops / self.bytes if self.bytes else float("inf")
+
+    @property
+    def compute_bound_share(self) -> float:
+        """The share of the time spent in compute-bound kernels."""
+        return self.compute_s / self.time_s if self.time_s else 0.0
+
+    @property
+    def bound(self) -> str:
+        """``compute`` when compute-bound kernels take at least half the time, else ``memory``."""
+        return "compute" if self.compute_s >= self.time_s - self.compute_s else "memory"
+
+
+def summarize(report: Any, estimates: list[Estimate], by: str = "kernel") -> list[Summary]:
+    """Estimates grouped by ``kernel``, ``block`` or ``stage`` (in order of first appearance), each summed
+    (instances counted ``times`` over)."""
+    groups: dict[Any, Summary] = {}
+    for e in estimates:
+        k = e.kernel
+        key = {"kernel": k.label, "block": k.block, "stage": k.stage}[by]
+        s = groups.get(key)
+        if s is None:
+            label = str(key)
+            if by == "block":
+                info = report.blocks[key]
+                label = f"{info.layer}.{info.repeat} {info.name or info.kind}"
+            s = groups[key] = Summary(label, 0.0, 0.0, 0.0, 0.0)
+        times = float(k.times)
+        s.flops += times * float(k.flops)
+        s.bytes += times * float(k.bytes_moved)
+        s.time_s += times * e.time_s
+        if e.bound == "compute":
+            s.compute_s += times * e.time_s
+    return list(groups.values())

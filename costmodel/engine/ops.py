@@ -18,7 +18,8 @@ sizes scale with. The costmodel convention (docs/conventions.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from .symbols import Num, floordiv
 
@@ -48,18 +49,29 @@ BN_FLOPS_PER_ELEMENT = 2  # inference BatchNorm folds to a·x + b
 
 @dataclass(slots=True)
 class Op:
-    """The cost of one primitive op applied to one input."""
+    """The cost of one primitive op applied to one input.
 
-    op: str  # registry name: conv2d, batchnorm2d, relu6, avgpool, add, mul, linear, …
+    ``costs`` holds the per-op metrics (engine/metrics.py OP_METRICS). ``category`` says what the op is
+    to the execution models (conv, norm, act, pool, add, mul, linear, dropout); ``state`` is the
+    non-learnable state it reads at inference (BatchNorm's running mean and variance), and ``folds``
+    whether it folds into the conv before it for deployment.
+    """
+
+    name: str  # conv2d, batchnorm2d, relu6, avgpool, add, mul, linear, …
     detail: str  # short human description, e.g. "1×1 4→24" or "3×3 dw s2"
-    params: Num
-    buffers: Num
-    macs: Num
-    flops: Num
+    costs: dict[str, Num]
     input: Shape
     output: Shape
+    category: str
     bias: bool = False
     variant: str = ""  # how the op is implemented, where counters tell them apart (pool: module/functional/mean)
+    state: Num = 0
+    folds: bool = False
+    attrs: dict[str, Num] = field(default_factory=dict)  # conv: kernel, stride, groups
+
+
+def _costs(params: Num, buffers: Num, macs: Num, flops: Num) -> dict[str, Num]:
+    return {"params": params, "buffers": buffers, "macs": macs, "flops": flops}
 
 
 def spatial_out(size: Num, stride: Num) -> Num:
@@ -92,41 +104,61 @@ def conv2d(
     return Op(
         "conv2d",
         detail,
-        weights + (out_channels if bias else 0),
-        0,
-        macs,
-        flops,
+        _costs(weights + (out_channels if bias else 0), 0, macs, flops),
         inp,
         (out_channels, ho, wo),
+        "conv",
         bias,
+        attrs={"kernel": kernel, "stride": stride, "groups": groups},
     )
 
 
 def batchnorm2d(inp: Shape, n: Num) -> Op:
-    """BatchNorm2d: params γ, β = 2C; buffers running mean/var + num_batches_tracked = 2C + 1; FLOPs 2 per element."""
+    """BatchNorm2d: params γ, β = 2C; buffers running mean/var + num_batches_tracked = 2C + 1; FLOPs 2 per element.
+
+    At inference it reads γ, β and the running mean and variance (4C values) unless folded into the conv.
+    """
     c = inp[0]
-    return Op("batchnorm2d", f"{c}", 2 * c, 2 * c + 1, 0, BN_FLOPS_PER_ELEMENT * n * numel(inp), inp, inp)
+    return Op(
+        "batchnorm2d",
+        f"{c}",
+        _costs(2 * c, 2 * c + 1, 0, BN_FLOPS_PER_ELEMENT * n * numel(inp)),
+        inp,
+        inp,
+        "norm",
+        state=2 * c,
+        folds=True,
+    )
+
+
+NORMS: dict[str, Callable[[Shape, Num], Op]] = {"batchnorm": batchnorm2d}
+"""One op per norm a layer's ``norm`` can name (``none``: no op)."""
+
+
+def norm(name: str, inp: Shape, n: Num) -> Op:
+    """The norm op called ``name`` on ``inp``."""
+    return NORMS[name](inp, n)
 
 
 def activation(inp: Shape, n: Num, name: str) -> Op:
     """An elementwise activation or gate: no params, no MACs; FLOPs = ACTIVATION_FLOPS[name] per element."""
-    return Op(name, "", 0, 0, 0, ACTIVATION_FLOPS[name] * n * numel(inp), inp, inp)
+    return Op(name, "", _costs(0, 0, 0, ACTIVATION_FLOPS[name] * n * numel(inp)), inp, inp, "act")
 
 
 def global_avgpool(inp: Shape, n: Num, implementation: str = "module") -> Op:
     """Global average pool to C×1×1: no MACs; FLOPs = one add-or-divide per input element (N·C·H·W)."""
     c, h, w = inp
-    return Op("avgpool", f"{h}×{w}→1×1", 0, 0, 0, n * c * h * w, inp, (c, 1, 1), variant=implementation)
+    return Op("avgpool", f"{h}×{w}→1×1", _costs(0, 0, 0, n * c * h * w), inp, (c, 1, 1), "pool", variant=implementation)
 
 
 def add(inp: Shape, n: Num, detail: str = "") -> Op:
     """Elementwise add of two same-shape tensors (the residual): FLOPs = N·C·H·W."""
-    return Op("add", detail, 0, 0, 0, n * numel(inp), inp, inp)
+    return Op("add", detail, _costs(0, 0, 0, n * numel(inp)), inp, inp, "add")
 
 
 def mul(inp: Shape, n: Num, detail: str = "") -> Op:
     """Elementwise multiply by a broadcast C×1×1 gate (SE's scale): FLOPs = N·C·H·W."""
-    return Op("mul", detail, 0, 0, 0, n * numel(inp), inp, inp)
+    return Op("mul", detail, _costs(0, 0, 0, n * numel(inp)), inp, inp, "mul")
 
 
 def linear(inp: Shape, n: Num, out_features: Num, bias: bool = True) -> Op:
@@ -139,16 +171,19 @@ def linear(inp: Shape, n: Num, out_features: Num, bias: bool = True) -> Op:
     return Op(
         "linear",
         f"{in_features}→{out_features}",
-        in_features * out_features + (out_features if bias else 0),
-        0,
-        macs,
-        2 * macs + (n * out_features if bias else 0),
+        _costs(
+            in_features * out_features + (out_features if bias else 0),
+            0,
+            macs,
+            2 * macs + (n * out_features if bias else 0),
+        ),
         inp,
         (out_features,),
+        "linear",
         bias,
     )
 
 
 def dropout(inp: Shape, n: Num, p: float) -> Op:
     """Dropout: the identity at inference; no params, MACs or FLOPs."""
-    return Op("dropout", f"p={p:g}", 0, 0, 0, 0, inp, inp)
+    return Op("dropout", f"p={p:g}", _costs(0, 0, 0, 0), inp, inp, "dropout")

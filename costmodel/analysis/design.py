@@ -20,8 +20,8 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from .errors import UsageError
-from .report import METRICS, Report
+from ..engine.report import METRICS, Report
+from ..errors import UsageError
 
 # ---------------------------------------------------------------------------------------------- compare
 
@@ -142,7 +142,7 @@ def solve(
     """
     import sympy
 
-    from .symbols import symbol as sym
+    from ..engine.symbols import symbol as sym
 
     if not budgets:
         raise UsageError("solve needs at least one --budget")
@@ -233,7 +233,7 @@ def derivative(report: Report, metric: str, name: str) -> Any:
     """∂metric/∂name of the report's closed form, factored."""
     import sympy
 
-    from .symbols import symbol
+    from ..engine.symbols import symbol
 
     if name not in report.symbols:
         raise UsageError(f"--diff {name}: the spec has no free symbol {name!r} (free: {', '.join(report.symbols)})")
@@ -256,7 +256,7 @@ def elasticities(report: Report, point: Mapping[str, int], metrics: Sequence[str
     """For each metric and each free symbol: f, ∂f/∂x and (x / f)·∂f/∂x at ``point`` (every symbol bound)."""
     import sympy
 
-    from .symbols import symbol
+    from ..engine.symbols import symbol
 
     missing = [s for s in report.symbols if s not in point]
     if missing:

@@ -1,0 +1,236 @@
+"""Memory: bytes each op moves, arithmetic intensity, and the peak of live activations.
+
+Execution models (``fusion``):
+
+* ``none`` — every op is a kernel of its own: it reads its inputs and weights from memory and writes
+  its output. BatchNorm reads γ, β and the running mean and variance (4C values).
+* ``conv-bn-act`` — a norm is folded into the conv (its weights, plus a Cout bias) and the activation
+  is applied in place before the write: conv → norm → act is one kernel.
+* ``block`` — each block (an MBConv, a Fused-MBConv, …) is one kernel: it reads the block input and all
+  its (folded) weights and writes the block output; the expanded tensor never goes to memory.
+
+Peak activation memory is for inference executed kernel by kernel (one at a time). The tensors come
+from the blocks' own dataflow declarations (engine/blocks.py): every row says which tensors it reads
+and which it writes. At each kernel, the tensors alive are its inputs, its output, and every tensor
+written earlier that a later kernel still reads (the block input until the residual add, the SE
+input until the SE multiply, the main path while a shortcut conv runs). Weights are not counted in
+the peak.
+
+Element sizes (``dtype``): float32 4 bytes, float16 and bfloat16 2, int8 1; weights use the same dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..engine.ops import numel
+from ..engine.report import Report, Row
+from ..engine.symbols import Num, total
+from ..errors import UsageError
+
+DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
+FUSIONS = ("none", "conv-bn-act", "block")
+
+
+def element_size(dtype: str) -> int:
+    """Bytes per element of ``dtype``."""
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise UsageError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}") from None
+
+
+@dataclass
+class Kernel:
+    """One kernel of the execution model: the rows it runs, the tensors it reads and writes, and what it
+    moves and computes."""
+
+    label: str  # e.g. "3.1 expansion conv2d+batchnorm2d+silu"
+    block: int
+    stage: str
+    rows: list[Row]
+    flops: Num
+    input_bytes: Num  # activations read (every input tensor)
+    weight_bytes: Num
+    output_bytes: Num
+    times: Num = 1
+    reads: tuple[int, ...] = ()  # tensor ids
+    writes: int = 0
+
+    @property
+    def bytes_moved(self) -> Num:
+        """Activations read + weights read + output written."""
+        return self.input_bytes + self.weight_bytes + self.output_bytes
+
+    @property
+    def intensity(self) -> float:
+        """FLOPs per byte moved."""
+        moved = self.bytes_moved
+        return float(self.flops) / float(moved) if moved else float("inf")
+
+
+@dataclass
+class Peak:
+    """The largest sum of live activation bytes, where it happens and what is alive then."""
+
+    bytes: Num
+    kernel: str
+    alive: list[tuple[str, Num]] = field(default_factory=list)
+
+
+def _inference_weights(row: Row, fold: bool) -> Num:
+    """Elements of weights a kernel reads for this row: params plus inference state (BatchNorm's running
+    statistics); a folded norm reads nothing (it lives in the conv's weights and bias)."""
+    if fold and row.op.folds:
+        return 0
+    return row.costs["params"] + row.op.state
+
+
+def tensor_elements(report: Report) -> dict[int, Num]:
+    """Elements (batch included) of every tensor of the report, by id; 0 is the network input."""
+    sizes: dict[int, Num] = {0: report.batch * numel(report.input)}
+    for r in report.rows:
+        sizes[r.tensor] = r.costs["activations"]
+    return sizes
+
+
+def _chain(rows: list[Row], i: int) -> int:
+    """How many rows from ``i`` form one conv → norm → activation kernel (1 if rows[i] is not a conv)."""
+    row = rows[i]
+    if row.op.category != "conv":
+        return 1
+    j = i + 1
+    while (
+        j < len(rows)
+        and rows[j].block == row.block
+        and rows[j].stage == row.stage
+        and rows[j].op.category in ("norm", "act")
+        and rows[j].inputs == (rows[j - 1].tensor,)
+    ):
+        j += 1
+    return j - i
+
+
+def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> list[Kernel]:
+    """The report's ops grouped into the kernels of an execution model, with bytes and FLOPs."""
+    if fusion not in FUSIONS:
+        raise UsageError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
+    if report.symbolic:
+        raise UsageError("memory and roofline need numbers: bind the spec's symbols with --set")
+    size = element_size(dtype)
+    sizes = tensor_elements(report)
+    out: list[Kernel] = []
+    groups: list[list[Row]] = []
+    if fusion == "block":
+        by_block: dict[int, list[Row]] = {}
+        for r in report.rows:
+            by_block.setdefault(r.block, []).append(r)
+        groups = list(by_block.values())
+    else:
+        rows = report.rows
+        i = 0
+        while i < len(rows):
+            length = _chain(rows, i) if fusion == "conv-bn-act" else 1
+            groups.append(rows[i : i + length])
+            i += length
+    for group in groups:
+        first, last = group[0], group[-1]
+        written = {r.tensor for r in group}
+        reads = tuple(dict.fromkeys(t for r in group for t in r.inputs if t not in written))
+        fold = len(group) > 1
+        flops = total(r.costs["flops"] for r in (fold_rows(group) if fold else group))
+        weights = total(_inference_weights(r, fold) for r in (fold_rows(group) if fold else group))
+        if fusion == "block":
+            info = report.blocks[first.block]
+            label, stage = f"{info.layer}.{info.repeat} {info.kind}", "block"
+        else:
+            label = f"{first.layer}.{first.repeat} {first.stage} " + "+".join(r.op.name for r in group)
+            stage = first.stage
+        out.append(
+            Kernel(
+                label,
+                first.block,
+                stage,
+                group,
+                flops,
+                total(sizes[t] for t in reads) * size,
+                weights * size,
+                sizes[last.tensor] * size,
+                first.times,
+                reads,
+                last.tensor,
+            )
+        )
+    return out
+
+
+def fold_rows(rows: list[Row]) -> list[Row]:
+    """Rows with each foldable norm folded into the conv before it, as deployed for inference.
+
+    The conv gains a bias (Cout params, one add per output) if it had none; the norm row keeps no
+    params and no FLOPs (its γ, β, mean and var are baked into the conv's weights and bias).
+    """
+    out: list[Row] = []
+    for r in rows:
+        if r.op.folds and out and out[-1].op.category == "conv" and out[-1].block == r.block:
+            conv = out[-1]
+            if not conv.op.bias:
+                cout = conv.op.output[0]
+                costs = dict(conv.costs)
+                costs["params"] = costs["params"] + cout
+                costs["flops"] = costs["flops"] + costs["activations"]
+                out[-1] = replace(conv, op=replace(conv.op, bias=True), costs=costs)
+            out.append(replace(r, costs={**r.costs, "params": 0, "buffers": 0, "flops": 0}))
+        else:
+            out.append(r)
+    return out
+
+
+def fold_bn(report: Report) -> Report:
+    """The deployment view: every BatchNorm folded into its conv (params and FLOPs as deployed)."""
+    return replace(report, rows=fold_rows(report.rows), _totals=None)
+
+
+def peak_activations(
+    report: Report, dtype: str = "float32", fusion: str = "none", ks: list[Kernel] | None = None
+) -> Peak:
+    """The peak of live activation bytes over the kernels of an execution model, and the kernel at it.
+
+    Live at kernel k: its reads, its output, and every tensor written before k that a later kernel
+    reads. ``ks`` may pass the kernels ``kernels(report, dtype, fusion)`` already gave.
+    """
+    size = element_size(dtype)
+    if ks is None:
+        ks = kernels(report, dtype, fusion)
+    sizes = tensor_elements(report)
+    names: dict[int, str] = {0: "network input"}
+    last_read: dict[int, int] = {}
+    for i, k in enumerate(ks):
+        names[k.writes] = f"{k.label} output"
+        for t in k.reads:
+            last_read[t] = i
+    best = Peak(-1, "")
+    written: list[int] = [0]
+    for i, k in enumerate(ks):
+        alive = {t for t in written if last_read.get(t, -1) >= i} | set(k.reads) | {k.writes}
+        live = total(sizes[t] * size for t in sorted(alive))
+        if not isinstance(live, int):
+            raise UsageError("peak memory needs numbers: bind the spec's symbols with --set")
+        if live > best.bytes:
+            best = Peak(live, k.label, [(names[t], sizes[t] * size) for t in sorted(alive)])
+        written.append(k.writes)
+    return best
+
+
+def memory_totals(ks: list[Kernel], peak: Peak) -> dict[str, Num]:
+    """Summed over kernels: FLOPs, activation bytes read, weight bytes read, output bytes written, bytes
+    moved (their sum); and the peak of live activation bytes."""
+    totals: dict[str, Num] = {
+        "flops": total(k.times * k.flops for k in ks),
+        "input_bytes": total(k.times * k.input_bytes for k in ks),
+        "weight_bytes": total(k.times * k.weight_bytes for k in ks),
+        "output_bytes": total(k.times * k.output_bytes for k in ks),
+    }
+    totals["bytes_moved"] = totals["input_bytes"] + totals["weight_bytes"] + totals["output_bytes"]
+    totals["peak_activation_bytes"] = peak.bytes
+    return totals

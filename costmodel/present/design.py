@@ -1,0 +1,87 @@
+"""What ``solve`` found, and the sensitivity table of ``formula --at``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ..analysis.design import Budget, Elasticity, Solution
+from ..engine.metrics import TABLE_METRICS
+from .emit import Column, Table, dumps, emit
+
+
+def render_solution(sol: Solution, budgets: Sequence[Budget], fmt: str = "text", smallest: bool = False) -> str:
+    """The value ``solve`` found and the costs there (text or JSON)."""
+    which = "smallest" if smallest else "largest"
+    if fmt == "json":
+        return dumps(
+            {
+                "symbol": sol.symbol,
+                "value": sol.value,
+                "which": which,
+                "budgets": [str(b) for b in budgets],
+                "totals": sol.totals,
+                "method": sol.method,
+                "roots": {k: str(v) for k, v in sol.roots.items()},
+            }
+        )
+    conds = " and ".join(str(b) for b in budgets)
+    if sol.value is None:
+        return f"no positive integer {sol.symbol} meets {conds}"
+    lines = [f"{which} {sol.symbol} with {conds}: {sol.symbol} = {sol.value}"]
+    lines += [f"  {m} = {sol.totals[m]:,}" for m in TABLE_METRICS]
+    for k, v in sol.roots.items():
+        equation = re.sub(r" (<=|<|>=|>) ", " = ", k)
+        lines.append(f"  closed-form root of {equation}: {sol.symbol} = {v} ≈ {float(v):.6g}")
+    lines.append(f"  found by: {sol.method}")
+    return "\n".join(lines)
+
+
+def _num(x: Any) -> Any:
+    try:
+        return int(x) if x.is_Integer else float(x)
+    except (TypeError, AttributeError):
+        return str(x)
+
+
+def elasticity_table(items: Sequence[Elasticity]) -> tuple[Table, list[dict[str, Any]]]:
+    """Value, partial derivative and elasticity of each metric in each symbol; and the JSON records."""
+    cols = [
+        Column("metric", "metric", "left"),
+        Column("symbol", "symbol", "left"),
+        Column("at", "at", "left"),
+        Column("value", "value", "left"),
+        Column("partial", "∂metric/∂symbol", "left"),
+        Column("elasticity", "elasticity (% per %)", "left"),
+    ]
+    body = [
+        [
+            e.metric,
+            e.name,
+            e.at,
+            f"{_num(e.value):,}",
+            str(e.partial),
+            f"{float(e.elasticity):.4f}" if e.elasticity.is_number and e.elasticity.is_finite else str(e.elasticity),
+        ]
+        for e in items
+    ]
+    payload = [
+        {
+            "metric": e.metric,
+            "symbol": e.name,
+            "at": e.at,
+            "value": _num(e.value),
+            "partial": str(e.partial),
+            "elasticity": str(e.elasticity),
+            "elasticity_value": _num(e.elasticity),
+        }
+        for e in items
+    ]
+    return Table(cols, body), payload
+
+
+def render_elasticities(items: Sequence[Elasticity], fmt: str = "github") -> str:
+    """The sensitivity table in ``fmt``."""
+    table, payload = elasticity_table(items)
+    return emit(table, fmt, payload)

@@ -1,0 +1,142 @@
+"""One emitter for every output: titled tables to any tabulate format, CSV or JSON.
+
+Each feature builds :class:`Table` objects (columns with a machine key, a human title that carries the
+unit and the convention, and an alignment; rows; an optional title line and footer) and a JSON payload;
+:func:`emit` writes them the same way for every command. Tables show human titles and exact integers
+with thousands separators; CSV uses the machine keys and plain integers; JSON is compact.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UsageError
+
+# tabulate formats that are plain text, where a title line above the table reads well
+_TITLED = {
+    "plain", "simple", "github", "grid", "simple_grid", "rounded_grid", "heavy_grid", "mixed_grid",
+    "double_grid", "fancy_grid", "outline", "simple_outline", "rounded_outline", "heavy_outline",
+    "mixed_outline", "double_outline", "fancy_outline", "pipe", "orgtbl", "psql", "presto", "pretty", "rst",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: ``key`` for CSV and JSON, ``title`` (with unit and convention) for tables."""
+
+    key: str
+    title: str
+    align: str = "right"
+
+
+@dataclass
+class Table:
+    """A titled table: columns, rows of cells, an optional title line above and footer below."""
+
+    columns: list[Column]
+    rows: list[list[Any]] = field(default_factory=list)
+    title: str | None = None
+    footer: str | None = None
+
+
+def table_formats() -> list[str]:
+    """Every value ``--format`` accepts for tables: tabulate's formats, json and csv."""
+    from tabulate import tabulate_formats
+
+    return sorted({*tabulate_formats, "json", "csv"})
+
+
+def check_format(fmt: str) -> None:
+    """Refuse a ``--format`` that is not json, csv or a tabulate format (tabulate is imported only if needed)."""
+    if fmt not in ("json", "csv") and fmt not in table_formats():
+        raise UsageError(f"--format {fmt!r}: expected json, csv or a tabulate format (e.g. github, plain, latex)")
+
+
+def jsonable(x: Any) -> Any:
+    """An int stays an int; a symbolic value becomes sympy-parseable text; other plain values stay."""
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if getattr(x, "is_Integer", False):
+        return int(x)
+    return str(x)
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def dumps(payload: Any) -> str:
+    """Compact JSON (the C encoder), non-ASCII kept; NaN and infinities become null (JSON has neither)."""
+    try:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(payload), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _cell(c: Any) -> str:
+    if isinstance(c, bool):
+        return str(c).lower()
+    if isinstance(c, int):
+        return f"{c:,}"
+    return "" if c is None else str(c)
+
+
+def grid(table: Table, fmt: str) -> str:
+    """The table as tabulate text: exact integers with separators, no number re-parsing."""
+    from tabulate import tabulate
+
+    cells = [[_cell(c) for c in row] for row in table.rows]
+    return tabulate(
+        cells,
+        headers=[c.title for c in table.columns],
+        tablefmt=fmt,
+        disable_numparse=True,
+        colalign=[c.align for c in table.columns],
+    )
+
+
+def to_csv(table: Table) -> str:
+    """CSV text: the column keys, then one line per row (no trailing newline)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([c.key for c in table.columns])
+    writer.writerows([[c if isinstance(c, str) else jsonable(c) for c in row] for row in table.rows])
+    return buf.getvalue().rstrip("\n")
+
+
+def records(table: Table) -> list[dict[str, Any]]:
+    """The table's rows as JSON records keyed by column key."""
+    keys = [c.key for c in table.columns]
+    return [{k: jsonable(v) for k, v in zip(keys, row, strict=True)} for row in table.rows]
+
+
+def emit(tables: Table | Sequence[Table], fmt: str, payload: Any = None) -> str:
+    """Write tables in ``fmt``: ``json`` (``payload``, default the first table's records), ``csv`` (the
+    first table) or any tabulate format (every table, with title and footer where the format is text)."""
+    group = [tables] if isinstance(tables, Table) else list(tables)
+    if fmt == "json":
+        return dumps(payload if payload is not None else records(group[0]))
+    if fmt == "csv":
+        return to_csv(group[0])
+    check_format(fmt)
+    parts = []
+    for t in group:
+        text = grid(t, fmt)
+        if fmt in _TITLED:
+            text = "\n".join(x for x in (t.title, text, t.footer) if x)
+        parts.append(text)
+    return "\n\n".join(parts)

@@ -1,0 +1,228 @@
+"""The cost table of one report: one row per op, stage, block or layer, or a nested tree; and its JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..engine.convention import Convention
+from ..engine.metrics import METRICS, TABLE_METRICS
+from ..engine.report import Group, Report, Row
+from ..engine.symbols import Num, total
+from ..errors import UsageError
+from .emit import Column, Table, emit, jsonable
+
+VIEW_NAMES = ("auto", "op", "stage", "block", "layer")
+
+
+def shape_text(shape: tuple[Num, ...]) -> str:
+    """``(24, 8, 8)`` → ``24×8×8``."""
+    return "×".join(str(s) for s in shape)
+
+
+def column_title(metric: str, convention: Convention | None = None) -> str:
+    """A metric's column title with its unit and convention (MACs name the tool whose rules they follow)."""
+    if metric == "macs" and convention is not None:
+        return convention.macs_title
+    m = METRICS.get(metric)
+    return m.header if m is not None else metric
+
+
+def metric_columns(report: Report, metrics: tuple[str, ...] = TABLE_METRICS) -> list[Column]:
+    """One right-aligned column per metric, titled with unit and convention."""
+    return [Column(m, column_title(m, report.convention)) for m in metrics]
+
+
+def descriptions(report: Report) -> dict[str, str]:
+    """What each metric includes, under the report's convention."""
+    out = {name: m.description for name, m in METRICS.items()}
+    out["macs"] = report.convention.macs_description
+    return out
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    """The report as JSON-ready data: totals, output, and every per-op row."""
+
+    def row(r: Row) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "layer": r.layer,
+            "repeat": r.repeat,
+            "block": r.block,
+            "kind": r.kind,
+            "stage": r.stage,
+            "op": r.op.name,
+            "detail": r.op.detail,
+        }
+        if r.times != 1:
+            d["times"] = jsonable(r.times)
+        for m in METRICS:
+            d[m] = jsonable(r.costs[m])
+        d["input"] = [jsonable(s) for s in r.op.input]
+        d["output"] = [jsonable(s) for s in r.op.output]
+        return d
+
+    return {
+        "name": report.name,
+        "convention": report.convention.name,
+        "input": [jsonable(s) for s in report.input],
+        "batch": jsonable(report.batch),
+        "output": [jsonable(s) for s in report.output],
+        "symbols": list(report.symbols),
+        "conventions": descriptions(report),
+        "totals": {m: jsonable(v) for m, v in report.totals.items()},
+        "rows": [row(r) for r in report.rows],
+    }
+
+
+def _pct(part: Num, whole: Num) -> str:
+    if isinstance(part, int) and isinstance(whole, int) and whole:
+        return f"{100 * part / whole:.1f}"
+    return ""
+
+
+def _sums(rows: list[Row]) -> list[Num]:
+    group = Group((), rows)
+    return [group.total(m) for m in TABLE_METRICS]
+
+
+def _label(layer: int, repeat: int, times: Num) -> str:
+    label = f"{layer}" if repeat == 0 and times == 1 else f"{layer}.{repeat}"
+    return label + (f" (×{times})" if times != 1 else "")
+
+
+def _kind_text(name: str | None, kind: str) -> str:
+    return f"{name} ({kind})" if name else kind
+
+
+def _tree(report: Report, depth: int) -> tuple[list[Column], list[list[Any]]]:
+    """Nested rows: layers (depth 1), their blocks (2), the blocks' stages (3), the stages' ops (4)."""
+    cols = [Column("item", "item", "left"), Column("kind", "kind / op", "left")]
+    cols += [Column("settings", "settings", "left"), Column("output", "output", "left")]
+    body: list[list[Any]] = []
+    for layer in report.group("layer"):
+        infos = [report.blocks[b] for b in dict.fromkeys(r.block for r in layer.rows)]
+        first = infos[0]
+        count = f" ×{total(info.times for info in infos)}" if len(infos) > 1 or first.times != 1 else ""
+        body.append(
+            [
+                f"{first.layer}",
+                _kind_text(first.name, first.kind) + count,
+                first.settings,
+                shape_text(infos[-1].output),
+                *_sums(layer.rows),
+            ]
+        )
+        if depth < 2:
+            continue
+        for info in infos:
+            rows = [r for r in layer.rows if r.block == info.index]
+            times = f" (×{info.times})" if info.times != 1 else ""
+            body.append(
+                [
+                    f"· {info.layer}.{info.repeat}{times}",
+                    info.kind,
+                    info.settings,
+                    shape_text(info.output),
+                    *_sums(rows),
+                ]
+            )
+            if depth < 3:
+                continue
+            for stage in dict.fromkeys(r.stage for r in rows):
+                srows = [r for r in rows if r.stage == stage]
+                body.append(["· · " + stage, "", "", shape_text(srows[-1].op.output), *_sums(srows)])
+                if depth < 4:
+                    continue
+                for r in srows:
+                    body.append(["· · · " + r.op.name, "", r.op.detail, shape_text(r.op.output), *_sums([r])])
+    return cols, body
+
+
+def _flat(report: Report, by: str) -> tuple[list[Column], list[list[Any]]]:
+    def left(*keys: str) -> list[Column]:
+        return [Column(k, k, "left") for k in keys]
+
+    body: list[list[Any]] = []
+    if by == "op":
+        cols = left("layer", "stage", "op", "detail", "output")
+        for r in report.rows:
+            body.append(
+                [_label(r.layer, r.repeat, r.times), r.stage, r.op.name, r.op.detail, shape_text(r.op.output)]
+                + [r.total(m) for m in TABLE_METRICS]
+            )
+    elif by == "stage":
+        cols = left("stage")
+        body = [[g.key[0], *_sums(g.rows)] for g in report.group("stage")]
+    elif by == "block":
+        cols = left("block", "layer", "kind", "settings", "output")
+        for g in report.group("block"):
+            info = report.blocks[g.key[0]]
+            body.append(
+                [
+                    info.index,
+                    _label(info.layer, info.repeat, info.times),
+                    _kind_text(info.name, info.kind),
+                    info.settings,
+                    shape_text(info.output),
+                    *_sums(g.rows),
+                ]
+            )
+    elif by == "layer":
+        cols = left("layer", "kind", "blocks", "output")
+        for g in report.group("layer"):
+            infos = [report.blocks[b] for b in dict.fromkeys(r.block for r in g.rows)]
+            first = infos[0]
+            body.append(
+                [
+                    first.layer,
+                    _kind_text(first.name, first.kind),
+                    total(info.times for info in infos),
+                    shape_text(infos[-1].output),
+                    *_sums(g.rows),
+                ]
+            )
+    else:
+        raise UsageError(f"unknown view {by!r}; expected one of op, stage, block, layer")
+    return cols, body
+
+
+def resolve_view(report: Report, by: str) -> str:
+    """``auto`` is ``op`` for a spec of one block instance and ``block`` otherwise."""
+    if by != "auto":
+        return by
+    return "op" if len(report.blocks) == 1 else "block"
+
+
+def report_table(report: Report, by: str = "auto", depth: int | None = None) -> Table:
+    """The cost table: rows grouped ``by`` a view (op, stage, block, layer; auto = op for one block, else
+    block) or, with ``depth`` 1–4, nested (layers, blocks, stages, ops); a total row; % of MACs."""
+    if depth is not None:
+        if not 1 <= depth <= 4:
+            raise UsageError(f"--depth {depth}: expected 1 (layers) to 4 (ops)")
+        cols, body = _tree(report, depth)
+    else:
+        cols, body = _flat(report, resolve_view(report, by))
+    lead = len(cols)
+    cols += metric_columns(report)
+    macs_total = report.totals["macs"]
+    share = isinstance(macs_total, int)
+    if share:
+        mi = lead + TABLE_METRICS.index("macs")
+        cols.append(Column("macs_percent", "% MACs"))
+        body = [b + [_pct(b[mi], macs_total)] for b in body]
+    last: list[Any] = ["total"] + [""] * (lead - 1) + [report.totals[m] for m in TABLE_METRICS]
+    if share:
+        last.append("100.0" if macs_total else "")
+    body.append(last)
+    batch = f", batch {report.batch}" if report.batch != 1 else ""
+    title = f"{report.name or 'spec'}: input {shape_text(report.input)}{batch} → output {shape_text(report.output)}"
+    conv = report.convention
+    macs = "MACs = FlopCounterMode/2" if conv.name == "costmodel" else f"MACs as {conv.title} counts"
+    footer = f"conventions: docs/conventions.md (params learnable only; {macs})"
+    return Table(cols, body, title, footer)
+
+
+def render(report: Report, fmt: str = "github", by: str = "auto", depth: int | None = None) -> str:
+    """The report as one string in ``fmt`` (a tabulate format, ``json`` or ``csv``)."""
+    if fmt == "json":
+        return emit([], fmt, to_dict(report))
+    return emit(report_table(report, by, depth), fmt)

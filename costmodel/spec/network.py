@@ -1,0 +1,117 @@
+"""The whole spec: input, defaults, scaling and layers, and the registry of layer models.
+
+The ``layers`` list is a discriminated union over every registered layer model (tag: ``kind``);
+``register_layer_model`` adds a model and rebuilds the union, so a new kind needs no edit here.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any, Union
+
+from pydantic import BaseModel, Discriminator, Field, GetCoreSchemaHandler, PrivateAttr, field_validator
+from pydantic_core import CoreSchema
+
+from .fields import Activation, Divisor, IntOrSym, Norm, PositiveFloat, activation_alias, is_symbol_field
+from .layers import BUILTIN_LAYERS, Layer, Model, kind_of
+
+LAYER_MODELS: dict[str, type[Layer]] = {kind_of(m): m for m in BUILTIN_LAYERS}
+"""Every layer model by its ``kind``."""
+
+
+class Input(Model):
+    """The input tensor: channels × height × width, with an optional batch size."""
+
+    channels: IntOrSym
+    height: IntOrSym
+    width: IntOrSym
+    batch: IntOrSym = 1
+
+
+class Defaults(Model):
+    """Values every layer takes unless it sets the key itself."""
+
+    activation: Activation = "relu6"
+    norm: Norm = "batchnorm"
+    bias: bool = False
+
+    _swish = field_validator("activation")(activation_alias)
+
+
+class Scaling(Model):
+    """Compound scaling, as the reference implementations apply it.
+
+    Channels: make_divisible(c × width, divisor) (torchvision's rule: nearest multiple of the divisor,
+    at least the divisor, never below 90% of c × width). Repeats: ceil(repeat × depth).
+    """
+
+    width: PositiveFloat = 1.0
+    depth: PositiveFloat = 1.0
+    divisor: Divisor = 8
+
+
+class _AnyLayer:
+    """Validates a layer as the union of every registered layer model, discriminated by ``kind`` (the
+    union is built when the spec model is, and rebuilt when a kind is registered)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        union: Any = Union[tuple(LAYER_MODELS.values())]  # noqa: UP007 - built from a tuple at run time
+        return handler.generate_schema(Annotated[union, Discriminator("kind")])
+
+
+AnyLayer = Annotated[Layer, _AnyLayer()]
+
+
+class NetworkSpec(Model):
+    """A whole spec: an input, optional defaults and a non-empty list of layers."""
+
+    name: str | None = None
+    input: Input
+    defaults: Defaults = Defaults()
+    scaling: Scaling | None = None
+    layers: list[AnyLayer] = Field(min_length=1)
+
+    # Where the spec came from (file name and line of each key), for error messages.
+    _source: Any = PrivateAttr(default=None)
+
+
+def register_layer_model(model: type[Layer]) -> str:
+    """Add a layer model to the spec format (its ``kind`` tag must be new); returns the kind."""
+    if not issubclass(model, Layer):
+        raise TypeError(f"{model.__name__} must subclass costmodel.spec.layers.Layer")
+    kind = kind_of(model)
+    if kind in LAYER_MODELS:
+        if LAYER_MODELS[kind] is not model:
+            raise ValueError(f"a layer kind {kind!r} is registered already")
+        return kind
+    LAYER_MODELS[kind] = model
+    NetworkSpec.model_rebuild(force=True)
+    return kind
+
+
+def layer_model(kind: str) -> type[Layer] | None:
+    """The model class for a layer ``kind``, or None for an unknown kind."""
+    return LAYER_MODELS.get(kind)
+
+
+@cache
+def integer_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` that take an integer or a symbol name (typed with IntOrSym)."""
+    return frozenset(name for name, f in model.model_fields.items() if is_symbol_field(f.annotation, f.metadata))
+
+
+def symbol_uses(model: BaseModel, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every integer field of ``model`` (recursively) that holds a symbol: ``[(path, name), …]``."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    ints = integer_fields(type(model))
+    for name in type(model).model_fields:
+        v = getattr(model, name)
+        if isinstance(v, str) and name in ints:
+            out.append(((*path, name), v))
+        elif isinstance(v, BaseModel):
+            out += symbol_uses(v, (*path, name))
+        elif isinstance(v, list):
+            for i, item in enumerate(v):
+                if isinstance(item, BaseModel):
+                    out += symbol_uses(item, (*path, name, i))
+    return out
