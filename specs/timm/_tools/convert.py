@@ -42,7 +42,7 @@ GATES = {"Sigmoid": "sigmoid", "Hardsigmoid": "hardsigmoid", "HardSigmoid": "har
 def act_of(mod) -> str:
     name = type(mod).__name__
     if name not in ACTS:
-        raise Unsupported(f"needs activation {name}")
+        raise Unsupported(f"needs {name}")
     return ACTS[name]
 
 
@@ -64,7 +64,7 @@ def norm_act(bn) -> str:
     raise Unsupported(f"needs norm {name}")
 
 
-def check_conv(conv, *, groups_ok=(1,), depthwise=False) -> tuple[int, int]:
+def check_conv(conv, *, depthwise=False, where: str = "") -> tuple[int, int]:
     """(kernel, stride) of a plain or 'same'-padded conv; refuses what the spec can't say."""
     cname = type(conv).__name__
     if cname == "MixedConv2d":
@@ -89,7 +89,7 @@ def check_conv(conv, *, groups_ok=(1,), depthwise=False) -> tuple[int, int]:
         if not (conv.groups == conv.in_channels == conv.out_channels):
             raise Unsupported("needs grouped conv in MBConv")
     elif conv.groups != 1:
-        raise Unsupported("needs grouped conv")
+        raise Unsupported(f"needs grouped conv{where}")
     return k, s
 
 
@@ -142,7 +142,7 @@ def block_layer(b, prefer_expanded: bool) -> dict:
     t = type(b).__name__
     if t == "DepthwiseSeparableConv":
         identity(b.conv_s2d, "needs space-to-depth")
-        identity(b.aa, "needs blur pool")
+        identity(b.aa, "needs blur pool (anti-aliased stride)")
         k, s = check_conv(b.conv_dw, depthwise=True)
         kp, _ = check_conv(b.conv_pw)
         if kp != 1:
@@ -169,7 +169,7 @@ def block_layer(b, prefer_expanded: bool) -> dict:
         return d
     if t == "InvertedResidual":
         identity(b.conv_s2d, "needs space-to-depth")
-        identity(b.aa, "needs blur pool")
+        identity(b.aa, "needs blur pool (anti-aliased stride)")
         ke, _ = check_conv(b.conv_pw)
         if ke != 1:
             raise Unsupported("needs k×k expansion in MBConv")
@@ -180,7 +180,7 @@ def block_layer(b, prefer_expanded: bool) -> dict:
         no_bias(b.conv_pw, b.conv_dw, b.conv_pwl)
         cin, mid, cout = b.conv_pw.in_channels, b.conv_pw.out_channels, b.conv_pwl.out_channels
         if mid == cin:
-            raise Unsupported("needs MBConv with an expansion conv at t = 1")
+            raise Unsupported("needs MBConv keeping its 1×1 expansion at t = 1 (ir_e1)")
         act = norm_act(b.bn1)
         if norm_act(b.bn2) != act or norm_act(b.bn3) != "none":
             raise Unsupported("needs mixed activations in a block")
@@ -190,15 +190,15 @@ def block_layer(b, prefer_expanded: bool) -> dict:
         d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
         return d
     if t == "EdgeResidual":
-        identity(b.aa, "needs blur pool")
-        k, s = check_conv(b.conv_exp)
+        identity(b.aa, "needs blur pool (anti-aliased stride)")
+        k, s = check_conv(b.conv_exp, where=" in Fused-MBConv")
         kp, _ = check_conv(b.conv_pwl)
         if kp != 1:
             raise Unsupported("needs k×k projection in Fused-MBConv")
         no_bias(b.conv_exp, b.conv_pwl)
         cin, mid, cout = b.conv_exp.in_channels, b.conv_exp.out_channels, b.conv_pwl.out_channels
         if mid == cin:
-            raise Unsupported("needs Fused-MBConv with a projection at t = 1")
+            raise Unsupported("needs Fused-MBConv keeping its 1×1 projection at t = 1 (er_e1)")
         act = norm_act(b.bn1)
         if norm_act(b.bn2) != "none":
             raise Unsupported("unexpected act")
@@ -208,7 +208,7 @@ def block_layer(b, prefer_expanded: bool) -> dict:
         d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
         return d
     if t == "ConvBnAct":
-        identity(b.aa, "needs blur pool")
+        identity(b.aa, "needs blur pool (anti-aliased stride)")
         k, s = check_conv(b.conv)
         no_bias(b.conv)
         cin, cout = b.conv.in_channels, b.conv.out_channels
@@ -323,14 +323,35 @@ def head_layers(m, cls: str) -> list[dict]:
     return tail
 
 
+def _ghost(m) -> str:
+    kinds = {type(x).__name__ for x in m.modules()}
+    out = ["needs Ghost module"]
+    if "GhostModuleV2" in kinds:
+        out.append("needs DFC attention")
+    if "GhostModuleV3" in kinds or "RepGhostModule" in kinds:
+        out.append("needs re-parameterized branches")
+    return "; ".join(out)
+
+
+# Model classes not built by the EfficientNet builder, and what the spec format lacks for each (from their
+# modules: ghostnet.py, repghost.py, lcnetv2.py, mobilenetv5.py).
+OTHER_CLASSES = {
+    "GhostNet": _ghost,
+    "RepGhostNet": _ghost,
+    "LCNetV2": lambda m: "needs re-parameterized multi-branch depthwise (RepDepthwiseSeparable); needs dwsep with SE",
+    "MobileNetV5": lambda m: "needs UIR kind; needs attention; needs RMSNorm; needs GELU; needs layer scale; "
+                             "needs multi-scale fusion adapter",
+    "MobileNetV5Encoder": lambda m: "needs UIR kind; needs attention; needs RMSNorm; needs GELU; needs layer scale; "
+                                    "needs multi-scale fusion adapter",
+}
+
+
 def convert(name: str) -> tuple[dict, dict]:
     """(spec dict, notes) for timm model ``name``; raises Unsupported."""
     m = timm.create_model(name, pretrained=False, device="meta")
     cls = type(m).__name__
     if cls not in ("EfficientNet", "MobileNetV3"):
-        if "Ghost" in cls:
-            raise Unsupported("needs Ghost module")
-        raise Unsupported(f"needs model class {cls}")
+        raise Unsupported(OTHER_CLASSES[cls](m) if cls in OTHER_CLASSES else f"needs model class {cls}")
     size = m.pretrained_cfg["input_size"]
     prefer_expanded = cls == "MobileNetV3"
     try:
@@ -472,7 +493,8 @@ def main() -> None:
         else:
             status[name] = f"MISMATCH got {got_d} {got_193} want {want_d} {want_193}"
             print(f"{name}: MISMATCH got {got_d} {got_193} want {want_d} {want_193}")
-    json.dump(status, open("/tmp/convert_status.json", "w"), indent=1)
+    if not sys.argv[2:]:  # a full run records every model's status for docs/zoo.md (zoo_table.py)
+        (Path(__file__).parent / "status.json").write_text(json.dumps(status, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":
