@@ -67,7 +67,19 @@ def test_spec_matches_timm(name, resolution):
 
 def test_specs_shipped():
     # The zoo's headline models (docs/zoo.md); a regenerated set must keep them.
-    for name in ["efficientnet_b0", "efficientnet_lite0", "efficientnet_es", "tf_efficientnetv2_s", "semnasnet_100",
-                 "spnasnet_100", "tinynet_a", "hardcorenas_a", "mobilenetv3_large_100", "mnasnet_100",
-                 "tf_efficientnet_b0", "mobilenetv2_100", "mobilenetv3_small_100"]:
+    for name in [
+        "efficientnet_b0",
+        "efficientnet_lite0",
+        "efficientnet_es",
+        "tf_efficientnetv2_s",
+        "semnasnet_100",
+        "spnasnet_100",
+        "tinynet_a",
+        "hardcorenas_a",
+        "mobilenetv3_large_100",
+        "mnasnet_100",
+        "tf_efficientnet_b0",
+        "mobilenetv2_100",
+        "mobilenetv3_small_100",
+    ]:
         assert name in NAMES

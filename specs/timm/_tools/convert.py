@@ -33,8 +33,13 @@ class Unsupported(Exception):
 
 
 ACTS = {
-    "ReLU": "relu", "ReLU6": "relu6", "SiLU": "silu", "Swish": "silu", "Hardswish": "hardswish",
-    "HardSwish": "hardswish", "Identity": "none",
+    "ReLU": "relu",
+    "ReLU6": "relu6",
+    "SiLU": "silu",
+    "Swish": "silu",
+    "Hardswish": "hardswish",
+    "HardSwish": "hardswish",
+    "Identity": "none",
 }
 GATES = {"Sigmoid": "sigmoid", "Hardsigmoid": "hardsigmoid", "HardSigmoid": "hardsigmoid"}
 
@@ -158,12 +163,28 @@ def block_layer(b, prefer_expanded: bool) -> dict:
                 raise Unsupported("needs dwsep with two activations")
             if b.has_skip:
                 raise Unsupported("needs dwsep with residual")
-            return {"kind": "dwsep", "kernel": k, "stride": s, "out_channels": cout, "activation": act, "_in": cin,
-                    "_skip": False, "_auto": False}
+            return {
+                "kind": "dwsep",
+                "kernel": k,
+                "stride": s,
+                "out_channels": cout,
+                "activation": act,
+                "_in": cin,
+                "_skip": False,
+                "_auto": False,
+            }
         if pw_act != "none":
             raise Unsupported("unexpected pw act")
-        d = {"kind": "mbconv", "expansion": 1, "kernel": k, "stride": s, "out_channels": cout, "activation": act,
-             "_in": cin, "_mid": cin}
+        d = {
+            "kind": "mbconv",
+            "expansion": 1,
+            "kernel": k,
+            "stride": s,
+            "out_channels": cout,
+            "activation": act,
+            "_in": cin,
+            "_mid": cin,
+        }
         d.update(se_fields(b.se, cin, cin, prefer_expanded))
         d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
         return d
@@ -184,8 +205,15 @@ def block_layer(b, prefer_expanded: bool) -> dict:
         act = norm_act(b.bn1)
         if norm_act(b.bn2) != act or norm_act(b.bn3) != "none":
             raise Unsupported("needs mixed activations in a block")
-        d = {"kind": "mbconv", "kernel": k, "stride": s, "out_channels": cout, "activation": act,
-             "_in": cin, "_mid": mid}
+        d = {
+            "kind": "mbconv",
+            "kernel": k,
+            "stride": s,
+            "out_channels": cout,
+            "activation": act,
+            "_in": cin,
+            "_mid": mid,
+        }
         d.update(se_fields(b.se, cin, mid, prefer_expanded))
         d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
         return d
@@ -202,8 +230,15 @@ def block_layer(b, prefer_expanded: bool) -> dict:
         act = norm_act(b.bn1)
         if norm_act(b.bn2) != "none":
             raise Unsupported("unexpected act")
-        d = {"kind": "fused_mbconv", "kernel": k, "stride": s, "out_channels": cout, "activation": act,
-             "_in": cin, "_mid": mid}
+        d = {
+            "kind": "fused_mbconv",
+            "kernel": k,
+            "stride": s,
+            "out_channels": cout,
+            "activation": act,
+            "_in": cin,
+            "_mid": mid,
+        }
         d.update(se_fields(b.se, cin, mid, prefer_expanded))
         d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
         return d
@@ -214,10 +249,28 @@ def block_layer(b, prefer_expanded: bool) -> dict:
         cin, cout = b.conv.in_channels, b.conv.out_channels
         act = norm_act(b.bn1)
         if b.has_skip:
-            return {"kind": "fused_mbconv", "expansion": 1, "kernel": k, "stride": s, "out_channels": cout,
-                    "activation": act, "_in": cin, "_mid": cin, "_skip": True, "_auto": True}
-        return {"kind": "conv", "kernel": k, "stride": s, "out_channels": cout, "activation": act, "_in": cin,
-                "_skip": False, "_auto": False}
+            return {
+                "kind": "fused_mbconv",
+                "expansion": 1,
+                "kernel": k,
+                "stride": s,
+                "out_channels": cout,
+                "activation": act,
+                "_in": cin,
+                "_mid": cin,
+                "_skip": True,
+                "_auto": True,
+            }
+        return {
+            "kind": "conv",
+            "kernel": k,
+            "stride": s,
+            "out_channels": cout,
+            "activation": act,
+            "_in": cin,
+            "_skip": False,
+            "_auto": False,
+        }
     if t == "CondConvResidual":
         raise Unsupported("needs CondConv")
     if t == "UniversalInvertedResidual":
@@ -250,8 +303,13 @@ def group_blocks(layers: list[dict]) -> list[dict]:
     out: list[list[dict]] = []
     for d in layers:
         prev = out[-1] if out else None
-        if prev and d["kind"] not in ("conv",) and same_but_input(prev[0], d) and d["_in"] == prev[-1]["out_channels"] \
-                and d["_in"] == d["out_channels"]:
+        if (
+            prev
+            and d["kind"] not in ("conv",)
+            and same_but_input(prev[0], d)
+            and d["_in"] == prev[-1]["out_channels"]
+            and d["_in"] == d["out_channels"]
+        ):
             trial = prev + [d]
             # One residual setting must describe every copy: auto, or false for all (noskip stages).
             skips = {x["_skip"] for x in trial}
@@ -295,8 +353,15 @@ def head_layers(m, cls: str) -> list[dict]:
         else:
             k, s = check_conv(m.conv_head)
             no_bias(m.conv_head)
-            tail.append({"name": "head", "kind": "conv", "out_channels": m.conv_head.out_channels, "kernel": k,
-                         "activation": norm_act(m.bn2)})
+            tail.append(
+                {
+                    "name": "head",
+                    "kind": "conv",
+                    "out_channels": m.conv_head.out_channels,
+                    "kernel": k,
+                    "activation": norm_act(m.bn2),
+                }
+            )
         tail.append({"kind": "pool"})
         if m.drop_rate:
             tail.append({"kind": "dropout", "p": m.drop_rate})
@@ -308,8 +373,12 @@ def head_layers(m, cls: str) -> list[dict]:
             k, s = check_conv(m.conv_head)
             if k != 1:
                 raise Unsupported("needs k×k head after pooling")
-            d = {"name": "head", "kind": "linear", "out_features": m.conv_head.out_channels,
-                 "activation": act_of(m.act2)}
+            d = {
+                "name": "head",
+                "kind": "linear",
+                "out_features": m.conv_head.out_channels,
+                "activation": act_of(m.act2),
+            }
             if m.conv_head.bias is None:
                 d["bias"] = False
             tail.append(d)
@@ -339,10 +408,14 @@ OTHER_CLASSES = {
     "GhostNet": _ghost,
     "RepGhostNet": _ghost,
     "LCNetV2": lambda m: "needs re-parameterized multi-branch depthwise (RepDepthwiseSeparable); needs dwsep with SE",
-    "MobileNetV5": lambda m: "needs UIR kind; needs attention; needs RMSNorm; needs GELU; needs layer scale; "
-                             "needs multi-scale fusion adapter",
-    "MobileNetV5Encoder": lambda m: "needs UIR kind; needs attention; needs RMSNorm; needs GELU; needs layer scale; "
-                                    "needs multi-scale fusion adapter",
+    "MobileNetV5": lambda m: (
+        "needs UIR kind; needs attention; needs RMSNorm; needs GELU; needs layer scale; "
+        "needs multi-scale fusion adapter"
+    ),
+    "MobileNetV5Encoder": lambda m: (
+        "needs UIR kind; needs attention; needs RMSNorm; needs GELU; needs layer scale; "
+        "needs multi-scale fusion adapter"
+    ),
 }
 
 
@@ -363,8 +436,14 @@ def convert(name: str) -> tuple[dict, dict]:
         k, s, stem_act = 3, 2, "relu"
     else:
         missing0 = []
-    stem = {"name": "stem", "kind": "conv", "out_channels": m.conv_stem.out_channels, "kernel": k, "stride": s,
-            "activation": stem_act}
+    stem = {
+        "name": "stem",
+        "kind": "conv",
+        "out_channels": m.conv_stem.out_channels,
+        "kernel": k,
+        "stride": s,
+        "activation": stem_act,
+    }
     blocks: list[dict] = []
     missing: list[str] = missing0
     for stage in m.blocks:
@@ -410,9 +489,27 @@ def convert(name: str) -> tuple[dict, dict]:
     return spec, notes
 
 
-ORDER = ["name", "kind", "expansion", "expanded_channels", "expanded_divisor", "kernel", "stride", "out_channels",
-         "out_features", "repeat", "activation", "se", "se_base", "se_divisor", "se_activation", "se_gate",
-         "residual", "bias", "p"]
+ORDER = [
+    "name",
+    "kind",
+    "expansion",
+    "expanded_channels",
+    "expanded_divisor",
+    "kernel",
+    "stride",
+    "out_channels",
+    "out_features",
+    "repeat",
+    "activation",
+    "se",
+    "se_base",
+    "se_divisor",
+    "se_activation",
+    "se_gate",
+    "residual",
+    "bias",
+    "p",
+]
 
 
 def flow(d: dict) -> str:
@@ -440,6 +537,7 @@ def to_yaml(spec: dict, header: list[str]) -> str:
 def analyze_text(text: str, res: int | None = None):
     if res is not None:
         import re
+
         text = re.sub(r"height: \d+, width: \d+", f"height: {res}, width: {res}", text, count=1)
     r = costmodel.analyze(costmodel.loads(text))
     return r.totals["params"], r.totals["macs"], list(r.output)
@@ -447,7 +545,7 @@ def analyze_text(text: str, res: int | None = None):
 
 def main() -> None:
     figures = {}
-    for line in open(sys.argv[1]):
+    for line in Path(sys.argv[1]).read_text().splitlines():
         row = json.loads(line)
         figures[row["model"]] = row
     names = sys.argv[2:] or list(figures)
@@ -466,7 +564,8 @@ def main() -> None:
         fd, f193 = figures[name]["default"], figures[name]["r193"]
         h = spec["input"]["height"]
         header = [
-            f"timm {timm.__version__} `{name}` ({notes['class']}), built with timm.create_model('{name}', pretrained=False).",
+            f"timm {timm.__version__} `{name}` ({notes['class']}), "
+            f"built with timm.create_model('{name}', pretrained=False).",
             f"Matches it exactly at {h}×{h}: params {fd['params']:,}, MACs {fd['macs']:,} (FlopCounterMode ÷ 2), "
             f"output {tuple(fd['output'])};",
             f"and at 193×193: MACs {f193['macs']:,}.",
@@ -474,7 +573,9 @@ def main() -> None:
         if notes["pad"]:
             header.append("timm pads its stride-2 convs 'same' (Conv2dSame); with odd kernels that gives the same")
             header.append("output size, ceil(H / s), and the same counts as padding k // 2.")
-        header.append("Generated by specs/timm/_tools/convert.py from the built modules; checked by tests/test_timm.py.")
+        header.append(
+            "Generated by specs/timm/_tools/convert.py from the built modules; checked by tests/test_timm.py."
+        )
         text = to_yaml(spec, header)
         try:
             got_d = analyze_text(text)
@@ -486,7 +587,10 @@ def main() -> None:
         want_d = (fd["params"], fd["macs"], fd["output"])
         want_193 = (f193["params"], f193["macs"], f193["output"])
         if (got_d[0], got_d[1], tuple(got_d[2])) == (want_d[0], want_d[1], tuple(want_d[2])) and (
-            got_193[0], got_193[1], tuple(got_193[2])) == (want_193[0], want_193[1], tuple(want_193[2])):
+            got_193[0],
+            got_193[1],
+            tuple(got_193[2]),
+        ) == (want_193[0], want_193[1], tuple(want_193[2])):
             (OUT / f"{name}.yaml").write_text(text)
             status[name] = "shipped"
             print(f"{name}: shipped")

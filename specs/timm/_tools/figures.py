@@ -17,10 +17,30 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 PREFIXES = (
-    "efficientnet", "tf_efficientnet", "efficientnetv2", "tf_efficientnetv2", "mobilenetv1", "mobilenetv2",
-    "mobilenetv3", "tf_mobilenetv3", "mobilenetv4", "mobilenetv5", "mixnet", "tf_mixnet", "mnasnet", "semnasnet",
-    "spnasnet", "fbnet", "lcnet", "lcnetv2", "tinynet", "ghostnet", "hardcorenas", "mobilenet_edgetpu",
-    "test_efficientnet", "repghost",
+    "efficientnet",
+    "tf_efficientnet",
+    "efficientnetv2",
+    "tf_efficientnetv2",
+    "mobilenetv1",
+    "mobilenetv2",
+    "mobilenetv3",
+    "tf_mobilenetv3",
+    "mobilenetv4",
+    "mobilenetv5",
+    "mixnet",
+    "tf_mixnet",
+    "mnasnet",
+    "semnasnet",
+    "spnasnet",
+    "fbnet",
+    "lcnet",
+    "lcnetv2",
+    "tinynet",
+    "ghostnet",
+    "hardcorenas",
+    "mobilenet_edgetpu",
+    "test_efficientnet",
+    "repghost",
 )
 
 
@@ -45,21 +65,22 @@ def measure(name: str, resolution: int | None = None, device: str = "meta") -> d
 
 
 def main() -> None:
-    out = open(sys.argv[1], "a")
     names = sys.argv[2:] or family_models()
-    for name in names:
-        row: dict = {"model": name, "module": type(timm.create_model(name, pretrained=False, device="meta")).__module__}
-        for key, res in (("default", None), ("r193", 193)):
-            for device in ("meta", "cpu"):
-                try:
-                    row[key] = measure(name, res, device)
-                    row[key]["device"] = device
-                    break
-                except Exception as exc:  # noqa: BLE001 - recorded, then the next device is tried
-                    row[key] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-        out.write(json.dumps(row) + "\n")
-        out.flush()
-        print(name, row["default"].get("params"), row["default"].get("macs"), flush=True)
+    with open(sys.argv[1], "a") as out:
+        for name in names:
+            model = timm.create_model(name, pretrained=False, device="meta")
+            row: dict = {"model": name, "module": type(model).__module__}
+            for key, res in (("default", None), ("r193", 193)):
+                for device in ("meta", "cpu"):
+                    try:
+                        row[key] = measure(name, res, device)
+                        row[key]["device"] = device
+                        break
+                    except Exception as exc:  # noqa: BLE001 - recorded, then the next device is tried
+                        row[key] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            print(name, row["default"].get("params"), row["default"].get("macs"), flush=True)
 
 
 if __name__ == "__main__":

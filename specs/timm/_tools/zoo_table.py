@@ -1,6 +1,6 @@
 """Print docs/zoo.md's timm table from figures.jsonl and status.json (both written by figures.py / convert.py).
 
-    python specs/timm/_tools/zoo_table.py
+python specs/timm/_tools/zoo_table.py
 """
 
 from __future__ import annotations
@@ -12,19 +12,43 @@ HERE = Path(__file__).parent
 
 # (prefix or exact name, family), first match wins.
 FAMILIES = [
-    ("efficientnet_cc_", "EfficientNet-CondConv"), ("tf_efficientnet_cc_", "EfficientNet-CondConv"),
-    ("efficientnet_lite", "EfficientNet-Lite"), ("tf_efficientnet_lite", "EfficientNet-Lite"),
-    ("efficientnet_e", "EfficientNet-EdgeTPU"), ("tf_efficientnet_e", "EfficientNet-EdgeTPU"),
-    ("efficientnet_x_", "EfficientNet-X"), ("efficientnet_h_", "EfficientNet-H"),
-    ("efficientnetv2", "EfficientNetV2"), ("tf_efficientnetv2", "EfficientNetV2"),
-    ("efficientnet_", "EfficientNet"), ("tf_efficientnet_", "EfficientNet"), ("test_efficientnet", "EfficientNet (test)"),
-    ("mobilenet_edgetpu_v2", "MobileNet-EdgeTPU-V2"), ("mobilenet_edgetpu", "MobileNet-EdgeTPU"),
-    ("mobilenetv1", "MobileNetV1"), ("mobilenetv2", "MobileNetV2"), ("mobilenetv3", "MobileNetV3"),
-    ("tf_mobilenetv3", "MobileNetV3"), ("mobilenetv4_hybrid", "MobileNetV4-Hybrid"), ("mobilenetv4", "MobileNetV4"),
-    ("mobilenetv5", "MobileNetV5"), ("mixnet", "MixNet"), ("tf_mixnet", "MixNet"), ("mnasnet", "MnasNet"),
-    ("semnasnet", "MnasNet (SE)"), ("spnasnet", "Single-Path NAS"), ("fbnetc", "FBNet"), ("fbnetv3", "FBNetV3"),
-    ("lcnetv2", "PP-LCNetV2"), ("lcnet", "PP-LCNet"), ("tinynet", "TinyNet"), ("ghostnetv2", "GhostNetV2"),
-    ("ghostnetv3", "GhostNetV3"), ("ghostnet", "GhostNet"), ("repghost", "RepGhostNet"), ("hardcorenas", "HardCoRe-NAS"),
+    ("efficientnet_cc_", "EfficientNet-CondConv"),
+    ("tf_efficientnet_cc_", "EfficientNet-CondConv"),
+    ("efficientnet_lite", "EfficientNet-Lite"),
+    ("tf_efficientnet_lite", "EfficientNet-Lite"),
+    ("efficientnet_e", "EfficientNet-EdgeTPU"),
+    ("tf_efficientnet_e", "EfficientNet-EdgeTPU"),
+    ("efficientnet_x_", "EfficientNet-X"),
+    ("efficientnet_h_", "EfficientNet-H"),
+    ("efficientnetv2", "EfficientNetV2"),
+    ("tf_efficientnetv2", "EfficientNetV2"),
+    ("efficientnet_", "EfficientNet"),
+    ("tf_efficientnet_", "EfficientNet"),
+    ("test_efficientnet", "EfficientNet (test)"),
+    ("mobilenet_edgetpu_v2", "MobileNet-EdgeTPU-V2"),
+    ("mobilenet_edgetpu", "MobileNet-EdgeTPU"),
+    ("mobilenetv1", "MobileNetV1"),
+    ("mobilenetv2", "MobileNetV2"),
+    ("mobilenetv3", "MobileNetV3"),
+    ("tf_mobilenetv3", "MobileNetV3"),
+    ("mobilenetv4_hybrid", "MobileNetV4-Hybrid"),
+    ("mobilenetv4", "MobileNetV4"),
+    ("mobilenetv5", "MobileNetV5"),
+    ("mixnet", "MixNet"),
+    ("tf_mixnet", "MixNet"),
+    ("mnasnet", "MnasNet"),
+    ("semnasnet", "MnasNet (SE)"),
+    ("spnasnet", "Single-Path NAS"),
+    ("fbnetc", "FBNet"),
+    ("fbnetv3", "FBNetV3"),
+    ("lcnetv2", "PP-LCNetV2"),
+    ("lcnet", "PP-LCNet"),
+    ("tinynet", "TinyNet"),
+    ("ghostnetv2", "GhostNetV2"),
+    ("ghostnetv3", "GhostNetV3"),
+    ("ghostnet", "GhostNet"),
+    ("repghost", "RepGhostNet"),
+    ("hardcorenas", "HardCoRe-NAS"),
 ]
 
 
