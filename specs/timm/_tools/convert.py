@@ -1,0 +1,605 @@
+"""Read a built timm MBConv-family model and write the costmodel spec that describes it, or say why it can't.
+
+This walks the *built* modules (not the arch strings), so every channel count, kernel, stride, SE width
+and activation in the spec is the one timm actually built. A model is refused with the first feature the
+spec format lacks (``Unsupported("needs MixConv")`` …). Then the spec is checked against the model's
+figures at its default size and at 193 (figures.jsonl from figures.py).
+
+    PYTHONPATH=. python specs/timm/_tools/convert.py figures.jsonl [model ...]   # writes specs/timm/<model>.yaml
+
+A helper for writing the YAML files once; not part of the tests (tests/test_timm.py checks the files).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+
+import timm
+import torch.nn as nn
+
+import costmodel
+from costmodel.scaling import make_divisible
+
+ROOT = Path(__file__).resolve().parents[3]
+OUT = ROOT / "specs" / "timm"
+
+
+class Unsupported(Exception):
+    pass
+
+
+ACTS = {
+    "ReLU": "relu",
+    "ReLU6": "relu6",
+    "SiLU": "silu",
+    "Swish": "silu",
+    "Hardswish": "hardswish",
+    "HardSwish": "hardswish",
+    "Identity": "none",
+}
+GATES = {"Sigmoid": "sigmoid", "Hardsigmoid": "hardsigmoid", "HardSigmoid": "hardsigmoid"}
+
+
+def act_of(mod) -> str:
+    name = type(mod).__name__
+    if name not in ACTS:
+        raise Unsupported(f"needs {name}")
+    return ACTS[name]
+
+
+def norm_act(bn) -> str:
+    """The activation of a timm norm(+act) layer; refuses anything but BatchNorm."""
+    name = type(bn).__name__
+    if name in ("BatchNormAct2d",):
+        if bn.drop is not None and not isinstance(bn.drop, nn.Identity):
+            raise Unsupported("needs dropblock")
+        return act_of(bn.act)
+    if name == "BatchNorm2d":
+        return "none"
+    if "Evo" in name:
+        raise Unsupported("needs EvoNorm")
+    if "GroupNorm" in name:
+        raise Unsupported("needs GroupNorm")
+    if "LayerNorm" in name:
+        raise Unsupported("needs LayerNorm")
+    raise Unsupported(f"needs norm {name}")
+
+
+def check_conv(conv, *, depthwise=False, where: str = "") -> tuple[int, int]:
+    """(kernel, stride) of a plain or 'same'-padded conv; refuses what the spec can't say."""
+    cname = type(conv).__name__
+    if cname == "MixedConv2d":
+        raise Unsupported("needs MixConv")
+    if cname == "CondConv2d":
+        raise Unsupported("needs CondConv")
+    if cname not in ("Conv2d", "Conv2dSame"):
+        raise Unsupported(f"needs conv {cname}")
+    k, k2 = conv.kernel_size
+    s, s2 = conv.stride
+    if k != k2 or s != s2:
+        raise Unsupported("needs non-square kernels/strides")
+    if k % 2 == 0:
+        raise Unsupported("needs explicit padding (even kernel)")
+    if conv.dilation != (1, 1):
+        raise Unsupported("needs dilation")
+    if cname == "Conv2d" and conv.padding != (k // 2, k // 2):
+        raise Unsupported("needs explicit padding")
+    if conv.padding_mode != "zeros":
+        raise Unsupported("needs padding mode")
+    if depthwise:
+        if not (conv.groups == conv.in_channels == conv.out_channels):
+            raise Unsupported("needs grouped conv in MBConv")
+    elif conv.groups != 1:
+        raise Unsupported(f"needs grouped conv{where}")
+    return k, s
+
+
+def no_bias(*convs):
+    for c in convs:
+        if c.bias is not None:
+            raise Unsupported("needs conv bias in blocks")
+
+
+def identity(mod, feature: str):
+    if mod is not None and not isinstance(mod, nn.Identity):
+        raise Unsupported(feature)
+
+
+def se_fields(se, block_in: int, mid: int, prefer_expanded: bool) -> dict:
+    """SE fields reproducing timm's squeeze width rd, in the family's natural form, or refuse."""
+    if isinstance(se, nn.Identity):
+        return {}
+    if type(se).__name__ != "SqueezeExcite":
+        raise Unsupported(f"needs attention {type(se).__name__}")
+    rd = se.conv_reduce.out_channels
+    fields: dict = {}
+    cands = []
+    for ratio in (0.25, 0.5, 0.125, 1.0, 0.0625):
+        inp = {"se": ratio}
+        exp = {"se": ratio, "se_base": "expanded"}
+        expd = {"se": ratio, "se_base": "expanded", "se_divisor": 8}
+        inpd = {"se": ratio, "se_divisor": 8}
+        order = [expd, exp, inp, inpd] if prefer_expanded else [inp, exp, expd, inpd]
+        for c in order:
+            base = block_in if c.get("se_base", "input") == "input" else mid
+            raw = math.floor(base * c["se"])
+            got = make_divisible(raw, 8) if "se_divisor" in c else max(1, raw)
+            if got == rd:
+                cands.append(c)
+    if not cands:
+        raise Unsupported(f"needs SE width rule (timm rd={rd} for in={block_in}, mid={mid})")
+    fields.update(cands[0])
+    fields["se_activation"] = act_of(se.act1)
+    fields["se_gate"] = GATES.get(type(se.gate).__name__) or "?"
+    if fields["se_gate"] == "?":
+        raise Unsupported(f"needs SE gate {type(se.gate).__name__}")
+    if se.conv_reduce.bias is None or se.conv_expand.bias is None:
+        raise Unsupported("needs SE without bias")
+    return fields
+
+
+def block_layer(b, prefer_expanded: bool) -> dict:
+    """One timm block → one spec layer dict (with in_channels recorded for grouping)."""
+    t = type(b).__name__
+    if t == "DepthwiseSeparableConv":
+        identity(b.conv_s2d, "needs space-to-depth")
+        identity(b.aa, "needs blur pool (anti-aliased stride)")
+        k, s = check_conv(b.conv_dw, depthwise=True)
+        kp, _ = check_conv(b.conv_pw)
+        if kp != 1:
+            raise Unsupported("needs k×k pointwise")
+        no_bias(b.conv_dw, b.conv_pw)
+        cin, cout = b.conv_dw.in_channels, b.conv_pw.out_channels
+        act = norm_act(b.bn1)
+        pw_act = norm_act(b.bn2)
+        if b.has_pw_act:
+            if not isinstance(b.se, nn.Identity):
+                raise Unsupported("needs dwsep with SE")
+            if pw_act != act:
+                raise Unsupported("needs dwsep with two activations")
+            if b.has_skip:
+                raise Unsupported("needs dwsep with residual")
+            return {
+                "kind": "dwsep",
+                "kernel": k,
+                "stride": s,
+                "out_channels": cout,
+                "activation": act,
+                "_in": cin,
+                "_skip": False,
+                "_auto": False,
+            }
+        if pw_act != "none":
+            raise Unsupported("unexpected pw act")
+        d = {
+            "kind": "mbconv",
+            "expansion": 1,
+            "kernel": k,
+            "stride": s,
+            "out_channels": cout,
+            "activation": act,
+            "_in": cin,
+            "_mid": cin,
+        }
+        d.update(se_fields(b.se, cin, cin, prefer_expanded))
+        d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
+        return d
+    if t == "InvertedResidual":
+        identity(b.conv_s2d, "needs space-to-depth")
+        identity(b.aa, "needs blur pool (anti-aliased stride)")
+        ke, _ = check_conv(b.conv_pw)
+        if ke != 1:
+            raise Unsupported("needs k×k expansion in MBConv")
+        k, s = check_conv(b.conv_dw, depthwise=True)
+        kp, _ = check_conv(b.conv_pwl)
+        if kp != 1:
+            raise Unsupported("needs k×k projection in MBConv")
+        no_bias(b.conv_pw, b.conv_dw, b.conv_pwl)
+        cin, mid, cout = b.conv_pw.in_channels, b.conv_pw.out_channels, b.conv_pwl.out_channels
+        if mid == cin:
+            raise Unsupported("needs MBConv keeping its 1×1 expansion at t = 1 (ir_e1)")
+        act = norm_act(b.bn1)
+        if norm_act(b.bn2) != act or norm_act(b.bn3) != "none":
+            raise Unsupported("needs mixed activations in a block")
+        d = {
+            "kind": "mbconv",
+            "kernel": k,
+            "stride": s,
+            "out_channels": cout,
+            "activation": act,
+            "_in": cin,
+            "_mid": mid,
+        }
+        d.update(se_fields(b.se, cin, mid, prefer_expanded))
+        d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
+        return d
+    if t == "EdgeResidual":
+        identity(b.aa, "needs blur pool (anti-aliased stride)")
+        k, s = check_conv(b.conv_exp, where=" in Fused-MBConv")
+        kp, _ = check_conv(b.conv_pwl)
+        if kp != 1:
+            raise Unsupported("needs k×k projection in Fused-MBConv")
+        no_bias(b.conv_exp, b.conv_pwl)
+        cin, mid, cout = b.conv_exp.in_channels, b.conv_exp.out_channels, b.conv_pwl.out_channels
+        if mid == cin:
+            raise Unsupported("needs Fused-MBConv keeping its 1×1 projection at t = 1 (er_e1)")
+        act = norm_act(b.bn1)
+        if norm_act(b.bn2) != "none":
+            raise Unsupported("unexpected act")
+        d = {
+            "kind": "fused_mbconv",
+            "kernel": k,
+            "stride": s,
+            "out_channels": cout,
+            "activation": act,
+            "_in": cin,
+            "_mid": mid,
+        }
+        d.update(se_fields(b.se, cin, mid, prefer_expanded))
+        d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
+        return d
+    if t == "ConvBnAct":
+        identity(b.aa, "needs blur pool (anti-aliased stride)")
+        k, s = check_conv(b.conv)
+        no_bias(b.conv)
+        cin, cout = b.conv.in_channels, b.conv.out_channels
+        act = norm_act(b.bn1)
+        if b.has_skip:
+            return {
+                "kind": "fused_mbconv",
+                "expansion": 1,
+                "kernel": k,
+                "stride": s,
+                "out_channels": cout,
+                "activation": act,
+                "_in": cin,
+                "_mid": cin,
+                "_skip": True,
+                "_auto": True,
+            }
+        return {
+            "kind": "conv",
+            "kernel": k,
+            "stride": s,
+            "out_channels": cout,
+            "activation": act,
+            "_in": cin,
+            "_skip": False,
+            "_auto": False,
+        }
+    if t == "CondConvResidual":
+        raise Unsupported("needs CondConv")
+    if t == "UniversalInvertedResidual":
+        raise Unsupported("needs UIR kind")
+    if t == "MobileAttention":
+        raise Unsupported("needs attention")
+    raise Unsupported(f"needs block {t}")
+
+
+def expansion_form(group: list[dict]) -> dict:
+    """Write the expanded width as `expansion: t, expanded_divisor: 8` when that reproduces every copy."""
+    first = group[0]
+    if first["kind"] not in ("mbconv", "fused_mbconv") or "expansion" in first:
+        return {}
+    for t in range(2, 13):
+        if all(make_divisible(g["_in"] * t, 8) == g["_mid"] for g in group):
+            exact = all(g["_in"] * t == g["_mid"] for g in group)
+            return {"expansion": t} if exact else {"expansion": t, "expanded_divisor": 8}
+    return None
+
+
+def same_but_input(a: dict, b: dict) -> bool:
+    keys = set(a) | set(b)
+    skip = {"_in", "_mid", "_skip", "_auto", "stride", "residual"}
+    return all(a.get(k) == b.get(k) for k in keys - skip) and b.get("stride") == 1
+
+
+def group_blocks(layers: list[dict]) -> list[dict]:
+    """Consecutive identical blocks → one layer with repeat (copies use stride 1 and in = out)."""
+    out: list[list[dict]] = []
+    for d in layers:
+        prev = out[-1] if out else None
+        if (
+            prev
+            and d["kind"] not in ("conv",)
+            and same_but_input(prev[0], d)
+            and d["_in"] == prev[-1]["out_channels"]
+            and d["_in"] == d["out_channels"]
+        ):
+            trial = prev + [d]
+            # One residual setting must describe every copy: auto, or false for all (noskip stages).
+            skips = {x["_skip"] for x in trial}
+            auto_ok = all(x["_skip"] == x["_auto"] for x in trial) or skips == {False}
+            # Group copies only when one expansion rule describes them all (integer t), or, when the first
+            # block's width is no integer t of its input (MobileNetV3's 200, 184 …; EdgeTPU's fc), when every
+            # copy has the same expanded width.
+            ef = expansion_form(trial)
+            mids_equal = len({x.get("_mid") for x in trial}) == 1
+            fractional = expansion_form([trial[0]]) is None
+            if auto_ok and (ef is not None or (mids_equal and fractional)):
+                prev.append(d)
+                continue
+        out.append([d])
+    result = []
+    for g in out:
+        d = dict(g[0])
+        d.pop("residual", None)
+        if not all(x["_skip"] == x["_auto"] for x in g):
+            d["residual"] = g[0]["_skip"]
+        if d["kind"] in ("mbconv", "fused_mbconv") and "expansion" not in d:
+            ef = expansion_form(g)
+            if ef is not None:
+                d.update(ef)
+            else:
+                d["expanded_channels"] = d["_mid"]
+        if len(g) > 1:
+            d["repeat"] = len(g)
+        result.append(d)
+    return result
+
+
+def head_layers(m, cls: str) -> list[dict]:
+    tail: list[dict] = []
+    gp = m.global_pool
+    if getattr(gp, "pool_type", "avg") != "avg":
+        raise Unsupported(f"needs pool {gp.pool_type}")
+    if cls == "EfficientNet":
+        if isinstance(m.conv_head, nn.Identity):
+            pass
+        else:
+            k, s = check_conv(m.conv_head)
+            no_bias(m.conv_head)
+            tail.append(
+                {
+                    "name": "head",
+                    "kind": "conv",
+                    "out_channels": m.conv_head.out_channels,
+                    "kernel": k,
+                    "activation": norm_act(m.bn2),
+                }
+            )
+        tail.append({"kind": "pool"})
+        if m.drop_rate:
+            tail.append({"kind": "dropout", "p": m.drop_rate})
+    else:
+        tail.append({"kind": "pool"})
+        if not isinstance(m.conv_head, nn.Identity):
+            if not isinstance(m.norm_head, nn.Identity):
+                raise Unsupported("needs conv+norm head after pooling")
+            k, s = check_conv(m.conv_head)
+            if k != 1:
+                raise Unsupported("needs k×k head after pooling")
+            d = {
+                "name": "head",
+                "kind": "linear",
+                "out_features": m.conv_head.out_channels,
+                "activation": act_of(m.act2),
+            }
+            if m.conv_head.bias is None:
+                d["bias"] = False
+            tail.append(d)
+        if m.drop_rate:
+            tail.append({"kind": "dropout", "p": m.drop_rate})
+    cl = m.classifier
+    if not isinstance(cl, nn.Linear):
+        raise Unsupported(f"needs classifier {type(cl).__name__}")
+    tail.append({"kind": "linear", "out_features": cl.out_features, **({} if cl.bias is not None else {"bias": False})})
+
+    return tail
+
+
+def _ghost(m) -> str:
+    kinds = {type(x).__name__ for x in m.modules()}
+    out = ["needs Ghost module"]
+    if "GhostModuleV2" in kinds:
+        out.append("needs DFC attention")
+    if "GhostModuleV3" in kinds or "RepGhostModule" in kinds:
+        out.append("needs re-parameterized branches")
+    return "; ".join(out)
+
+
+# Model classes not built by the EfficientNet builder, and what the spec format lacks for each (from their
+# modules: ghostnet.py, repghost.py, lcnetv2.py, mobilenetv5.py).
+OTHER_CLASSES = {
+    "GhostNet": _ghost,
+    "RepGhostNet": _ghost,
+    "LCNetV2": lambda m: "needs re-parameterized multi-branch depthwise (RepDepthwiseSeparable); needs dwsep with SE",
+    "MobileNetV5": lambda m: (
+        "needs UIR kind; needs attention; needs RMSNorm; needs GELU; needs layer scale; "
+        "needs multi-scale fusion adapter"
+    ),
+    "MobileNetV5Encoder": lambda m: (
+        "needs UIR kind; needs attention; needs RMSNorm; needs GELU; needs layer scale; "
+        "needs multi-scale fusion adapter"
+    ),
+}
+
+
+def convert(name: str) -> tuple[dict, dict]:
+    """(spec dict, notes) for timm model ``name``; raises Unsupported."""
+    m = timm.create_model(name, pretrained=False, device="meta")
+    cls = type(m).__name__
+    if cls not in ("EfficientNet", "MobileNetV3"):
+        raise Unsupported(OTHER_CLASSES[cls](m) if cls in OTHER_CLASSES else f"needs model class {cls}")
+    size = m.pretrained_cfg["input_size"]
+    prefer_expanded = cls == "MobileNetV3"
+    try:
+        k, s = check_conv(m.conv_stem)
+        no_bias(m.conv_stem)
+        stem_act = norm_act(m.bn1)
+    except Unsupported as exc:
+        missing0 = [str(exc)]
+        k, s, stem_act = 3, 2, "relu"
+    else:
+        missing0 = []
+    stem = {
+        "name": "stem",
+        "kind": "conv",
+        "out_channels": m.conv_stem.out_channels,
+        "kernel": k,
+        "stride": s,
+        "activation": stem_act,
+    }
+    blocks: list[dict] = []
+    missing: list[str] = missing0
+    for stage in m.blocks:
+        sb = []
+        for b in stage:
+            try:
+                sb.append(block_layer(b, prefer_expanded))
+            except Unsupported as exc:
+                if str(exc) not in missing:
+                    missing.append(str(exc))
+        blocks += group_blocks(sb)
+    try:
+        tail = head_layers(m, cls)
+    except Unsupported as exc:
+        missing.append(str(exc))
+    if missing:
+        missing = ["needs explicit SE width" if m.startswith("needs SE width rule") else m for m in missing]
+        raise Unsupported("; ".join(dict.fromkeys(missing)))
+
+    acts = Counter(d["activation"] for d in blocks)
+    default_act = acts.most_common(1)[0][0]
+    body = [stem, *blocks, *[t for t in tail if t["kind"] == "conv"]]
+    for d in body:
+        if d.get("activation") == default_act:
+            d.pop("activation")
+        if d.get("se_activation") == (d.get("activation") or default_act):
+            d.pop("se_activation")
+        if d.get("se_gate") == "sigmoid":
+            d.pop("se_gate")
+    for d in blocks:
+        for key in ("_mid", "_in", "_skip", "_auto"):
+            d.pop(key, None)
+    for d in tail:
+        if d["kind"] == "linear" and d.get("activation") == "none":
+            d.pop("activation")
+    spec = {
+        "name": name,
+        "input": {"channels": size[0], "height": size[1], "width": size[2]},
+        "defaults": {"activation": default_act, "norm": "batchnorm", "bias": False},
+        "layers": [stem, *blocks, *tail],
+    }
+    notes = {"class": cls, "pad": "same" if any(type(c).__name__ == "Conv2dSame" for c in m.modules()) else ""}
+    return spec, notes
+
+
+ORDER = [
+    "name",
+    "kind",
+    "expansion",
+    "expanded_channels",
+    "expanded_divisor",
+    "kernel",
+    "stride",
+    "out_channels",
+    "out_features",
+    "repeat",
+    "activation",
+    "se",
+    "se_base",
+    "se_divisor",
+    "se_activation",
+    "se_gate",
+    "residual",
+    "bias",
+    "p",
+]
+
+
+def flow(d: dict) -> str:
+    parts = []
+    for k in sorted(d, key=ORDER.index):
+        v = d[k]
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        parts.append(f"{k}: {v}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def to_yaml(spec: dict, header: list[str]) -> str:
+    lines = [f"# {h}" if h else "#" for h in header]
+    lines.append(f"name: {spec['name']}")
+    i = spec["input"]
+    lines.append(f"input: {{channels: {i['channels']}, height: {i['height']}, width: {i['width']}}}")
+    d = spec["defaults"]
+    lines.append(f"defaults: {{activation: {d['activation']}, norm: batchnorm, bias: false}}")
+    lines.append("layers:")
+    lines += [f"  - {flow(layer)}" for layer in spec["layers"]]
+    return "\n".join(lines) + "\n"
+
+
+def analyze_text(text: str, res: int | None = None):
+    if res is not None:
+        import re
+
+        text = re.sub(r"height: \d+, width: \d+", f"height: {res}, width: {res}", text, count=1)
+    r = costmodel.analyze(costmodel.loads(text))
+    return r.totals["params"], r.totals["macs"], list(r.output)
+
+
+def main() -> None:
+    figures = {}
+    for line in Path(sys.argv[1]).read_text().splitlines():
+        row = json.loads(line)
+        figures[row["model"]] = row
+    names = sys.argv[2:] or list(figures)
+    status = {}
+    for name in names:
+        try:
+            spec, notes = convert(name)
+        except Unsupported as exc:
+            status[name] = str(exc)
+            print(f"{name}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001
+            status[name] = f"ERROR {type(exc).__name__}: {exc}"
+            print(f"{name}: ERROR {exc}")
+            continue
+        fd, f193 = figures[name]["default"], figures[name]["r193"]
+        h = spec["input"]["height"]
+        header = [
+            f"timm {timm.__version__} `{name}` ({notes['class']}), "
+            f"built with timm.create_model('{name}', pretrained=False).",
+            f"Matches it exactly at {h}×{h}: params {fd['params']:,}, MACs {fd['macs']:,} (FlopCounterMode ÷ 2), "
+            f"output {tuple(fd['output'])};",
+            f"and at 193×193: MACs {f193['macs']:,}.",
+        ]
+        if notes["pad"]:
+            header.append("timm pads its stride-2 convs 'same' (Conv2dSame); with odd kernels that gives the same")
+            header.append("output size, ceil(H / s), and the same counts as padding k // 2.")
+        header.append(
+            "Generated by specs/timm/_tools/convert.py from the built modules; checked by tests/test_timm.py."
+        )
+        text = to_yaml(spec, header)
+        try:
+            got_d = analyze_text(text)
+            got_193 = analyze_text(text, 193)
+        except Exception as exc:  # noqa: BLE001
+            status[name] = f"SPECERROR {exc}"
+            print(f"{name}: SPECERROR {exc}")
+            continue
+        want_d = (fd["params"], fd["macs"], fd["output"])
+        want_193 = (f193["params"], f193["macs"], f193["output"])
+        if (got_d[0], got_d[1], tuple(got_d[2])) == (want_d[0], want_d[1], tuple(want_d[2])) and (
+            got_193[0],
+            got_193[1],
+            tuple(got_193[2]),
+        ) == (want_193[0], want_193[1], tuple(want_193[2])):
+            (OUT / f"{name}.yaml").write_text(text)
+            status[name] = "shipped"
+            print(f"{name}: shipped")
+        else:
+            status[name] = f"MISMATCH got {got_d} {got_193} want {want_d} {want_193}"
+            print(f"{name}: MISMATCH got {got_d} {got_193} want {want_d} {want_193}")
+    if not sys.argv[2:]:  # a full run records every model's status for docs/zoo.md (zoo_table.py)
+        (Path(__file__).parent / "status.json").write_text(json.dumps(status, indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The timm specs (specs/timm/*.yaml) against timm's own models (optional: skipped without timm).
+
+Each spec names a timm model; the model is built with ``timm.create_model(name, pretrained=False)`` (no
+weights are downloaded) and compared, at batch 1 in eval mode, on params = sum(p.numel() for p in
+model.parameters()), MACs = FlopCounterMode total // 2 and output shape, at timm's default input size
+(``model.pretrained_cfg['input_size']``, which the spec's ``input`` must equal) and at 193×193 (the spec with
+its input edited).
+
+Models up to 20 GMACs run on the CPU. The few larger ones (EfficientNet-B7/B8/L2, EfficientNetV2-L/XL) are
+built on the meta device: the same modules and the same FlopCounterMode formulas, without allocating or
+computing anything. ``COSTMODEL_TIMM_DEVICE=cpu`` runs those on the CPU too (several GB of memory).
+
+    pip install torch==2.14.1 timm==1.0.31
+    python -m pytest tests/test_timm.py
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import costmodel
+from conftest import SPECS
+
+pytestmark = [pytest.mark.timm]
+torch = pytest.importorskip("torch")
+timm = pytest.importorskip("timm")
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+TIMM_SPECS = SPECS / "timm"
+NAMES = sorted(p.stem for p in TIMM_SPECS.glob("*.yaml"))
+CPU_MAX_MACS = 20_000_000_000
+
+
+def spec_at(name: str, resolution: int | None = None) -> costmodel.NetworkSpec:
+    spec = costmodel.load(TIMM_SPECS / f"{name}.yaml")
+    if resolution is None:
+        return spec
+    edited = spec.input.model_copy(update={"height": resolution, "width": resolution})
+    return spec.model_copy(update={"input": edited})
+
+
+def count(name: str, resolution: int | None, device: str):
+    model = timm.create_model(name, pretrained=False, device=device).eval()
+    size = tuple(model.pretrained_cfg["input_size"])
+    if resolution is not None:
+        size = (size[0], resolution, resolution)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        y = model(torch.zeros(1, *size, device=device))
+    return size, (sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2, tuple(y.shape[1:]))
+
+
+@pytest.mark.parametrize("resolution", [None, 193], ids=["default", "193"])
+@pytest.mark.parametrize("name", NAMES)
+def test_spec_matches_timm(name, resolution):
+    spec = spec_at(name, resolution)
+    assert spec.name == name
+    r = costmodel.analyze(spec)
+    ours = (r.totals["params"], r.totals["macs"], r.output)
+    device = os.environ.get("COSTMODEL_TIMM_DEVICE") or ("cpu" if ours[1] <= CPU_MAX_MACS else "meta")
+    size, theirs = count(name, resolution, device)
+    assert (spec.input.channels, spec.input.height, spec.input.width) == size
+    assert ours == theirs
+
+
+def test_specs_shipped():
+    # The zoo's headline models (docs/zoo.md); a regenerated set must keep them.
+    for name in [
+        "efficientnet_b0",
+        "efficientnet_lite0",
+        "efficientnet_es",
+        "tf_efficientnetv2_s",
+        "semnasnet_100",
+        "spnasnet_100",
+        "tinynet_a",
+        "hardcorenas_a",
+        "mobilenetv3_large_100",
+        "mnasnet_100",
+        "tf_efficientnet_b0",
+        "mobilenetv2_100",
+        "mobilenetv3_small_100",
+    ]:
+        assert name in NAMES
