@@ -11,7 +11,21 @@ Counting conventions are in docs/conventions.md; the spec format in docs/spec.md
 from __future__ import annotations
 
 from ._version import __version__
-from .api import Report, analyze, compare, count, load, loads, memory, roofline, sensitivity, solve, sweep
+from .api import (
+    Report,
+    analyze,
+    compare,
+    count,
+    largest_batch,
+    load,
+    loads,
+    memory,
+    roofline,
+    sensitivity,
+    solve,
+    sweep,
+    train,
+)
 from .engine.kinds import register
 from .engine.report import Row
 from .errors import CostModelError, SpecError, UndecidableError, UsageError
@@ -47,6 +61,7 @@ __all__ = [
     "analyze",
     "compare",
     "count",
+    "largest_batch",
     "load",
     "loads",
     "memory",
@@ -55,4 +70,5 @@ __all__ = [
     "sensitivity",
     "solve",
     "sweep",
+    "train",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from .engine.report import Report as _EngineReport
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .analysis.hardware import Estimate, HardwareProfile
     from .analysis.memory import Kernel, Peak
     from .analysis.sweep import SweepResult
+    from .analysis.training import Training
 
 SpecLike = NetworkSpec | str | os.PathLike[str]
 
@@ -294,3 +296,96 @@ def hardware_profiles() -> list[str]:
     from .analysis.hardware import shipped_profiles
 
     return shipped_profiles()
+
+
+def _with_batch(spec: SpecLike, batch: int | None, values: Mapping[str, int]) -> NetworkSpec:
+    """The spec (symbols bound by ``values``) with its input batch set to ``batch`` (unchanged if None)."""
+    s = _spec(spec, _check_values(values))
+    if batch is None:
+        return s
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise UsageError(f"--batch {batch!r}: the batch must be a positive integer")
+    src = s._source or loader.Source("<spec>")
+    data = s.model_dump(mode="python")
+    data["input"]["batch"] = batch
+    return loader.validate(data, src)
+
+
+def train(
+    spec: SpecLike,
+    batch: int | None = None,
+    optimizer: str = "sgd",
+    dtype: str = "float32",
+    checkpoint: str = "none",
+    convention: str = "costmodel",
+    device: str = "cpu",
+    **values: int,
+) -> Training:
+    """The costs of one training step ``model(x).sum().backward()`` (analysis/training.py).
+
+    training MACs = forward + backward (each conv/linear: weight gradient = its forward MACs, input
+    gradient = its forward MACs unless its input needs no grad; ``convention="torch"``: a conv's weight
+    gradient × groups, as FlopCounterMode counts it); saved activations (bytes autograd keeps, by
+    ``saved_tensors_hooks``); parameters, gradients, optimizer state (``optimizer``: sgd 0, momentum 1×,
+    adam/adamw 2× the parameters, float32) and the peak of a step. ``batch`` replaces the spec's
+    ``input.batch``; ``dtype`` is float32, bf16-mixed or fp16-mixed (autocast); ``checkpoint="blocks"``
+    recomputes every block in backward. ``train(...).totals`` holds every figure; ``.rows`` each op's.
+    """
+    from .analysis.training import training
+
+    report = analyze(_with_batch(spec, batch, values))
+    return _training_class()(**vars(training(report, optimizer, dtype, checkpoint, convention, device)))
+
+
+def largest_batch(
+    spec: SpecLike,
+    memory: int | str,
+    optimizer: str = "sgd",
+    dtype: str = "float32",
+    checkpoint: str = "none",
+    device: str = "cpu",
+    **values: int,
+) -> tuple[int, Training]:
+    """The largest batch N whose training-step peak (``train(...).totals["peak_bytes"]``) fits in
+    ``memory`` bytes (an int, or text such as ``"24GiB"`` / ``"16GB"``), and the step at that batch.
+
+    The peak is affine in N, m(N) = m(1) + (N − 1)·(m(2) − m(1)), so N = 1 + floor((budget − m(1)) /
+    (m(2) − m(1))), checked exactly by m(N) ≤ budget < m(N + 1).
+    """
+    from .analysis.training import largest_batch as search
+    from .analysis.training import parse_bytes
+
+    budget = parse_bytes(memory) if isinstance(memory, str) else memory
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise UsageError(f"memory {memory!r}: expected a positive number of bytes")
+    base = _spec(spec, _check_values(values))
+    steps: dict[int, Training] = {}
+
+    def measure(n: int) -> Any:
+        steps[n] = train(base, n, optimizer, dtype, checkpoint, "costmodel", device)
+        return steps[n].totals["peak_bytes"]
+
+    n, _, _ = search(measure, budget)
+    return n, steps[n]
+
+
+@cache
+def _training_class() -> type[Training]:
+    from .analysis.training import Training as Base
+
+    class Training(Base):
+        """A training step's rows and totals, with its tables (present/training.py)."""
+
+        def table(self, fmt: str = "github", by: str = "auto") -> str:
+            """The step as text: per-block (or op / stage) MACs and saved bytes, then the memory."""
+            from .present.training import render_training
+
+            return render_training(self, fmt, by)
+
+        def to_dict(self) -> dict[str, Any]:
+            """A JSON-ready dict: settings, totals, rows."""
+            from .present.training import training_payload
+
+            return training_payload(self, "block")
+
+    return Training

@@ -177,7 +177,28 @@ def _parser() -> _Parser:
     k.add_argument("--seconds", type=float, default=2.0, help="time spent on each measurement (default 2)")
 
     command("schema", "JSON Schema of the spec format", "costmodel schema > costmodel.schema.json", [])
+    _train_parser(command, [spec, fmt, values])
+    f.add_argument("--training", action="store_true", help="training MACs and saved bytes (docs/training.md)")
     return p
+
+
+def _train_parser(command: Any, parents: list[_Parser]) -> None:
+    from .analysis.training import CHECKPOINTS, DEVICES, OPTIMIZERS, PRECISIONS, TRAIN_CONVENTIONS
+    from .present.training import TRAIN_VIEWS
+
+    t = command("train", "costs of one training step: forward + backward MACs, saved activations, memory, batch",
+                "costmodel train specs/networks/efficientnet_b4.yaml --batch 64 --optimizer adamw",
+                parents)  # fmt: skip
+    t.add_argument("--batch", type=int, metavar="N", help="the batch size (default: the spec's input.batch)")
+    t.add_argument("--optimizer", default="sgd", choices=list(OPTIMIZERS), help="optimizer state (default sgd)")
+    t.add_argument("--dtype", default="float32", choices=list(PRECISIONS), help="float32 or autocast mixed")
+    t.add_argument("--checkpoint", default="none", choices=CHECKPOINTS, help="recompute every block in backward")
+    t.add_argument("--device", default="cpu", choices=DEVICES, help="dropout saves a float32 (cpu) or 1-byte mask")
+    t.add_argument("--convention", default="costmodel", choices=TRAIN_CONVENTIONS, help="torch: as FlopCounterMode")
+    t.add_argument("--by", default="auto", choices=TRAIN_VIEWS, help="rows (auto: op for one block, else block)")
+    t.add_argument("--memory", metavar="SIZE", help="a memory budget, e.g. 24GiB or 16GB (with --solve batch)")
+    t.add_argument("--solve", choices=["batch"], help="the largest batch whose step peak fits --memory")
+    t.add_argument("--vs", choices=["torch"], help="training MACs op by op, costmodel vs FlopCounterMode")
 
 
 def _table(args: argparse.Namespace) -> str:
@@ -211,6 +232,8 @@ def _formula(args: argparse.Namespace) -> str:
     from .analysis.design import derivative
     from .api import analyze, sensitivity
 
+    if args.training:
+        return _formula_training(args)
     metrics = [args.metric] if args.metric else ["params", "macs", "flops"]
     if args.at:
         from .present.design import render_elasticities
@@ -231,6 +254,54 @@ def _formula(args: argparse.Namespace) -> str:
         text = sympy.latex(expr) if args.format == "latex" else sympy.sstr(expr)
         lines.append(text if args.metric else f"{m} = {text}")
     return "\n".join(lines)
+
+
+def _formula_training(args: argparse.Namespace) -> str:
+    """``formula --training``: training MACs and saved-activation bytes in the spec's symbols."""
+    import sympy
+
+    from .api import train
+
+    if args.at or args.diff or args.stage or args.metric:
+        raise UsageError("--training takes no --at, --diff, --stage or --metric")
+    if args.format not in ("text", "latex", "python"):
+        raise UsageError(f"--format {args.format!r}: expected text, latex or python")
+    totals = train(args.spec, None, "sgd", "float32", "none", "costmodel", "cpu", **parse_set(args.set)).totals
+    lines = []
+    for m in ("training_macs", "saved_bytes"):
+        expr = sympy.factor(sympy.Integer(0) + totals[m])
+        text = sympy.latex(expr) if args.format == "latex" else sympy.sstr(expr)
+        lines.append(f"{m} = {text}")
+    return "\n".join(lines)
+
+
+def _train(args: argparse.Namespace) -> str:
+    from .api import largest_batch, train
+    from .present.emit import check_format, emit
+    from .present.training import render_training, vs_torch_table
+
+    check_format(args.format)
+    values = parse_set(args.set)
+    if (args.solve is None) != (args.memory is None):
+        raise UsageError("--solve batch and --memory go together")
+
+    def step_at(batch: int | None, convention: str) -> Any:
+        return train(args.spec, batch, args.optimizer, args.dtype, args.checkpoint, convention, args.device, **values)
+
+    if args.vs:
+        return emit(vs_torch_table(step_at(args.batch, "costmodel"), step_at(args.batch, "torch")), args.format)
+    if args.solve:
+        if args.batch is not None:
+            raise UsageError("--solve batch finds the batch: drop --batch")
+        from .analysis.training import parse_bytes
+
+        budget = parse_bytes(args.memory)
+        n, step = largest_batch(args.spec, budget, args.optimizer, args.dtype, args.checkpoint, args.device, **values)
+        if args.convention != "costmodel":
+            step = step_at(n, args.convention)
+        solved = {"solve": {"budget": budget, "batch": n, "peak_bytes": step.totals["peak_bytes"]}}
+        return render_training(step, args.format, args.by, solved)
+    return render_training(step_at(args.batch, args.convention), args.format, args.by)
 
 
 def _schema(args: argparse.Namespace) -> str:
@@ -365,6 +436,7 @@ _COMMANDS: dict[str, Any] = {
     "compare": _compare,
     "solve": _solve,
     "schema": _schema,
+    "train": _train,
 }
 
 

@@ -46,6 +46,36 @@ ACTIVATION_FLOPS: dict[str, int] = {
 
 BN_FLOPS_PER_ELEMENT = 2  # inference BatchNorm folds to a·x + b
 
+#: What each activation (and gate) hands autograd for backward, as measured with
+#: ``torch.autograd.graph.saved_tensors_hooks`` (torch 2.13, out-of-place modules): relu and sigmoid
+#: save their output (the derivative is a function of it), the others their input.
+ACTIVATION_SAVES: dict[str, tuple[str, ...]] = {
+    "relu": ("output",),  # threshold_backward(grad, result, 0)
+    "relu6": ("input",),  # hardtanh_backward(grad, self, 0, 6)
+    "sigmoid": ("output",),  # sigmoid_backward(grad, result)
+    "silu": ("input",),  # silu_backward(grad, self)
+    "hardsigmoid": ("input",),  # hardsigmoid_backward(grad, self)
+    "hardswish": ("input",),  # hardswish_backward(grad, self)
+}
+
+SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask")
+"""The tokens of an op's saving rule (``Op.saves``): what autograd keeps for backward in train mode.
+
+* ``input`` — its (first) input tensor; ``inputs`` — each input, kept when another input requires grad
+  (``x · gate`` keeps the gate for x's gradient and x for the gate's);
+* ``output`` — its output tensor;
+* ``weight`` — its weight, always (a parameter: not an activation in float32; under autocast the half
+  copy autocast makes, which is a new tensor); ``weight_t`` — the same, kept only when the input
+  requires grad (linear's ``addmm`` keeps ``weight.t()`` for the input's gradient only);
+* ``stats`` — BatchNorm's four C-vectors: running mean and variance as handed to autograd, and the
+  batch mean and inverse std it computed (float32 even under autocast);
+* ``mask`` — dropout's noise: on CPU a tensor like its input (``bernoulli_`` then ``input * noise``),
+  on CUDA a 1-byte boolean mask.
+
+An op whose inputs need no grad and which has no parameters records no backward node and saves nothing.
+The rules are analysed in costmodel/analysis/training.py and listed in docs/training.md.
+"""
+
 
 @dataclass(slots=True)
 class Op:
@@ -68,6 +98,7 @@ class Op:
     state: Num = 0
     folds: bool = False
     attrs: dict[str, Num] = field(default_factory=dict)  # conv: kernel, stride, groups
+    saves: tuple[str, ...] = ()  # what autograd saves for backward in train mode: tokens of SAVES
 
 
 def _costs(params: Num, buffers: Num, macs: Num, flops: Num) -> dict[str, Num]:
@@ -110,6 +141,7 @@ def conv2d(
         "conv",
         bias,
         attrs={"kernel": kernel, "stride": stride, "groups": groups},
+        saves=("input", "weight"),  # convolution_backward(grad, input, weight, …)
     )
 
 
@@ -128,6 +160,7 @@ def batchnorm2d(inp: Shape, n: Num) -> Op:
         "norm",
         state=2 * c,
         folds=True,
+        saves=("input", "stats"),  # input, γ (a parameter), running mean/var, batch mean and invstd
     )
 
 
@@ -142,7 +175,15 @@ def norm(name: str, inp: Shape, n: Num) -> Op:
 
 def activation(inp: Shape, n: Num, name: str) -> Op:
     """An elementwise activation or gate: no params, no MACs; FLOPs = ACTIVATION_FLOPS[name] per element."""
-    return Op(name, "", _costs(0, 0, 0, ACTIVATION_FLOPS[name] * n * numel(inp)), inp, inp, "act")
+    return Op(
+        name,
+        "",
+        _costs(0, 0, 0, ACTIVATION_FLOPS[name] * n * numel(inp)),
+        inp,
+        inp,
+        "act",
+        saves=ACTIVATION_SAVES[name],
+    )
 
 
 def global_avgpool(inp: Shape, n: Num, implementation: str = "module") -> Op:
@@ -158,7 +199,7 @@ def add(inp: Shape, n: Num, detail: str = "") -> Op:
 
 def mul(inp: Shape, n: Num, detail: str = "") -> Op:
     """Elementwise multiply by a broadcast C×1×1 gate (SE's scale): FLOPs = N·C·H·W."""
-    return Op("mul", detail, _costs(0, 0, 0, n * numel(inp)), inp, inp, "mul")
+    return Op("mul", detail, _costs(0, 0, 0, n * numel(inp)), inp, inp, "mul", saves=("inputs",))
 
 
 def linear(inp: Shape, n: Num, out_features: Num, bias: bool = True) -> Op:
@@ -181,9 +222,10 @@ def linear(inp: Shape, n: Num, out_features: Num, bias: bool = True) -> Op:
         (out_features,),
         "linear",
         bias,
+        saves=("input", "weight_t"),  # addmm keeps mat1 (the flattened input) and, for its gradient, weight.t()
     )
 
 
 def dropout(inp: Shape, n: Num, p: float) -> Op:
     """Dropout: the identity at inference; no params, MACs or FLOPs."""
-    return Op("dropout", f"p={p:g}", _costs(0, 0, 0, 0), inp, inp, "dropout")
+    return Op("dropout", f"p={p:g}", _costs(0, 0, 0, 0), inp, inp, "dropout", saves=("mask",))

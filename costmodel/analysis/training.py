@@ -1,0 +1,360 @@
+"""Training costs of one step ``model(x).sum().backward()``: MACs, saved activations, memory, batch.
+
+The step, in train mode, with ``x`` not requiring grad and every parameter requiring grad:
+
+* **training MACs** = forward MACs + backward MACs. The backward of a conv or linear computes the
+  weight gradient (its forward MACs again) and, when its input requires grad, the input gradient (its
+  forward MACs again): the first conv, whose input is the network input, computes no input gradient.
+  Other ops' backward is elementwise (no MACs). Under ``convention="torch"`` the weight gradient of a
+  conv with ``groups = g`` costs ``g ×`` its forward MACs: FlopCounterMode's ``convolution_backward``
+  rule (torch/utils/flop_counter.py, torch 2.13–2.14) ignores groups there, so a depthwise conv's
+  weight gradient is counted C times over.
+* **training FLOPs** (costmodel convention) = forward FLOPs (the inference ``flops`` metric) + 2 per
+  backward MAC + 1 per output element for each bias gradient + every other op's forward FLOPs once more
+  for its backward (a stated convention: an elementwise backward costs what its forward does).
+* **saved activations**: the distinct non-parameter tensors autograd saves in the forward pass,
+  deduplicated by tensor, as ``torch.autograd.graph.saved_tensors_hooks`` sees them (each op's saving
+  rule is ``Op.saves``, engine/ops.py). A tensor requires grad when an op with parameters, or one
+  reading a tensor that requires grad, produced it; an op with neither records nothing and saves
+  nothing. Float32 by default; under autocast (``bf16-mixed`` / ``fp16-mixed``) conv and linear write
+  2-byte tensors, every other op keeps its input's dtype (an add of a float32 and a half tensor gives
+  float32), conv and linear save a half copy of a float32 input and of their weight, BatchNorm's
+  statistics stay float32.
+* **memory of a step**: parameters (float32; under mixed precision they are the master weights),
+  gradients (float32, one per parameter), optimizer state (``OPTIMIZERS``: 0, 1 or 2 × the parameters,
+  float32), buffers, saved activations, and a transient term: twice the largest activation tensor.
+  The stated model of the peak is the start of backward: everything saved is alive, and the backward of
+  one op holds the gradient flowing in and the one it produces, neither larger than the largest
+  activation; the same bound covers the live unsaved input and output of any forward op. BatchNorm's
+  running statistics are buffers: they appear in the saved bytes (autograd is handed them) but count
+  once in the peak.
+* **gradient checkpointing** (``checkpoint="blocks"``, ``torch.utils.checkpoint`` around every block,
+  non-reentrant): the forward keeps only each block's input; backward recomputes one block at a time,
+  so the saved bytes are the distinct block inputs plus the largest one block saves (its input
+  excluded). The recompute costs every block's forward MACs once more.
+
+Everything here is affine in the batch N (per-sample sizes × N, plus C-sized statistics and the
+weights), so the largest batch fitting a budget is solved exactly by ``largest_batch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine.report import Report, Row
+from ..engine.symbols import Num, maximum, total
+from ..errors import UsageError
+from .memory import tensor_elements
+
+OPTIMIZERS: dict[str, int] = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
+"""Optimizer state per parameter, in float32 values: plain SGD none, SGD with momentum its buffer,
+Adam and AdamW the first and second moments."""
+
+PRECISIONS: dict[str, int] = {"float32": 4, "bf16-mixed": 2, "fp16-mixed": 2}
+"""Bytes of a tensor conv and linear write under each precision (mixed: torch.autocast)."""
+
+DEVICES = ("cpu", "cuda")
+CHECKPOINTS = ("none", "blocks")
+TRAIN_CONVENTIONS = ("costmodel", "torch")
+FLOAT32 = 4
+INT64 = 8
+RUNNING = "running mean/var"
+
+
+def _choice(name: str, value: str, options: Any) -> None:
+    if value not in options:
+        raise UsageError(f"unknown {name} {value!r}; expected one of {', '.join(options)}")
+
+
+def _nonzero(x: Num) -> bool:
+    return not (isinstance(x, int) and x == 0)
+
+
+@dataclass
+class TrainRow:
+    """One op of one block instance in a training step (values for one instance; ``row.times`` of them).
+
+    ``grad_input_macs`` is 0 when the op's input needs no grad; ``saved`` lists what this op saves that
+    no earlier op saved already, as ``(what, bytes)``; ``saved_bytes`` is their sum.
+    """
+
+    row: Row
+    forward_macs: Num
+    grad_input_macs: Num
+    grad_weight_macs: Num
+    backward_flops: Num
+    input_grad: bool  # whether the op's input requires grad
+    saved: list[tuple[str, Num]] = field(default_factory=list)
+
+    @property
+    def backward_macs(self) -> Num:
+        """Input gradient + weight gradient MACs."""
+        return self.grad_input_macs + self.grad_weight_macs
+
+    @property
+    def training_macs(self) -> Num:
+        """Forward + backward MACs."""
+        return self.forward_macs + self.backward_macs
+
+    @property
+    def saved_bytes(self) -> Num:
+        """Bytes of the tensors this op saves first."""
+        return total(b for _, b in self.saved)
+
+    def total(self, name: str) -> Num:
+        """``name`` (an attribute) times the instances the row stands for."""
+        v = getattr(self, name)
+        return v if self.row.times == 1 else self.row.times * v
+
+
+@dataclass
+class Training:
+    """A training step's rows and totals (see the module docstring for every definition)."""
+
+    report: Report
+    rows: list[TrainRow]
+    batch: Num
+    optimizer: str
+    precision: str
+    checkpoint: str
+    convention: str
+    device: str
+    saved_buffer_bytes: Num  # BatchNorm running mean/var among the saved bytes (they are buffers)
+    checkpoint_saved_bytes: Num | None = None
+    largest_tensor_bytes: Num = 0
+    output_element_bytes: int = FLOAT32  # the network output's element size (2 under autocast after a linear)
+
+    def sum(self, name: str) -> Num:
+        """``name`` summed over every row, repeats included."""
+        return total(t.total(name) for t in self.rows)
+
+    @property
+    def totals(self) -> dict[str, Num]:
+        """Every figure of the step; memory figures in bytes. ``peak_bytes`` needs numbers."""
+        params = self.report.totals["params"]
+        forward = self.sum("forward_macs")
+        recompute = forward if self.checkpoint == "blocks" else 0
+        saved_all = self.sum("saved_bytes")
+        saved = saved_all if self.checkpoint_saved_bytes is None else self.checkpoint_saved_bytes
+        n_bn = total(r.times for r in self.report.rows if r.op.name == "batchnorm2d")
+        buffers = self.report.totals["buffers"]
+        out: dict[str, Num] = {
+            "forward_macs": forward,
+            "grad_input_macs": self.sum("grad_input_macs"),
+            "grad_weight_macs": self.sum("grad_weight_macs"),
+            "backward_macs": self.sum("backward_macs"),
+            "recompute_macs": recompute,
+            "training_macs": self.sum("training_macs") + recompute,
+            "training_flops": self.report.totals["flops"] + self.sum("backward_flops"),
+            "params": params,
+            "param_bytes": FLOAT32 * params,
+            "grad_bytes": FLOAT32 * params,
+            "optimizer_bytes": FLOAT32 * OPTIMIZERS[self.optimizer] * params,
+            "buffer_bytes": FLOAT32 * (buffers - n_bn) + INT64 * n_bn,
+            "saved_bytes_no_checkpoint": saved_all,
+            "saved_bytes": saved,
+            "transient_bytes": 2 * self.largest_tensor_bytes,
+        }
+        if self.convention == "torch":
+            out.pop("training_flops")
+        static = out["param_bytes"] + out["grad_bytes"] + out["optimizer_bytes"] + out["buffer_bytes"]
+        out["static_bytes"] = static
+        out["peak_bytes"] = static + saved - self.saved_buffer_bytes + out["transient_bytes"]
+        return out
+
+
+def _key_bytes(sizes: dict[int, Num], dtypes: dict[int, int], t: int) -> Num:
+    return sizes[t] * dtypes[t]
+
+
+def training(
+    report: Report,
+    optimizer: str = "sgd",
+    precision: str = "float32",
+    checkpoint: str = "none",
+    convention: str = "costmodel",
+    device: str = "cpu",
+) -> Training:
+    """The training step of ``report``'s network: every row's MACs and saved tensors, and the totals."""
+    _choice("optimizer", optimizer, OPTIMIZERS)
+    _choice("dtype", precision, PRECISIONS)
+    _choice("checkpoint", checkpoint, CHECKPOINTS)
+    _choice("convention", convention, TRAIN_CONVENTIONS)
+    _choice("device", device, DEVICES)
+    half = PRECISIONS[precision]
+    mixed = precision != "float32"
+    sizes = tensor_elements(report)
+    grad: dict[int, bool] = {0: False}
+    dtypes: dict[int, int] = {0: FLOAT32}
+    seen: set[Any] = set()
+    rows: list[TrainRow] = []
+    largest: Num = sizes[0] * FLOAT32
+    for i, r in enumerate(report.rows):
+        op = r.op
+        ins = r.inputs
+        in_grad = any(grad[t] for t in ins)
+        node = in_grad or _nonzero(r.costs["params"])
+        grad[r.tensor] = node
+        gemm = op.category in ("conv", "linear")
+        dtypes[r.tensor] = half if gemm and mixed else max(dtypes[t] for t in ins)
+        out_bytes = sizes[r.tensor] * dtypes[r.tensor]
+        largest = maximum(largest, out_bytes)
+        saved: list[tuple[str, Num]] = []
+
+        def keep(key: Any, what: str, nbytes: Num, saved: list[tuple[str, Num]] = saved) -> None:
+            if key not in seen:
+                seen.add(key)
+                saved.append((what, nbytes))
+
+        def tensor(t: int, what: str, gemm: bool = gemm, i: int = i) -> None:
+            if gemm and mixed and dtypes[t] == FLOAT32:  # autocast casts a float32 input: a new half tensor
+                keep(("cast", i, t), f"{what} ({half}-byte copy)", sizes[t] * half)
+            else:
+                keep(t, what, _key_bytes(sizes, dtypes, t))
+
+        if node:
+            for token in op.saves:
+                if token == "input":
+                    tensor(ins[0], "input")
+                elif token == "inputs":
+                    for j, t in enumerate(ins):
+                        if any(grad[u] for k, u in enumerate(ins) if k != j):
+                            tensor(t, f"input {j}")
+                elif token == "output":
+                    keep(r.tensor, "output", out_bytes)
+                elif token in ("weight", "weight_t"):
+                    if mixed and (token == "weight" or in_grad):
+                        weights = r.costs["params"] - (op.output[0] if op.bias else 0)
+                        keep(("weight", i), f"weight ({half}-byte copy)", weights * half)
+                elif token == "stats":
+                    c = op.input[0]
+                    keep(("running", i), RUNNING, 2 * c * FLOAT32)
+                    keep(("batch", i), "batch mean/invstd", 2 * c * FLOAT32)
+                elif token == "mask":
+                    t = ins[0]
+                    per = dtypes[t] if device == "cpu" else 1
+                    keep(("mask", i), "dropout mask" if device == "cuda" else "dropout noise", sizes[t] * per)
+                else:  # pragma: no cover - tokens are fixed data
+                    raise UsageError(f"unknown saving rule {token!r} of {op.name}")
+        fwd = r.costs["macs"] if gemm else 0
+        gi = fwd if gemm and in_grad else 0
+        gw: Num = fwd
+        if gemm and convention == "torch" and op.category == "conv":
+            gw = fwd * op.attrs.get("groups", 1)
+        if not gemm:
+            gw = 0
+        bias_grad = r.costs["activations"] if gemm and op.bias else 0
+        bflops = 2 * (gi + gw) + bias_grad if gemm else (r.costs["flops"] if node else 0)
+        rows.append(TrainRow(r, fwd, gi, gw, bflops, in_grad, saved))
+    result = Training(
+        report,
+        rows,
+        report.batch,
+        optimizer,
+        precision,
+        checkpoint,
+        convention,
+        device,
+        total(t.row.times * b for t in rows for what, b in t.saved if what == RUNNING),
+        largest_tensor_bytes=largest,
+        output_element_bytes=dtypes[report.rows[-1].tensor] if report.rows else FLOAT32,
+    )
+    if checkpoint == "blocks":
+        result.checkpoint_saved_bytes, result.saved_buffer_bytes = _checkpointed(result, sizes, dtypes)
+    return result
+
+
+def _checkpointed(tr: Training, sizes: dict[int, Num], dtypes: dict[int, int]) -> tuple[Num, Num]:
+    """Saved bytes with every block checkpointed: the distinct block inputs (kept by the checkpoint), plus
+    the largest that one block saves when it is recomputed in backward (its input excluded); and the
+    running statistics among them (those of the block at the maximum, for the peak)."""
+    inputs: dict[int, Num] = {}
+    per_block: dict[int, list[TrainRow]] = {}
+    first_read: dict[int, int] = {}
+    for t in tr.rows:
+        per_block.setdefault(t.row.block, []).append(t)
+    for b, trs in per_block.items():
+        produced = {t.row.tensor for t in trs}
+        ext = [u for t in trs for u in t.row.inputs if u not in produced]
+        src = ext[0] if ext else 0
+        first_read.setdefault(src, b)
+        if src not in inputs:
+            inputs[src] = trs[0].row.times * sizes[src] * dtypes[src]
+    kept = total(inputs.values())
+    worst: Num = 0
+    worst_running: Num = 0
+    for trs in per_block.values():
+        own = _block_saved(trs)
+        if isinstance(own, int) and isinstance(worst, int):
+            if own > worst:
+                worst, worst_running = own, _block_saved(trs, RUNNING)
+        else:
+            worst = maximum(worst, own)
+    return kept + worst, worst_running
+
+
+def _block_saved(trs: list[TrainRow], only: str | None = None) -> Num:
+    """What one block instance saves when recomputed alone, its input (kept by the checkpoint) excluded.
+
+    The rows' first saves dedup within the block; a tensor an earlier block saved first is this block's
+    input, which the checkpoint keeps anyway. ``only`` keeps just the entries of that name.
+    """
+    return total(
+        b for t in trs for what, b in t.saved if not _is_block_input(t, what, trs) and (only is None or what == only)
+    )
+
+
+def _is_block_input(t: TrainRow, what: str, trs: list[TrainRow]) -> bool:
+    produced = {x.row.tensor for x in trs}
+    if not what.startswith("input"):
+        return False
+    if what.startswith("input") and "copy" in what:
+        return False
+    idx = 0 if what == "input" else int(what.split()[1])
+    return t.row.inputs[idx] not in produced
+
+
+def largest_batch(measure: Callable[[int], Num], budget: int) -> tuple[int, Num, Num]:
+    """The largest batch N with ``measure(N) <= budget``, where ``measure`` is affine in N.
+
+    From m(1) and m(2): slope b = m(2) − m(1) and m(N) = m(1) + (N − 1)·b, so N = 1 + floor((budget −
+    m(1)) / b); the answer is then checked exactly: m(N) ≤ budget < m(N + 1). Returns (N, m(N), m(N + 1)).
+    """
+    m1, m2 = measure(1), measure(2)
+    if not isinstance(m1, int) or not isinstance(m2, int):
+        raise UsageError("--solve batch needs numbers: bind the spec's symbols with --set")
+    if m1 > budget:
+        raise UsageError(f"even batch 1 needs {m1:,} bytes, more than the budget of {budget:,}")
+    slope = m2 - m1
+    if slope <= 0:  # pragma: no cover - every network has an input that scales with N
+        raise UsageError("the step's memory does not grow with the batch")
+    n = 1 + (budget - m1) // slope
+    at, above = measure(n), measure(n + 1)
+    while at > budget:  # pragma: no cover - affine: the first guess is exact
+        n -= 1
+        at, above = measure(n), at
+    while above <= budget:  # pragma: no cover
+        n += 1
+        at, above = above, measure(n + 1)
+    return n, at, above
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+
+
+def parse_bytes(text: str) -> int:
+    """``24GiB`` → 25,769,803,776; ``16GB`` → 16·10⁹; plain digits are bytes. Decimal numbers allowed
+    (``1.5GiB``), read exactly as decimals."""
+    import re
+    from fractions import Fraction
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    if not m or m.group(2).upper() not in _UNITS:
+        raise UsageError(f"--memory {text!r}: expected a size such as 24GiB, 16GB or 80000000000")
+    value = Fraction(m.group(1)) * _UNITS[m.group(2).upper()]
+    if value < 1:
+        raise UsageError(f"--memory {text!r}: the budget must be at least one byte")
+    return int(value)

@@ -1,0 +1,416 @@
+"""Training costs against torch itself: a real step ``model(x).sum().backward()`` in train mode on CPU.
+
+* training MACs = FlopCounterMode (forward + backward) / 2 with its ``convolution_backward`` rule
+  replaced (``custom_mapping``) by one counting each computed gradient at the forward conv's cost;
+  under ``convention="torch"`` = FlopCounterMode's own figure / 2, unmodified;
+* saved-activation bytes = the bytes of the distinct storages ``saved_tensors_hooks`` packs in the
+  forward pass, parameters' storages excluded;
+* output shape and dtype of the real forward pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import costmodel
+
+torch = pytest.importorskip("torch")
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count  # noqa: E402
+
+from costmodel.torchref import build  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = sorted(p.name for p in (ROOT / "specs").glob("seed_*.yaml"))
+HALF = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}
+
+
+def _exact_conv_backward(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    _groups,
+    output_mask,
+    out_shape,
+    **kwargs,
+) -> int:
+    """Each gradient convolution_backward computes (input: mask[0], weight: mask[1]) at the forward's cost."""
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
+def torch_step(spec: costmodel.NetworkSpec, dtype: str = "float32", exact: bool = True) -> dict[str, Any]:
+    """One real training step of the equivalent module: MACs (FlopCounterMode / 2), saved bytes, output."""
+    torch.manual_seed(0)
+    model, shape = build(spec)
+    model.train()
+    x = torch.randn(shape)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+    keep: list[Any] = []
+
+    def pack(t: Any) -> Any:
+        st = t.untyped_storage()
+        if st.data_ptr() not in params:
+            storages[st.data_ptr()] = st.nbytes()
+        keep.append(t)
+        return t
+
+    mapping = {torch.ops.aten.convolution_backward: _exact_conv_backward} if exact else {}
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
+    with counter:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            if dtype == "float32":
+                y = model(x)
+            else:
+                with torch.autocast("cpu", dtype=HALF[dtype]):
+                    y = model(x)
+        y.float().sum().backward()
+    flops = counter.get_total_flops()
+    assert flops % 2 == 0
+    return {"macs": flops // 2, "saved": sum(storages.values()), "shape": tuple(y.shape), "dtype": y.dtype}
+
+
+def check(spec: costmodel.NetworkSpec | dict[str, Any], dtype: str = "float32", torch_convention: bool = True) -> None:
+    if isinstance(spec, dict):
+        spec = costmodel.NetworkSpec.model_validate(spec)
+    ours = costmodel.train(spec, dtype=dtype)
+    theirs = torch_step(spec, dtype)
+    out = (ours.batch, *ours.report.output)
+    width = {4: torch.float32, 2: HALF.get(dtype, torch.float32)}[ours.output_element_bytes]
+    got = (ours.totals["training_macs"], ours.totals["saved_bytes"], out, width)
+    assert got == (theirs["macs"], theirs["saved"], theirs["shape"], theirs["dtype"]), spec.model_dump()
+    if torch_convention:
+        flop = costmodel.train(spec, dtype=dtype, convention="torch").totals["training_macs"]
+        assert flop == torch_step(spec, dtype, exact=False)["macs"]
+
+
+# ---------------------------------------------------------------- pinned by hand arithmetic
+
+
+def test_depthwise_weight_gradient_pinned():
+    """One 24-channel 3×3 depthwise conv on 8×8 whose input requires grad (a 1×1 conv before it):
+    forward 24·8·8·9 = 13,824 MACs; costmodel: + input grad + weight grad = 3 × 13,824 = 41,472;
+    FlopCounterMode: the weight gradient × groups (24): 13,824 · (1 + 1 + 24) = 359,424."""
+    spec = {
+        "input": {"channels": 24, "height": 8, "width": 8},
+        "defaults": {"norm": "none", "activation": "none"},
+        "layers": [
+            {"kind": "conv", "out_channels": 24, "kernel": 1},
+            {"kind": "conv", "out_channels": 24, "kernel": 3, "groups": 24},
+        ],
+    }
+    ours = costmodel.train(spec_of(spec)).rows[1]
+    theirs = costmodel.train(spec_of(spec), convention="torch").rows[1]
+    assert (ours.forward_macs, ours.training_macs, theirs.training_macs) == (13_824, 41_472, 359_424)
+    first = costmodel.train(spec_of(spec)).rows[0]  # 1×1 24→24 on 8×8: 36,864; no input gradient
+    assert (first.grad_input_macs, first.training_macs) == (0, 2 * 36_864)
+    check(spec)
+
+
+def spec_of(data: dict[str, Any]) -> costmodel.NetworkSpec:
+    return costmodel.NetworkSpec.model_validate(data)
+
+
+def test_seed_mbconv_bn_pinned():
+    """specs/seed_mbconv_bn.yaml (16→96→96→16 on 32×32, BN, SiLU): forward 4,030,464 MACs; weight grads
+    the same; input grads all but the first conv: 884,736 + 1,572,864; saved: x (16·1024·4 = 65,536),
+    each BN's input and 4C stats, each SiLU's input (96·1024·4 = 393,216 twice), the convs' inputs are
+    the SiLU outputs (393,216 twice)."""
+    t = costmodel.train("specs/seed_mbconv_bn.yaml")
+    assert t.totals["training_macs"] == 2 * 4_030_464 + 884_736 + 1_572_864
+    act = 96 * 1024 * 4
+    bn = 2 * (act + 4 * 96 * 4) + 16 * 1024 * 4 + 4 * 16 * 4
+    assert t.totals["saved_bytes"] == 65_536 + bn + 2 * act + 2 * act
+
+
+@pytest.mark.parametrize("name", SEEDS)
+def test_seeds_agree_with_torch(name):
+    check(costmodel.load(ROOT / "specs" / name))
+
+
+def test_optimizer_state_and_peak_pinned():
+    """seed_mbconv (408 params): Adam keeps 2 × 408 float32 values = 3,264 bytes, momentum 1,632."""
+    adam = costmodel.train("specs/seed_mbconv.yaml", optimizer="adam").totals
+    mom = costmodel.train("specs/seed_mbconv.yaml", optimizer="momentum").totals
+    assert (adam["optimizer_bytes"], mom["optimizer_bytes"], adam["param_bytes"], adam["grad_bytes"]) == (
+        3_264,
+        1_632,
+        1_632,
+        1_632,
+    )
+    assert adam["peak_bytes"] == 2 * 1_632 + 3_264 + adam["saved_bytes"] + adam["transient_bytes"]
+
+
+# ---------------------------------------------------------------- every kind, against torch
+
+KINDS = ["conv", "mbconv", "fused_mbconv", "dwsep", "basic", "bottleneck"]
+
+
+def layer(kind: str, cout: int, s: int, **extra: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"kind": kind, "out_channels": cout, "kernel": 3, "stride": s}
+    if kind in ("mbconv", "fused_mbconv"):
+        d["expansion"] = extra.pop("expansion", 3)
+    d.update(extra)
+    return d
+
+
+@pytest.mark.parametrize("kind,s", list(itertools.product(KINDS, [1, 2])))
+def test_every_kind(kind, s):
+    stem = {"kind": "conv", "out_channels": 6, "kernel": 3}
+    extra = {"residual": True} if kind == "basic" and s == 1 else {}
+    check({"input": {"channels": 3, "height": 9, "width": 9, "batch": 2}, "layers": [stem, layer(kind, 6, s, **extra)]})
+
+
+@pytest.mark.parametrize("kind", ["mbconv", "fused_mbconv"])
+@pytest.mark.parametrize("gate,act", [("sigmoid", "silu"), ("hardsigmoid", "hardswish"), ("sigmoid", "relu")])
+@pytest.mark.parametrize("expansion", [1, 4])
+def test_se_and_activations(kind, gate, act, expansion):
+    se = {"kind": kind, "out_channels": 8, "expansion": expansion, "se": 0.25, "se_gate": gate, "activation": act}
+    check({"input": {"channels": 8, "height": 7, "width": 7, "batch": 2}, "layers": [se]})
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "none"])
+@pytest.mark.parametrize("activation", ["relu", "relu6", "silu", "hardswish", "none"])
+@pytest.mark.parametrize("bias", [False, True])
+def test_defaults(norm, activation, bias):
+    check(
+        {
+            "input": {"channels": 4, "height": 6, "width": 6, "batch": 2},
+            "defaults": {"norm": norm, "activation": activation, "bias": bias},
+            "layers": [{"kind": "mbconv", "out_channels": 4, "expansion": 2}, {"kind": "basic", "out_channels": 4}],
+        }
+    )
+
+
+@pytest.mark.parametrize("implementation", ["module", "functional", "mean"])
+@pytest.mark.parametrize("dropout", [False, True])
+def test_head_pool_dropout_linear(implementation, dropout):
+    head = [{"kind": "pool", "implementation": implementation}]
+    head += [{"kind": "dropout", "p": 0.2}] if dropout else []
+    head += [{"kind": "linear", "out_features": 5}]
+    check(
+        {
+            "input": {"channels": 3, "height": 8, "width": 8, "batch": 2},
+            "layers": [{"kind": "conv", "out_channels": 6, "kernel": 3, "stride": 2}, *head],
+        }
+    )
+
+
+def test_first_layer_without_parameters():
+    """A pool and a dropout before any parameter: their input needs no grad, they record nothing."""
+    check(
+        {
+            "input": {"channels": 3, "height": 5, "width": 5, "batch": 2},
+            "layers": [{"kind": "pool"}, {"kind": "dropout", "p": 0.5}, {"kind": "linear", "out_features": 4}],
+        }
+    )
+
+
+@pytest.mark.parametrize("dtype", ["bf16-mixed", "fp16-mixed"])
+@pytest.mark.parametrize("name", ["seed_mbconv_bn.yaml", "seed_two_conv.yaml", "seed_mbconv_bias.yaml"])
+def test_autocast_seeds(name, dtype):
+    check(costmodel.load(ROOT / "specs" / name), dtype, torch_convention=False)
+
+
+@pytest.mark.parametrize("dtype", ["bf16-mixed"])
+def test_autocast_head_and_se(dtype):
+    check(
+        {
+            "input": {"channels": 3, "height": 8, "width": 8, "batch": 2},
+            "layers": [
+                {"kind": "conv", "out_channels": 8, "kernel": 3},
+                {"kind": "mbconv", "out_channels": 8, "expansion": 2, "se": 0.25},
+                {"kind": "bottleneck", "out_channels": 12, "stride": 2},
+                {"kind": "pool"},
+                {"kind": "dropout", "p": 0.2},
+                {"kind": "linear", "out_features": 5},
+            ],
+        },
+        dtype,
+        torch_convention=False,
+    )
+
+
+def test_shipped_network_small():
+    """MobileNetV2 at 32 px, batch 2: all three figures against a real step."""
+    check(edited("mobilenet_v2", 32, batch=2))
+
+
+def edited(name: str, resolution: int, batch: int = 1) -> costmodel.NetworkSpec:
+    from costmodel.spec import loader
+
+    path = ROOT / "specs" / "networks" / f"{name}.yaml"
+    data, src = loader.parse_yaml(path.read_text(), str(path))
+    data["input"]["height"] = data["input"]["width"] = resolution
+    data["input"]["batch"] = batch
+    return loader.validate(data, src)
+
+
+NETWORKS = sorted(p.stem for p in (ROOT / "specs" / "networks").glob("*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NETWORKS)
+def test_shipped_networks(name):
+    check(edited(name, 64 if name.startswith(("efficientnet_b", "efficientnet_v2")) else 48, batch=2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0"])
+def test_shipped_networks_autocast(name):
+    check(edited(name, 64, batch=2), "bf16-mixed", torch_convention=False)
+
+
+# ---------------------------------------------------------------- random specs (hypothesis)
+
+
+@pytest.mark.slow
+def test_random_specs():
+    from hypothesis import HealthCheck, assume, given, settings
+
+    from tests.test_torch_agreement import random_spec
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(random_spec())
+    def run(data):
+        spec = spec_of(data)
+        try:
+            torch_step(spec)
+        except ValueError:  # train-mode BatchNorm over a single value per channel: torch refuses the step
+            assume(False)
+        check(spec)
+
+    run()
+
+
+# ---------------------------------------------------------------- checkpointing, batch, formulas, CLI
+
+
+def test_checkpoint_recompute_macs_against_torch():
+    """torch.utils.checkpoint around every block: FlopCounterMode sees every block's forward twice."""
+    from torch.utils.checkpoint import checkpoint
+
+    spec = costmodel.load(ROOT / "specs" / "seed_mbconv_bn.yaml")
+    model, shape = build(spec)
+    model.train()
+    x = torch.randn(shape)
+    counter = FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _exact_conv_backward})
+    with counter:
+        y = x
+        for block in model:
+            y = checkpoint(block, y, use_reentrant=False)
+        y.sum().backward()
+    t = costmodel.train(spec, checkpoint="blocks").totals
+    assert t["training_macs"] == counter.get_total_flops() // 2
+    assert t["recompute_macs"] == 4_030_464
+
+
+def test_checkpoint_saved_bytes_model():
+    """seed_mbconv_bn as one checkpointed block: the input is kept (16·32·32·4 = 65,536) and the block's
+    own saves (its input excluded) are alive while it is recomputed."""
+    plain = costmodel.train("specs/seed_mbconv_bn.yaml").totals["saved_bytes"]
+    ck = costmodel.train("specs/seed_mbconv_bn.yaml", checkpoint="blocks").totals["saved_bytes"]
+    assert ck == plain  # one block: its input plus everything it saves
+    net = edited("mobilenet_v2", 64, batch=2)
+    assert (
+        costmodel.train(net, checkpoint="blocks").totals["saved_bytes"] < costmodel.train(net).totals["saved_bytes"] / 3
+    )
+
+
+def test_largest_batch_is_exact():
+    n, step = costmodel.largest_batch("specs/networks/efficientnet_b0.yaml", "16GB", optimizer="adamw")
+    assert step.totals["peak_bytes"] <= 16 * 10**9
+    above = costmodel.train("specs/networks/efficientnet_b0.yaml", n + 1, optimizer="adamw").totals["peak_bytes"]
+    assert above > 16 * 10**9
+    assert step.batch == n
+
+
+def test_formula_training_matches_torch(run_cli, tmp_path):
+    """The closed form in N (and H = W) evaluated at a point equals a real step at that point."""
+    import sympy
+    import yaml
+
+    data = yaml.safe_load((ROOT / "specs" / "seed_mbconv_bn.yaml").read_text())
+    data["input"].update(height="H", width="H", batch="B")
+    path = tmp_path / "sym.yaml"
+    path.write_text(yaml.safe_dump(data))
+    status, stdout, stderr = run_cli("formula", str(path), "--training")
+    assert status == 0, stderr
+    forms = dict(line.split(" = ", 1) for line in stdout.strip().splitlines())
+    assert set(forms) == {"training_macs", "saved_bytes"}
+    n, h = sympy.Symbol("B", positive=True, integer=True), sympy.Symbol("H", positive=True, integer=True)
+    point = costmodel.load(path, B=2, H=12)
+    theirs = torch_step(point)
+    ns = {"B": n, "H": h}
+    for key, want in (("training_macs", theirs["macs"]), ("saved_bytes", theirs["saved"])):
+        assert int(sympy.sympify(forms[key], locals=ns).subs({n: 2, h: 12})) == want  # our own output, not user text
+
+
+def test_cli_train_and_solve(run_cli):
+    status, out, err = run_cli("train", "specs/networks/efficientnet_b4.yaml", "--batch", "64", "--optimizer", "adamw")
+    assert status == 0 and err == ""
+    assert "saved activations" in out and "peak of the step" in out
+    status, out, err = run_cli(
+        "train", "specs/networks/efficientnet_b0.yaml", "--memory", "24GiB", "--solve", "batch", "--format", "json"
+    )
+    import json
+
+    data = json.loads(out)
+    n = data["solve"]["batch"]
+    assert data["batch"] == n and data["totals"]["peak_bytes"] <= 24 * 2**30
+    nxt = costmodel.train("specs/networks/efficientnet_b0.yaml", n + 1).totals["peak_bytes"]
+    assert nxt > 24 * 2**30
+    status, out, err = run_cli("train", "specs/networks/mobilenet_v2.yaml", "--vs", "torch")
+    assert status == 0 and "conv2d depthwise" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--memory", "24GiB"],
+        ["--solve", "batch"],
+        ["--memory", "lots", "--solve", "batch"],
+        ["--memory", "1KB", "--solve", "batch"],
+        ["--batch", "0"],
+        ["--optimizer", "lion"],
+        ["--dtype", "int8"],
+    ],
+)
+def test_cli_train_errors(run_cli, args):
+    status, out, err = run_cli("train", "specs/seed_mbconv.yaml", *args)
+    assert status == 2 and out == ""
+    assert err.startswith("costmodel: error: ") and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- CUDA (skipped without a GPU)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_peak_against_max_memory_allocated():
+    """A real step on the GPU: max_memory_allocated (after the weights, grads and Adam state exist)
+    against the predicted peak; the model is a bound, so the measured peak must not exceed it by more
+    than the allocator's rounding and cuDNN workspaces (reported in docs/training.md)."""
+    spec = edited("efficientnet_b0", 224, batch=32)
+    model, shape = build(spec)
+    model = model.cuda().train()
+    opt = torch.optim.Adam(model.parameters())
+    x = torch.randn(shape, device="cuda")
+    for _ in range(2):  # the second step has its Adam state and grads in place
+        opt.zero_grad(set_to_none=False)
+        torch.cuda.reset_peak_memory_stats()
+        model(x).sum().backward()
+        opt.step()
+    measured = torch.cuda.max_memory_allocated()
+    predicted = costmodel.train(spec, optimizer="adam", device="cuda").totals["peak_bytes"]
+    print(f"predicted {predicted:,} measured {measured:,} ratio {measured / predicted:.4f}")
+    assert 0.8 * predicted <= measured <= 1.1 * predicted
