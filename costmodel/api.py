@@ -389,3 +389,64 @@ def _training_class() -> type[Training]:
             return training_payload(self, "block")
 
     return Training
+
+
+@dataclass
+class Latency:
+    """Predicted eager latency of every op under a measured calibration (analysis/latency.py)."""
+
+    report: Report
+    calibration: Any
+    times: list[Any]
+
+    @property
+    def time_s(self) -> float:
+        """The predicted total time, in seconds."""
+        from .analysis.latency import total_seconds
+
+        return total_seconds(self.times)
+
+
+def latency(
+    spec: SpecLike | Report, hardware: str, threads: int | None = None, dtype: str = "float32", **values: int
+) -> Latency:
+    """Predicted latency per op on a hardware profile calibrated by ``costmodel calibrate --torch``, using
+    the calibration made at ``threads`` threads (the profile's only one when None)."""
+    from .analysis.hardware import load_profile
+    from .analysis.latency import pick, predict
+
+    profile = load_profile(hardware)
+    cal = pick(profile.latency, threads, dtype)
+    report = spec if isinstance(spec, Report) else analyze(spec, **values)
+    return Latency(report, cal, predict(report, cal))
+
+
+def configure_batch(spec: SpecLike, batch: int | None, **values: int) -> NetworkSpec:
+    """The spec (symbols in ``values`` bound) with its input batch set to ``batch`` (unchanged if None)."""
+    loaded = _spec(spec, _check_values(values))
+    if batch is None:
+        return loaded
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise UsageError(f"--batch {batch!r}: must be a positive integer")
+    data = loaded.model_dump(mode="python")
+    data["input"]["batch"] = batch
+    return loader.validate(data, loaded._source or loader.Source("<spec>"))
+
+
+def latency_calibration(
+    threads: int, specs: Sequence[SpecLike] = (), quick: bool = False, existing: str | None = None
+) -> list[dict[str, Any]]:
+    """Measure the per-op-class latency models at ``threads`` threads (torch), plus lookup-table entries for
+    the distinct ops of ``specs``; returns the profile's ``latency`` list, keeping the calibrations at other
+    thread counts of the profile file ``existing`` if it exists."""
+    from .analysis.hardware import load_profile
+    from .calibration import calibrate, measure_spec
+
+    cal = calibrate(threads, quick)
+    if specs:
+        cal = measure_spec([analyze(s) for s in specs], cal)
+    keep: list[dict[str, Any]] = []
+    if existing is not None and os.path.exists(existing):
+        old = load_profile(existing)
+        keep = [c.model_dump() for c in old.latency if (c.threads, c.dtype) != (cal.threads, cal.dtype)]
+    return [*keep, cal.model_dump()]

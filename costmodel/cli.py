@@ -171,10 +171,26 @@ def _parser() -> _Parser:
     r.add_argument("--by", default="auto", choices=ROOFLINE_VIEWS, help="rows (auto: kernel for one block)")
     r.add_argument("--plot", metavar="PATH", help="also draw the roofline chart, one point per stage")
 
-    k = command("calibrate", "measure this machine's compute and bandwidth; write a hardware profile",
-                "costmodel calibrate --out my_machine.yaml", [])  # fmt: skip
-    k.add_argument("--out", metavar="PATH", help="write the profile here (default: print it)")
+    k = command("calibrate", "measure this machine (numpy roofline, or per-op latency with --torch); write a profile",
+                "costmodel calibrate --torch --threads 2 --out my_machine.yaml", [])  # fmt: skip
+    k.add_argument("--out", metavar="PATH", help="write the profile here (default: print it); with --torch, an "
+                   "existing profile there keeps its other calibrations")  # fmt: skip
     k.add_argument("--seconds", type=float, default=2.0, help="time spent on each measurement (default 2)")
+    k.add_argument("--torch", action="store_true", help="also time each op class with torch and fit its latency model")
+    k.add_argument("--threads", type=int, default=1, help="torch threads for --torch (default 1)")
+    k.add_argument("--spec", action="append", metavar="SPEC", help="with --torch: also time exactly the distinct ops "
+                   "of this network (repeatable), for lookup-table predictions")  # fmt: skip
+    k.add_argument("--quick", action="store_true", help="with --torch: a small grid (seconds, less accurate)")
+
+    lt = command("latency", "predicted eager latency per op, block and total, from a calibrated profile",
+                 "costmodel latency specs/networks/mobilenet_v2.yaml --hardware my_machine.yaml --threads 2",
+                 [spec, fmt, values])  # fmt: skip
+    lt.add_argument("--hardware", required=True, metavar="PROFILE", help="a profile made by calibrate --torch")
+    lt.add_argument("--threads", type=int, help="use the calibration made at this many threads")
+    lt.add_argument("--batch", type=int, help="predict at this batch size (default: the spec's)")
+    lt.add_argument(
+        "--by", default="auto", choices=("auto", "op", "block", "stage"), help="rows (auto: op for one block)"
+    )
 
     command("schema", "JSON Schema of the spec format", "costmodel schema > costmodel.schema.json", [])
     _train_parser(command, [spec, fmt, values])
@@ -402,9 +418,16 @@ def _calibrate(args: argparse.Namespace) -> str:
 
     from .analysis.hardware import calibrate
 
-    if not args.seconds > 0:
-        raise UsageError("--seconds must be positive")
-    text = yaml.safe_dump(calibrate(args.seconds), sort_keys=False, allow_unicode=True)
+    if not args.seconds > 0 or args.seconds == float("inf"):
+        raise UsageError("--seconds must be a positive finite number")
+    if args.spec and not args.torch:
+        raise UsageError("--spec needs --torch")
+    profile = calibrate(args.seconds)
+    if args.torch:
+        from .api import latency_calibration
+
+        profile["latency"] = latency_calibration(args.threads, args.spec or (), args.quick, args.out)
+    text = yaml.safe_dump(profile, sort_keys=False, allow_unicode=True)
     if args.out:
         try:
             with open(args.out, "w", encoding="utf-8") as fh:
@@ -413,6 +436,17 @@ def _calibrate(args: argparse.Namespace) -> str:
             raise UsageError(f"--out {args.out}: {exc.strerror}") from None
         return f"wrote {args.out}"
     return text.rstrip("\n")
+
+
+def _latency(args: argparse.Namespace) -> str:
+    from .api import configure_batch, latency
+    from .present.emit import check_format
+    from .present.latency import render_latency
+
+    check_format(args.format)
+    spec = configure_batch(args.spec, args.batch, **parse_set(args.set))
+    result = latency(spec, args.hardware, args.threads)
+    return render_latency(result.report, result.calibration, result.times, args.format, args.by)
 
 
 def _memory(args: argparse.Namespace) -> str:
@@ -429,6 +463,7 @@ _COMMANDS: dict[str, Any] = {
     "roofline": _roofline,
     "calibrate": _calibrate,
     "memory": _memory,
+    "latency": _latency,
     "table": _table,
     "formula": _formula,
     "explain": _explain,

@@ -21,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from pydantic_core import PydanticCustomError
 
 from ..errors import SpecError
+from .latency import LatencyCalibration
 from .memory import Kernel
 
 Dtype = Literal["float32", "float16", "bfloat16", "int8"]
@@ -54,6 +55,9 @@ class HardwareProfile(BaseModel):
     on_chip_bytes: Rate | None = Field(None, description="on-chip memory (cache, SRAM), bytes")
     source: str = Field(description="where the figures come from (datasheet, derivation or measurement)")
     notes: str | None = None
+    latency: list[LatencyCalibration] = Field(
+        default_factory=list, description="measured per-op-class latency models (costmodel calibrate --torch)"
+    )
 
     def peak(self, dtype: str) -> float:
         """Peak FLOP/s for ``dtype``."""
