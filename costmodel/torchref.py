@@ -51,16 +51,17 @@ def _group_std(x: torch.Tensor, groups: int, eps: float = 1e-5) -> torch.Tensor:
 class EvoNormS0(nn.Module):
     """EvoNorm-S0 (timm EvoNorm2dS0): x·σ(v·x) / std over channel groups · γ + β; params γ, β, v (3C)."""
 
-    def __init__(self, channels: int, groups: int) -> None:
+    def __init__(self, channels: int, groups: int, apply_act: bool = True) -> None:
         super().__init__()
         self.groups = groups
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
-        self.v = nn.Parameter(torch.ones(channels))
+        self.v = nn.Parameter(torch.ones(channels)) if apply_act else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (1, -1, 1, 1)
-        y = x * (x * self.v.view(shape)).sigmoid() / _group_std(x, self.groups)
+        y = x if self.v is None else x * (x * self.v.view(shape)).sigmoid()
+        y = y / _group_std(x, self.groups)
         return y * self.weight.view(shape) + self.bias.view(shape)
 
 
@@ -68,34 +69,36 @@ class EvoNormB0(nn.Module):
     """EvoNorm-B0 (timm EvoNorm2dB0), inference form: x / max(√(running_var + ε), v·x + instance std) · γ + β;
     params γ, β, v (3C); buffer running_var (C)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, apply_act: bool = True) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
-        self.v = nn.Parameter(torch.ones(channels))
+        self.v = nn.Parameter(torch.ones(channels)) if apply_act else None
         self.register_buffer("running_var", torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (1, -1, 1, 1)
         running_var: torch.Tensor = self.running_var  # type: ignore[assignment]
         left = running_var.view(shape).add(1e-5).sqrt()
-        right = x * self.v.view(shape) + _group_std(x, x.shape[1])
-        y = x / left.max(right)
+        if self.v is None:
+            y = x / left
+        else:
+            y = x / left.max(x * self.v.view(shape) + _group_std(x, x.shape[1]))
         return y * self.weight.view(shape) + self.bias.view(shape)
 
 
-def _norm(name: str, channels: int, cfg: _Cfg) -> nn.Module:
+def _norm(name: str, channels: int, cfg: _Cfg, act: bool = False) -> nn.Module:
     """The norm module ``name`` on ``channels`` (groups from the spec's defaults, as the engine takes them)."""
     if name == "batchnorm":
         return nn.BatchNorm2d(channels)
     if name == "layernorm":
         return LayerNorm2d(channels)
     if name == "evonorm_b0":
-        return EvoNormB0(channels)
+        return EvoNormB0(channels, act)
     groups = channels // cfg.norm_group_size if cfg.norm_group_size else (cfg.norm_groups or 32)
     if name == "groupnorm":
         return nn.GroupNorm(groups, channels)
-    return EvoNormS0(channels, groups)
+    return EvoNormS0(channels, groups, act)
 
 
 _NORM: dict[str, Any] = {
@@ -181,10 +184,12 @@ def conv_bn_act(
         p = dilation * (k - 1) // 2 if padding is None else (0 if padding == "valid" else int(padding))
         conv = nn.Conv2d(cin, cout, k, cs, p, dilation, groups=g, bias=cfg.bias)
     mods: list[nn.Module] = [conv]
-    if cfg.norm != "none":
-        mods.append(_norm(cfg.norm, cout, cfg))
     name = cfg.act if activation is None else activation
-    if act and name != "none":
+    with_act = act and name != "none"
+    if cfg.norm != "none":
+        mods.append(_norm(cfg.norm, cout, cfg, with_act))
+        with_act = with_act and not cfg.norm.startswith("evonorm")  # EvoNorm is the activation too
+    if with_act:
         mods.append(_act(name))
     if anti:
         mods.append(BlurPool(cout, s) if aa == "blur" else nn.AvgPool2d(s))

@@ -87,6 +87,9 @@ def test_norm_costs():
     assert (ops.layernorm2d(inp, 1).costs["params"], ops.layernorm2d(inp, 1).costs["buffers"]) == (64, 0)
     assert (ops.evonorm_s0(inp, 1, 8).costs["params"], ops.evonorm_s0(inp, 1, 8).costs["buffers"]) == (96, 0)
     assert (ops.evonorm_b0(inp, 1).costs["params"], ops.evonorm_b0(inp, 1).costs["buffers"]) == (96, 32)
+    # without their nonlinearity (timm apply_act=False, where the unit has no activation): γ, β only
+    assert ops.evonorm_s0(inp, 1, 8, act=False).costs["params"] == 64
+    assert ops.evonorm_b0(inp, 1, act=False).costs["params"] == 64
     assert ops.groupnorm(inp, 1, 8).costs["flops"] == 8 * 32 * 81
     assert ops.activation(inp, 1, "gelu").costs["flops"] == 5 * 32 * 81
     # blur pool: C·9 filter buffer; MACs C·Ho·Wo·9 = 32·5·5·9
@@ -263,6 +266,8 @@ def test_timm_layers():
         (layers.LayerNorm2d(32), ops.layernorm2d(inp, 1)),
         (layers.EvoNorm2dS0(32), ops.evonorm_s0(inp, 1, 32)),
         (layers.EvoNorm2dB0(32), ops.evonorm_b0(inp, 1)),
+        (layers.EvoNorm2dS0(32, group_size=8, apply_act=False), ops.evonorm_s0(inp, 1, 4, act=False)),
+        (layers.EvoNorm2dB0(32, apply_act=False), ops.evonorm_b0(inp, 1, act=False)),
         (layers.BlurPool2d(32, filt_size=3, stride=2), ops.blur(inp, 1)),
         (layers.create_aa("avg", 32, stride=2), ops.avgpool(inp, 1)),
         (layers.create_conv2d(32, 64, 2, stride=2, padding="same"), ops.conv2d(inp, 1, 64, 2, 2, padding="same")),

@@ -110,17 +110,21 @@ def conv_unit(
 
     ``padding``/``dilation`` go to the conv (ops.conv2d); with ``aa`` (blur | avg) and a stride ≠ 1 the conv
     runs at stride 1 and the anti-aliasing op takes the stride after the activation (timm's aa_layer).
-    ``activation`` overrides the layer's.
+    ``activation`` overrides the layer's. An activating norm (EvoNorm) takes the activation's place: it
+    applies its own nonlinearity where the unit has an activation, and no activation op follows.
     """
     src = f.last if src is None else src
     anti = aa is not None and not (isinstance(stride, int) and stride == 1)
     conv = ops.conv2d(f.shape(src), a.n, out_channels, kernel, 1 if anti else stride, groups, a.bias, padding, dilation)
     t = f.add(stage, conv, (src,))
+    act_name = a.activation if activation is None else activation
+    with_act = act and act_name != "none"
     if a.norm != "none":
         g = norm_groups(a, conv.output[0]) if a.norm in ops.GROUPED_NORMS else 1
-        t = f.add(stage, ops.norm(a.norm, conv.output, a.n, g))
-    act_name = a.activation if activation is None else activation
-    if act and act_name != "none":
+        t = f.add(stage, ops.norm(a.norm, conv.output, a.n, g, with_act))
+        if a.norm in ops.ACTIVATING_NORMS:
+            with_act = False  # EvoNorm is the activation too
+    if with_act:
         t = f.add(stage, ops.activation(conv.output, a.n, act_name))
     if anti:
         pool = ops.blur(conv.output, a.n, stride) if aa == "blur" else ops.avgpool(conv.output, a.n, stride)

@@ -173,15 +173,18 @@ def layernorm2d(inp: Shape, n: Num) -> Op:
     return Op("layernorm2d", f"{c}", _costs(2 * c, 0, 0, flops), inp, inp, "norm")
 
 
-def evonorm_s0(inp: Shape, n: Num, groups: Num = 1) -> Op:
-    """EvoNorm-S0 (timm EvoNorm2dS0): y = x·σ(v·x) / std_group(x) · γ + β. params γ, β, v = 3C; no buffers;
-    FLOPs 13 per element: v·x 1, sigmoid 4, multiply 1, group std 4, divide 1, affine 2. FlopCounterMode: 0.
+def evonorm_s0(inp: Shape, n: Num, groups: Num = 1, act: bool = True) -> Op:
+    """EvoNorm-S0 (timm EvoNorm2dS0), which replaces norm + activation: y = x·σ(v·x) / std_group(x) · γ + β.
+
+    params γ, β, v = 3C (without its nonlinearity, timm's ``apply_act=False``: y = x / std_group(x) · γ + β,
+    2C); no buffers; FLOPs per element 13 (v·x 1, sigmoid 4, multiply 1, group std 4, divide 1, affine 2),
+    7 without the nonlinearity. FlopCounterMode counts 0.
     """
     c = inp[0]
     return Op(
         "evonorm_s0",
-        f"{c} g{groups}",
-        _costs(3 * c, 0, 0, 13 * n * numel(inp)),
+        f"{c} g{groups}" + ("" if act else " no act"),
+        _costs((3 if act else 2) * c, 0, 0, (13 if act else 7) * n * numel(inp)),
         inp,
         inp,
         "norm",
@@ -189,43 +192,58 @@ def evonorm_s0(inp: Shape, n: Num, groups: Num = 1) -> Op:
     )
 
 
-def evonorm_b0(inp: Shape, n: Num, groups: Num = 1) -> Op:
-    """EvoNorm-B0 (timm EvoNorm2dB0): y = x / max(√(running_var + ε), v·x + std_instance(x)) · γ + β.
-    params γ, β, v = 3C; buffers running_var = C; FLOPs 10 per element: v·x 1, instance std 4, add 1,
-    max 1, divide 1, affine 2. FlopCounterMode: 0.
+def evonorm_b0(inp: Shape, n: Num, groups: Num = 1, act: bool = True) -> Op:
+    """EvoNorm-B0 (timm EvoNorm2dB0), which replaces norm + activation; at inference
+    y = x / max(√(running_var + ε), v·x + std_instance(x)) · γ + β.
+
+    params γ, β, v = 3C (2C without its nonlinearity, ``apply_act=False``: y = x / √(running_var + ε) · γ + β);
+    buffers running_var = C; FLOPs per element 10 (v·x 1, instance std 4, add 1, max 1, divide 1, affine 2),
+    3 without the nonlinearity. FlopCounterMode counts 0.
     """
     c = inp[0]
-    return Op("evonorm_b0", f"{c}", _costs(3 * c, c, 0, 10 * n * numel(inp)), inp, inp, "norm", state=c)
+    return Op(
+        "evonorm_b0",
+        f"{c}" + ("" if act else " no act"),
+        _costs((3 if act else 2) * c, c, 0, (10 if act else 3) * n * numel(inp)),
+        inp,
+        inp,
+        "norm",
+        state=c,
+    )
 
 
-def _bn(inp: Shape, n: Num, groups: Num = 1) -> Op:
+def _bn(inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> Op:
     return batchnorm2d(inp, n)
 
 
-def _ln(inp: Shape, n: Num, groups: Num = 1) -> Op:
+def _gn(inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> Op:
+    return groupnorm(inp, n, groups)
+
+
+def _ln(inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> Op:
     return layernorm2d(inp, n)
 
 
-def _evo_b0(inp: Shape, n: Num, groups: Num = 1) -> Op:
-    return evonorm_b0(inp, n)
-
-
-NORMS: dict[str, Callable[[Shape, Num, Num], Op]] = {
+NORMS: dict[str, Callable[[Shape, Num, Num, bool], Op]] = {
     "batchnorm": _bn,
-    "groupnorm": groupnorm,
+    "groupnorm": _gn,
     "layernorm": _ln,
     "evonorm_s0": evonorm_s0,
-    "evonorm_b0": _evo_b0,
+    "evonorm_b0": evonorm_b0,
 }
-"""One op per norm a layer's ``norm`` can name (``none``: no op); each takes (input, batch, groups)."""
+"""One op per norm a layer's ``norm`` can name (``none``: no op); each takes (input, batch, groups, act)."""
 
 GROUPED_NORMS = frozenset({"groupnorm", "evonorm_s0"})
 """The norms whose statistics are taken over channel groups (``defaults.norm_groups`` / ``norm_group_size``)."""
 
+ACTIVATING_NORMS = frozenset({"evonorm_s0", "evonorm_b0"})
+"""The norms that replace norm + activation: they take the activation's place (no separate activation op)."""
 
-def norm(name: str, inp: Shape, n: Num, groups: Num = 1) -> Op:
-    """The norm op called ``name`` on ``inp`` (``groups``: for the grouped norms)."""
-    return NORMS[name](inp, n, groups)
+
+def norm(name: str, inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> Op:
+    """The norm op called ``name`` on ``inp`` (``groups``: for the grouped norms; ``act``: whether an
+    activating norm applies its nonlinearity)."""
+    return NORMS[name](inp, n, groups, act)
 
 
 def blur(inp: Shape, n: Num, stride: Num = 2, size: int = 3) -> Op:
