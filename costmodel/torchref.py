@@ -80,10 +80,8 @@ class EvoNormB0(nn.Module):
         shape = (1, -1, 1, 1)
         running_var: torch.Tensor = self.running_var  # type: ignore[assignment]
         left = running_var.view(shape).add(1e-5).sqrt()
-        if self.v is None:
-            y = x / left
-        else:
-            y = x / left.max(x * self.v.view(shape) + _group_std(x, x.shape[1]))
+        denom = left if self.v is None else left.max(x * self.v.view(shape) + _group_std(x, x.shape[1]))
+        y = x / denom
         return y * self.weight.view(shape) + self.bias.view(shape)
 
 
