@@ -29,14 +29,120 @@ _ACT: dict[str, type[nn.Module]] = {
     "hardswish": nn.Hardswish,
     "sigmoid": nn.Sigmoid,
     "hardsigmoid": nn.Hardsigmoid,
+    "gelu": nn.GELU,
 }
 
 
-_NORM: dict[str, type[nn.Module]] = {"batchnorm": nn.BatchNorm2d}
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an N×C×H×W map (timm's LayerNorm2d): γ, β of C each."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
+def _group_std(x: torch.Tensor, groups: int, eps: float = 1e-5) -> torch.Tensor:
+    b, c, h, w = x.shape
+    xg = x.reshape(b, groups, c // groups, h, w)
+    std = xg.var(dim=(2, 3, 4), unbiased=False, keepdim=True).add(eps).sqrt()
+    return std.expand(xg.shape).reshape(b, c, h, w)
+
+
+class EvoNormS0(nn.Module):
+    """EvoNorm-S0 (timm EvoNorm2dS0): x·σ(v·x) / std over channel groups · γ + β; params γ, β, v (3C)."""
+
+    def __init__(self, channels: int, groups: int, apply_act: bool = True) -> None:
+        super().__init__()
+        self.groups = groups
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.v = nn.Parameter(torch.ones(channels)) if apply_act else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, 1, 1)
+        y = x if self.v is None else x * (x * self.v.view(shape)).sigmoid()
+        y = y / _group_std(x, self.groups)
+        return y * self.weight.view(shape) + self.bias.view(shape)
+
+
+class EvoNormB0(nn.Module):
+    """EvoNorm-B0 (timm EvoNorm2dB0), inference form: x / max(√(running_var + ε), v·x + instance std) · γ + β;
+    params γ, β, v (3C); buffer running_var (C)."""
+
+    def __init__(self, channels: int, apply_act: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.v = nn.Parameter(torch.ones(channels)) if apply_act else None
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, 1, 1)
+        running_var: torch.Tensor = self.running_var  # type: ignore[assignment]
+        left = running_var.view(shape).add(1e-5).sqrt()
+        denom = left if self.v is None else left.max(x * self.v.view(shape) + _group_std(x, x.shape[1]))
+        y = x / denom
+        return y * self.weight.view(shape) + self.bias.view(shape)
+
+
+def _norm(name: str, channels: int, cfg: _Cfg, act: bool = False) -> nn.Module:
+    """The norm module ``name`` on ``channels`` (groups from the spec's defaults, as the engine takes them)."""
+    if name == "batchnorm":
+        return nn.BatchNorm2d(channels)
+    if name == "layernorm":
+        return LayerNorm2d(channels)
+    if name == "evonorm_b0":
+        return EvoNormB0(channels, act)
+    groups = channels // cfg.norm_group_size if cfg.norm_group_size else (cfg.norm_groups or 32)
+    if name == "groupnorm":
+        return nn.GroupNorm(groups, channels)
+    return EvoNormS0(channels, groups, act)
+
+
+_NORM: dict[str, Any] = {
+    "batchnorm": nn.BatchNorm2d,
+    "groupnorm": nn.GroupNorm,
+    "layernorm": LayerNorm2d,
+    "evonorm_s0": EvoNormS0,
+    "evonorm_b0": EvoNormB0,
+}
+"""The torch module of each norm name (built by ``_norm`` with its groups)."""
 
 
 def _act(name: str) -> nn.Module:
     return nn.Identity() if name == "none" else _ACT[name]()
+
+
+class Conv2dSame(nn.Conv2d):
+    """A conv with TensorFlow 'SAME' padding (timm's Conv2dSame): out = ceil(H/s); the total pad
+    max((out − 1)s + d(k − 1) + 1 − H, 0) is split with the extra pixel at the bottom/right."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads: list[int] = []
+        dims = zip(x.shape[2:], self.kernel_size, self.stride, self.dilation, strict=True)
+        for size, k, s, d in reversed(list(dims)):
+            out = -(-int(size) // s)
+            total = max((out - 1) * s + d * (k - 1) + 1 - int(size), 0)
+            pads += [total // 2, total - total // 2]
+        return nn.functional.conv2d(
+            nn.functional.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups
+        )
+
+
+class BlurPool(nn.Module):
+    """timm's BlurPool2d: the fixed 3×3 binomial filter ([1, 2, 1]ᵀ[1, 2, 1] / 16) as a C×1×3×3 buffer, applied
+    depthwise at the stride after padding 1."""
+
+    def __init__(self, channels: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        c = torch.tensor([1.0, 2.0, 1.0]) / 4
+        self.register_buffer("filt", (c[:, None] * c[None, :]).expand(channels, 1, 3, 3).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = nn.functional.pad(x, [1, 1, 1, 1])
+        filt: torch.Tensor = self.filt  # type: ignore[assignment]
+        return nn.functional.conv2d(padded, filt, stride=self.stride, groups=x.shape[1])
 
 
 class _Cfg:
@@ -46,16 +152,50 @@ class _Cfg:
         self.norm: str = getattr(layer, "norm", None) or d.norm
         bias = getattr(layer, "bias", None)
         self.bias: bool = d.bias if bias is None else bias
+        self.norm_groups: int | None = d.norm_groups
+        self.norm_group_size: int | None = d.norm_group_size
 
 
-def conv_bn_act(cfg: _Cfg, cin: int, cout: int, k: int, s: int = 1, g: int = 1, act: bool = True) -> nn.Sequential:
-    """Conv2d(padding k//2) → BatchNorm2d (if norm) → activation (if act)."""
-    mods: list[nn.Module] = [nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=cfg.bias)]
+def conv_bn_act(
+    cfg: _Cfg,
+    cin: int,
+    cout: int,
+    k: int,
+    s: int = 1,
+    g: int = 1,
+    act: bool = True,
+    *,
+    padding: int | str | None = None,
+    dilation: int = 1,
+    aa: str | None = None,
+    activation: str | None = None,
+) -> nn.Sequential:
+    """Conv2d (padding d(k − 1)/2, or ``padding``: same → Conv2dSame, valid → 0, N) → norm (if any) → activation
+    (if act; ``activation`` overrides the layer's) → [blur pool / nn.AvgPool2d(s) at the stride, with ``aa``
+    and s > 1, the conv then at stride 1]."""
+    anti = aa is not None and s > 1
+    cs = 1 if anti else s
+    conv: nn.Module
+    if padding == "same":
+        conv = Conv2dSame(cin, cout, k, cs, 0, dilation, groups=g, bias=cfg.bias)
+    else:
+        p = dilation * (k - 1) // 2 if padding is None else (0 if padding == "valid" else int(padding))
+        conv = nn.Conv2d(cin, cout, k, cs, p, dilation, groups=g, bias=cfg.bias)
+    mods: list[nn.Module] = [conv]
+    name = cfg.act if activation is None else activation
+    with_act = act and name != "none"
     if cfg.norm != "none":
-        mods.append(_NORM[cfg.norm](cout))
-    if act and cfg.act != "none":
-        mods.append(_act(cfg.act))
+        mods.append(_norm(cfg.norm, cout, cfg, with_act))
+        with_act = with_act and not cfg.norm.startswith("evonorm")  # EvoNorm is the activation too
+    if with_act:
+        mods.append(_act(name))
+    if anti:
+        mods.append(BlurPool(cout, s) if aa == "blur" else nn.AvgPool2d(s))
     return nn.Sequential(*mods)
+
+
+def _kxk(layer: Any) -> dict[str, Any]:
+    return {"padding": layer.padding, "dilation": layer.dilation, "aa": layer.aa}
 
 
 class SqueezeExcite(nn.Module):
@@ -75,10 +215,20 @@ class SqueezeExcite(nn.Module):
 
 
 def _se(layer: Any, cfg: _Cfg, channels: int, block_in: int) -> nn.Module:
-    ratio = se_ratio(layer.se)
-    base = block_in if layer.se_base == "input" else channels
-    squeeze = base * ratio.numerator // ratio.denominator
-    squeeze = make_divisible(squeeze, layer.se_divisor) if layer.se_divisor else max(1, squeeze)
+    if layer.se_channels is not None:
+        squeeze = int(layer.se_channels)
+    else:
+        ratio = se_ratio(layer.se)
+        base = block_in if layer.se_base == "input" else channels
+        if layer.se_round == "round":
+            exact = base * ratio.numerator / ratio.denominator
+            squeeze = max(1, round(exact)) if not layer.se_divisor else 0
+        else:
+            exact = squeeze = base * ratio.numerator // ratio.denominator
+        if layer.se_divisor:
+            squeeze = make_divisible(exact, layer.se_divisor, round_limit=layer.se_round_limit)
+        else:
+            squeeze = max(1, squeeze)
     return SqueezeExcite(channels, squeeze, layer.se_activation or cfg.act, layer.se_gate)
 
 
@@ -158,32 +308,41 @@ def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int
     cout: int = layer.out_channels
     k: int = layer.kernel
     if kind == "conv":
-        return conv_bn_act(cfg, cin, cout, k, stride, layer.groups), cout
+        return conv_bn_act(cfg, cin, cout, k, stride, layer.groups, **_kxk(layer)), cout
+    mods: list[nn.Module]
     if kind == "dwsep":
-        body = nn.Sequential(conv_bn_act(cfg, cin, cin, k, stride, cin), conv_bn_act(cfg, cin, cout, 1))
-        return body, cout
+        mods = [conv_bn_act(cfg, cin, cin, k, stride, cin, **_kxk(layer))]
+        if layer.has_se:
+            mods.append(_se(layer, cfg, cin, cin))
+        mods.append(conv_bn_act(cfg, cin, cout, 1, activation=layer.pw_activation))
+        return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
     if kind == "basic":
-        body = nn.Sequential(conv_bn_act(cfg, cin, cout, k, stride), conv_bn_act(cfg, cout, cout, k))
+        body = nn.Sequential(
+            conv_bn_act(cfg, cin, cout, k, stride, **_kxk(layer)),
+            conv_bn_act(cfg, cout, cout, k, padding=layer.padding, dilation=layer.dilation),
+        )
         return Block(body, _residual(layer.residual, stride, cin, cout)), cout
     if kind == "mbconv":
         mid = _expanded(layer, cin)
-        mods: list[nn.Module] = []
-        if mid != cin:
+        mods = []
+        if mid != cin or layer.expand_always:
             mods.append(conv_bn_act(cfg, cin, mid, 1))
-        mods.append(conv_bn_act(cfg, mid, mid, k, stride, mid))
-        if layer.se is not None:
+        groups = mid // layer.group_size if layer.group_size else mid
+        mods.append(conv_bn_act(cfg, mid, mid, k, stride, groups, **_kxk(layer)))
+        if layer.has_se:
             mods.append(_se(layer, cfg, mid, cin))
         mods.append(conv_bn_act(cfg, mid, cout, 1, act=False))
         return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
     if kind == "fused_mbconv":
         mid = _expanded(layer, cin)
-        if mid == cin:
-            mods = [conv_bn_act(cfg, cin, cout, k, stride)]
-            if layer.se is not None:
+        groups = cin // layer.group_size if layer.group_size else 1
+        if mid == cin and not layer.keep_projection:
+            mods = [conv_bn_act(cfg, cin, cout, k, stride, groups, **_kxk(layer))]
+            if layer.has_se:
                 mods.append(_se(layer, cfg, cout, cin))
         else:
-            mods = [conv_bn_act(cfg, cin, mid, k, stride)]
-            if layer.se is not None:
+            mods = [conv_bn_act(cfg, cin, mid, k, stride, groups, **_kxk(layer))]
+            if layer.has_se:
                 mods.append(_se(layer, cfg, mid, cin))
             mods.append(conv_bn_act(cfg, mid, cout, 1, act=False))
         return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
@@ -191,7 +350,7 @@ def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int
         mid = layer.mid_channels if layer.mid_channels is not None else cout // 4
         body = nn.Sequential(
             conv_bn_act(cfg, cin, mid, 1),
-            conv_bn_act(cfg, mid, mid, k, stride),
+            conv_bn_act(cfg, mid, mid, k, stride, **_kxk(layer)),
             conv_bn_act(cfg, mid, cout, 1, act=False),
         )
         shortcut = None if stride == 1 and cin == cout else conv_bn_act(cfg, cin, cout, 1, stride, act=False)

@@ -99,9 +99,9 @@ BAD = {
     "unknown_kind.yaml": ("input: {channels: 4, height: 8, width: 8}\nlayers:\n  - kind: transformer\n", 3,
                           "layers[0]"),
     "unknown_activation.yaml": ("input: {channels: 4, height: 8, width: 8}\nlayers:\n  - kind: conv\n"
-                                "    out_channels: 4\n    activation: gelu\n", 5, "layers[0].activation"),
+                                "    out_channels: 4\n    activation: mish\n", 5, "layers[0].activation"),
     "unknown_key.yaml": ("input: {channels: 4, height: 8, width: 8}\nlayers:\n  - kind: conv\n"
-                         "    out_channels: 4\n    dilation: 2\n", 5, "layers[0].dilation"),
+                         "    out_channels: 4\n    dilate: 2\n", 5, "layers[0].dilate"),
     "duplicate.yaml": ("input: {channels: 4, height: 8, width: 8}\nlayers:\n  - kind: conv\n"
                        "    out_channels: 4\n    out_channels: 8\n", 5, "layers[0].out_channels"),
     "float.yaml": ("input: {channels: 4.0, height: 8, width: 8}\nlayers:\n  - {kind: conv, out_channels: 4}\n",

@@ -32,6 +32,8 @@ class BlockArgs:
     norm: str  # a name in ops.NORMS, or "none"
     bias: bool
     path: tuple[str | int, ...]  # ("layers", i), for error messages
+    norm_groups: int | None = None  # groupnorm / evonorm_s0: the number of groups (defaults.norm_groups)
+    norm_group_size: int | None = None  # … or channels per group (defaults.norm_group_size)
 
 
 @dataclass(slots=True)
@@ -70,6 +72,24 @@ class Flow:
         return self.last
 
 
+def norm_groups(a: BlockArgs, channels: Num) -> Num:
+    """The group count of a grouped norm on ``channels``: ``defaults.norm_groups``, or channels /
+    ``defaults.norm_group_size`` (timm's group_size), else 32 (torch's and timm's GroupNormAct default)."""
+    if a.norm_group_size is not None:
+        field, divisor = "norm_group_size", a.norm_group_size
+        groups = floordiv(channels, divisor)
+    else:
+        field = "norm_groups"
+        divisor = groups = a.norm_groups or 32
+    ok = divides(divisor, channels)
+    if ok is False:
+        raise SpecError(
+            f"{a.norm}: {field} {divisor} does not divide the {channels} channels it normalizes", ("defaults", field)
+        )
+    _need(ok, a.path, "out_channels", f"{field} {divisor} divides the channels {channels}")
+    return groups
+
+
 def conv_unit(
     f: Flow,
     a: BlockArgs,
@@ -80,16 +100,55 @@ def conv_unit(
     groups: Num = 1,
     act: bool = True,
     src: int | None = None,
+    *,
+    padding: Num | str | None = None,
+    dilation: Num = 1,
+    aa: str | None = None,
+    activation: str | None = None,
 ) -> int:
-    """conv → norm (if the layer has one) → activation (if ``act`` and the layer has one), reading ``src``."""
+    """conv → norm (if the layer has one) → activation (if ``act`` and the layer has one), reading ``src``.
+
+    ``padding``/``dilation`` go to the conv (ops.conv2d); with ``aa`` (blur | avg) and a stride ≠ 1 the conv
+    runs at stride 1 and the anti-aliasing op takes the stride after the activation (timm's aa_layer).
+    ``activation`` overrides the layer's. An activating norm (EvoNorm) takes the activation's place: it
+    applies its own nonlinearity where the unit has an activation, and no activation op follows.
+    """
     src = f.last if src is None else src
-    conv = ops.conv2d(f.shape(src), a.n, out_channels, kernel, stride, groups, a.bias)
+    anti = aa is not None and not (isinstance(stride, int) and stride == 1)
+    conv = ops.conv2d(f.shape(src), a.n, out_channels, kernel, 1 if anti else stride, groups, a.bias, padding, dilation)
     t = f.add(stage, conv, (src,))
+    act_name = a.activation if activation is None else activation
+    with_act = act and act_name != "none"
     if a.norm != "none":
-        t = f.add(stage, ops.norm(a.norm, conv.output, a.n))
-    if act and a.activation != "none":
-        t = f.add(stage, ops.activation(conv.output, a.n, a.activation))
+        g = norm_groups(a, conv.output[0]) if a.norm in ops.GROUPED_NORMS else 1
+        t = f.add(stage, ops.norm(a.norm, conv.output, a.n, g, with_act))
+        if a.norm in ops.ACTIVATING_NORMS:
+            with_act = False  # EvoNorm is the activation too
+    if with_act:
+        t = f.add(stage, ops.activation(conv.output, a.n, act_name))
+    if anti:
+        pool = ops.blur(conv.output, a.n, stride) if aa == "blur" else ops.avgpool(conv.output, a.n, stride)
+        t = f.add(stage, pool)
     return t
+
+
+def kxk(layer: Any) -> dict[str, Any]:
+    """The k×k conv's padding, dilation and anti-aliasing settings of a layer, as conv_unit keywords."""
+    return {"padding": layer.padding, "dilation": value(layer.dilation), "aa": layer.aa}
+
+
+def group_count(layer: Any, a: BlockArgs, width: Num, default: Num) -> Num:
+    """Groups of a block's k×k conv on ``width`` channels: width / group_size (timm's group_size: channels per
+    group), or ``default`` (depthwise: width; a full conv: 1) when group_size is unset."""
+    if layer.group_size is None:
+        return default
+    gs = value(layer.group_size)
+    ok = divides(gs, width)
+    if ok is False:
+        msg = f"group_size={gs} does not divide the {width} channels of the k×k conv"
+        raise SpecError(msg, (*a.path, "group_size"))
+    _need(ok, a.path, "group_size", f"group_size {gs} divides the channels {width}")
+    return floordiv(width, gs)
 
 
 def se_unit(f: Flow, a: BlockArgs, layer: Any, block_in_channels: Num) -> int:
@@ -97,20 +156,36 @@ def se_unit(f: Flow, a: BlockArgs, layer: Any, block_in_channels: Num) -> int:
     → gate → x · gate.
 
     S = max(1, floor(base × se)) with base the block input (EfficientNet) or, with ``se_base: expanded``,
-    the width SE sits on; with ``se_divisor: d``, S = make_divisible(floor(base × se), d) (MobileNetV3).
+    the width SE sits on; with ``se_divisor: d``, S = make_divisible(floor(base × se), d, round_limit)
+    (MobileNetV3; FBNetV3's round_limit 0.95); with ``se_round: round``, Python's round(base × se) instead
+    of floor (timm's ``round``, halves to even; ``make_divisible`` then takes the unrounded base × se, as
+    timm's ``round_chs_fn``); ``se_channels`` gives S itself (timm's pruned EfficientNets).
     """
     x = f.last
     inp = f.shape(x)
-    ratio = se_ratio(layer.se)
     c = inp[0]
-    base = block_in_channels if layer.se_base == "input" else c
-    raw = floordiv(base * ratio.numerator, ratio.denominator)
-    if layer.se_divisor is not None:
-        if not isinstance(raw, int):
-            raise SpecError("se_divisor needs numeric channels", (*a.path, "se_divisor"))
-        squeeze: Num = make_divisible(raw, layer.se_divisor)
+    squeeze: Num
+    if layer.se_channels is not None:
+        squeeze = value(layer.se_channels)
     else:
-        squeeze = maximum(1, raw)
+        ratio = se_ratio(layer.se)
+        base = block_in_channels if layer.se_base == "input" else c
+        if layer.se_round == "round":
+            if not isinstance(base, int):
+                raise SpecError("se_round: round needs numeric channels", (*a.path, "se_round"))
+            exact = base * ratio
+            if layer.se_divisor is not None:
+                squeeze = make_divisible(float(exact), layer.se_divisor, round_limit=layer.se_round_limit)
+            else:
+                squeeze = max(1, round(exact))
+        else:
+            raw = floordiv(base * ratio.numerator, ratio.denominator)
+            if layer.se_divisor is not None:
+                if not isinstance(raw, int):
+                    raise SpecError("se_divisor needs numeric channels", (*a.path, "se_divisor"))
+                squeeze = make_divisible(raw, layer.se_divisor, round_limit=layer.se_round_limit)
+            else:
+                squeeze = maximum(1, raw)
     act = layer.se_activation or a.activation
     pooled = ops.global_avgpool(inp, a.n)
     f.add("se", pooled)
@@ -178,14 +253,16 @@ def expanded_width(layer: Any, a: BlockArgs) -> tuple[Num, bool]:
 
 
 def mbconv(layer: Any, a: BlockArgs) -> Flow:
-    """MBConv: [1×1 expand (if E ≠ input)] → k×k depthwise (stride) → [SE] → linear 1×1 project → [+ input]."""
+    """MBConv: [1×1 expand (if E ≠ input, or expand_always)] → k×k depthwise (stride; groups E / group_size
+    with ``group_size``) → [SE] → linear 1×1 project → [+ input]."""
     f = Flow(a.inp)
     e, expand = expanded_width(layer, a)
-    if expand:
+    if expand or layer.expand_always:
         conv_unit(f, a, "expansion", e, 1)
     width = f.output[0]
-    conv_unit(f, a, "depthwise", width, value(layer.kernel), a.stride, groups=width)
-    if layer.se is not None:
+    g = group_count(layer, a, width, width)
+    conv_unit(f, a, "depthwise", width, value(layer.kernel), a.stride, groups=g, **kxk(layer))
+    if layer.has_se:
         se_unit(f, a, layer, a.inp[0])
     conv_unit(f, a, "projection", value(layer.out_channels), 1, act=False)
     residual(f, a, layer.residual)
@@ -193,13 +270,20 @@ def mbconv(layer: Any, a: BlockArgs) -> Flow:
 
 
 def fused_mbconv(layer: Any, a: BlockArgs) -> Flow:
-    """Fused-MBConv: k×k expand (stride) → [SE] → linear 1×1 project → [+ input]; E = input: one k×k conv."""
+    """Fused-MBConv: k×k expand (stride; groups = input / group_size with ``group_size``) → [SE] → linear 1×1
+    project → [+ input]; E = input: one k×k conv, unless ``keep_projection`` (timm's er_…_e1)."""
     f = Flow(a.inp)
     k = value(layer.kernel)
     cout = value(layer.out_channels)
     e, expand = expanded_width(layer, a)
-    conv_unit(f, a, "expansion" if expand else "fused", e if expand else cout, k, a.stride)
-    if layer.se is not None:
+    expand = expand or layer.keep_projection
+    g = group_count(layer, a, a.inp[0], 1)
+    if g != 1:
+        ok = divides(g, e if expand else cout)
+        if ok is False:
+            raise SpecError(f"the {g} groups do not divide the conv's output channels", (*a.path, "group_size"))
+    conv_unit(f, a, "expansion" if expand else "fused", e if expand else cout, k, a.stride, g, **kxk(layer))
+    if layer.has_se:
         se_unit(f, a, layer, a.inp[0])
     if expand:
         conv_unit(f, a, "projection", cout, 1, act=False)
@@ -208,11 +292,15 @@ def fused_mbconv(layer: Any, a: BlockArgs) -> Flow:
 
 
 def dwsep(layer: Any, a: BlockArgs) -> Flow:
-    """Depthwise-separable: k×k depthwise (stride) → norm → act → 1×1 pointwise → norm → act."""
+    """Depthwise-separable: k×k depthwise (stride) → norm → act → [SE] → 1×1 pointwise → norm → [pw_activation]
+    → [+ input] (``residual``, default false)."""
     f = Flow(a.inp)
     cin = a.inp[0]
-    conv_unit(f, a, "depthwise", cin, value(layer.kernel), a.stride, groups=cin)
-    conv_unit(f, a, "pointwise", value(layer.out_channels), 1)
+    conv_unit(f, a, "depthwise", cin, value(layer.kernel), a.stride, groups=cin, **kxk(layer))
+    if layer.has_se:
+        se_unit(f, a, layer, cin)
+    conv_unit(f, a, "pointwise", value(layer.out_channels), 1, activation=layer.pw_activation)
+    residual(f, a, layer.residual)
     return f
 
 
@@ -221,8 +309,8 @@ def basic(layer: Any, a: BlockArgs) -> Flow:
     f = Flow(a.inp)
     k = value(layer.kernel)
     cout = value(layer.out_channels)
-    conv_unit(f, a, "conv1", cout, k, a.stride)
-    conv_unit(f, a, "conv2", cout, k)
+    conv_unit(f, a, "conv1", cout, k, a.stride, **kxk(layer))
+    conv_unit(f, a, "conv2", cout, k, padding=layer.padding, dilation=value(layer.dilation))
     residual(f, a, layer.residual)
     return f
 
@@ -245,7 +333,7 @@ def bottleneck(layer: Any, a: BlockArgs) -> Flow:
                 (*a.path, "out_channels"),
             )
     conv_unit(f, a, "reduce", mid, 1)
-    conv_unit(f, a, "conv", mid, value(layer.kernel), a.stride)
+    conv_unit(f, a, "conv", mid, value(layer.kernel), a.stride, **kxk(layer))
     main = conv_unit(f, a, "expand", cout, 1, act=False)
     identity = _need(equal(a.stride, 1), a.path, "stride", f"stride {a.stride} is 1 (identity shortcut)") and _need(
         equal(cin, cout),
@@ -271,7 +359,7 @@ def conv(layer: Any, a: BlockArgs) -> Flow:
         if ok is False:
             raise SpecError(f"groups={g} does not divide the {name} channels {channels}", (*a.path, "groups"))
         _need(ok, a.path, "groups", f"groups {g} divides the {name} channels {channels}")
-    conv_unit(f, a, "conv", cout, value(layer.kernel), a.stride, groups=g)
+    conv_unit(f, a, "conv", cout, value(layer.kernel), a.stride, groups=g, **kxk(layer))
     return f
 
 

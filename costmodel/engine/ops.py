@@ -12,8 +12,9 @@ sizes scale with. The costmodel convention (docs/conventions.md):
   ``FlopCounterMode`` reports divided by 2. Padded positions count as full kernels, as in torch.
 * **flops** — every floating-point operation at inference: 2 per MAC, 1 per bias add, and per output
   element: BatchNorm 2 (folded to a·x + b), relu 1, relu6 2, sigmoid 4 (neg, exp, add, divide),
-  silu 5, hardsigmoid 4 (add, max, min, divide), hardswish 5, global average pool 1 per input
-  element, residual add and SE multiply 1. Dropout and flatten cost nothing at inference.
+  silu 5, hardsigmoid 4 (add, max, min, divide), hardswish 5, gelu 5, global average pool 1 per input
+  element, residual add and SE multiply 1; GroupNorm and LayerNorm 8, EvoNorm-S0 13, EvoNorm-B0 10 (see
+  each op). Dropout and flatten cost nothing at inference.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ ACTIVATION_FLOPS: dict[str, int] = {
     "silu": 5,  # x · sigmoid(x)
     "hardsigmoid": 4,  # min(max(x + 3, 0), 6) / 6: add, max, min, divide
     "hardswish": 5,  # x · hardsigmoid(x)
+    "gelu": 5,  # x · ½(1 + erf(x / √2)): divide, erf, add, multiply, halve
 }
 
 BN_FLOPS_PER_ELEMENT = 2  # inference BatchNorm folds to a·x + b
@@ -105,33 +107,49 @@ def _costs(params: Num, buffers: Num, macs: Num, flops: Num) -> dict[str, Num]:
     return {"params": params, "buffers": buffers, "macs": macs, "flops": flops}
 
 
-def spatial_out(size: Num, stride: Num) -> Num:
-    """Output size of an odd kernel with same padding p = k//2: floor((H + 2p − k)/s) + 1 = floor((H − 1)/s) + 1.
+def spatial_out(size: Num, stride: Num, kernel: Num = 1, padding: Num | str | None = None, dilation: Num = 1) -> Num:
+    """Output size of a conv or pool along one axis.
 
-    With an odd kernel, 2p − k = −1 whatever k is, so the kernel drops out (a symbolic kernel is taken
-    as odd). This is what torch computes for odd sizes and stride 2 too.
+    * default padding p = d(k − 1)/2 (odd kernels) and ``same`` (timm's Conv2dSame, TensorFlow 'SAME':
+      out = ceil(H/s), total pad max((out − 1)s + d(k − 1) + 1 − H, 0)): floor((H − 1)/s) + 1 = ceil(H/s);
+      the kernel drops out (a symbolic kernel is taken as odd);
+    * explicit padding p (``valid``: 0): floor((H + 2p − d(k − 1) − 1)/s) + 1, torch's formula.
     """
-    if isinstance(stride, int) and stride == 1:
-        return size
-    return floordiv(size - 1, stride) + 1
+    if padding is None or padding == "same":
+        if isinstance(stride, int) and stride == 1:
+            return size
+        return floordiv(size - 1, stride) + 1
+    p: Num = 0 if padding == "valid" or isinstance(padding, str) else padding
+    return floordiv(size + 2 * p - dilation * (kernel - 1) - 1, stride) + 1
 
 
 def conv2d(
-    inp: Shape, n: Num, out_channels: Num, kernel: Num, stride: Num = 1, groups: Num = 1, bias: bool = False
+    inp: Shape,
+    n: Num,
+    out_channels: Num,
+    kernel: Num,
+    stride: Num = 1,
+    groups: Num = 1,
+    bias: bool = False,
+    padding: Num | str | None = None,
+    dilation: Num = 1,
 ) -> Op:
-    """k×k convolution with ``groups``, same padding.
+    """k×k convolution with ``groups``, ``padding`` (default d(k − 1)/2; see :func:`spatial_out`) and ``dilation``.
 
     params = Cout·(Cin/g)·k² (+ Cout bias); MACs = N·Cout·Ho·Wo·(Cin/g)·k² (each output sums Cin/g·k²
-    products); FLOPs = 2·MACs (+ N·Cout·Ho·Wo bias adds).
+    products, padded positions included, as torch counts); FLOPs = 2·MACs (+ N·Cout·Ho·Wo bias adds).
+    Dilation spreads the taps and changes only Ho, Wo.
     """
     c, h, w = inp
-    ho, wo = spatial_out(h, stride), spatial_out(w, stride)
+    ho = spatial_out(h, stride, kernel, padding, dilation)
+    wo = spatial_out(w, stride, kernel, padding, dilation)
     per_out = (c // groups if isinstance(c, int) and isinstance(groups, int) else c / groups) * kernel * kernel
     weights = out_channels * per_out
     macs = n * out_channels * ho * wo * per_out
     flops = 2 * macs + (n * out_channels * ho * wo if bias else 0)
     kind = "" if groups == 1 else ("dw " if groups == c else f"g{groups} ")
     detail = f"{kernel}×{kernel} {kind}{c}→{out_channels}" + (f" s{stride}" if stride != 1 else "")
+    detail += (f" d{dilation}" if dilation != 1 else "") + (f" p{padding}" if padding is not None else "")
     return Op(
         "conv2d",
         detail,
@@ -164,13 +182,132 @@ def batchnorm2d(inp: Shape, n: Num) -> Op:
     )
 
 
-NORMS: dict[str, Callable[[Shape, Num], Op]] = {"batchnorm": batchnorm2d}
-"""One op per norm a layer's ``norm`` can name (``none``: no op)."""
+NORM_STAT_FLOPS = 4  # per element, statistics at inference: mean 1 (add), variance 3 (subtract, square, add)
 
 
-def norm(name: str, inp: Shape, n: Num) -> Op:
-    """The norm op called ``name`` on ``inp``."""
-    return NORMS[name](inp, n)
+def groupnorm(inp: Shape, n: Num, groups: Num = 1) -> Op:
+    """GroupNorm (torch nn.GroupNorm, timm GroupNormAct) with ``groups`` groups over C×H×W: params γ, β = 2C;
+    no buffers; FLOPs 8 per element (statistics 4: mean and variance per sample and group; normalize 2:
+    subtract, multiply by 1/σ; affine 2). FlopCounterMode counts none of it (no MACs).
+
+    Its statistics come from the input, so it cannot fold into the conv before it.
+    """
+    c = inp[0]
+    flops = (NORM_STAT_FLOPS + 4) * n * numel(inp)
+    return Op("groupnorm", f"{c} g{groups}", _costs(2 * c, 0, 0, flops), inp, inp, "norm", attrs={"groups": groups})
+
+
+def layernorm2d(inp: Shape, n: Num) -> Op:
+    """LayerNorm over the channels at each position (timm LayerNorm2d: nn.LayerNorm(C) on N·H·W vectors):
+    params γ, β = 2C; no buffers; FLOPs 8 per element, as :func:`groupnorm`. FlopCounterMode counts 0.
+    """
+    c = inp[0]
+    flops = (NORM_STAT_FLOPS + 4) * n * numel(inp)
+    return Op("layernorm2d", f"{c}", _costs(2 * c, 0, 0, flops), inp, inp, "norm")
+
+
+def evonorm_s0(inp: Shape, n: Num, groups: Num = 1, act: bool = True) -> Op:
+    """EvoNorm-S0 (timm EvoNorm2dS0), which replaces norm + activation: y = x·σ(v·x) / std_group(x) · γ + β.
+
+    params γ, β, v = 3C (without its nonlinearity, timm's ``apply_act=False``: y = x / std_group(x) · γ + β,
+    2C); no buffers; FLOPs per element 13 (v·x 1, sigmoid 4, multiply 1, group std 4, divide 1, affine 2),
+    7 without the nonlinearity. FlopCounterMode counts 0.
+    """
+    c = inp[0]
+    return Op(
+        "evonorm_s0",
+        f"{c} g{groups}" + ("" if act else " no act"),
+        _costs((3 if act else 2) * c, 0, 0, (13 if act else 7) * n * numel(inp)),
+        inp,
+        inp,
+        "norm",
+        attrs={"groups": groups},
+    )
+
+
+def evonorm_b0(inp: Shape, n: Num, groups: Num = 1, act: bool = True) -> Op:
+    """EvoNorm-B0 (timm EvoNorm2dB0), which replaces norm + activation; at inference
+    y = x / max(√(running_var + ε), v·x + std_instance(x)) · γ + β.
+
+    params γ, β, v = 3C (2C without its nonlinearity, ``apply_act=False``: y = x / √(running_var + ε) · γ + β);
+    buffers running_var = C; FLOPs per element 10 (v·x 1, instance std 4, add 1, max 1, divide 1, affine 2),
+    3 without the nonlinearity. FlopCounterMode counts 0.
+    """
+    c = inp[0]
+    return Op(
+        "evonorm_b0",
+        f"{c}" + ("" if act else " no act"),
+        _costs((3 if act else 2) * c, c, 0, (10 if act else 3) * n * numel(inp)),
+        inp,
+        inp,
+        "norm",
+        state=c,
+    )
+
+
+def _bn(inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> Op:
+    return batchnorm2d(inp, n)
+
+
+def _gn(inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> Op:
+    return groupnorm(inp, n, groups)
+
+
+def _ln(inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> Op:
+    return layernorm2d(inp, n)
+
+
+NORMS: dict[str, Callable[[Shape, Num, Num, bool], Op]] = {
+    "batchnorm": _bn,
+    "groupnorm": _gn,
+    "layernorm": _ln,
+    "evonorm_s0": evonorm_s0,
+    "evonorm_b0": evonorm_b0,
+}
+"""One op per norm a layer's ``norm`` can name (``none``: no op); each takes (input, batch, groups, act)."""
+
+GROUPED_NORMS = frozenset({"groupnorm", "evonorm_s0"})
+"""The norms whose statistics are taken over channel groups (``defaults.norm_groups`` / ``norm_group_size``)."""
+
+ACTIVATING_NORMS = frozenset({"evonorm_s0", "evonorm_b0"})
+"""The norms that replace norm + activation: they take the activation's place (no separate activation op)."""
+
+
+def norm(name: str, inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> Op:
+    """The norm op called ``name`` on ``inp`` (``groups``: for the grouped norms; ``act``: whether an
+    activating norm applies its nonlinearity)."""
+    return NORMS[name](inp, n, groups, act)
+
+
+def blur(inp: Shape, n: Num, stride: Num = 2, size: int = 3) -> Op:
+    """timm's BlurPool2d: a fixed binomial k×k filter (k = 3: [1, 2, 1]ᵀ[1, 2, 1] / 16) applied depthwise at
+    ``stride``, after padding (k − 1)/2 on each side; no params; buffers = the filter, C·k² (non-persistent,
+    but ``module.buffers()`` lists it); MACs = N·C·Ho·Wo·k² (FlopCounterMode sees an F.conv2d);
+    Ho = floor((H − 1)/s) + 1.
+    """
+    c, h, w = inp
+    ho, wo = spatial_out(h, stride), spatial_out(w, stride)
+    macs = n * c * ho * wo * size * size
+    return Op(
+        "blurpool",
+        f"{size}×{size} blur s{stride}",
+        _costs(0, c * size * size, macs, 2 * macs),
+        inp,
+        (c, ho, wo),
+        "conv",
+        attrs={"kernel": size, "stride": stride, "groups": c},
+    )
+
+
+def avgpool(inp: Shape, n: Num, stride: Num = 2) -> Op:
+    """nn.AvgPool2d(s) — timm's ``aa_layer='avg'`` (MobileNetV4-AA builds ``nn.AvgPool2d(stride)``: kernel = stride
+    s, no padding, floor mode): no params, no MACs (FlopCounterMode counts no pooling); FLOPs = one add per
+    window input plus one divide per output, N·C·(Ho·Wo·s² + Ho·Wo). Output floor((H − s)/s) + 1 = floor(H/s).
+    """
+    c, h, w = inp
+    ho, wo = floordiv(h, stride), floordiv(w, stride)
+    flops = n * c * ho * wo * (stride * stride + 1)
+    return Op("avgpool2d", f"{stride}×{stride} avg s{stride}", _costs(0, 0, 0, flops), inp, (c, ho, wo), "pool")
 
 
 def activation(inp: Shape, n: Num, name: str) -> Op:

@@ -83,7 +83,15 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
         for r, times in instances:
             stride = value(getattr(layer, "stride", 1)) if r == 0 else 1
             args = BlockArgs(
-                inp=shape, n=n, stride=stride, activation=activation, norm=norm, bias=bias, path=("layers", i)
+                inp=shape,
+                n=n,
+                stride=stride,
+                activation=activation,
+                norm=norm,
+                bias=bias,
+                path=("layers", i),
+                norm_groups=d.norm_groups,
+                norm_group_size=d.norm_group_size,
             )
             flow = kind.block(layer, args)
             b = len(blocks)

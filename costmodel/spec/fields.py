@@ -22,11 +22,15 @@ from pydantic_core import PydanticCustomError
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 #: Activations a layer may name; the engine has one op per name (engine/ops.py ACTIVATION_FLOPS).
-Activation = Literal["relu", "relu6", "silu", "swish", "hardswish", "none"]
+Activation = Literal["relu", "relu6", "silu", "swish", "hardswish", "gelu", "none"]
 #: Gates (SE's last activation).
 Gate = Literal["sigmoid", "hardsigmoid"]
 #: Norms a layer may name; the engine has one op per name (engine/ops.py NORMS).
-Norm = Literal["batchnorm", "none"]
+Norm = Literal["batchnorm", "groupnorm", "layernorm", "evonorm_s0", "evonorm_b0", "none"]
+#: Anti-aliased downsampling of the strided conv (timm's ``aa_layer``): a fixed 3×3 blur or a 2×2 average pool.
+AntiAlias = Literal["blur", "avg"]
+#: How the squeeze width is rounded: floor(base × se) (torchvision) or Python's round (timm).
+SERound = Literal["floor", "round"]
 
 
 @cache
@@ -165,8 +169,24 @@ def _odd_kernel(value: int | str) -> int | str:
     return value
 
 
-#: An odd kernel size; a symbolic kernel is assumed odd.
-Kernel = Annotated[IntOrSym, Assume("odd"), Field(description="odd kernel size; padding is k//2")]
+#: A kernel size: odd unless the layer sets ``padding``; a symbolic kernel is assumed odd.
+Kernel = Annotated[
+    IntOrSym, Assume("odd"), Field(description="kernel size; odd unless padding is given (default padding k//2)")
+]
+
+
+def _padding(value: Any) -> Any:
+    if value in ("same", "valid") or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise PydanticCustomError("padding", "must be same, valid or an integer ≥ 0, got {v}", {"v": repr(value)})
+
+
+#: Explicit conv padding: ``same`` (TensorFlow/timm Conv2dSame: out = ceil(H/s)), ``valid`` (0) or N ≥ 0.
+Padding = Annotated[
+    Literal["same", "valid"] | int,
+    BeforeValidator(_padding),
+    WithJsonSchema({"anyOf": [{"enum": ["same", "valid"]}, {"type": "integer", "minimum": 0}]}),
+]
 #: An expansion ratio; a symbolic expansion is assumed ≠ 1 (an expansion conv exists).
 Expansion = Annotated[IntOrSym, Assume("ne1")]
 

@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from .fields import (
     Activation,
+    AntiAlias,
     ChannelsField,
     Divisor,
     Expansion,
@@ -22,12 +23,13 @@ from .fields import (
     IntOrSym,
     Kernel,
     Norm,
+    Padding,
     PositiveFloat,
     Probability,
     Residual,
     SERatio,
+    SERound,
     StrictResidual,
-    _odd_kernel,
     activation_alias,
 )
 
@@ -96,9 +98,30 @@ class ConvLike(Layer):
     activation: Activation | None = Field(None, description="default: the spec's defaults.activation")
     norm: Norm | None = Field(None, description="default: the spec's defaults.norm")
     bias: bool | None = Field(None, description="conv bias; default: the spec's defaults.bias")
+    padding: Padding | None = Field(
+        None,
+        description="padding of the k×k conv: same (timm Conv2dSame, out = ceil(H/s)), valid (0) or N; "
+        "default: dilation × (k − 1) / 2 (odd kernels only)",
+    )
+    dilation: IntOrSym = Field(1, description="dilation of the k×k conv")
+    aa: AntiAlias | None = Field(
+        None,
+        description="anti-aliased stride (timm aa_layer): the k×k conv at stride 1, then a fixed 3×3 blur (blur) "
+        "or a 2×2 average pool (avg) at the stride, after the conv's norm and activation",
+    )
 
-    _odd = field_validator("kernel")(_odd_kernel)
     _swish = field_validator("activation")(activation_alias)
+
+    @model_validator(mode="after")
+    def _odd_unless_padded(self) -> ConvLike:
+        if self.padding is None and isinstance(self.kernel, int) and self.kernel % 2 == 0:
+            raise PydanticCustomError(
+                "odd_kernel",
+                "kernel must be odd (the default padding k//2 needs an odd kernel; set padding for an even one), "
+                "got {v}",
+                {"v": self.kernel, "field": "kernel"},
+            )
+        return self
 
 
 class SEFields(Model):
@@ -116,6 +139,20 @@ class SEFields(Model):
     )
     se_activation: Activation | None = Field(None, description="activation inside SE; default: the block's")
     se_gate: Gate = "sigmoid"
+    se_channels: ChannelsField | None = Field(
+        None, description="the squeeze width itself, instead of the se rule (timm's pruned EfficientNets)"
+    )
+    se_round: SERound = Field(
+        "floor", description="base × se rounded down (floor, torchvision) or to nearest (round, timm's round())"
+    )
+    se_round_limit: PositiveFloat = Field(
+        0.9, description="se_divisor's make_divisible adds a divisor below this fraction of the width (FBNetV3: 0.95)"
+    )
+
+    @property
+    def has_se(self) -> bool:
+        """Whether the block has squeeze-excitation (``se`` or ``se_channels`` set)."""
+        return self.se is not None or self.se_channels is not None
 
     _se_swish = field_validator("se_activation")(activation_alias)
 
@@ -153,6 +190,11 @@ class Expanding(ConvLike, SEFields):
         None, description="round input × expansion with make_divisible(·, expanded_divisor) (EfficientNet: 8)"
     )
     residual: Residual = Field("auto", description="auto = stride 1 and in == out")
+    group_size: IntOrSym | None = Field(
+        None,
+        description="channels per group of the k×k conv (timm group_size); default: depthwise in mbconv, "
+        "a full conv in fused_mbconv",
+    )
 
     @model_validator(mode="after")
     def _one_expansion(self) -> Expanding:
@@ -167,25 +209,38 @@ class MBConvLayer(Expanding):
     """Inverted bottleneck: 1×1 expansion → k×k depthwise → (SE) → linear 1×1 projection (+ residual).
 
     No expansion conv when the expanded width equals the input (expansion 1), as in MobileNetV2,
-    MobileNetV3 and EfficientNet.
+    MobileNetV3 and EfficientNet; ``expand_always: true`` keeps it (timm's ``ir_…_e1`` with a forced
+    in → in 1×1 conv: FBNet-C).
     """
 
     kind: Literal["mbconv"]
+    expand_always: bool = Field(False, description="keep the 1×1 expansion conv even when E equals the input")
 
 
 class FusedMBConvLayer(Expanding):
     """EfficientNetV2's Fused-MBConv: k×k expansion conv → (SE) → linear 1×1 projection (+ residual).
 
-    When the expanded width equals the input (expansion 1): a single k×k conv-norm-act to out_channels.
+    When the expanded width equals the input (expansion 1): a single k×k conv-norm-act to out_channels,
+    unless ``keep_projection: true`` (timm's ``er_…_e1``: k×k in → in, then the 1×1 projection).
     """
 
     kind: Literal["fused_mbconv"]
+    keep_projection: bool = Field(False, description="keep the 1×1 projection even when E equals the input")
 
 
-class DWSepLayer(ConvLike):
-    """Depthwise-separable conv: k×k depthwise → 1×1 pointwise, each with norm and activation."""
+class DWSepLayer(ConvLike, SEFields):
+    """Depthwise-separable conv: k×k depthwise → norm → act → [SE] → 1×1 pointwise → norm → [act] (+ input).
+
+    SE sits on the depthwise output (its base, input or expanded, is the block input); ``pw_activation``
+    is the activation after the pointwise conv (default: the block's; ``none`` drops it); ``residual``
+    defaults to false (timm's DepthwiseSeparableConv: ``auto``).
+    """
 
     kind: Literal["dwsep"]
+    residual: Residual = Field(False, description="auto = stride 1 and in == out; default false")
+    pw_activation: Activation | None = Field(None, description="activation after the pointwise conv")
+
+    _pw_swish = field_validator("pw_activation")(activation_alias)
 
 
 class BasicLayer(ConvLike):

@@ -7,7 +7,7 @@ The ``layers`` list is a discriminated union over every registered layer model (
 from __future__ import annotations
 
 from functools import cache
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Discriminator, Field, GetCoreSchemaHandler, PrivateAttr, field_validator
 from pydantic_core import CoreSchema
@@ -34,6 +34,10 @@ class Defaults(Model):
     activation: Activation = "relu6"
     norm: Norm = "batchnorm"
     bias: bool = False
+    norm_groups: Divisor | None = Field(None, description="groupnorm / evonorm_s0: the number of groups")
+    norm_group_size: Divisor | None = Field(
+        None, description="groupnorm / evonorm_s0: channels per group instead (timm's group_size; groups = C / it)"
+    )
 
     _swish = field_validator("activation")(activation_alias)
 
@@ -42,12 +46,14 @@ class Scaling(Model):
     """Compound scaling, as the reference implementations apply it.
 
     Channels: make_divisible(c × width, divisor) (torchvision's rule: nearest multiple of the divisor,
-    at least the divisor, never below 90% of c × width). Repeats: ceil(repeat × depth).
+    at least the divisor, never below 90% of c × width). Repeats: ceil(repeat × depth), or with
+    ``depth_rounding: round`` Python's round(repeat × depth) (timm's ``depth_trunc='round'``), at least 1.
     """
 
     width: PositiveFloat = 1.0
     depth: PositiveFloat = 1.0
     divisor: Divisor = 8
+    depth_rounding: Literal["ceil", "round"] = "ceil"
 
 
 class _AnyLayer:

@@ -5,7 +5,10 @@ The rules are the reference implementations' own, computed in floating point exa
 * channels: ``make_divisible(c × width, divisor)`` — torchvision's ``_make_divisible`` (and MnasNet's
   ``_round_to_multiple_of``, the same rule);
 * a layer's ``width_floor`` scales by ``max(width_floor, width)`` (MobileNetV2's head);
-* repeats of layers with ``scale_depth``: ``ceil(repeat × depth)``;
+* repeats of layers with ``scale_depth``: ``ceil(repeat × depth)`` (torchvision), or with
+  ``depth_rounding: round``, ``max(1, round(repeat × depth))`` (timm's ``depth_trunc='round'``; Python's
+  round, halves to even). timm scales a *stage* (several arch-string entries) as one total and splits it
+  back (``_scale_stage_depth``); a stage written as one layer is the same rule;
 * ``out_ratio: r``: r × the (already scaled) input channels.
 
 Both the engine and the torch reference builder analyse the resolved spec.
@@ -21,15 +24,41 @@ from .fields import channel_fields
 from .network import NetworkSpec, Scaling
 
 
-def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
+def make_divisible(v: float, divisor: int, min_value: int | None = None, round_limit: float = 0.9) -> int:
     """torchvision's ``_make_divisible``: the multiple of ``divisor`` nearest ``v``, at least ``min_value``
-    (default ``divisor``), and one ``divisor`` more if rounding lost more than 10% of ``v``."""
+    (default ``divisor``), and one ``divisor`` more if rounding lost more than 10% of ``v`` (timm's
+    ``round_limit``: below ``round_limit × v``; FBNetV3 uses 0.95)."""
     if min_value is None:
         min_value = divisor
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
+    if new_v < round_limit * v:
         new_v += divisor
     return new_v
+
+
+def scaled_depth(repeat: int, depth: float, rounding: str = "ceil") -> int:
+    """A layer's scaled repeat count: ceil(repeat × depth) (torchvision, timm's default ``depth_trunc='ceil'``)
+    or max(1, round(repeat × depth)) (``round``; Python's round, which rounds halves to even, as timm)."""
+    if rounding == "round":
+        return max(1, round(repeat * depth))
+    return int(math.ceil(repeat * depth))
+
+
+def stage_depths(repeats: list[int], depth: float, rounding: str = "ceil") -> list[int]:
+    """timm's ``_scale_stage_depth``: a stage's repeats scaled as one total, then split back over its entries.
+
+    total' = ceil(Σr × depth) (or round); then from the last entry to the first,
+    r_i' = max(1, round(r_i / remaining × remaining')), and both remainders drop by r_i and r_i'.
+    """
+    total = sum(repeats)
+    scaled = scaled_depth(total, depth, rounding) if rounding == "round" else int(math.ceil(total * depth))
+    out: list[int] = []
+    for r in reversed(repeats):
+        rs = max(1, round(r / total * scaled))
+        out.append(rs)
+        total -= r
+        scaled -= rs
+    return out[::-1]
 
 
 def _scaled(value: Any, factor: float, divisor: int, path: tuple[str | int, ...]) -> int:
@@ -64,7 +93,7 @@ def resolve(spec: NetworkSpec) -> NetworkSpec:
             repeat = getattr(layer, "repeat", 1)
             if isinstance(repeat, str):
                 raise SpecError(f"cannot depth-scale the symbolic repeat {repeat!r}", (*path, "repeat"))
-            update["repeat"] = int(math.ceil(repeat * scaling.depth))
+            update["repeat"] = scaled_depth(repeat, scaling.depth, scaling.depth_rounding)
         expected = update.get("in_channels", layer.in_channels)
         if expected is not None and expected != channels:  # both are ints or symbol names here
             raise SpecError(

@@ -22,7 +22,7 @@ import timm
 import torch.nn as nn
 
 import costmodel
-from costmodel.scaling import make_divisible
+from costmodel.spec.scaling import make_divisible
 
 ROOT = Path(__file__).resolve().parents[3]
 OUT = ROOT / "specs" / "timm"
@@ -40,6 +40,7 @@ ACTS = {
     "Hardswish": "hardswish",
     "HardSwish": "hardswish",
     "Identity": "none",
+    "GELU": "gelu",
 }
 GATES = {"Sigmoid": "sigmoid", "Hardsigmoid": "hardsigmoid", "HardSigmoid": "hardsigmoid"}
 
@@ -51,26 +52,44 @@ def act_of(mod) -> str:
     return ACTS[name]
 
 
+NORMS_SEEN: list[tuple[str, int | None]] = []  # (norm name, channels per group) of every norm of the model
+
+
 def norm_act(bn) -> str:
-    """The activation of a timm norm(+act) layer; refuses anything but BatchNorm."""
+    """The activation of a timm norm(+act) layer; records which norm it is (NORMS_SEEN)."""
     name = type(bn).__name__
-    if name in ("BatchNormAct2d",):
+    if name in ("BatchNormAct2d", "GroupNormAct", "LayerNormAct2d"):
         if bn.drop is not None and not isinstance(bn.drop, nn.Identity):
             raise Unsupported("needs dropblock")
+        norm = {"BatchNormAct2d": "batchnorm", "GroupNormAct": "groupnorm", "LayerNormAct2d": "layernorm"}[name]
+        NORMS_SEEN.append((norm, bn.num_channels // bn.num_groups if norm == "groupnorm" else None))
         return act_of(bn.act)
     if name == "BatchNorm2d":
+        NORMS_SEEN.append(("batchnorm", None))
         return "none"
-    if "Evo" in name:
-        raise Unsupported("needs EvoNorm")
-    if "GroupNorm" in name:
-        raise Unsupported("needs GroupNorm")
-    if "LayerNorm" in name:
-        raise Unsupported("needs LayerNorm")
+    if name in ("EvoNorm2dS0", "EvoNorm2dB0"):
+        c = bn.weight.shape[0]
+        NORMS_SEEN.append(("evonorm_s0" if name.endswith("S0") else "evonorm_b0", c // getattr(bn, "groups", c)))
+        return "silu" if bn.v is not None else "none"  # EvoNorm is its own activation (the spec's: not none)
     raise Unsupported(f"needs norm {name}")
 
 
-def check_conv(conv, *, depthwise=False, where: str = "") -> tuple[int, int]:
-    """(kernel, stride) of a plain or 'same'-padded conv; refuses what the spec can't say."""
+def aa_of(mod) -> str | None:
+    name = type(mod).__name__
+    if name == "Identity":
+        return None
+    if name == "BlurPool2d":
+        if mod.filt_size != 3:
+            raise Unsupported("needs blur filter size != 3")
+        return "blur"
+    if name == "AvgPool2d":
+        return "avg"
+    raise Unsupported(f"needs aa {name}")
+
+
+def check_conv(conv, *, depthwise=False, where: str = "", extra: dict | None = None) -> tuple[int, int]:
+    """(kernel, stride) of a plain or 'same'-padded conv; padding/dilation/groups the spec must state go to
+    ``extra`` (padding, dilation, group_size) when given, else they are refused."""
     cname = type(conv).__name__
     if cname == "MixedConv2d":
         raise Unsupported("needs MixConv")
@@ -82,19 +101,36 @@ def check_conv(conv, *, depthwise=False, where: str = "") -> tuple[int, int]:
     s, s2 = conv.stride
     if k != k2 or s != s2:
         raise Unsupported("needs non-square kernels/strides")
-    if k % 2 == 0:
-        raise Unsupported("needs explicit padding (even kernel)")
-    if conv.dilation != (1, 1):
-        raise Unsupported("needs dilation")
-    if cname == "Conv2d" and conv.padding != (k // 2, k // 2):
-        raise Unsupported("needs explicit padding")
+    d = conv.dilation[0]
+    fields: dict = {}
+    if conv.dilation != (d, d):
+        raise Unsupported("needs non-square dilation")
+    if d != 1:
+        fields["dilation"] = d
+    if cname == "Conv2dSame":
+        if k % 2 == 0 or d != 1:
+            fields["padding"] = "same"
+    else:
+        p = conv.padding
+        if p[0] != p[1]:
+            raise Unsupported("needs non-square padding")
+        if k % 2 == 0 or p[0] != d * (k - 1) // 2:
+            fields["padding"] = p[0]
     if conv.padding_mode != "zeros":
         raise Unsupported("needs padding mode")
     if depthwise:
-        if not (conv.groups == conv.in_channels == conv.out_channels):
-            raise Unsupported("needs grouped conv in MBConv")
+        if not (conv.in_channels == conv.out_channels):
+            raise Unsupported("needs dw in != out")
+        if conv.groups != conv.in_channels:
+            fields["group_size"] = conv.in_channels // conv.groups
     elif conv.groups != 1:
-        raise Unsupported(f"needs grouped conv{where}")
+        if extra is None or "fused" not in where.lower():
+            raise Unsupported(f"needs grouped conv{where}")
+        fields["group_size"] = conv.in_channels // conv.groups
+    if fields:
+        if extra is None:
+            raise Unsupported(f"needs {', '.join(fields)} here{where}")
+        extra.update(fields)
     return k, s
 
 
@@ -130,9 +166,10 @@ def se_fields(se, block_in: int, mid: int, prefer_expanded: bool) -> dict:
             got = make_divisible(raw, 8) if "se_divisor" in c else max(1, raw)
             if got == rd:
                 cands.append(c)
-    if not cands:
-        raise Unsupported(f"needs SE width rule (timm rd={rd} for in={block_in}, mid={mid})")
-    fields.update(cands[0])
+    if cands:
+        fields.update(cands[0])
+    else:
+        fields["se_channels"] = rd
     fields["se_activation"] = act_of(se.act1)
     fields["se_gate"] = GATES.get(type(se.gate).__name__) or "?"
     if fields["se_gate"] == "?":
@@ -142,37 +179,67 @@ def se_fields(se, block_in: int, mid: int, prefer_expanded: bool) -> dict:
     return fields
 
 
-def block_layer(b, prefer_expanded: bool) -> dict:
-    """One timm block → one spec layer dict (with in_channels recorded for grouping)."""
+def s2d_layer(b, act_default_in: int) -> list[dict]:
+    """EfficientNet-X/H's space-to-depth: conv_s2d (2×2 stride 2, 'same') + its norm-act, as a conv layer."""
+    if b.conv_s2d is None:
+        return []
+    extra: dict = {}
+    k, s = check_conv(b.conv_s2d, extra=extra)
+    no_bias(b.conv_s2d)
+    return [
+        {
+            "kind": "conv",
+            "kernel": k,
+            "stride": s,
+            **extra,
+            "out_channels": b.conv_s2d.out_channels,
+            "activation": norm_act(b.bn_s2d),
+            "_in": b.conv_s2d.in_channels,
+            "_skip": False,
+            "_auto": False,
+        }
+    ]
+
+
+def block_layer(b, prefer_expanded: bool) -> list[dict]:
+    """One timm block → spec layer dicts (with in_channels recorded for grouping)."""
     t = type(b).__name__
     if t == "DepthwiseSeparableConv":
-        identity(b.conv_s2d, "needs space-to-depth")
-        identity(b.aa, "needs blur pool (anti-aliased stride)")
-        k, s = check_conv(b.conv_dw, depthwise=True)
+        pre = s2d_layer(b, 0)
+        extra: dict = {}
+        k, s = check_conv(b.conv_dw, depthwise=True, extra=extra)
+        aa = aa_of(b.aa)
+        if aa:
+            extra["aa"] = aa
+            s = b.aa.stride if aa == "blur" else b.aa.stride
         kp, _ = check_conv(b.conv_pw)
         if kp != 1:
             raise Unsupported("needs k×k pointwise")
         no_bias(b.conv_dw, b.conv_pw)
+        block_in = b.conv_s2d.in_channels if pre else b.conv_dw.in_channels
         cin, cout = b.conv_dw.in_channels, b.conv_pw.out_channels
         act = norm_act(b.bn1)
         pw_act = norm_act(b.bn2)
+        se = se_fields(b.se, block_in, cin, prefer_expanded)
+        if pre and se and "se_channels" not in se:  # SE widths count from the block input, before s2d
+            se = {k2: v for k2, v in se.items() if not k2.startswith("se") or k2 in ("se_activation", "se_gate")}
+            se["se_channels"] = b.se.conv_reduce.out_channels
         if b.has_pw_act:
-            if not isinstance(b.se, nn.Identity):
-                raise Unsupported("needs dwsep with SE")
-            if pw_act != act:
-                raise Unsupported("needs dwsep with two activations")
-            if b.has_skip:
-                raise Unsupported("needs dwsep with residual")
-            return {
+            d = {
                 "kind": "dwsep",
                 "kernel": k,
                 "stride": s,
+                **extra,
                 "out_channels": cout,
                 "activation": act,
                 "_in": cin,
-                "_skip": False,
-                "_auto": False,
+                "_skip": b.has_skip,
+                "_auto": s == 1 and cin == cout,
             }
+            if pw_act != act:
+                d["pw_activation"] = pw_act
+            d.update(se)
+            return [*pre, d]
         if pw_act != "none":
             raise Unsupported("unexpected pw act")
         d = {
@@ -180,28 +247,33 @@ def block_layer(b, prefer_expanded: bool) -> dict:
             "expansion": 1,
             "kernel": k,
             "stride": s,
+            **extra,
             "out_channels": cout,
             "activation": act,
             "_in": cin,
             "_mid": cin,
         }
-        d.update(se_fields(b.se, cin, cin, prefer_expanded))
+        d.update(se)
         d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
-        return d
+        return [*pre, d]
     if t == "InvertedResidual":
-        identity(b.conv_s2d, "needs space-to-depth")
-        identity(b.aa, "needs blur pool (anti-aliased stride)")
+        pre = s2d_layer(b, 0)
         ke, _ = check_conv(b.conv_pw)
         if ke != 1:
             raise Unsupported("needs k×k expansion in MBConv")
-        k, s = check_conv(b.conv_dw, depthwise=True)
+        extra = {}
+        k, s = check_conv(b.conv_dw, depthwise=True, extra=extra)
+        aa = aa_of(b.aa)
+        if aa:
+            extra["aa"] = aa
+            s = b.aa.stride
         kp, _ = check_conv(b.conv_pwl)
         if kp != 1:
             raise Unsupported("needs k×k projection in MBConv")
         no_bias(b.conv_pw, b.conv_dw, b.conv_pwl)
         cin, mid, cout = b.conv_pw.in_channels, b.conv_pw.out_channels, b.conv_pwl.out_channels
-        if mid == cin:
-            raise Unsupported("needs MBConv keeping its 1×1 expansion at t = 1 (ir_e1)")
+        if pre:
+            raise Unsupported("needs s2d in InvertedResidual")
         act = norm_act(b.bn1)
         if norm_act(b.bn2) != act or norm_act(b.bn3) != "none":
             raise Unsupported("needs mixed activations in a block")
@@ -209,24 +281,30 @@ def block_layer(b, prefer_expanded: bool) -> dict:
             "kind": "mbconv",
             "kernel": k,
             "stride": s,
+            **extra,
             "out_channels": cout,
             "activation": act,
             "_in": cin,
             "_mid": mid,
         }
+        if mid == cin:
+            d["expansion"] = 1
+            d["expand_always"] = True
         d.update(se_fields(b.se, cin, mid, prefer_expanded))
         d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
-        return d
+        return [d]
     if t == "EdgeResidual":
-        identity(b.aa, "needs blur pool (anti-aliased stride)")
-        k, s = check_conv(b.conv_exp, where=" in Fused-MBConv")
+        extra = {}
+        k, s = check_conv(b.conv_exp, where=" in Fused-MBConv", extra=extra)
+        aa = aa_of(b.aa)
+        if aa:
+            extra["aa"] = aa
+            s = b.aa.stride
         kp, _ = check_conv(b.conv_pwl)
         if kp != 1:
             raise Unsupported("needs k×k projection in Fused-MBConv")
         no_bias(b.conv_exp, b.conv_pwl)
         cin, mid, cout = b.conv_exp.in_channels, b.conv_exp.out_channels, b.conv_pwl.out_channels
-        if mid == cin:
-            raise Unsupported("needs Fused-MBConv keeping its 1×1 projection at t = 1 (er_e1)")
         act = norm_act(b.bn1)
         if norm_act(b.bn2) != "none":
             raise Unsupported("unexpected act")
@@ -234,43 +312,57 @@ def block_layer(b, prefer_expanded: bool) -> dict:
             "kind": "fused_mbconv",
             "kernel": k,
             "stride": s,
+            **extra,
             "out_channels": cout,
             "activation": act,
             "_in": cin,
             "_mid": mid,
         }
+        if mid == cin:
+            d["expansion"] = 1
+            d["keep_projection"] = True
         d.update(se_fields(b.se, cin, mid, prefer_expanded))
         d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
-        return d
+        return [d]
     if t == "ConvBnAct":
-        identity(b.aa, "needs blur pool (anti-aliased stride)")
-        k, s = check_conv(b.conv)
+        extra = {}
+        k, s = check_conv(b.conv, extra=extra)
+        aa = aa_of(b.aa)
+        if aa:
+            extra["aa"] = aa
+            s = b.aa.stride
         no_bias(b.conv)
         cin, cout = b.conv.in_channels, b.conv.out_channels
         act = norm_act(b.bn1)
         if b.has_skip:
-            return {
-                "kind": "fused_mbconv",
-                "expansion": 1,
+            return [
+                {
+                    "kind": "fused_mbconv",
+                    "expansion": 1,
+                    "kernel": k,
+                    "stride": s,
+                    **extra,
+                    "out_channels": cout,
+                    "activation": act,
+                    "_in": cin,
+                    "_mid": cin,
+                    "_skip": True,
+                    "_auto": True,
+                }
+            ]
+        return [
+            {
+                "kind": "conv",
                 "kernel": k,
                 "stride": s,
+                **extra,
                 "out_channels": cout,
                 "activation": act,
                 "_in": cin,
-                "_mid": cin,
-                "_skip": True,
-                "_auto": True,
+                "_skip": False,
+                "_auto": False,
             }
-        return {
-            "kind": "conv",
-            "kernel": k,
-            "stride": s,
-            "out_channels": cout,
-            "activation": act,
-            "_in": cin,
-            "_skip": False,
-            "_auto": False,
-        }
+        ]
     if t == "CondConvResidual":
         raise Unsupported("needs CondConv")
     if t == "UniversalInvertedResidual":
@@ -294,7 +386,7 @@ def expansion_form(group: list[dict]) -> dict:
 
 def same_but_input(a: dict, b: dict) -> bool:
     keys = set(a) | set(b)
-    skip = {"_in", "_mid", "_skip", "_auto", "stride", "residual"}
+    skip = {"_in", "_mid", "_skip", "_auto", "stride", "residual", "aa"}
     return all(a.get(k) == b.get(k) for k in keys - skip) and b.get("stride") == 1
 
 
@@ -330,6 +422,10 @@ def group_blocks(layers: list[dict]) -> list[dict]:
         d.pop("residual", None)
         if not all(x["_skip"] == x["_auto"] for x in g):
             d["residual"] = g[0]["_skip"]
+        elif d["kind"] == "dwsep" and any(x["_skip"] for x in g):
+            d["residual"] = "auto"
+        if d["kind"] == "dwsep" and d.get("residual") is False:
+            d.pop("residual")
         if d["kind"] in ("mbconv", "fused_mbconv") and "expansion" not in d:
             ef = expansion_form(g)
             if ef is not None:
@@ -367,9 +463,16 @@ def head_layers(m, cls: str) -> list[dict]:
             tail.append({"kind": "dropout", "p": m.drop_rate})
     else:
         tail.append({"kind": "pool"})
-        if not isinstance(m.conv_head, nn.Identity):
-            if not isinstance(m.norm_head, nn.Identity):
-                raise Unsupported("needs conv+norm head after pooling")
+        if not isinstance(m.conv_head, nn.Identity) and not isinstance(m.norm_head, nn.Identity):
+            # MobileNetV4: pool → 1×1 conv → norm → act on the C×1×1 map: a conv layer after the pool
+            k, s = check_conv(m.conv_head)
+            no_bias(m.conv_head)
+            act = norm_act(m.norm_head)
+            if act != "none" or not isinstance(m.act2, nn.Identity):
+                act = act if act != "none" else act_of(m.act2)
+            tail.append({"name": "head", "kind": "conv", "out_channels": m.conv_head.out_channels, "kernel": k,
+                         "activation": act})
+        elif not isinstance(m.conv_head, nn.Identity):
             k, s = check_conv(m.conv_head)
             if k != 1:
                 raise Unsupported("needs k×k head after pooling")
@@ -422,13 +525,15 @@ OTHER_CLASSES = {
 def convert(name: str) -> tuple[dict, dict]:
     """(spec dict, notes) for timm model ``name``; raises Unsupported."""
     m = timm.create_model(name, pretrained=False, device="meta")
+    NORMS_SEEN.clear()
     cls = type(m).__name__
     if cls not in ("EfficientNet", "MobileNetV3"):
         raise Unsupported(OTHER_CLASSES[cls](m) if cls in OTHER_CLASSES else f"needs model class {cls}")
     size = m.pretrained_cfg["input_size"]
     prefer_expanded = cls == "MobileNetV3"
+    stem_extra: dict = {}
     try:
-        k, s = check_conv(m.conv_stem)
+        k, s = check_conv(m.conv_stem, extra=stem_extra)
         no_bias(m.conv_stem)
         stem_act = norm_act(m.bn1)
     except Unsupported as exc:
@@ -442,6 +547,7 @@ def convert(name: str) -> tuple[dict, dict]:
         "out_channels": m.conv_stem.out_channels,
         "kernel": k,
         "stride": s,
+        **stem_extra,
         "activation": stem_act,
     }
     blocks: list[dict] = []
@@ -450,7 +556,7 @@ def convert(name: str) -> tuple[dict, dict]:
         sb = []
         for b in stage:
             try:
-                sb.append(block_layer(b, prefer_expanded))
+                sb.extend(block_layer(b, prefer_expanded))
             except Unsupported as exc:
                 if str(exc) not in missing:
                     missing.append(str(exc))
@@ -479,10 +585,20 @@ def convert(name: str) -> tuple[dict, dict]:
     for d in tail:
         if d["kind"] == "linear" and d.get("activation") == "none":
             d.pop("activation")
+    norms = {n for n, _ in NORMS_SEEN}
+    if len(norms) != 1:
+        raise Unsupported(f"needs mixed norms {sorted(norms)}")
+    (norm,) = norms
+    defaults = {"activation": default_act, "norm": norm, "bias": False}
+    sizes = {g for _, g in NORMS_SEEN}
+    if norm in ("groupnorm", "evonorm_s0"):
+        if len(sizes) != 1:
+            raise Unsupported(f"needs per-layer norm groups {sorted(sizes)}")
+        defaults["norm_group_size"] = sizes.pop()
     spec = {
         "name": name,
         "input": {"channels": size[0], "height": size[1], "width": size[2]},
-        "defaults": {"activation": default_act, "norm": "batchnorm", "bias": False},
+        "defaults": defaults,
         "layers": [stem, *blocks, *tail],
     }
     notes = {"class": cls, "pad": "same" if any(type(c).__name__ == "Conv2dSame" for c in m.modules()) else ""}
@@ -493,10 +609,16 @@ ORDER = [
     "name",
     "kind",
     "expansion",
+    "expand_always",
+    "keep_projection",
     "expanded_channels",
     "expanded_divisor",
     "kernel",
     "stride",
+    "padding",
+    "dilation",
+    "group_size",
+    "aa",
     "out_channels",
     "out_features",
     "repeat",
@@ -506,6 +628,8 @@ ORDER = [
     "se_divisor",
     "se_activation",
     "se_gate",
+    "se_channels",
+    "pw_activation",
     "residual",
     "bias",
     "p",
@@ -528,7 +652,8 @@ def to_yaml(spec: dict, header: list[str]) -> str:
     i = spec["input"]
     lines.append(f"input: {{channels: {i['channels']}, height: {i['height']}, width: {i['width']}}}")
     d = spec["defaults"]
-    lines.append(f"defaults: {{activation: {d['activation']}, norm: batchnorm, bias: false}}")
+    extra = f", norm_group_size: {d['norm_group_size']}" if "norm_group_size" in d else ""
+    lines.append(f"defaults: {{activation: {d['activation']}, norm: {d['norm']}{extra}, bias: false}}")
     lines.append("layers:")
     lines += [f"  - {flow(layer)}" for layer in spec["layers"]]
     return "\n".join(lines) + "\n"
