@@ -96,6 +96,26 @@ def _spec(spec: SpecLike, bind: Mapping[str, int]) -> NetworkSpec:
     raise UsageError(f"expected a NetworkSpec or a path, got {type(spec).__name__}")
 
 
+def configure(
+    spec: SpecLike,
+    resolution: int | Sequence[int] | None = None,
+    width_mult: float | None = None,
+    depth_mult: float | None = None,
+    batch: int | None = None,
+) -> NetworkSpec:
+    """A spec (a NetworkSpec or a YAML path) with its input and scaling overridden, validated like the YAML.
+
+    ``resolution`` sets input.height and input.width (an integer, or a pair (H, W)); ``width_mult`` and
+    ``depth_mult`` set scaling.width and scaling.depth (replacing the spec's values; channels become
+    make_divisible(c × width, divisor), repeats ceil(repeat × depth)); ``batch`` sets input.batch.
+    ``costmodel.analyze(costmodel.configure("specs/networks/mobilenet_v2.yaml", resolution=96,
+    width_mult=0.35))`` is torchvision's ``mobilenet_v2(width_mult=0.35)`` at 96×96. See spec/configure.py.
+    """
+    from .spec.configure import configure as override
+
+    return override(_spec(spec, {}), resolution, width_mult, depth_mult, batch)
+
+
 def analyze(spec: SpecLike, **values: int) -> Report:
     """Analyse a spec (a NetworkSpec or a YAML path), binding symbols in ``values`` first.
 

@@ -1,0 +1,41 @@
+"""Dropout is the identity at inference: no kernel, no bytes, no time in memory and roofline."""
+
+from __future__ import annotations
+
+import pytest
+
+import costmodel
+from conftest import NETWORKS
+
+MOBILENET_V2 = NETWORKS / "mobilenet_v2.yaml"
+
+
+@pytest.mark.parametrize(
+    "fusion,moved",
+    [
+        # Before dropout was dropped, MobileNetV2's bytes moved were 173,075,264 (none), 70,599,360
+        # (conv-bn-act) and 22,869,440 (block); its dropout read and wrote the 1,280-element pooled vector:
+        # 2 × 1,280 × 4 B = 10,240 B fewer in every execution model.
+        ("none", 173_075_264 - 10_240),
+        ("conv-bn-act", 70_599_360 - 10_240),
+        ("block", 22_869_440 - 10_240),
+    ],
+)
+def test_no_dropout_kernel(fusion, moved):
+    mem = costmodel.memory(MOBILENET_V2, "float32", fusion)
+    assert [k for k in mem.kernels if any(r.op.category == "dropout" for r in k.rows)] == []
+    assert mem.totals["bytes_moved"] == moved
+    # the classifier's linear reads the pooled vector the dropout passed through: 1,280 × 4 B
+    assert mem.kernels[-1].rows[-1].op.name == "linear"
+    assert mem.kernels[-1].input_bytes == 5_120
+
+
+def test_peak_unchanged():
+    # MobileNetV2's peak (fusion none) is at block 2.0's expansion batchnorm: its input and output, each
+    # 96 × 112 × 112 × 4 B = 4,816,896 B, together 9,633,792 B; far from the dropout, so unchanged.
+    assert costmodel.memory(MOBILENET_V2).peak.bytes == 9_633_792
+
+
+def test_roofline_has_no_dropout_time():
+    result = costmodel.roofline(MOBILENET_V2, "mobile_soc")
+    assert all("dropout" not in e.kernel.label for e in result.estimates)
