@@ -44,11 +44,20 @@ class Report(_EngineReport):
         out: Report = fold_bn(self)  # type: ignore[assignment]
         return out
 
-    def table(self, fmt: str = "github", by: str = "auto", depth: int | None = None) -> str:
-        """The report as text: a tabulate table in ``fmt``, or ``json`` / ``csv`` (present/report.py)."""
+    def table(self, fmt: str = "github", by: str = "auto", depth: int | None = None, units: str = "exact") -> str:
+        """The report as text: a tabulate table in ``fmt``, or ``json`` / ``csv`` (present/report.py);
+        ``units="si"`` writes table counts as K/M/G (tables only)."""
         from .present.report import render
 
-        return render(self, fmt, by, depth)
+        return render(self, fmt, by, depth, units)
+
+    def block(self, bid: str) -> Report:
+        """This report restricted to one block instance ``"LAYER.REPEAT"`` (e.g. ``"4.1"``) or one layer
+        ``"LAYER"``: its rows, input, output and totals (present/report.py ``select_block``)."""
+        from .present.report import select_block
+
+        out: Report = select_block(self, bid)  # type: ignore[assignment]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: totals, output, rows (counts as ints, symbolic ones as sympy-parseable text)."""

@@ -132,7 +132,7 @@ def _parser() -> _Parser:
     from .analysis.conventions import CONVENTIONS
     from .analysis.hardware import ROOFLINE_VIEWS, shipped_profiles
     from .engine.metrics import METRIC_NAMES
-    from .present.report import VIEW_NAMES
+    from .present.report import UNITS, VIEW_NAMES
 
     p = _Parser(
         prog="costmodel",
@@ -161,6 +161,19 @@ def _parser() -> _Parser:
     )
     t.add_argument(
         "--depth", type=int, metavar="N", help="nested rows: 1 layers, 2 + blocks, 3 + stages, 4 + ops (overrides --by)"
+    )
+    t.add_argument(
+        "--block",
+        metavar="ID",
+        help="only one block, by its id LAYER.REPEAT as the tables show it (e.g. 4.1), or one LAYER: its stages"
+        " and ops, with totals over it",
+    )
+    t.add_argument(
+        "--units",
+        default="exact",
+        choices=UNITS,
+        help="table counts exact with separators (default) or si: K/M/G/T, 4 significant digits (tables only;"
+        " CSV and JSON stay exact)",
     )
     t.add_argument("--plot", metavar="PATH", help="also draw stacked per-stage bars of params and MACs to PATH")
     t.add_argument("--fold-bn", action="store_true", help="deployment view: BatchNorm folded into the conv bias")
@@ -242,7 +255,11 @@ def _table(args: argparse.Namespace) -> str:
 
     check_format(args.format)
     report = count(_configured(args, args.spec), args.convention, args.fold_bn, **parse_set(args.set))
-    if args.format == "json" and not report.symbolic:
+    if args.block is not None:
+        report = report.block(args.block)
+        if args.by == "auto" and args.depth is None:
+            args.by = "op"
+    if args.format == "json" and not report.symbolic and args.block is None:
         from .api import memory
         from .present.emit import dumps
         from .present.report import to_dict
@@ -253,7 +270,7 @@ def _table(args: argparse.Namespace) -> str:
         data["peak"] = {"bytes": peak.bytes, "kernel": peak.kernel, "dtype": args.dtype, "fusion": args.fusion}
         text = dumps(data)
     else:
-        text = report.table(args.format, args.by, args.depth)
+        text = report.table(args.format, args.by, args.depth, args.units)
     if args.plot:
         from .present.plot import plot_stages
 

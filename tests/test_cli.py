@@ -230,4 +230,5 @@ def test_network_json_keeps_every_op_row(run_cli):
     data = json.loads(out)
     assert data["totals"]["params"] == 3_504_872 and data["output"] == [1000]
     assert sum(r["macs"] for r in data["rows"]) == 300_774_272
-    assert max(r["block"] for r in data["rows"]) == 1 + 17 + 1 + 3 - 1  # stem, 17 MBConvs, head, pool, dropout, fc
+    assert max(r["index"] for r in data["rows"]) == 1 + 17 + 1 + 3 - 1  # stem, 17 MBConvs, head, pool, dropout, fc
+    assert data["rows"][-1]["block"] == "11.0"  # the block id: layer 11 (fc), repeat 0

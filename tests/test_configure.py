@@ -183,3 +183,64 @@ def test_compare_same_inputs_no_warning(capsys):
     assert rows[0][:3] == ["spec", "input", "output"]
     assert rows[1][1:3] == ["4x8x8", "4x8x8"]
     assert rows[2][4] == "0.12745098039215685"  # params ratio 52 / 408 as a number, not "0.127×"
+
+
+def test_one_block_id_everywhere(capsys):
+    spec = str(MOBILENET_V2)
+    # by block: the first column is the block id LAYER.REPEAT; no running index, no second numbering
+    code, out, _ = cli(capsys, "table", spec, "-f", "csv")
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0][:4] == ["block", "kind", "settings", "output"]
+    assert [r[0] for r in rows[1:5]] == ["0.0", "1.0", "2.0", "2.1"]
+    # by op: the same ids
+    code, out, _ = cli(capsys, "table", spec, "--by", "op", "-f", "csv")
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0][0] == "block"
+    assert [r[0] for r in rows[1:5]] == ["0.0", "0.0", "0.0", "1.0"]
+    # JSON: the id, with the running index beside it
+    code, out, _ = cli(capsys, "table", spec, "-f", "json")
+    row = json.loads(out)["rows"][3]
+    assert (row["block"], row["index"], row["layer"], row["repeat"]) == ("1.0", 1, 1, 0)
+    # memory: the same ids in labels and JSON
+    code, out, _ = cli(capsys, "memory", spec, "-f", "json")
+    kernel = json.loads(out)["kernels"][8]
+    assert (kernel["kernel"], kernel["block"], kernel["index"]) == ("2.0 expansion conv2d", "2.0", 2)
+
+
+def test_table_block_selector(capsys):
+    # block 4.1 of MobileNetV2: 64 → 384 → 64 at 14×14, stride 1, residual.
+    # params: 64·384 + 2·384 + 9·384 + 2·384 + 384·64 + 2·64 = 24,576 + 768 + 3,456 + 768 + 24,576 + 128 = 54,272
+    # MACs: 196·(64·384 + 9·384 + 384·64) = 196·52,608 = 10,311,168
+    code, out, err = cli(capsys, "table", str(MOBILENET_V2), "--block", "4.1", "-f", "csv")
+    assert (code, err) == (0, "")
+    rows = list(csv.reader(io.StringIO(out)))
+    assert {r[0] for r in rows[1:-1]} == {"4.1"}
+    assert [r[1] for r in rows[1:-1]].count("expansion") == 3
+    assert rows[-1][:1] + rows[-1][5:7] == ["total", "54272", "10311168"]
+    code, out, err = cli(capsys, "table", str(MOBILENET_V2), "--block", "4.9")
+    assert code == 2 and out == ""
+    assert err.startswith("costmodel: error: --block '4.9': no such block")
+
+
+def test_units_si_tables_only(capsys):
+    code, out, _ = cli(capsys, "table", str(MOBILENET_V2), "--units", "si")
+    assert code == 0
+    total = [line for line in out.splitlines() if line.startswith("| total")][0]
+    # 3,504,872 params, 300,774,272 MACs, 4 significant digits
+    assert "3.505M" in total and "300.8M" in total
+    code, out, _ = cli(capsys, "table", str(MOBILENET_V2), "--units", "si", "-f", "csv")
+    assert out.splitlines()[-1].split(",")[4:6] == ["3504872", "300774272"]
+
+
+def test_csv_shapes_and_numbers_are_plain(capsys):
+    for args in (["table"], ["table", "--by", "op"], ["table", "--depth", "4"], ["memory"]):
+        code, out, _ = cli(capsys, *[args[0], str(MOBILENET_V2), *args[1:]], "-f", "csv")
+        rows = list(csv.reader(io.StringIO(out)))
+        for row in rows:
+            for cell in row:
+                if "x" in cell and cell.replace("x", "").isdigit():
+                    assert "×" not in cell
+        assert not any("×" in c for r in rows for c in r if c.replace("×", "").isdigit())
+    code, out, _ = cli(capsys, "roofline", str(SPECS / "seed_mbconv.yaml"), "--hardware", "mobile_soc", "-f", "csv")
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[1][1:3] == ["12288", "7552"]  # expansion conv: FLOPs 2·4·24·64, bytes 4·(256 + 96 + 1,536)
