@@ -166,7 +166,20 @@ def _odd_kernel(value: int | str) -> int | str:
 
 
 #: An odd kernel size; a symbolic kernel is assumed odd.
-Kernel = Annotated[IntOrSym, Assume("odd"), Field(description="odd kernel size; padding is k//2")]
+Kernel = Annotated[
+    IntOrSym,
+    Assume("odd"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "not": {"multipleOf": 2}},
+                {"type": "string", "pattern": IDENTIFIER.pattern, "description": "symbol name (assumed odd)"},
+            ],
+            "description": "odd kernel size; padding is k//2",
+        }
+    ),
+    Field(description="odd kernel size; padding is k//2"),
+]
 #: An expansion ratio; a symbolic expansion is assumed ≠ 1 (an expansion conv exists).
 Expansion = Annotated[IntOrSym, Assume("ne1")]
 

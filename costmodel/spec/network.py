@@ -74,6 +74,19 @@ class NetworkSpec(Model):
     # Where the spec came from (file name and line of each key), for error messages.
     _source: Any = PrivateAttr(default=None)
 
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The JSON Schema of the spec format, as strict as JSON Schema can say: beside each field's type,
+        the model-level rules "exactly one of expansion and expanded_channels" and "exactly one of
+        out_channels and out_ratio" (``oneOf`` of ``required``)."""
+        schema = super().model_json_schema(*args, **kwargs)
+        for d in schema.get("$defs", {}).values():
+            props = d.get("properties", {})
+            for pair in (("expansion", "expanded_channels"), ("out_channels", "out_ratio")):
+                if all(p in props for p in pair):
+                    d["oneOf"] = [{"required": [p]} for p in pair]
+        return schema
+
 
 def register_layer_model(model: type[Layer]) -> str:
     """Add a layer model to the spec format (its ``kind`` tag must be new); returns the kind."""
