@@ -1,4 +1,5 @@
-"""Dropout is the identity at inference: no kernel, no bytes, no time in memory and roofline."""
+"""Memory and roofline at inference: dropout is the identity (no kernel, no bytes, no time);
+calibrate's on-chip memory is a per-core cache."""
 
 from __future__ import annotations
 
@@ -39,3 +40,30 @@ def test_peak_unchanged():
 def test_roofline_has_no_dropout_time():
     result = costmodel.roofline(MOBILENET_V2, "mobile_soc")
     assert all("dropout" not in e.kernel.label for e in result.estimates)
+
+
+def _cache(root, index, level_type, size, shared):
+    d = root / f"index{index}"
+    d.mkdir()
+    (d / "type").write_text(level_type + "\n")
+    (d / "size").write_text(size + "\n")
+    (d / "shared_cpu_list").write_text(shared + "\n")
+
+
+def test_calibrate_uses_a_per_core_cache(tmp_path):
+    from costmodel.analysis.hardware import per_core_cache
+
+    # a VM's report: 48K L1d, 32K L1i, 2 MiB L2 private, 480 MiB L3 shared by CPUs 0-31
+    _cache(tmp_path, 0, "Data", "48K", "0")
+    _cache(tmp_path, 1, "Instruction", "32K", "0")
+    _cache(tmp_path, 2, "Unified", "2048K", "0")
+    _cache(tmp_path, 3, "Unified", "491520K", "0-31")
+    # L3 per core: 480 MiB / 32 = 15 MiB = 15,728,640 B, more than the 2 MiB L2
+    assert per_core_cache(tmp_path) == 480 * 2**20 // 32
+    (tmp_path / "index3" / "shared_cpu_list").write_text("0-239\n")
+    # 480 MiB / 240 = 2,097,152 B = the L2: both 2 MiB
+    assert per_core_cache(tmp_path) == 2 * 2**20
+    (tmp_path / "index3" / "shared_cpu_list").write_text("0-15,32-47,64-511\n")
+    # 16 + 16 + 448 = 480 CPUs: 1 MiB of L3 each, below the L2's 2 MiB
+    assert per_core_cache(tmp_path) == 2 * 2**20
+    assert per_core_cache(tmp_path / "missing") is None
