@@ -19,7 +19,10 @@ from .errors import CostModelError, UsageError
 
 _SET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\S+)$")
 
-SPEC_HELP = "a YAML spec file (see docs/spec.md; shipped ones under specs/)"
+SPEC_HELP = (
+    "a YAML spec file: input, optional scaling, layers (docs/spec.md; shipped ones under specs/ and "
+    "specs/networks/, e.g. specs/networks/mobilenet_v2.yaml)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,8 +140,34 @@ def _parser() -> _Parser:
     p = _Parser(
         prog="costmodel",
         description="Static, exact costs of mobile CNNs from a YAML spec: params, MACs, FLOPs, shapes, formulas, "
-        "memory and latency. SPEC is a YAML file (docs/spec.md); shipped ones are under specs/.",
-        epilog="example: costmodel table specs/networks/efficientnet_b0.yaml --by stage",
+        "memory and latency.\n\n"
+        "SPEC is a YAML file describing a network or a block: its input (channels, height, width, batch), "
+        "optional scaling, and a list of layers (conv, mbconv, fused_mbconv, dwsep, basic, bottleneck, pool, "
+        "dropout, linear); integers may be symbol names bound with --set. Format: docs/spec.md; shipped "
+        "specs: specs/ (seeds) and specs/networks/ (torchvision's networks), `costmodel schema` for the "
+        "JSON Schema.",
+        epilog="conventions (--convention, explain --vs): "
+        + ", ".join(CONVENTIONS)
+        + " (docs/conventions.md; default costmodel: params learnable only, MACs = FlopCounterMode / 2)\n"
+        "hardware profiles (roofline --hardware): "
+        + ", ".join(shipped_profiles())
+        + ", or a profile YAML (costmodel calibrate writes one)\n"
+        "shape options on every command that reads a spec: --resolution N|HxW, --width-mult W, --depth-mult D, "
+        "--batch N\n\n"
+        "examples:\n"
+        "  costmodel table specs/networks/efficientnet_b0.yaml --by stage\n"
+        "  costmodel table specs/networks/mobilenet_v2.yaml --resolution 96 --width-mult 0.35\n"
+        "  costmodel compare specs/seed_mbconv.yaml specs/seed_dwsep.yaml\n"
+        "  costmodel roofline specs/networks/efficientnet_b0.yaml --hardware mobile_soc\n"
+        "  costmodel CMD --help   (each command's options and an example)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    import textwrap
+
+    p.description = "\n\n".join(textwrap.fill(part, 79) for part in (p.description or "").split("\n\n"))
+    p.epilog = "\n".join(
+        textwrap.fill(line, 79, subsequent_indent="  ") if not line.startswith("  ") else line
+        for line in (p.epilog or "").split("\n")
     )
     p.add_argument("--version", action="version", version=f"costmodel {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

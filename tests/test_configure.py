@@ -244,3 +244,26 @@ def test_csv_shapes_and_numbers_are_plain(capsys):
     code, out, _ = cli(capsys, "roofline", str(SPECS / "seed_mbconv.yaml"), "--hardware", "mobile_soc", "-f", "csv")
     rows = list(csv.reader(io.StringIO(out)))
     assert rows[1][1:3] == ["12288", "7552"]  # expansion conv: FLOPs 2·4·24·64, bytes 4·(256 + 96 + 1,536)
+
+
+def test_help_says_what_spec_is_and_lists_profiles_and_conventions(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "SPEC is a YAML file" in out
+    from costmodel.analysis.conventions import CONVENTIONS
+    from costmodel.analysis.hardware import shipped_profiles
+
+    assert all(name in out for name in [*shipped_profiles(), *CONVENTIONS])
+
+
+@pytest.mark.parametrize(
+    "command", ["table", "formula", "compare", "solve", "explain", "sweep", "memory", "roofline", "calibrate", "schema"]
+)
+def test_every_command_help_has_an_example_and_every_option_a_help(capsys, command):
+    from costmodel.cli import _parser
+
+    sub = next(a for a in _parser()._actions if a.dest == "command").choices[command]
+    assert (sub.epilog or "").startswith("example: costmodel " + command)
+    missing = [a.option_strings or a.dest for a in sub._actions if not a.help]
+    assert missing == []
