@@ -46,11 +46,20 @@ class Report(_EngineReport):
         out: Report = fold_bn(self)  # type: ignore[assignment]
         return out
 
-    def table(self, fmt: str = "github", by: str = "auto", depth: int | None = None) -> str:
-        """The report as text: a tabulate table in ``fmt``, or ``json`` / ``csv`` (present/report.py)."""
+    def table(self, fmt: str = "github", by: str = "auto", depth: int | None = None, units: str = "exact") -> str:
+        """The report as text: a tabulate table in ``fmt``, or ``json`` / ``csv`` (present/report.py);
+        ``units="si"`` writes table counts as K/M/G (tables only)."""
         from .present.report import render
 
-        return render(self, fmt, by, depth)
+        return render(self, fmt, by, depth, units)
+
+    def block(self, bid: str) -> Report:
+        """This report restricted to one block instance ``"LAYER.REPEAT"`` (e.g. ``"4.1"``) or one layer
+        ``"LAYER"``: its rows, input, output and totals (present/report.py ``select_block``)."""
+        from .present.report import select_block
+
+        out: Report = select_block(self, bid)  # type: ignore[assignment]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: totals, output, rows (counts as ints, symbolic ones as sympy-parseable text)."""
@@ -96,6 +105,26 @@ def _spec(spec: SpecLike, bind: Mapping[str, int]) -> NetworkSpec:
     if isinstance(spec, (str, os.PathLike)):
         return loader.load(spec, bind=bind)
     raise UsageError(f"expected a NetworkSpec or a path, got {type(spec).__name__}")
+
+
+def configure(
+    spec: SpecLike,
+    resolution: int | Sequence[int] | None = None,
+    width_mult: float | None = None,
+    depth_mult: float | None = None,
+    batch: int | None = None,
+) -> NetworkSpec:
+    """A spec (a NetworkSpec or a YAML path) with its input and scaling overridden, validated like the YAML.
+
+    ``resolution`` sets input.height and input.width (an integer, or a pair (H, W)); ``width_mult`` and
+    ``depth_mult`` set scaling.width and scaling.depth (replacing the spec's values; channels become
+    make_divisible(c × width, divisor), repeats ceil(repeat × depth)); ``batch`` sets input.batch.
+    ``costmodel.analyze(costmodel.configure("specs/networks/mobilenet_v2.yaml", resolution=96,
+    width_mult=0.35))`` is torchvision's ``mobilenet_v2(width_mult=0.35)`` at 96×96. See spec/configure.py.
+    """
+    from .spec.configure import configure as override
+
+    return override(_spec(spec, {}), resolution, width_mult, depth_mult, batch)
 
 
 def analyze(spec: SpecLike, **values: int) -> Report:

@@ -9,6 +9,7 @@ constants.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -18,7 +19,10 @@ from .errors import CostModelError, UsageError
 
 _SET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\S+)$")
 
-SPEC_HELP = "a YAML spec file (see docs/spec.md; shipped ones under specs/)"
+SPEC_HELP = (
+    "a YAML spec file: input, optional scaling, layers (docs/spec.md; shipped ones under specs/ and "
+    "specs/networks/, e.g. specs/networks/mobilenet_v2.yaml)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,7 +76,58 @@ def _parents() -> dict[str, _Parser]:
         choices=FUSIONS,
         help="execution model: every op a kernel, conv+norm+act fused, or whole blocks (default none)",
     )
-    return {"spec": spec, "values": values, "format": fmt, "convention": conv, "memory": mem}
+    shape = parent()
+    shape.add_argument(
+        "--resolution",
+        type=_resolution,
+        metavar="N|HxW",
+        help="override the input size: N for N×N or HxW, e.g. 96 or 160x128 (input.height, input.width)",
+    )
+    shape.add_argument(
+        "--width-mult",
+        type=_positive_float,
+        metavar="W",
+        help="set scaling.width (channels → make_divisible(c × W, divisor)), e.g. 0.35 as torchvision's width_mult",
+    )
+    shape.add_argument(
+        "--depth-mult", type=_positive_float, metavar="D", help="set scaling.depth (repeats → ceil(repeat × D))"
+    )
+    shape.add_argument("--batch", type=_positive_int, metavar="N", help="override the batch size (input.batch)")
+    return {"spec": spec, "values": values, "format": fmt, "convention": conv, "memory": mem, "shape": shape}
+
+
+def _positive_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = math.nan
+    if not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite positive number, e.g. 0.5")
+    return x
+
+
+def _positive_int(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,9}", text.strip()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return int(text)
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"([0-9]{1,9})(?:[xX×]([0-9]{1,9}))?", text.strip())
+    if not m or int(m.group(1)) < 1 or (m.group(2) is not None and int(m.group(2)) < 1):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer N or HxW, e.g. 96 or 160x128")
+    h = int(m.group(1))
+    return h, int(m.group(2)) if m.group(2) is not None else h
+
+
+def _configured(args: argparse.Namespace, path: str) -> Any:
+    """The spec at ``path`` with the shape options applied (the path itself when none is given)."""
+    over = {k: getattr(args, k, None) for k in ("resolution", "width_mult", "depth_mult", "batch")}
+    if all(v is None for v in over.values()):
+        return path
+    from .api import configure
+
+    return configure(path, **over)
 
 
 def _parser() -> _Parser:
@@ -80,25 +135,53 @@ def _parser() -> _Parser:
     from .analysis.conventions import CONVENTIONS
     from .analysis.hardware import ROOFLINE_VIEWS, shipped_profiles
     from .engine.metrics import METRIC_NAMES
-    from .present.report import VIEW_NAMES
+    from .present.report import UNITS, VIEW_NAMES
 
     p = _Parser(
         prog="costmodel",
         description="Static, exact costs of mobile CNNs from a YAML spec: params, MACs, FLOPs, shapes, formulas, "
-        "memory and latency. SPEC is a YAML file (docs/spec.md); shipped ones are under specs/.",
-        epilog="example: costmodel table specs/networks/efficientnet_b0.yaml --by stage",
+        "memory and latency.\n\n"
+        "SPEC is a YAML file describing a network or a block: its input (channels, height, width, batch), "
+        "optional scaling, and a list of layers (conv, mbconv, fused_mbconv, dwsep, basic, bottleneck, pool, "
+        "dropout, linear); integers may be symbol names bound with --set. Format: docs/spec.md; shipped "
+        "specs: specs/ (seeds) and specs/networks/ (torchvision's networks), `costmodel schema` for the "
+        "JSON Schema.",
+        epilog="conventions (--convention, explain --vs): "
+        + ", ".join(CONVENTIONS)
+        + " (docs/conventions.md; default costmodel: params learnable only, MACs = FlopCounterMode / 2)\n"
+        "hardware profiles (roofline --hardware): "
+        + ", ".join(shipped_profiles())
+        + ", or a profile YAML (costmodel calibrate writes one)\n"
+        "shape options on every command that reads a spec: --resolution N|HxW, --width-mult W, --depth-mult D, "
+        "--batch N\n\n"
+        "examples:\n"
+        "  costmodel table specs/networks/efficientnet_b0.yaml --by stage\n"
+        "  costmodel table specs/networks/mobilenet_v2.yaml --resolution 96 --width-mult 0.35\n"
+        "  costmodel compare specs/seed_mbconv.yaml specs/seed_dwsep.yaml\n"
+        "  costmodel roofline specs/networks/efficientnet_b0.yaml --hardware mobile_soc\n"
+        "  costmodel CMD --help   (each command's options and an example)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    import textwrap
+
+    p.description = "\n\n".join(textwrap.fill(part, 79) for part in (p.description or "").split("\n\n"))
+    p.epilog = "\n".join(
+        textwrap.fill(line, 79, subsequent_indent="  ") if not line.startswith("  ") else line
+        for line in (p.epilog or "").split("\n")
     )
     p.add_argument("--version", action="version", version=f"costmodel {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     par = _parents()
-    spec, values, fmt, conv, mem = (par[k] for k in ("spec", "values", "format", "convention", "memory"))
+    spec, values, fmt, conv, mem, shape = (
+        par[k] for k in ("spec", "values", "format", "convention", "memory", "shape")
+    )
 
     def command(name: str, help: str, example: str, parents: list[_Parser]) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, epilog=f"example: {example}", parents=parents)
 
     t = command("table", "per-op, per-stage or per-block cost table with totals",
-                "costmodel table specs/seed_mbconv.yaml --by stage", [spec, fmt, conv, mem, values])  # fmt: skip
+                "costmodel table specs/seed_mbconv.yaml --by stage", [spec, fmt, conv, mem, values, shape])  # fmt: skip
     t.add_argument(
         "--by",
         default="auto",
@@ -108,11 +191,24 @@ def _parser() -> _Parser:
     t.add_argument(
         "--depth", type=int, metavar="N", help="nested rows: 1 layers, 2 + blocks, 3 + stages, 4 + ops (overrides --by)"
     )
+    t.add_argument(
+        "--block",
+        metavar="ID",
+        help="only one block, by its id LAYER.REPEAT as the tables show it (e.g. 4.1), or one LAYER: its stages"
+        " and ops, with totals over it",
+    )
+    t.add_argument(
+        "--units",
+        default="exact",
+        choices=UNITS,
+        help="table counts exact with separators (default) or si: K/M/G/T, 4 significant digits (tables only;"
+        " CSV and JSON stay exact)",
+    )
     t.add_argument("--plot", metavar="PATH", help="also draw stacked per-stage bars of params and MACs to PATH")
     t.add_argument("--fold-bn", action="store_true", help="deployment view: BatchNorm folded into the conv bias")
 
     f = command("formula", "closed-form formulas of each metric in the spec's symbols",
-                "costmodel formula specs/symbolic_mbconv.yaml --metric macs", [spec, values])  # fmt: skip
+                "costmodel formula specs/symbolic_mbconv.yaml --metric macs", [spec, values, shape])  # fmt: skip
     f.add_argument("--metric", choices=METRIC_NAMES, help="one metric (default params, macs, flops)")
     f.add_argument("--stage", help="sum only this stage over all layers (e.g. depthwise)")
     f.add_argument("--format", "-f", default="text", help="text, latex or python (with --at: a table format or json)")
@@ -120,19 +216,21 @@ def _parser() -> _Parser:
     f.add_argument("--at", metavar="NAME=VALUE,...", help="a point: print each metric's elasticity in each symbol")
 
     c = command("compare", "specs side by side: totals, ratios to the first, stage shares",
-                "costmodel compare specs/seed_mbconv.yaml specs/seed_dwsep.yaml", [fmt, conv, values])  # fmt: skip
+                "costmodel compare specs/seed_mbconv.yaml specs/seed_dwsep.yaml",
+                [fmt, conv, values, shape])  # fmt: skip
     c.add_argument("specs", metavar="SPEC", nargs="+", help="two or more YAML spec files; the first is the baseline")
 
     v = command("solve", "the largest (or smallest) value of a symbol meeting budgets",
                 "costmodel solve specs/symbolic_mbconv.yaml --for t --budget 'macs<=1e5' --set C=4,k=3,H=8,W=8",
-                [spec, conv, values])  # fmt: skip
+                [spec, conv, values, shape])  # fmt: skip
     v.add_argument("--for", dest="symbol", required=True, metavar="NAME", help="the symbol to solve for")
     v.add_argument("--budget", action="append", required=True, metavar="EXPR", help="e.g. 'macs<=3e8' (repeatable)")
     v.add_argument("--smallest", action="store_true", help="the smallest value instead of the largest")
     v.add_argument("--format", "-f", default="text", choices=["text", "json"], help="text (default) or json")
 
     e = command("explain", "op by op, where two counting conventions differ",
-                "costmodel explain specs/networks/efficientnet_b0.yaml --vs thop", [spec, fmt, values])  # fmt: skip
+                "costmodel explain specs/networks/efficientnet_b0.yaml --vs thop",
+                [spec, fmt, values, shape])  # fmt: skip
     e.add_argument(
         "--vs",
         action="append",
@@ -143,7 +241,7 @@ def _parser() -> _Parser:
 
     s = command("sweep", "exact costs over a grid of symbol values",
                 "costmodel sweep specs/symbolic_mbconv.yaml --vary t=1,2,4,6 --set C=16,k=3,H=32,W=32",
-                [spec, fmt, conv, values])  # fmt: skip
+                [spec, fmt, conv, values, shape])  # fmt: skip
     s.add_argument(
         "--vary", action="append", required=True, metavar="NAME=VALUES", help="an axis: t=1,2,4,6 or H=32:224:32"
     )
@@ -156,12 +254,12 @@ def _parser() -> _Parser:
     s.add_argument("--plot", metavar="PATH", help="also draw curves (one axis) or a heatmap (two) to PATH")
 
     m = command("memory", "bytes each kernel moves, arithmetic intensity, peak activation memory",
-                "costmodel memory specs/seed_mbconv.yaml --fusion block", [spec, fmt, mem, values])  # fmt: skip
+                "costmodel memory specs/seed_mbconv.yaml --fusion block", [spec, fmt, mem, values, shape])  # fmt: skip
     del m
 
     r = command("roofline", "roofline time per kernel on a hardware profile; compute- or memory-bound",
                 "costmodel roofline specs/networks/efficientnet_b0.yaml --hardware mobile_soc",
-                [spec, fmt, mem, values])  # fmt: skip
+                [spec, fmt, mem, values, shape])  # fmt: skip
     r.add_argument(
         "--hardware",
         required=True,
@@ -222,8 +320,12 @@ def _table(args: argparse.Namespace) -> str:
     from .present.emit import check_format
 
     check_format(args.format)
-    report = count(args.spec, args.convention, args.fold_bn, **parse_set(args.set))
-    if args.format == "json" and not report.symbolic:
+    report = count(_configured(args, args.spec), args.convention, args.fold_bn, **parse_set(args.set))
+    if args.block is not None:
+        report = report.block(args.block)
+        if args.by == "auto" and args.depth is None:
+            args.by = "op"
+    if args.format == "json" and not report.symbolic and args.block is None:
         from .api import memory
         from .present.emit import dumps
         from .present.report import to_dict
@@ -234,7 +336,7 @@ def _table(args: argparse.Namespace) -> str:
         data["peak"] = {"bytes": peak.bytes, "kernel": peak.kernel, "dtype": args.dtype, "fusion": args.fusion}
         text = dumps(data)
     else:
-        text = report.table(args.format, args.by, args.depth)
+        text = report.table(args.format, args.by, args.depth, args.units)
     if args.plot:
         from .present.plot import plot_stages
 
@@ -257,13 +359,13 @@ def _formula(args: argparse.Namespace) -> str:
 
         if args.format != "text":
             check_format(args.format)
-        items = sensitivity(args.spec, parse_set([args.at]), metrics, **parse_set(args.set))
+        items = sensitivity(_configured(args, args.spec), parse_set([args.at]), metrics, **parse_set(args.set))
         return render_elasticities(items, "github" if args.format == "text" else args.format)
     if args.format not in ("text", "latex", "python"):
         raise UsageError(f"--format {args.format!r}: expected text, latex or python")
     if args.diff and args.stage:
         raise UsageError("--diff and --stage cannot be combined")
-    report = analyze(args.spec, **parse_set(args.set))
+    report = analyze(_configured(args, args.spec), **parse_set(args.set))
     lines = []
     for m in metrics:
         expr = derivative(report, m, args.diff) if args.diff else report.formula(m, args.stage)
@@ -341,7 +443,7 @@ def _explain(args: argparse.Namespace) -> str:
 
     convention(a), convention(b)
     check_format(args.format)
-    report = analyze(args.spec, **parse_set(args.set))
+    report = analyze(_configured(args, args.spec), **parse_set(args.set))
     return render_explain(report, a, b, explain(report, a, b), args.format)
 
 
@@ -366,7 +468,14 @@ def _sweep(args: argparse.Namespace) -> str:
     both = sorted(set(axes) & set(fixed))
     if both:
         raise UsageError(f"{both[0]} is given both --vary and --set")
-    result = sweep(args.spec, args.metric or ["params", "macs", "flops"], args.convention, _progress, **fixed, **axes)
+    result = sweep(
+        _configured(args, args.spec),
+        args.metric or ["params", "macs", "flops"],
+        args.convention,
+        _progress,
+        **fixed,
+        **axes,
+    )
     if args.plot:
         from .present.plot import plot_sweep
 
@@ -376,11 +485,16 @@ def _sweep(args: argparse.Namespace) -> str:
 
 def _compare(args: argparse.Namespace) -> str:
     from .api import compare
-    from .present.compare import render_compare
+    from .present.compare import input_warning, render_compare
     from .present.emit import check_format
 
     check_format(args.format)
-    return render_compare(compare(args.specs, args.convention, args.specs, **parse_set(args.set)), args.format)
+    cmp = compare([_configured(args, x) for x in args.specs], args.convention, args.specs, **parse_set(args.set))
+    text = render_compare(cmp, args.format)
+    warning = input_warning(cmp)
+    if warning:
+        sys.stderr.write(f"costmodel: warning: {warning}\n")
+    return text
 
 
 def _solve(args: argparse.Namespace) -> str:
@@ -389,7 +503,9 @@ def _solve(args: argparse.Namespace) -> str:
     from .present.design import render_solution
 
     budgets = [parse_budget(b) for b in args.budget]
-    sol = solve(args.spec, args.symbol, budgets, args.convention, args.smallest, **parse_set(args.set))
+    sol = solve(
+        _configured(args, args.spec), args.symbol, budgets, args.convention, args.smallest, **parse_set(args.set)
+    )
     return render_solution(sol, budgets, args.format, args.smallest)
 
 
@@ -399,7 +515,7 @@ def _roofline(args: argparse.Namespace) -> str:
     from .present.roofline import render_roofline
 
     check_format(args.format)
-    result = roofline(args.spec, args.hardware, args.dtype, args.fusion, **parse_set(args.set))
+    result = roofline(_configured(args, args.spec), args.hardware, args.dtype, args.fusion, **parse_set(args.set))
     report = result.memory.report
     text = render_roofline(report, result.estimates, result.profile, args.format, args.dtype, args.fusion, args.by)
     if args.plot:
@@ -455,7 +571,7 @@ def _memory(args: argparse.Namespace) -> str:
     from .present.memory import render_memory
 
     check_format(args.format)
-    result = memory(args.spec, args.dtype, args.fusion, **parse_set(args.set))
+    result = memory(_configured(args, args.spec), args.dtype, args.fusion, **parse_set(args.set))
     return render_memory(result.report, result.kernels, result.peak, args.format, args.dtype, args.fusion)
 
 

@@ -14,7 +14,7 @@ import costmodel
 from conftest import edited
 from costmodel.analysis.conventions import apply
 
-pytestmark = pytest.mark.torchvision
+pytestmark = [pytest.mark.torchvision, pytest.mark.peers]
 torch = pytest.importorskip("torch")
 models = pytest.importorskip("torchvision.models")
 fvcore_nn = pytest.importorskip("fvcore.nn")

@@ -69,3 +69,10 @@ def test_mobilenet_v3_width(name, width):
 
     setting, last = _mobilenet_v3_conf(name, width_mult=width)
     check(edited(name, 224, width=width), MobileNetV3(setting, last))
+
+
+@pytest.mark.parametrize("resolution,width", [(96, 0.35), (128, 0.5)])
+def test_configure_matches_width_mult(resolution, width):
+    """``configure`` (the CLI's --resolution / --width-mult) is torchvision's mobilenet_v2(width_mult=W) at R×R."""
+    spec = costmodel.configure(NETWORKS / "mobilenet_v2.yaml", resolution=resolution, width_mult=width)
+    check(spec, models.mobilenet_v2(width_mult=width))

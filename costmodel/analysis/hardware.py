@@ -183,19 +183,42 @@ def _best(fn: Any, seconds: float) -> float:
             return best
 
 
-def _largest_cache() -> int | None:
-    """The largest CPU cache Linux reports for cpu0, in bytes (None elsewhere)."""
+def _cpu_count(cpu_list: str) -> int:
+    """``"0-3,8"`` → 5: the number of CPUs in a Linux cpu list (at least 1)."""
+    n = 0
+    for part in cpu_list.strip().split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and (hi.isdigit() or not hi):
+            n += int(hi or lo) - int(lo) + 1
+    return max(n, 1)
+
+
+def per_core_cache(cache_dir: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int | None:
+    """The on-chip memory one core can count on, in bytes, from what Linux reports for cpu0 (None
+    elsewhere): the largest data or unified cache, each level's size divided by the CPUs that share it
+    (``shared_cpu_list``), so a 32 MiB L3 shared by 16 cores counts 2 MiB and a private 1 MiB L2 counts
+    1 MiB; instruction caches are skipped. A VM that reports a host's whole L3 (480 MiB) as one core's
+    would otherwise make every tensor fit on chip and silence the on-chip warnings."""
     sizes = []
-    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+    for index in cache_dir.glob("index*"):
         try:
             text = (index / "size").read_text().strip()
+            kind = (index / "type").read_text().strip() if (index / "type").exists() else "Unified"
+            shared = (index / "shared_cpu_list").read_text() if (index / "shared_cpu_list").exists() else "0"
         except OSError:
+            continue
+        if kind == "Instruction":
             continue
         unit = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
         number = text[:-1] if text[-1:] in "KMG" else text
         if number.isdigit():
-            sizes.append(int(number) * unit)
+            sizes.append(int(number) * unit // _cpu_count(shared))
     return max(sizes) if sizes else None
+
+
+def _largest_cache() -> int | None:
+    """calibrate's on-chip figure: :func:`per_core_cache` (kept under this name for callers)."""
+    return per_core_cache()
 
 
 ROOFLINE_VIEWS = ("auto", "kernel", "block", "stage")

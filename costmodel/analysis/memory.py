@@ -1,5 +1,8 @@
 """Memory: bytes each op moves, arithmetic intensity, and the peak of live activations.
 
+Dropout is the identity at inference: it is no kernel in any execution model (zero bytes, zero time),
+and the op after it reads the dropout's input tensor.
+
 Execution models (``fusion``):
 
 * ``none`` — every op is a kernel of its own: it reads its inputs and weights from memory and writes
@@ -133,10 +136,18 @@ def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> lis
             length = _chain(rows, i) if fusion == "conv-bn-act" else 1
             groups.append(rows[i : i + length])
             i += length
-    for group in groups:
+    # Dropout is the identity at inference: no kernel, no bytes; its output is its input tensor.
+    alias: dict[int, int] = {}
+    for r in report.rows:
+        if r.op.category == "dropout" and r.inputs:
+            alias[r.tensor] = alias.get(r.inputs[0], r.inputs[0])
+    for whole in groups:
+        group = [r for r in whole if r.op.category != "dropout"]
+        if not group:
+            continue
         first, last = group[0], group[-1]
         written = {r.tensor for r in group}
-        reads = tuple(dict.fromkeys(t for r in group for t in r.inputs if t not in written))
+        reads = tuple(dict.fromkeys(alias.get(t, t) for r in group for t in r.inputs if t not in written))
         fold = len(group) > 1
         flops = total(r.costs["flops"] for r in (fold_rows(group) if fold else group))
         weights = total(_inference_weights(r, fold) for r in (fold_rows(group) if fold else group))

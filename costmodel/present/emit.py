@@ -35,6 +35,23 @@ class Column:
     align: str = "right"
 
 
+@dataclass(frozen=True)
+class Cell:
+    """A cell shown as ``text`` in tables and written as ``value`` in CSV (``csv`` if given) and JSON
+    records: a shape is ``24×8×8`` in a table, ``24x8x8`` in CSV and ``[24, 8, 8]`` in JSON; a ratio is
+    ``1.500×`` in a table and ``1.5`` in CSV and JSON."""
+
+    text: str
+    value: Any
+    csv: str | None = None
+
+
+def shape_cell(shape: Sequence[Any]) -> Cell:
+    """A shape: ``24×8×8`` in tables, ``24x8x8`` in CSV, a list in JSON."""
+    dims = [jsonable(s) for s in shape]
+    return Cell("×".join(str(s) for s in shape), dims, "x".join(str(s) for s in shape))
+
+
 @dataclass
 class Table:
     """A titled table: columns, rows of cells, an optional title line above and footer below."""
@@ -88,6 +105,8 @@ def dumps(payload: Any) -> str:
 
 
 def _cell(c: Any) -> str:
+    if isinstance(c, Cell):
+        return c.text
     if isinstance(c, bool):
         return str(c).lower()
     if isinstance(c, int):
@@ -109,19 +128,31 @@ def grid(table: Table, fmt: str) -> str:
     )
 
 
+def _csv_cell(c: Any) -> Any:
+    if isinstance(c, Cell):
+        return c.csv if c.csv is not None else jsonable(c.value)
+    return c if isinstance(c, str) else jsonable(c)
+
+
 def to_csv(table: Table) -> str:
     """CSV text: the column keys, then one line per row (no trailing newline)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([c.key for c in table.columns])
-    writer.writerows([[c if isinstance(c, str) else jsonable(c) for c in row] for row in table.rows])
+    writer.writerows([[_csv_cell(c) for c in row] for row in table.rows])
     return buf.getvalue().rstrip("\n")
 
 
 def records(table: Table) -> list[dict[str, Any]]:
     """The table's rows as JSON records keyed by column key."""
     keys = [c.key for c in table.columns]
-    return [{k: jsonable(v) for k, v in zip(keys, row, strict=True)} for row in table.rows]
+    return [{k: _record(v) for k, v in zip(keys, row, strict=True)} for row in table.rows]
+
+
+def _record(v: Any) -> Any:
+    if isinstance(v, Cell):
+        return [jsonable(x) for x in v.value] if isinstance(v.value, list) else jsonable(v.value)
+    return jsonable(v)
 
 
 def emit(tables: Table | Sequence[Table], fmt: str, payload: Any = None) -> str:

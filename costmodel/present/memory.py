@@ -6,7 +6,8 @@ from typing import Any
 
 from ..analysis.memory import Kernel, Peak, memory_totals
 from ..engine.report import Report
-from .emit import Column, Table, emit
+from .emit import Cell, Column, Table, emit
+from .report import block_id
 
 
 def memory_payload(report: Report, ks: list[Kernel], peak: Peak, dtype: str, fusion: str) -> dict[str, Any]:
@@ -24,7 +25,8 @@ def memory_payload(report: Report, ks: list[Kernel], peak: Peak, dtype: str, fus
         "kernels": [
             {
                 "kernel": k.label,
-                "block": k.block,
+                "block": block_id(k.rows[0].layer, k.rows[0].repeat),
+                "index": k.block,
                 "stage": k.stage,
                 "ops": [r.op.name for r in k.rows],
                 "flops": k.flops,
@@ -37,6 +39,10 @@ def memory_payload(report: Report, ks: list[Kernel], peak: Peak, dtype: str, fus
             for k in ks
         ],
     }
+
+
+def _intensity(x: float) -> Cell:
+    return Cell(f"{x:.2f}", round(x, 4))
 
 
 def memory_table(report: Report, ks: list[Kernel], peak: Peak, dtype: str, fusion: str) -> Table:
@@ -52,7 +58,7 @@ def memory_table(report: Report, ks: list[Kernel], peak: Peak, dtype: str, fusio
         Column("intensity", "FLOP/byte"),
     ]
     body: list[list[Any]] = [
-        [k.label, k.input_bytes, k.weight_bytes, k.output_bytes, k.bytes_moved, k.flops, f"{k.intensity:.2f}"]
+        [k.label, k.input_bytes, k.weight_bytes, k.output_bytes, k.bytes_moved, k.flops, _intensity(k.intensity)]
         for k in ks
     ]
     moved = totals["bytes_moved"]
@@ -64,7 +70,7 @@ def memory_table(report: Report, ks: list[Kernel], peak: Peak, dtype: str, fusio
             totals["output_bytes"],
             moved,
             totals["flops"],
-            f"{float(totals['flops']) / float(moved):.2f}" if moved else "",
+            _intensity(float(totals["flops"]) / float(moved)) if moved else "",
         ]
     )
     alive = ", ".join(f"{t} {b:,} B" for t, b in peak.alive)

@@ -9,7 +9,7 @@ from ..engine.metrics import METRICS, TABLE_METRICS
 from ..engine.report import Group, Report, Row
 from ..engine.symbols import Num, total
 from ..errors import UsageError
-from .emit import Column, Table, emit, jsonable
+from .emit import Cell, Column, Table, emit, jsonable, shape_cell
 
 VIEW_NAMES = ("auto", "op", "stage", "block", "layer")
 
@@ -17,6 +17,12 @@ VIEW_NAMES = ("auto", "op", "stage", "block", "layer")
 def shape_text(shape: tuple[Num, ...]) -> str:
     """``(24, 8, 8)`` → ``24×8×8``."""
     return "×".join(str(s) for s in shape)
+
+
+def block_id(layer: int, repeat: int) -> str:
+    """The one id of a block instance in every output: ``LAYER.REPEAT`` (layer index in the spec, repeat
+    within the layer, both from 0), e.g. ``4.0``; a layer on its own is ``LAYER``."""
+    return f"{layer}.{repeat}"
 
 
 def column_title(metric: str, convention: Convention | None = None) -> str:
@@ -44,9 +50,10 @@ def to_dict(report: Report) -> dict[str, Any]:
 
     def row(r: Row) -> dict[str, Any]:
         d: dict[str, Any] = {
+            "block": block_id(r.layer, r.repeat),
+            "index": r.block,
             "layer": r.layer,
             "repeat": r.repeat,
-            "block": r.block,
             "kind": r.kind,
             "stage": r.stage,
             "op": r.op.name,
@@ -84,9 +91,10 @@ def _sums(rows: list[Row]) -> list[Num]:
     return [group.total(m) for m in TABLE_METRICS]
 
 
-def _label(layer: int, repeat: int, times: Num) -> str:
-    label = f"{layer}" if repeat == 0 and times == 1 else f"{layer}.{repeat}"
-    return label + (f" (×{times})" if times != 1 else "")
+def _label(layer: int, repeat: int, times: Num) -> Cell:
+    """The block id; a row that stands for ``times`` repeats says so in tables (CSV and JSON: the id)."""
+    bid = block_id(layer, repeat)
+    return Cell(bid + (f" (×{times})" if times != 1 else ""), bid)
 
 
 def _kind_text(name: str | None, kind: str) -> str:
@@ -107,7 +115,7 @@ def _tree(report: Report, depth: int) -> tuple[list[Column], list[list[Any]]]:
                 f"{first.layer}",
                 _kind_text(first.name, first.kind) + count,
                 first.settings,
-                shape_text(infos[-1].output),
+                shape_cell(infos[-1].output),
                 *_sums(layer.rows),
             ]
         )
@@ -118,10 +126,10 @@ def _tree(report: Report, depth: int) -> tuple[list[Column], list[list[Any]]]:
             times = f" (×{info.times})" if info.times != 1 else ""
             body.append(
                 [
-                    f"· {info.layer}.{info.repeat}{times}",
+                    f"· {block_id(info.layer, info.repeat)}{times}",
                     info.kind,
                     info.settings,
-                    shape_text(info.output),
+                    shape_cell(info.output),
                     *_sums(rows),
                 ]
             )
@@ -129,11 +137,11 @@ def _tree(report: Report, depth: int) -> tuple[list[Column], list[list[Any]]]:
                 continue
             for stage in dict.fromkeys(r.stage for r in rows):
                 srows = [r for r in rows if r.stage == stage]
-                body.append(["· · " + stage, "", "", shape_text(srows[-1].op.output), *_sums(srows)])
+                body.append(["· · " + stage, "", "", shape_cell(srows[-1].op.output), *_sums(srows)])
                 if depth < 4:
                     continue
                 for r in srows:
-                    body.append(["· · · " + r.op.name, "", r.op.detail, shape_text(r.op.output), *_sums([r])])
+                    body.append(["· · · " + r.op.name, "", r.op.detail, shape_cell(r.op.output), *_sums([r])])
     return cols, body
 
 
@@ -143,26 +151,25 @@ def _flat(report: Report, by: str) -> tuple[list[Column], list[list[Any]]]:
 
     body: list[list[Any]] = []
     if by == "op":
-        cols = left("layer", "stage", "op", "detail", "output")
+        cols = left("block", "stage", "op", "detail", "output")
         for r in report.rows:
             body.append(
-                [_label(r.layer, r.repeat, r.times), r.stage, r.op.name, r.op.detail, shape_text(r.op.output)]
+                [_label(r.layer, r.repeat, r.times), r.stage, r.op.name, r.op.detail, shape_cell(r.op.output)]
                 + [r.total(m) for m in TABLE_METRICS]
             )
     elif by == "stage":
         cols = left("stage")
         body = [[g.key[0], *_sums(g.rows)] for g in report.group("stage")]
     elif by == "block":
-        cols = left("block", "layer", "kind", "settings", "output")
+        cols = left("block", "kind", "settings", "output")
         for g in report.group("block"):
             info = report.blocks[g.key[0]]
             body.append(
                 [
-                    info.index,
                     _label(info.layer, info.repeat, info.times),
                     _kind_text(info.name, info.kind),
                     info.settings,
-                    shape_text(info.output),
+                    shape_cell(info.output),
                     *_sums(g.rows),
                 ]
             )
@@ -176,13 +183,32 @@ def _flat(report: Report, by: str) -> tuple[list[Column], list[list[Any]]]:
                     first.layer,
                     _kind_text(first.name, first.kind),
                     total(info.times for info in infos),
-                    shape_text(infos[-1].output),
+                    shape_cell(infos[-1].output),
                     *_sums(g.rows),
                 ]
             )
     else:
         raise UsageError(f"unknown view {by!r}; expected one of op, stage, block, layer")
     return cols, body
+
+
+def select_block(report: Report, bid: str) -> Report:
+    """The report restricted to one block instance (``LAYER.REPEAT``, e.g. ``4.1``) or to every block of
+    one layer (``LAYER``): its rows, its input and output, totals over those rows only."""
+    from dataclasses import replace
+
+    text = bid.strip()
+    infos = [b for b in report.blocks if text in (block_id(b.layer, b.repeat), str(b.layer))]
+    if not infos:
+        ids = [block_id(b.layer, b.repeat) for b in report.blocks]
+        shown = ", ".join(ids[:6]) + (f", … {ids[-1]}" if len(ids) > 6 else "")
+        raise UsageError(f"--block {bid!r}: no such block; the ids are LAYER.REPEAT ({shown}) or a LAYER")
+    keep = {b.index for b in infos}
+    rows = [r for r in report.rows if r.block in keep]
+    label = f"block {text}" if len(infos) == 1 else f"layer {text}"
+    first = infos[0]
+    name = f"{report.name or 'spec'}, {label}: {_kind_text(first.name, first.kind)} {first.settings}".rstrip()
+    return replace(report, name=name, input=first.input, output=infos[-1].output, rows=rows, _totals=None)
 
 
 def resolve_view(report: Report, by: str) -> str:
@@ -221,8 +247,38 @@ def report_table(report: Report, by: str = "auto", depth: int | None = None) -> 
     return Table(cols, body, title, footer)
 
 
-def render(report: Report, fmt: str = "github", by: str = "auto", depth: int | None = None) -> str:
-    """The report as one string in ``fmt`` (a tabulate format, ``json`` or ``csv``)."""
+def render(
+    report: Report, fmt: str = "github", by: str = "auto", depth: int | None = None, units: str = "exact"
+) -> str:
+    """The report as one string in ``fmt`` (a tabulate format, ``json`` or ``csv``); ``units="si"`` writes
+    table counts as K/M/G/T (3–4 significant digits; tables only, CSV and JSON stay exact)."""
     if fmt == "json":
         return emit([], fmt, to_dict(report))
-    return emit(report_table(report, by, depth), fmt)
+    table = report_table(report, by, depth)
+    if fmt != "csv":
+        table = si_table(table, units)
+    return emit(table, fmt)
+
+
+UNITS = ("exact", "si")
+
+
+def si_text(n: int) -> str:
+    """``300774272`` → ``300.8M``: n / 10³ᵏ to 4 significant digits with K, M, G, T (below 1000: exact)."""
+    for power, suffix in ((12, "T"), (9, "G"), (6, "M"), (3, "K")):
+        if abs(n) >= 10**power:
+            return f"{n / 10**power:.4g}{suffix}"
+    return str(n)
+
+
+def si_table(table: Table, units: str) -> Table:
+    """The table with every integer cell written as :func:`si_text` (``units="si"``) or unchanged."""
+    if units not in UNITS:
+        raise UsageError(f"--units {units!r}: expected exact or si")
+    if units == "exact":
+        return table
+
+    def cell(c: Any) -> Any:
+        return Cell(si_text(c), c) if isinstance(c, int) and not isinstance(c, bool) else c
+
+    return Table(table.columns, [[cell(c) for c in row] for row in table.rows], table.title, table.footer)

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..analysis.hardware import Estimate, HardwareProfile, Summary, summarize
 from ..engine.report import Report
-from .emit import Column, Table, emit
+from .emit import Cell, Column, Table, emit
 
 
 def _view(report: Report, by: str) -> str:
@@ -46,6 +46,10 @@ def roofline_payload(
     }
 
 
+def _whole(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else x
+
+
 def roofline_table(
     report: Report,
     estimates: list[Estimate],
@@ -69,12 +73,12 @@ def roofline_table(
     body: list[list[Any]] = [
         [
             s.item,
-            f"{s.flops:,.0f}",
-            f"{s.bytes:,.0f}",
-            f"{s.intensity:.2f}",
-            f"{s.time_s * 1e6:,.3f}",
-            f"{100 * s.time_s / total_s:.1f}" if total_s else "",
-            s.bound if by == "kernel" else f"{s.bound} ({100 * s.compute_bound_share:.0f}% compute)",
+            Cell(f"{s.flops:,.0f}", _whole(s.flops)),
+            Cell(f"{s.bytes:,.0f}", _whole(s.bytes)),
+            Cell(f"{s.intensity:.2f}", s.intensity),
+            Cell(f"{s.time_s * 1e6:,.3f}", s.time_s * 1e6),
+            Cell(f"{100 * s.time_s / total_s:.1f}", 100 * s.time_s / total_s) if total_s else "",
+            s.bound if by == "kernel" else Cell(f"{s.bound} ({100 * s.compute_bound_share:.0f}% compute)", s.bound),
         ]
         for s in items
     ]
@@ -84,8 +88,8 @@ def roofline_table(
             "",
             "",
             "",
-            f"{total_s * 1e6:,.3f}",
-            "100.0",
+            Cell(f"{total_s * 1e6:,.3f}", total_s * 1e6),
+            Cell("100.0", 100.0),
             f"{100 * compute_s / total_s:.0f}% of time compute-bound" if total_s else "",
         ]
     )

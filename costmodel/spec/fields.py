@@ -171,8 +171,21 @@ def _odd_kernel(value: int | str) -> int | str:
 
 #: A kernel size: odd unless the layer sets ``padding``; a symbolic kernel is assumed odd.
 Kernel = Annotated[
-    IntOrSym, Assume("odd"), Field(description="kernel size; odd unless padding is given (default padding k//2)")
+    IntOrSym,
+    Assume("odd"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": IDENTIFIER.pattern, "description": "symbol name (assumed odd)"},
+            ],
+            "description": "kernel size; odd unless padding is given (default padding k//2)",
+        }
+    ),
+    Field(description="kernel size; odd unless padding is given (default padding k//2)"),
 ]
+ODD_KERNEL_SCHEMA = {"type": "integer", "minimum": 1, "not": {"multipleOf": 2}}
+"""The JSON Schema of an odd kernel (spec/network.py applies it where no padding is given)."""
 
 
 def _padding(value: Any) -> Any:

@@ -12,7 +12,16 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Discriminator, Field, GetCoreSchemaHandler, PrivateAttr, field_validator
 from pydantic_core import CoreSchema
 
-from .fields import Activation, Divisor, IntOrSym, Norm, PositiveFloat, activation_alias, is_symbol_field
+from .fields import (
+    ODD_KERNEL_SCHEMA,
+    Activation,
+    Divisor,
+    IntOrSym,
+    Norm,
+    PositiveFloat,
+    activation_alias,
+    is_symbol_field,
+)
 from .layers import BUILTIN_LAYERS, Layer, Model, kind_of
 
 LAYER_MODELS: dict[str, type[Layer]] = {kind_of(m): m for m in BUILTIN_LAYERS}
@@ -79,6 +88,30 @@ class NetworkSpec(Model):
 
     # Where the spec came from (file name and line of each key), for error messages.
     _source: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The JSON Schema of the spec format, as strict as JSON Schema can say: beside each field's type,
+        the model-level rules "exactly one of expansion and expanded_channels" and "exactly one of
+        out_channels and out_ratio" (``oneOf`` of ``required``)."""
+        schema = super().model_json_schema(*args, **kwargs)
+        for d in schema.get("$defs", {}).values():
+            props = d.get("properties", {})
+            for pair in (("expansion", "expanded_channels"), ("out_channels", "out_ratio")):
+                if all(p in props for p in pair):
+                    d["oneOf"] = [{"required": [p]} for p in pair]
+            kernel = props.get("kernel")
+            if isinstance(kernel, dict) and "anyOf" in kernel:
+                odd = {**kernel, "anyOf": [ODD_KERNEL_SCHEMA, *kernel["anyOf"][1:]]}
+                if "padding" in props:  # an even kernel needs an explicit padding
+                    no_padding = {
+                        "anyOf": [{"not": {"required": ["padding"]}}, {"properties": {"padding": {"type": "null"}}}]
+                    }
+                    d["if"] = no_padding
+                    d["then"] = {"properties": {"kernel": odd}}
+                else:
+                    props["kernel"] = odd
+        return schema
 
 
 def register_layer_model(model: type[Layer]) -> str:

@@ -1,0 +1,60 @@
+"""The JSON Schema (costmodel schema) is as strict as the validator where JSON Schema can say it: odd
+kernels, exactly one of expansion / expanded_channels and of out_channels / out_ratio; and every shipped
+spec passes it. Checked with the jsonschema package when installed, and by hand on the schema dict."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+import costmodel
+from conftest import SPECS
+
+SCHEMA = costmodel.NetworkSpec.model_json_schema()
+BASE = {"input": {"channels": 16, "height": 8, "width": 8}}
+
+
+def mbconv(**fields):
+    return {**BASE, "layers": [{"kind": "mbconv", "out_channels": 16, **fields}]}
+
+
+def test_schema_dict_says_the_rules():
+    mb = SCHEMA["$defs"]["MBConvLayer"]
+    # without an explicit padding the kernel must be odd (padding k//2); with one, any size
+    assert mb["if"] == {"anyOf": [{"not": {"required": ["padding"]}}, {"properties": {"padding": {"type": "null"}}}]}
+    kernel = mb["then"]["properties"]["kernel"]["anyOf"][0]
+    assert kernel == {"type": "integer", "minimum": 1, "not": {"multipleOf": 2}}
+    assert mb["oneOf"] == [{"required": ["expansion"]}, {"required": ["expanded_channels"]}]
+    assert SCHEMA["$defs"]["ConvLayer"]["oneOf"] == [{"required": ["out_channels"]}, {"required": ["out_ratio"]}]
+    assert mb["additionalProperties"] is False
+
+
+BAD = {
+    "even kernel": mbconv(expansion=6, kernel=4),
+    "no expansion": mbconv(),
+    "both expansion and expanded_channels": mbconv(expansion=6, expanded_channels=96),
+    "conv with neither width": {**BASE, "layers": [{"kind": "conv"}]},
+    "conv with both widths": {**BASE, "layers": [{"kind": "conv", "out_channels": 8, "out_ratio": 2}]},
+    "unknown key": mbconv(expansion=6, expand=6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_schema_refuses_what_the_validator_refuses(name):
+    jsonschema = pytest.importorskip("jsonschema")
+    with pytest.raises(costmodel.SpecError):
+        costmodel.loads(yaml.safe_dump(BAD[name]))
+    assert not jsonschema.Draft202012Validator(SCHEMA).is_valid(BAD[name])
+
+
+def test_schema_accepts_every_shipped_spec():
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    files = sorted(p for p in SPECS.rglob("*.yaml") if "_tools" not in p.parts)
+    assert len(files) > 100
+    for path in files:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not (isinstance(data, dict) and "layers" in data):
+            continue
+        errors = [e.message for e in validator.iter_errors(data)]
+        assert errors == [], path
