@@ -215,6 +215,8 @@ def training(
                 keep(t, what, _key_bytes(sizes, dtypes, t))
 
         if node:
+            if op.saves is None:
+                raise UsageError(f"training memory of the op {op.name!r} is not modelled yet (no saving rule)")
             for token in op.saves:
                 if token == "input":
                     tensor(ins[0], "input")

@@ -58,6 +58,7 @@ ACTIVATION_SAVES: dict[str, tuple[str, ...]] = {
     "silu": ("input",),  # silu_backward(grad, self)
     "hardsigmoid": ("input",),  # hardsigmoid_backward(grad, self)
     "hardswish": ("input",),  # hardswish_backward(grad, self)
+    "gelu": ("input",),  # gelu_backward(grad, self)
 }
 
 SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask")
@@ -100,7 +101,7 @@ class Op:
     state: Num = 0
     folds: bool = False
     attrs: dict[str, Num] = field(default_factory=dict)  # conv: kernel, stride, groups
-    saves: tuple[str, ...] = ()  # what autograd saves for backward in train mode: tokens of SAVES
+    saves: tuple[str, ...] | None = None  # what autograd saves in train mode (tokens of SAVES); None: not modelled
 
 
 def _costs(params: Num, buffers: Num, macs: Num, flops: Num) -> dict[str, Num]:
@@ -326,12 +327,12 @@ def activation(inp: Shape, n: Num, name: str) -> Op:
 def global_avgpool(inp: Shape, n: Num, implementation: str = "module") -> Op:
     """Global average pool to C×1×1: no MACs; FLOPs = one add-or-divide per input element (N·C·H·W)."""
     c, h, w = inp
-    return Op("avgpool", f"{h}×{w}→1×1", _costs(0, 0, 0, n * c * h * w), inp, (c, 1, 1), "pool", variant=implementation)
+    return Op("avgpool", f"{h}×{w}→1×1", _costs(0, 0, 0, n * c * h * w), inp, (c, 1, 1), "pool", variant=implementation, saves=())
 
 
 def add(inp: Shape, n: Num, detail: str = "") -> Op:
     """Elementwise add of two same-shape tensors (the residual): FLOPs = N·C·H·W."""
-    return Op("add", detail, _costs(0, 0, 0, n * numel(inp)), inp, inp, "add")
+    return Op("add", detail, _costs(0, 0, 0, n * numel(inp)), inp, inp, "add", saves=())
 
 
 def mul(inp: Shape, n: Num, detail: str = "") -> Op:
