@@ -11,7 +11,7 @@ Counting conventions are in docs/conventions.md; the spec format in docs/spec.md
 from __future__ import annotations
 
 from ._version import __version__
-from .api import Report, analyze, compare, count, load, loads, memory, roofline, sensitivity, solve, sweep
+from .api import Report, analyze, compare, count, load, loads, memory, roofline, sensitivity, solve, space, sweep
 from .engine.kinds import register
 from .engine.report import Row
 from .errors import CostModelError, SpecError, UndecidableError, UsageError
@@ -54,5 +54,6 @@ __all__ = [
     "roofline",
     "sensitivity",
     "solve",
+    "space",
     "sweep",
 ]
