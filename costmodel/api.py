@@ -305,7 +305,20 @@ class Space:
         from .analysis.space import Tables
 
         self.spec = spec
-        self.tables = Tables(spec)
+        self.fast = Tables(spec, peak=False)  # params, MACs, FLOPs only
+        self._full: Any = None
+
+    @property
+    def tables(self) -> Any:
+        """The per-block tables with the peak activation bytes too (built on first use)."""
+        if self._full is None:
+            from .analysis.space import Tables
+
+            self._full = Tables(self.spec)
+        return self._full
+
+    def _for(self, budgets: Sequence[Any]) -> Any:
+        return self.tables if any(b.metric == "peak_activation_bytes" for b in budgets) else self.fast
 
     @property
     def size(self) -> int:
@@ -313,17 +326,19 @@ class Space:
         n: int = self.spec.size
         return n
 
-    def stats(self) -> Any:
-        """Exact min / max (with arg-min / arg-max), mean and variance of params, MACs and FLOPs."""
+    def stats(self, peak: bool = True) -> Any:
+        """Exact min / max (with arg-min / arg-max), mean and variance of params, MACs and FLOPs; with
+        ``peak``, also the min / max peak activation bytes (float32, no fusion; about twice the time)."""
         from .analysis.space import stats
 
-        return stats(self.tables)
+        return stats(self.tables if peak else self.fast)
 
     def count(self, budgets: Sequence[Any], buckets: int | None = None) -> Any:
         """How many sub-networks meet every budget (``'macs<=3e8'`` …): exact, or a rigorous bracket."""
         from .analysis.space import BUCKETS, count, parse_budgets
 
-        return count(self.tables, parse_budgets(budgets), buckets or BUCKETS)
+        parsed = parse_budgets(budgets)
+        return count(self._for(parsed), parsed, buckets or BUCKETS)
 
     def costs(self, sub: Any) -> dict[str, int]:
         """The exact costs of one sub-network, from the engine's analysis of its concrete spec."""
@@ -338,13 +353,14 @@ class Space:
         """``n`` sub-networks drawn exactly uniformly among those meeting the budgets."""
         from .analysis.space import parse_budgets, sample
 
-        return sample(self.tables, n, seed, parse_budgets(budgets))
+        parsed = parse_budgets(budgets)
+        return sample(self._for(parsed), n, seed, parsed)
 
     def pareto(self, a: str = "macs", b: str = "params") -> Any:
         """The exact Pareto front over two metrics (minimised; ``max:params`` maximises)."""
         from .analysis.space import pareto
 
-        return pareto(self.tables, a, b)
+        return pareto(self.tables if "peak_activation_bytes" in a + b else self.fast, a, b)
 
     def table(self) -> list[dict[str, Any]]:
         """The per-block cost table: block position × choice × input shape → params, MACs, FLOPs, peak."""

@@ -188,6 +188,7 @@ def _space_parser(command: Any, spec: _Parser, fmt: _Parser) -> None:
     sp.add_argument("--budget", action="append", metavar="EXPR",
                     help="count sub-networks meeting it: 'macs<=3e8', 'params<=5e6', "
                     "'peak_activation_bytes<=320000' (repeatable)")  # fmt: skip
+    sp.add_argument("--peak", action="store_true", help="also min/max peak activation bytes (float32; slower)")
     sp.add_argument("--plot", metavar="PATH", help="draw the exact (or bracketed) CDF of MACs over the space")
     sp.add_argument(
         "--sample", type=int, metavar="N", help="draw N sub-networks uniformly among those meeting the budgets"
@@ -417,13 +418,13 @@ def _space(args: argparse.Namespace) -> str:
         if args.format == "json":
             return view.render([], "json", [{"choices": s.spec.to_json(a), "costs": c} for a, c in done])
         return view.render(view.samples_table(s.spec, done), args.format)
-    st = s.stats()
+    st = s.stats(peak=args.peak)
     cnt = s.count(parsed) if parsed else None
     text = view.render(view.stats_table(s.spec, st, cnt, budgets), args.format, view.stats_payload(s.spec, st, cnt))
     if args.plot:
         from .analysis.space import cdf
 
-        view.plot_cdf(cdf(s.tables), args.plot, f"{s.spec.name or os.path.basename(args.spec)}: CDF of MACs")
+        view.plot_cdf(cdf(s.fast), args.plot, f"{s.spec.name or os.path.basename(args.spec)}: CDF of MACs")
     del json
     return text
 

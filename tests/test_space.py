@@ -34,7 +34,7 @@ layers:
   - kind: mbconv
     out_channels: 24
     expansion: 4
-    kernel: {choice: [3, 7]}
+    kernel: 7
     se: {choice: [null, 0.25]}
     repeat: {choice: [1, 2]}
   - {kind: conv, out_ratio: 2, kernel: 1}
@@ -81,10 +81,10 @@ def brute(tiny: Path):
 
 def test_size_and_stats_equal_brute_force(tiny: Path, brute) -> None:
     sp, rows = brute
-    # 2 resolutions × 2 widths × layer 1: 2 outs × (4 + 16) × layer 2: (4 + 16) = 3200
-    assert len(rows) == 2 * 2 * (2 * (4 + 16)) * (4 + 16) == 3200
+    # 2 resolutions × 2 widths × layer 1: 2 outs × (4 + 4²) × layer 2: (2 + 2²) = 960
+    assert len(rows) == 2 * 2 * (2 * (4 + 16)) * (2 + 4) == 960
     s = costmodel.space(tiny)
-    assert s.size == 3200
+    assert s.size == 960
     st = s.stats()
     for i, m in enumerate(("params", "macs", "flops"), 1):
         vals = [r[i] for r in rows]
@@ -124,7 +124,7 @@ def test_bracket_contains_the_true_count(tiny: Path, brute, monkeypatch: pytest.
     from costmodel.analysis import space as A
 
     _, rows = brute
-    monkeypatch.setattr(A, "EXACT_LIMIT", 3)  # force the bucket bracket
+    monkeypatch.setattr(A, "EXACT_WORK", 3)  # force the bucket bracket
     for cap in (150_000, 300_000, 600_000):
         want = sum(1 for r in rows if r[2] <= cap)
         c = costmodel.space(tiny).count([f"macs<={cap}"], buckets=64)
@@ -189,7 +189,7 @@ def test_dask_local_cluster_agrees(tiny: Path, brute) -> None:
     _, rows = brute
     s = costmodel.space(tiny)
     e = s.enumerate(budgets=["macs<=300000"], workers=2, chunk=500)
-    assert e.workers == 2 and e.chunks == 7
+    assert e.workers == 2 and e.chunks == 2
     assert e.count == sum(1 for r in rows if r[2] <= 300_000)
     assert e.min["macs"] == min(r[2] for r in rows) and e.max["params"] == max(r[1] for r in rows)
     assert e.mean("macs") == Fraction(sum(r[2] for r in rows), len(rows))
@@ -209,7 +209,7 @@ def test_cli_json(tiny: Path, brute, capsys: pytest.CaptureFixture[str]) -> None
     _, rows = brute
     assert main(["space", str(tiny), "--format", "json", "--budget", "macs<=300000"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["size"] == 3200
+    assert data["size"] == 960
     assert data["macs"]["min"] == min(r[2] for r in rows) and data["params"]["max"] == max(r[1] for r in rows)
     assert set(data["flops"]) >= {"min", "max", "mean", "std"}
     assert data["count"] == {"exact": sum(1 for r in rows if r[2] <= 300_000)}

@@ -52,7 +52,9 @@ METRICS = (*ADDITIVE, PEAK)
 """Every metric of the tables; the last one composes by max."""
 EXACT_LIMIT = 200_000
 """The most distinct sums per state the exact count keeps before it switches to the bracket."""
-BUCKETS = 1 << 16
+EXACT_WORK = 2_000_000
+"""The most (sum, option) pairs the exact count visits in all before it switches to the bracket."""
+BUCKETS = 1 << 15
 """Bucket grid cells (over all budgeted metrics together) of the bracketing count."""
 _PRIMES = (2147483629, 2147483587, 2147483579, 2147483563, 2147483549, 2147483543, 2147483497, 2147483489)
 
@@ -111,8 +113,9 @@ def _ceiling(b: Budget) -> int:
 class Tables:
     """The exact per-block tables of a space, built lazily and cached per distinct input shape."""
 
-    def __init__(self, space: SpaceSpec) -> None:
+    def __init__(self, space: SpaceSpec, peak: bool = True) -> None:
         self.space = space
+        self.peak = peak  # False: skip the peak (reported as 0), the other metrics ~2x faster
         self.cache: dict[tuple[Any, ...], Unit] = {}
         self.batch = space.data["input"].get("batch", 1)
 
@@ -161,7 +164,7 @@ class Tables:
                 err.path = ("layers", ls.index, *err.path[2:])
             raise
         t = report.totals
-        peak = peak_activations(report).bytes
+        peak = peak_activations(report).bytes if self.peak else 0
         unit = Unit((int(t["params"]), int(t["macs"]), int(t["flops"]), int(peak)), tuple(report.output))
         self.cache[key] = unit
         return unit
@@ -375,9 +378,13 @@ def _walk_counts(tables: Tables, peak: int | None, combine: Callable[..., Any], 
 class _ExactCombine:
     def __init__(self, idx: list[int], caps: list[int]) -> None:
         self.idx, self.caps = idx, caps
+        self.work = 0
 
     def __call__(self, dist: dict[tuple[int, ...], int], costs: list[Cost]) -> dict[tuple[int, ...], int]:
         out: dict[tuple[int, ...], int] = {}
+        self.work += len(dist) * len(costs)
+        if self.work > EXACT_WORK:
+            raise _TooMany
         vecs = [tuple(c[i] for i in self.idx) for c in costs]
         for s, n in dist.items():
             for v in vecs:

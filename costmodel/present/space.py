@@ -48,7 +48,8 @@ def stats_table(space: SpaceSpec, st: SpaceStats, count: Count | None, budgets: 
         rows.append([m, s.min, s.max, f"{float(s.mean):,.1f}", f"{s.std:,.1f}", describe(space, s.argmin),
                      describe(space, s.argmax)])  # fmt: skip
     lo, hi, amin, amax = st.peak
-    rows.append([f"{METRICS[3]} (float32)", lo, hi, "", "", describe(space, amin), describe(space, amax)])
+    if hi > 0:
+        rows.append([f"{METRICS[3]} (float32)", lo, hi, "", "", describe(space, amin), describe(space, amax)])
     title = f"{space.name or space.src.file}: {st.size:,} sub-networks (exact; uniform distribution over them)"
     footer = None
     if count is not None:
@@ -79,7 +80,8 @@ def stats_payload(space: SpaceSpec, st: SpaceStats, count: Count | None) -> dict
         out[m] = {"min": s.min, "max": s.max, "mean": float(s.mean), "std": s.std,
                   "mean_exact": str(s.mean), "variance_exact": str(s.variance),
                   "argmin": space.to_json(s.argmin), "argmax": space.to_json(s.argmax)}  # fmt: skip
-    out[METRICS[3]] = {"min": st.peak[0], "max": st.peak[1], "dtype": "float32", "fusion": "none"}
+    if st.peak[1] > 0:
+        out[METRICS[3]] = {"min": st.peak[0], "max": st.peak[1], "dtype": "float32", "fusion": "none"}
     if count is not None:
         out["count"] = count_json(count)
         out["count_method"] = count.method

@@ -417,27 +417,20 @@ def parse_space(data: Any, src: Source) -> SpaceSpec:
 
 
 def _check_values(space: SpaceSpec) -> None:
-    """Validate the first sub-network, then each choice value once (the others at their first)."""
+    """Validate concrete specs that use every choice value: the first sub-network, then one in which
+    every expanded layer lists each of its block options once (as that many instances), then one per
+    further out-channel and width value. Resolutions and depths are positive integers, checked above."""
     base = space.first()
     space.concrete(base)
-    for k, ls in enumerate(space.layers):
-        for o in ls.outs[1:]:
-            picks = list(base.layers)
-            picks[k] = LayerPick(o, picks[k].blocks)
-            space.concrete(SubNet(base.resolution, base.width, tuple(picks)))
-        if ls.expanded:
-            for b in range(1, len(ls.options)):
-                picks = list(base.layers)
-                picks[k] = LayerPick(picks[k].out, (b,) * len(picks[k].blocks))
-                space.concrete(SubNet(base.resolution, base.width, tuple(picks)))
-            for d in ls.depths[1:]:
-                picks = list(base.layers)
-                picks[k] = LayerPick(picks[k].out, (0,) * d)
-                space.concrete(SubNet(base.resolution, base.width, tuple(picks)))
+    every = tuple(LayerPick(p.out, tuple(range(len(ls.options)))) if ls.expanded else p
+                  for ls, p in zip(space.layers, base.layers, strict=True))  # fmt: skip
+    space.concrete(SubNet(base.resolution, base.width, every))
+    for j in range(1, max(len(ls.outs) for ls in space.layers)):
+        picks = tuple(LayerPick(ls.outs[min(j, len(ls.outs) - 1)], p.blocks)
+                      for ls, p in zip(space.layers, base.layers, strict=True))  # fmt: skip
+        space.concrete(SubNet(base.resolution, base.width, picks))
     for w in (space.widths or ())[1:]:
         space.concrete(SubNet(base.resolution, w, base.layers))
-    for r in space.resolutions[1:]:
-        space.concrete(SubNet(r, base.width, base.layers))
 
 
 def loads_space(text: str, file: str = "<space>") -> SpaceSpec:
