@@ -25,6 +25,7 @@ from .api import (
     roofline,
     sensitivity,
     solve,
+    space,
     sweep,
     train,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "roofline",
     "sensitivity",
     "solve",
+    "space",
     "sweep",
     "train",
 ]

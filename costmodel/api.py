@@ -479,3 +479,98 @@ def latency_calibration(
         old = load_profile(existing)
         keep = [c.model_dump() for c in old.latency if (c.threads, c.dtype) != (cal.threads, cal.dtype)]
     return [*keep, cal.model_dump()]
+
+
+class Space:
+    """A search space (spec/space.py) and its exact answers (analysis/space.py): ``size``, ``stats()``,
+    ``count(budgets)``, ``sample(n, seed, budgets)``, ``pareto(a, b)``, ``table()``, ``enumerate(…)``.
+    The per-block tables are built once, on first use, and shared by every answer."""
+
+    def __init__(self, spec: Any) -> None:
+        from .analysis.space import Tables
+
+        self.spec = spec
+        self.fast = Tables(spec, peak=False)  # params, MACs, FLOPs only
+        self._full: Any = None
+
+    @property
+    def tables(self) -> Any:
+        """The per-block tables with the peak activation bytes too (built on first use)."""
+        if self._full is None:
+            from .analysis.space import Tables
+
+            self._full = Tables(self.spec)
+        return self._full
+
+    def _for(self, budgets: Sequence[Any]) -> Any:
+        return self.tables if any(b.metric == "peak_activation_bytes" for b in budgets) else self.fast
+
+    @property
+    def size(self) -> int:
+        """The exact number of sub-networks: Π over the choices (a layer: |outs| × Σ_d P^d)."""
+        n: int = self.spec.size
+        return n
+
+    def stats(self, peak: bool = True) -> Any:
+        """Exact min / max (with arg-min / arg-max), mean and variance of params, MACs and FLOPs; with
+        ``peak``, also the min / max peak activation bytes (float32, no fusion; about twice the time)."""
+        from .analysis.space import stats
+
+        return stats(self.tables if peak else self.fast)
+
+    def count(self, budgets: Sequence[Any], buckets: int | None = None) -> Any:
+        """How many sub-networks meet every budget (``'macs<=3e8'`` …): exact, or a rigorous bracket."""
+        from .analysis.space import BUCKETS, count, parse_budgets
+
+        parsed = parse_budgets(budgets)
+        return count(self._for(parsed), parsed, buckets or BUCKETS)
+
+    def costs(self, sub: Any) -> dict[str, int]:
+        """The exact costs of one sub-network, from the engine's analysis of its concrete spec."""
+        from .analysis.memory import peak_activations
+
+        report = analyze(self.spec.concrete(sub))
+        out = {m: int(report.totals[m]) for m in ("params", "macs", "flops")}
+        out["peak_activation_bytes"] = peak_activations(report).bytes
+        return out
+
+    def sample(self, n: int, seed: int = 0, budgets: Sequence[Any] = ()) -> list[Any]:
+        """``n`` sub-networks drawn exactly uniformly among those meeting the budgets."""
+        from .analysis.space import parse_budgets, sample
+
+        parsed = parse_budgets(budgets)
+        return sample(self._for(parsed), n, seed, parsed)
+
+    def pareto(self, a: str = "macs", b: str = "params") -> Any:
+        """The exact Pareto front over two metrics (minimised; ``max:params`` maximises)."""
+        from .analysis.space import pareto
+
+        return pareto(self.tables if "peak_activation_bytes" in a + b else self.fast, a, b)
+
+    def table(self) -> list[dict[str, Any]]:
+        """The per-block cost table: block position × choice × input shape → params, MACs, FLOPs, peak."""
+        from .analysis.space import table_rows
+
+        return table_rows(self.tables)
+
+    def enumerate(
+        self,
+        budgets: Sequence[Any] = (),
+        scheduler: str | None = None,
+        workers: int = 2,
+        chunk: int = 1 << 15,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Any:
+        """Brute force on Dask (a LocalCluster of ``workers`` processes, or the ``scheduler`` address)."""
+        from .analysis.space import enumerate_space, parse_budgets
+
+        return enumerate_space(self.tables, parse_budgets(budgets), scheduler, workers, chunk, progress=progress)
+
+
+def space(spec: str | os.PathLike[str]) -> Space:
+    """Load a search space (a spec whose fields may be ``{choice: [...]}``; docs/spaces.md)."""
+    from .spec.space import load_space
+
+    if not isinstance(spec, (str, os.PathLike)):
+        raise UsageError(f"expected a path to a search-space YAML, got {type(spec).__name__}")
+    return Space(load_space(spec))

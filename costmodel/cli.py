@@ -293,6 +293,7 @@ def _parser() -> _Parser:
     command("schema", "JSON Schema of the spec format", "costmodel schema > costmodel.schema.json", [])
     _train_parser(command, [spec, fmt, values])
     f.add_argument("--training", action="store_true", help="training MACs and saved bytes (docs/training.md)")
+    _space_parser(command, spec, fmt)
     return p
 
 
@@ -313,6 +314,27 @@ def _train_parser(command: Any, parents: list[_Parser]) -> None:
     t.add_argument("--memory", metavar="SIZE", help="a memory budget, e.g. 24GiB or 16GB (with --solve batch)")
     t.add_argument("--solve", choices=["batch"], help="the largest batch whose step peak fits --memory")
     t.add_argument("--vs", choices=["torch"], help="training MACs op by op, costmodel vs FlopCounterMode")
+
+
+def _space_parser(command: Any, spec: _Parser, fmt: _Parser) -> None:
+    """The ``space`` command's options (docs/spaces.md)."""
+    sp = command("space", "exact analysis of a search space: size, min/max/mean/std, budget counts, sampling",
+                 "costmodel space specs/spaces/ofa_mobilenetv3.yaml --budget 'macs<=3e8'", [spec, fmt])  # fmt: skip
+    sp.add_argument("--budget", action="append", metavar="EXPR",
+                    help="count sub-networks meeting it: 'macs<=3e8', 'params<=5e6', "
+                    "'peak_activation_bytes<=320000' (repeatable)")  # fmt: skip
+    sp.add_argument("--peak", action="store_true", help="also min/max peak activation bytes (float32; slower)")
+    sp.add_argument("--plot", metavar="PATH", help="draw the exact (or bracketed) CDF of MACs over the space")
+    sp.add_argument(
+        "--sample", type=int, metavar="N", help="draw N sub-networks uniformly among those meeting the budgets"
+    )
+    sp.add_argument("--seed", type=int, default=0, help="random seed of --sample (default 0)")
+    sp.add_argument("--out", metavar="DIR|FILE", help="--sample: a directory (concrete specs) or a JSON-lines file")
+    sp.add_argument("--pareto", metavar="A,B", help="the exact Pareto front over two metrics (max:NAME maximises)")
+    sp.add_argument("--table", action="store_true", help="the per-block cost table (block × choice × input shape)")
+    sp.add_argument("--enumerate", action="store_true", help="brute force on Dask (needs costmodel[space])")
+    sp.add_argument("--scheduler", metavar="ADDRESS", help="--enumerate on this dask.distributed scheduler")
+    sp.add_argument("--workers", type=int, default=2, help="--enumerate: local cluster processes (default 2)")
 
 
 def _table(args: argparse.Namespace) -> str:
@@ -575,7 +597,82 @@ def _memory(args: argparse.Namespace) -> str:
     return render_memory(result.report, result.kernels, result.peak, args.format, args.dtype, args.fusion)
 
 
+def _space_progress(done: int, total: int) -> None:
+    if sys.stderr.isatty():
+        end = "\n" if done == total else ""
+        sys.stderr.write(f"\renumerate: {done:,}/{total:,} chunks{end}")
+        sys.stderr.flush()
+
+
+def _space(args: argparse.Namespace) -> str:
+    import json
+    import os
+
+    from .api import space
+    from .present import space as view
+    from .present.emit import check_format
+
+    check_format(args.format)
+    budgets = args.budget or []
+    s = space(args.spec)
+    from .analysis.space import parse_budgets
+
+    parsed = parse_budgets(budgets)
+    if args.sample is not None and args.sample < 1:
+        raise UsageError("--sample must be a positive number")
+    if args.enumerate:
+        e = s.enumerate(parsed, args.scheduler, args.workers, progress=_space_progress)
+        return view.render(view.enumeration_table(e, budgets), args.format, view.enumeration_payload(e))
+    if args.table:
+        return view.render(view.block_table(s.table()), args.format)
+    if args.pareto:
+        names = [x.strip() for x in args.pareto.split(",")]
+        if len(names) != 2:
+            raise UsageError("--pareto: give two metrics, e.g. macs,params")
+        p = s.pareto(names[0], names[1])
+        return view.render(view.pareto_table(s.spec, p), args.format, view.pareto_payload(s.spec, p))
+    if args.sample is not None:
+        subs = s.sample(args.sample, args.seed, parsed)
+        done = [(sub, s.costs(sub)) for sub in subs]
+        if args.out:
+            _write_samples(s, done, args.out)
+        if args.format == "json":
+            return view.render([], "json", [{"choices": s.spec.to_json(a), "costs": c} for a, c in done])
+        return view.render(view.samples_table(s.spec, done), args.format)
+    st = s.stats(peak=args.peak)
+    cnt = s.count(parsed) if parsed else None
+    text = view.render(view.stats_table(s.spec, st, cnt, budgets), args.format, view.stats_payload(s.spec, st, cnt))
+    if args.plot:
+        from .analysis.space import cdf
+
+        view.plot_cdf(cdf(s.fast), args.plot, f"{s.spec.name or os.path.basename(args.spec)}: CDF of MACs")
+    del json
+    return text
+
+
+def _write_samples(s: Any, done: list[Any], out: str) -> None:
+    import json
+    import os
+
+    import yaml
+
+    try:
+        if os.path.isdir(out):
+            for i, (sub, c) in enumerate(done):
+                data, _, _ = s.spec.concrete_data(sub)
+                head = f"# sub-network {i} of {s.spec.src.file}: {json.dumps(s.spec.to_json(sub))}\n# costs: {c}\n"
+                with open(os.path.join(out, f"subnet_{i:05d}.yaml"), "w", encoding="utf-8") as fh:
+                    fh.write(head + yaml.safe_dump(data, sort_keys=False))
+        else:
+            with open(out, "w", encoding="utf-8") as fh:
+                for sub, c in done:
+                    fh.write(json.dumps({"choices": s.spec.to_json(sub), "costs": c}) + "\n")
+    except OSError as exc:
+        raise UsageError(f"--out {out}: {exc.strerror}") from None
+
+
 _COMMANDS: dict[str, Any] = {
+    "space": _space,
     "roofline": _roofline,
     "calibrate": _calibrate,
     "memory": _memory,

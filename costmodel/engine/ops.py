@@ -327,7 +327,16 @@ def activation(inp: Shape, n: Num, name: str) -> Op:
 def global_avgpool(inp: Shape, n: Num, implementation: str = "module") -> Op:
     """Global average pool to C×1×1: no MACs; FLOPs = one add-or-divide per input element (N·C·H·W)."""
     c, h, w = inp
-    return Op("avgpool", f"{h}×{w}→1×1", _costs(0, 0, 0, n * c * h * w), inp, (c, 1, 1), "pool", variant=implementation, saves=())
+    return Op(
+        "avgpool",
+        f"{h}×{w}→1×1",
+        _costs(0, 0, 0, n * c * h * w),
+        inp,
+        (c, 1, 1),
+        "pool",
+        variant=implementation,
+        saves=(),
+    )
 
 
 def add(inp: Shape, n: Num, detail: str = "") -> Op:
