@@ -11,7 +11,23 @@ Counting conventions are in docs/conventions.md; the spec format in docs/spec.md
 from __future__ import annotations
 
 from ._version import __version__
-from .api import Report, analyze, compare, count, load, loads, memory, roofline, sensitivity, solve, sweep
+from .api import (
+    Report,
+    analyze,
+    compare,
+    count,
+    from_onnx,
+    from_torch,
+    import_model,
+    import_report,
+    load,
+    loads,
+    memory,
+    roofline,
+    sensitivity,
+    solve,
+    sweep,
+)
 from .engine.kinds import register
 from .engine.report import Row
 from .errors import CostModelError, SpecError, UndecidableError, UsageError
@@ -47,6 +63,10 @@ __all__ = [
     "analyze",
     "compare",
     "count",
+    "from_onnx",
+    "from_torch",
+    "import_model",
+    "import_report",
     "load",
     "loads",
     "memory",

@@ -177,6 +177,24 @@ def _parser() -> _Parser:
     k.add_argument("--seconds", type=float, default=2.0, help="time spent on each measurement (default 2)")
 
     command("schema", "JSON Schema of the spec format", "costmodel schema > costmodel.schema.json", [])
+
+    i = sub.add_parser(
+        "import",
+        help="a PyTorch / timm / torchvision model or an ONNX file → a YAML spec",
+        description="Trace a model on the meta device (or read an ONNX graph) and write the spec that describes it "
+        "exactly; what the spec cannot say is named on stderr with the share of MACs and params covered. "
+        "SOURCE is timm:NAME (pretrained=False), torchvision:NAME (weights=None), package.module:callable "
+        "(IMPORTS AND RUNS that Python code; the current directory is importable) or a path to a .onnx file "
+        "(needs only the onnx package).",
+        epilog="example: costmodel import torchvision:mobilenet_v3_small > m.yaml && costmodel table m.yaml",
+    )
+    i.add_argument("source", metavar="SOURCE", help="timm:NAME, torchvision:NAME, package.module:callable or FILE.onnx")
+    i.add_argument("--input", metavar="CxHxW", help="input size (default: timm's pretrained_cfg input_size)")
+    i.add_argument("--out", metavar="FILE", help="write the spec here (default: print it)")
+    i.add_argument("--symbolic-resolution", action="store_true", help="write height: H, width: W (for formulas)")
+    i.add_argument(
+        "--kwargs", metavar="K=V,...", help="constructor arguments: ints, floats, bools, strings (not evaluated)"
+    )
     return p
 
 
@@ -354,7 +372,38 @@ def _memory(args: argparse.Namespace) -> str:
     return render_memory(result.report, result.kernels, result.peak, args.format, args.dtype, args.fusion)
 
 
+def _import(args: argparse.Namespace) -> str:
+    from .api import import_model, import_report
+    from .importers.core import to_yaml
+    from .importers.sources import parse_input, parse_kwargs
+
+    spec = import_model(args.source, parse_input(args.input), parse_kwargs(args.kwargs), args.symbolic_resolution)
+    report = import_report(spec)
+    header = [f"Imported by costmodel import {args.source}" + (f" --input {args.input}" if args.input else "")]
+    if report is not None:
+        src, got = report.source, report.spec
+        header.append(
+            "source: "
+            + ", ".join(f"{k} {v}" for k, v in src.items())
+            + " | spec: "
+            + ", ".join(f"{k} {v}" for k, v in got.items())
+        )
+        header.append("exact: every figure equal" if report.exact else "NOT exact: see the warnings costmodel printed")
+        for line in report.warnings():
+            print(f"costmodel: warning: {line}", file=sys.stderr)
+    text = to_yaml(spec, header)
+    if args.out:
+        try:
+            with open(args.out, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UsageError(f"--out {args.out}: {exc.strerror}") from None
+        return f"wrote {args.out}"
+    return text.rstrip("\n")
+
+
 _COMMANDS: dict[str, Any] = {
+    "import": _import,
     "roofline": _roofline,
     "calibrate": _calibrate,
     "memory": _memory,

@@ -90,7 +90,7 @@ def build(
     data = to_spec_dict(rec, input_shape, name)
     report = ImportReport(origin, source, {}, rec.problems, notes, dict(rec.kinds))
     spec = validate(data, ImportSource(origin, report))
-    r = analyze_spec(spec)
+    r: Any = analyze_spec(spec)
     report.spec = {"params": r.totals["params"], "buffers": r.totals["buffers"], "macs": r.totals["macs"]}
     report.spec["output"] = tuple(r.output)
     report.spec = {k: v for k, v in report.spec.items() if k in source or k == "output"}

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from ..errors import UsageError
 from ..spec.fields import se_ratio
 from ..spec.scaling import make_divisible
 
@@ -113,11 +114,12 @@ class Unit:
 
     def all_nodes(self) -> list[Node]:
         """Every node of the unit, nested ones included, in order."""
-        out = list(self.nodes)
+        out: list[Node] = []
         for u in self.inner:
             out += u.all_nodes()
         for u in self.shortcut or []:
             out += u.all_nodes()
+        out += self.nodes
         if self.post is not None:
             out.append(self.post)
         return out
@@ -213,12 +215,22 @@ def merge(units: list[Unit]) -> list[Unit]:
     i = 0
     while i < len(units):
         u = units[i]
+        if u.kind == "residual" and i + 1 < len(units) and _is_act(units[i + 1]):
+            u.post = units[i + 1].nodes[0]
+            out.append(u)
+            i += 2
+            continue
         if u.kind != "prim":
             out.append(u)
             i += 1
             continue
         node = u.nodes[0]
-        if node.op == "pad" and i + 1 < len(units) and units[i + 1].kind == "prim" and units[i + 1].nodes[0].op == "conv":
+        if (
+            node.op == "pad"
+            and i + 1 < len(units)
+            and units[i + 1].kind == "prim"
+            and units[i + 1].nodes[0].op == "conv"
+        ):
             group = [node, units[i + 1].nodes[0]]
             i += 2
         elif node.op == "conv":
@@ -448,7 +460,12 @@ def match_fused(units: list[Unit], residual: bool) -> Layer | None:
         proj = f.conv(us[0], act=False, kernel1=True, depthwise=False, stride1=True)
         if mid == cin:
             return None  # today's fused_mbconv has no projection at t = 1
-        layer = {"kind": "fused_mbconv", **_expansion(cin, mid), **_conv_fields(exp), "out_channels": proj.conv.shape[1]}
+        layer = {
+            "kind": "fused_mbconv",
+            **_expansion(cin, mid),
+            **_conv_fields(exp),
+            "out_channels": proj.conv.shape[1],
+        }
     else:
         return None
     if not f.ok:
@@ -553,20 +570,32 @@ def _primitives(units: list[Unit], problems: list[Problem], why: str) -> list[La
             layer = match_conv([u], False)
             if layer is not None:
                 layer["name"] = u.scope
-                out.append(layer)
+                out.append(_tag(layer, [u]))
                 continue
             if conv_expressible(u) and norm_name(u) is not None:  # an activation the spec cannot name
                 bare = Unit("conv", [n for n in u.nodes if n.op != "act"])
                 layer = match_conv([bare], False)
                 if layer is not None and u.act is not None:
                     layer["name"] = u.scope
-                    out.append(layer)
+                    out.append(_tag(layer, [u]))
                     problems.append(Problem(u.act.name, u.act.scope, "activation not in the spec vocabulary"))
                     continue
             problems.append(Problem(u.conv.name, u.scope, _conv_problem(u)))
             continue
         out += _layers([u], problems, why)
     return out
+
+
+def _tag(layer: Layer, units: list[Unit]) -> Layer:
+    """Record on a layer dict the shapes it reads and writes and how many ops it stands for (removed
+    before the spec is written)."""
+    nodes = [n for u in units for n in u.all_nodes()]
+    first = units[0].all_nodes()[0]
+    last = units[-1].all_nodes()[-1]
+    layer["_in"] = first.in_shape[1:]
+    layer["_out"] = last.shape[1:]
+    layer["_n"] = len(nodes)
+    return layer
 
 
 def _conv_problem(u: Unit) -> str:
@@ -586,25 +615,32 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
     while i < len(units):
         u = units[i]
         if u.kind == "residual":
-            layer = match_bottleneck(u) if (u.shortcut is not None or u.post is not None) else None
-            if layer is None and u.shortcut is None and u.post is None:
+            layer = match_bottleneck(u) if u.post is not None else None
+            post = None
+            if layer is None and u.shortcut is None:
                 for m in MATCHERS:
                     layer = m(u.inner, True)
                     if layer is not None:
+                        post, u = u.post, Unit("residual", u.nodes, u.inner)
                         break
             if layer is not None:
                 layer["name"] = u.scope
-                layer["_n"] = len(u.all_nodes())
-                out.append(layer)
+                out.append(_tag(layer, [u]))
+                if post is not None:
+                    out += _layers([Unit("act", [post])], problems)
             else:
                 out += _primitives(u.inner, problems, "")
                 if u.shortcut:
-                    problems.append(Problem(u.nodes[0].name, u.scope, "residual with a shortcut branch of no known block"))
+                    problems.append(
+                        Problem(u.nodes[0].name, u.scope, "residual with a shortcut branch of no known block")
+                    )
                     for s in u.shortcut:
                         for n in s.all_nodes():
                             problems.append(Problem(n.name, n.scope, "on a shortcut branch the layer list cannot say"))
                 problems.append(
-                    Problem(u.nodes[0].name, u.scope, "residual add around layers that form no known block (not counted)")
+                    Problem(
+                        u.nodes[0].name, u.scope, "residual add around layers that form no known block (not counted)"
+                    )
                 )
                 if u.post is not None:
                     out += _layers([Unit("act", [u.post])], problems)
@@ -618,10 +654,8 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
             for m in MATCHERS:
                 layer = m(body, False)
                 if layer is not None:
-                    group = Unit("group", [], body)
-                    layer["name"] = group.scope
-                    layer["_n"] = len(group.all_nodes())
-                    out.append(layer)
+                    layer["name"] = Unit("group", [], body).scope
+                    out.append(_tag(layer, body))
                     i += length
                     done = True
                     break
@@ -632,17 +666,24 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
         if u.kind == "conv":
             out += _primitives([u], problems, why)
         elif u.kind == "pool":
-            out.append({"kind": "pool", "name": u.scope, "implementation": u.nodes[0].attrs.get("implementation", "module")})
+            impl = u.nodes[0].attrs.get("implementation", "module")
+            out.append(_tag({"kind": "pool", "name": u.scope, "implementation": impl}, [u]))
         elif u.kind == "linear":
             n = u.nodes[0]
-            layer = {"kind": "linear", "name": u.scope, "out_features": n.shape[-1], "bias": bool(n.attrs.get("bias"))}
-            if i + 1 < len(units) and units[i + 1].kind == "act" and units[i + 1].nodes[0].attrs.get("name") in ACTIVATIONS:
+            layer = {"kind": "linear", "name": u.scope, "out_features": n.shape[1], "bias": bool(n.attrs.get("bias"))}
+            used = [u]
+            if (
+                i + 1 < len(units)
+                and units[i + 1].kind == "act"
+                and units[i + 1].nodes[0].attrs.get("name") in ACTIVATIONS
+            ):
                 layer["activation"] = units[i + 1].nodes[0].attrs["name"]
                 i += 1
-            out.append(layer)
+                used.append(units[i])
+            out.append(_tag(layer, used))
         elif u.kind == "se":
             problems.append(Problem(u.nodes[0].name, u.scope, "squeeze-excitation outside a block the spec can say"))
-            for n in u.all_nodes()[1:]:
+            for n in u.all_nodes():
                 if n.op in ("conv", "linear"):
                     problems.append(Problem(n.name, n.scope, "inside that squeeze-excitation (not counted)"))
         else:
@@ -678,13 +719,36 @@ def _head(units: list[Unit]) -> list[Unit]:
             and u.conv.shape[2:] == (1, 1)
         ):
             c = u.conv
-            lin = Node("linear", c.inputs, c.out, c.shape, c.in_shape, c.scope, c.name, {"bias": c.attrs["bias"]}, c.params)
+            lin = Node(
+                "linear", c.inputs, c.out, c.shape[:2], c.in_shape, c.scope, c.name, {"bias": c.attrs["bias"]}, c.params
+            )
             out.append(Unit("linear", [lin]))
             if u.act is not None:
                 out.append(Unit("act", [u.act]))
             continue
         out.append(u)
     return out
+
+
+class ImportFailure(UsageError):
+    """The layers found do not chain into one network (an op the spec cannot say changed the shape)."""
+
+    def __init__(self, message: str, problems: list[Problem]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+def _check_chain(layers: list[Layer], problems: list[Problem]) -> None:
+    """Each layer must read what the one before writes; else the spec would not be the model."""
+    for a, b in zip(layers, layers[1:], strict=False):
+        if a["_out"][0] != b["_in"][0] or (len(b["_in"]) == 3 and len(a["_out"]) == 3 and a["_out"] != b["_in"]):
+            raise ImportFailure(
+                f"cannot import: {b.get('name') or b['kind']} reads {b['_in']} but the layer before gives "
+                f"{a['_out']}; ops between them the spec cannot say: "
+                + ("; ".join(str(p) for p in problems[:3]) or "none found")
+                + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""),
+                problems,
+            )
 
 
 def recognise(nodes: Sequence[Node], output: int) -> Recognised:
@@ -698,7 +762,14 @@ def recognise(nodes: Sequence[Node], output: int) -> Recognised:
     except StructureError as err:
         units = _chain(g, problems, err)
     layers = _layers(_head(merge(units)), problems)
+    start = next((n.in_shape[1:] for n in g.nodes if 0 in n.inputs), ())
+    if not layers:
+        raise ImportFailure("cannot import: no layer of the model is one the spec can say", problems)
+    _check_chain([{"_out": start, "kind": "input"}, *layers], problems)
     _climb(layers, g.nodes)
+    for layer in layers:
+        layer.pop("_in")
+        layer.pop("_out")
     return Recognised(layers, problems, Counter(layer["kind"] for layer in layers))
 
 
@@ -745,8 +816,12 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
         c = Counter(layer[key] for layer in convs if key in layer)
         return c.most_common(1)[0][0] if c else fallback
 
-    defaults = {"activation": common("activation", "relu6"), "norm": common("norm", "batchnorm"), "bias": common("bias", False)}
-    layers = []
+    defaults = {
+        "activation": common("activation", "relu6"),
+        "norm": common("norm", "batchnorm"),
+        "bias": common("bias", False),
+    }
+    layers: list[Layer] = []
     for layer in rec.layers:
         d = dict(layer)
         if d["kind"] not in ("pool", "linear", "dropout"):
@@ -785,7 +860,7 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
 
 def _auto(d: Layer, previous: list[Layer], input_shape: tuple[int, int, int]) -> bool | None:
     """What ``residual: auto`` gives for this layer: stride 1 and in == out."""
-    cin: int = input_shape[0]
+    cin: Any = input_shape[0]
     for p in previous:
         cin = p.get("out_channels", p.get("out_features", cin))
     if "out_channels" not in d:

@@ -69,7 +69,9 @@ _NORMS = {
     "native_group_norm": "groupnorm",
     "native_layer_norm": "layernorm",
 }
-_IGNORED = frozenset({"empty", "zeros", "ones", "full", "scalar_tensor", "arange", "empty_like", "zeros_like", "_local_scalar_dense"})
+_IGNORED = frozenset(
+    {"empty", "zeros", "ones", "full", "scalar_tensor", "arange", "empty_like", "zeros_like", "_local_scalar_dense"}
+)
 
 
 @dataclass
@@ -99,9 +101,9 @@ def _pair(v: Any) -> Any:
     return v
 
 
-class _Recorder(TorchDispatchMode):
+class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
     def __init__(self, params: dict[int, tuple[str, int]], scope: list[str]) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.params = params  # id(tensor) → (param name, numel)
         self.tensors: dict[int, int] = {}
         self.keep: list[Any] = []
@@ -135,16 +137,24 @@ class _Recorder(TorchDispatchMode):
         if base in _ALIASES:
             self.track(first, data[0])
             return out
-        node = self._node(base, str(func), args, data, params, first)
+        x = next(t for t in flat if id(t) in self.tensors)
+        node = self._node(base, str(func), args, data, params, first, tuple(x.shape))
         self.nodes.append(node)
         self.track(first, node.out)
         return out
 
-    def _node(self, base: str, full: str, args: Any, data: list[int], params: list[tuple[str, int]], out: Any) -> Node:
+    def _node(
+        self,
+        base: str,
+        full: str,
+        args: Any,
+        data: list[int],
+        params: list[tuple[str, int]],
+        out: Any,
+        in_shape: tuple[int, ...],
+    ) -> Node:
         tid = self.next
         self.next += 1
-        x = args[0] if isinstance(args[0], torch.Tensor) else None
-        in_shape = tuple(x.shape) if x is not None else ()
         shape = tuple(out.shape)
         scope = self.scope[-1] if self.scope else ""
         n_params = sum(n for _, n in params)
@@ -176,9 +186,7 @@ class _Recorder(TorchDispatchMode):
             op, attrs = "act", {"name": _ACTS[base]}
         elif base in ("add", "mul") and len(data) == 2 and len(ins) >= 1:
             op = base
-        elif base == "mean" and len(in_shape) == 4 and _hw(args[1] if len(args) > 1 else None):
-            op, attrs = "pool", {"implementation": "module"}
-        elif base in ("_adaptive_avg_pool2d", "adaptive_avg_pool2d") and tuple(shape[2:]) == (1, 1):
+        elif _is_global_pool(base, args, in_shape, shape):
             op, attrs = "pool", {"implementation": "module"}
         elif base in ("addmm", "mm", "linear") and params:
             op, attrs = "linear", {"bias": base == "addmm" or (base == "linear" and len(params) > 1)}
@@ -186,6 +194,13 @@ class _Recorder(TorchDispatchMode):
             pads = list(args[1])
             op, attrs = "pad", {"pads": pads}
         return Node(op, ins, tid, shape, in_shape, scope, full, attrs, n_params)
+
+
+def _is_global_pool(base: str, args: Any, in_shape: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """``x.mean((2, 3))`` / ``adaptive_avg_pool2d(x, 1)`` on an N×C×H×W tensor."""
+    if base == "mean":
+        return len(in_shape) == 4 and _hw(args[1] if len(args) > 1 else None)
+    return base in ("_adaptive_avg_pool2d", "adaptive_avg_pool2d") and tuple(shape[2:]) == (1, 1)
 
 
 def _hw(dims: Any) -> bool:
@@ -244,8 +259,8 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> Trace:
     except Exception as exc:  # the user's forward failed on a meta tensor
         raise UsageError(f"the model's forward pass failed on a meta tensor of shape {(1, *input)}: {exc}") from exc
     finally:
-        for m, t in was.items():
-            m.train(t)
+        for m, flag in was.items():
+            m.train(flag)
     out = next((t for t in _flat(list(y.values()) if isinstance(y, dict) else y) if isinstance(t, torch.Tensor)), None)
     if out is None:
         raise UsageError("the model's forward returned no tensor")
@@ -312,6 +327,8 @@ def from_torch(
         if report is not None:
             n = sum(p.numel() for k, p in module.named_parameters() if k in set(unused))
             report.problems.append(
-                Problem("parameters", unused[0], f"{len(unused)} parameter tensors ({n} elements) the forward never reads")
+                Problem(
+                    "parameters", unused[0], f"{len(unused)} parameter tensors ({n} elements) the forward never reads"
+                )
             )
     return spec
