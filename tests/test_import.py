@@ -136,7 +136,9 @@ def test_cli_import_of_user_code_and_symbolic_resolution(run_cli, tmp_path):
     assert err == ""
     spec = costmodel.loads(out)
     assert spec.layers[-1].out_features == 5
-    status, out, err = run_cli("import", src, "--input", "3x67x53", "--symbolic-resolution", "--out", str(tmp_path / "s.yaml"))
+    status, out, err = run_cli(
+        "import", src, "--input", "3x67x53", "--symbolic-resolution", "--out", str(tmp_path / "s.yaml")
+    )
     assert status == 0, err
     sym = costmodel.load(tmp_path / "s.yaml")
     assert (sym.input.height, sym.input.width) == ("H", "W")
@@ -171,9 +173,7 @@ def _tv(name):
 
 
 @pytest.mark.torchvision
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=[] if n in FAST_TV else [pytest.mark.slow]) for n in NETWORKS]
-)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in FAST_TV else [pytest.mark.slow]) for n in NETWORKS])
 def test_torchvision_import_reproduces_the_shipped_spec(name):
     shipped = costmodel.load(ROOT / "specs" / "networks" / f"{name}.yaml")
     shape = (shipped.input.channels, shipped.input.height, shipped.input.width)
@@ -217,7 +217,7 @@ def test_timm_import_reproduces_the_shipped_spec(name):
     assert report.exact, report.warnings()
     assert _spec_figures(spec) == _spec_figures(shipped)
     assert _spec_figures(spec, 193, 193) == _spec_figures(shipped, 193, 193)
-    if name in FAST_TIMM[:3]:
+    if name == FAST_TIMM[1]:  # tf_efficientnet_b0: Conv2dSame padding
         _assert_exact(model, spec, shape, (193, 321))
 
 

@@ -33,7 +33,7 @@ def _scope(node: Any) -> str:
         if prop.key == "pkg.torch.onnx.name_scopes":
             text = prop.value.strip("[]").replace("'", "").replace('"', "")
             parts = [p.strip() for p in text.split(",") if p.strip()]
-            return ".".join(p for p in parts[1:] if p) if parts else ""
+            return parts[-1] if parts else ""  # the innermost module's full path
     parts = node.name.split("/")[1:-1]
     return ".".join(p.rsplit(".", 1)[-1] for p in parts if p)
 
