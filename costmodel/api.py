@@ -574,3 +574,69 @@ def space(spec: str | os.PathLike[str]) -> Space:
     if not isinstance(spec, (str, os.PathLike)):
         raise UsageError(f"expected a path to a search-space YAML, got {type(spec).__name__}")
     return Space(load_space(spec))
+
+
+def from_torch(
+    module: Any,
+    input: tuple[int, int, int] = (3, 224, 224),
+    *,
+    name: str | None = None,
+    symbolic_resolution: bool = False,
+) -> NetworkSpec:
+    """The validated spec of a ``torch.nn.Module``, traced once at ``input`` = (C, H, W) on the meta device.
+
+    The spec's params equal ``sum(p.numel() for p in module.parameters())``, its buffers
+    ``sum(b.numel() for b in module.buffers())``, its MACs ``FlopCounterMode`` total / 2 and its output the
+    forward pass's — at the traced resolution and at any other set on the spec — when every op is one the
+    spec can say; otherwise ``import_report(spec)`` names each op left out, with its module path, and the
+    fraction of MACs and params covered. ``symbolic_resolution``: ``height: H, width: W``. Needs torch.
+    """
+    try:
+        from .importers.torch import from_torch as _from_torch
+    except ImportError:
+        raise UsageError("from_torch needs torch: pip install torch") from None
+    spec: NetworkSpec = _from_torch(module, input, name=name, symbolic_resolution=symbolic_resolution)
+    return spec
+
+
+def from_onnx(path: str | os.PathLike[str], *, symbolic_resolution: bool = False) -> NetworkSpec:
+    """The validated spec of an ONNX file's graph (read with the ``onnx`` package only, no torch).
+
+    MACs and output shape equal the exported model's; params equal the elements of the graph's weight
+    initializers (exporters fold BatchNorm into the convs: the spec then has conv bias and no norm, and
+    ``import_report(spec)`` says so). Needs ``pip install onnx``.
+    """
+    try:
+        from .importers.onnx import from_onnx as _from_onnx
+    except ImportError:
+        raise UsageError("from_onnx needs the onnx package: pip install onnx") from None
+    spec: NetworkSpec = _from_onnx(os.fspath(path), symbolic_resolution=symbolic_resolution)
+    return spec
+
+
+def import_model(
+    source: str,
+    input: tuple[int, int, int] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    symbolic_resolution: bool = False,
+) -> NetworkSpec:
+    """The spec of ``timm:NAME`` (pretrained=False), ``torchvision:NAME`` (weights=None),
+    ``package.module:callable`` (imports and runs the user's code) or a ``.onnx`` path; ``input`` defaults
+    to timm's ``pretrained_cfg['input_size']`` and is required where the model has none."""
+    from .importers.sources import is_onnx, load_module
+
+    if is_onnx(source):
+        return from_onnx(source, symbolic_resolution=symbolic_resolution)
+    model, default, name = load_module(source, dict(kwargs or {}))
+    size = input or default
+    if size is None:
+        raise UsageError(f"{source} has no default input size: give --input CxHxW (e.g. --input 3x224x224)")
+    return from_torch(model, size, name=name, symbolic_resolution=symbolic_resolution)
+
+
+def import_report(spec: NetworkSpec) -> Any:
+    """The ``ImportReport`` of a spec ``from_torch`` / ``from_onnx`` returned: the source's and the spec's
+    params, buffers, MACs and output, every op left out, and notes; None for a spec read from YAML."""
+    from .importers.core import report_of
+
+    return report_of(spec)

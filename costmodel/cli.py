@@ -294,6 +294,24 @@ def _parser() -> _Parser:
     _train_parser(command, [spec, fmt, values])
     f.add_argument("--training", action="store_true", help="training MACs and saved bytes (docs/training.md)")
     _space_parser(command, spec, fmt)
+
+    i = sub.add_parser(
+        "import",
+        help="a PyTorch / timm / torchvision model or an ONNX file → a YAML spec",
+        description="Trace a model on the meta device (or read an ONNX graph) and write the spec that describes it "
+        "exactly; what the spec cannot say is named on stderr with the share of MACs and params covered. "
+        "SOURCE is timm:NAME (pretrained=False), torchvision:NAME (weights=None), package.module:callable "
+        "(IMPORTS AND RUNS that Python code; the current directory is importable) or a path to a .onnx file "
+        "(needs only the onnx package).",
+        epilog="example: costmodel import torchvision:mobilenet_v3_small > m.yaml && costmodel table m.yaml",
+    )
+    i.add_argument("source", metavar="SOURCE", help="timm:NAME, torchvision:NAME, package.module:callable or FILE.onnx")
+    i.add_argument("--input", metavar="CxHxW", help="input size (default: timm's pretrained_cfg input_size)")
+    i.add_argument("--out", metavar="FILE", help="write the spec here (default: print it)")
+    i.add_argument("--symbolic-resolution", action="store_true", help="write height: H, width: W (for formulas)")
+    i.add_argument(
+        "--kwargs", metavar="K=V,...", help="constructor arguments: ints, floats, bools, strings (not evaluated)"
+    )
     return p
 
 
@@ -671,8 +689,39 @@ def _write_samples(s: Any, done: list[Any], out: str) -> None:
         raise UsageError(f"--out {out}: {exc.strerror}") from None
 
 
+def _import(args: argparse.Namespace) -> str:
+    from .api import import_model, import_report
+    from .importers.core import to_yaml
+    from .importers.sources import parse_input, parse_kwargs
+
+    spec = import_model(args.source, parse_input(args.input), parse_kwargs(args.kwargs), args.symbolic_resolution)
+    report = import_report(spec)
+    header = [f"Imported by costmodel import {args.source}" + (f" --input {args.input}" if args.input else "")]
+    if report is not None:
+        src, got = report.source, report.spec
+        header.append(
+            "source: "
+            + ", ".join(f"{k} {v}" for k, v in src.items())
+            + " | spec: "
+            + ", ".join(f"{k} {v}" for k, v in got.items())
+        )
+        header.append("exact: every figure equal" if report.exact else "NOT exact: see the warnings costmodel printed")
+        for line in report.warnings():
+            print(f"costmodel: warning: {line}", file=sys.stderr)
+    text = to_yaml(spec, header)
+    if args.out:
+        try:
+            with open(args.out, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UsageError(f"--out {args.out}: {exc.strerror}") from None
+        return f"wrote {args.out}"
+    return text.rstrip("\n")
+
+
 _COMMANDS: dict[str, Any] = {
     "space": _space,
+    "import": _import,
     "roofline": _roofline,
     "calibrate": _calibrate,
     "memory": _memory,

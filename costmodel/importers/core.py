@@ -1,0 +1,163 @@
+"""The import pipeline shared by every source: traced nodes → recognised layers → a validated spec, with a
+report of what the spec covers and what it leaves out.
+
+The report compares the spec's own counts (the engine's walk of the returned spec) with the source's:
+for torch, ``sum(p.numel())``, ``sum(b.numel())``, ``FlopCounterMode`` total / 2 and the forward pass's
+output shape; for ONNX, the weight initializers' elements and the MACs of the graph's Conv / Gemm /
+MatMul nodes. ``exact`` says every figure is equal; otherwise ``problems`` names each op left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine.walk import analyze_spec
+from ..spec.loader import Source, validate
+from ..spec.network import NetworkSpec
+from .recognise import Node, Problem, recognise, to_spec_dict
+
+
+@dataclass
+class ImportReport:
+    """How exactly an imported spec describes its source.
+
+    ``source`` holds the source's figures (``params``, ``buffers``, ``macs``, ``output``), ``spec`` the
+    imported spec's at the same resolution; ``problems`` every op or structure left out (op name, module
+    path, why); ``notes`` facts worth knowing (BatchNorm folded by an exporter, …).
+    """
+
+    origin: str
+    source: dict[str, Any]
+    spec: dict[str, Any]
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    kinds: dict[str, int] = field(default_factory=dict)
+
+    def coverage(self, metric: str) -> float:
+        """spec / source for ``params`` or ``macs`` (1.0 when the source has none)."""
+        src = self.source.get(metric)
+        if not src:
+            return 1.0
+        return float(self.spec[metric]) / float(src)
+
+    @property
+    def exact(self) -> bool:
+        """Whether every figure the source has equals the spec's and nothing was left out."""
+        same = all(self.spec.get(k) == v for k, v in self.source.items())
+        return same and not self.problems
+
+    def warnings(self) -> list[str]:
+        """One line per problem and per mismatching figure, with the coverage (for the CLI's stderr)."""
+        out = [str(p) for p in self.problems]
+        for k, v in self.source.items():
+            if self.spec.get(k) != v:
+                out.append(f"{k}: the model has {v}, the spec {self.spec.get(k)}")
+        if out:
+            out.append(
+                f"the spec covers {self.coverage('macs'):.2%} of the model's MACs and "
+                f"{self.coverage('params'):.2%} of its params"
+            )
+        return out + list(self.notes)
+
+
+class ImportSource(Source):
+    """A spec's source when it was imported: the origin and the :class:`ImportReport`."""
+
+    def __init__(self, origin: str, report: ImportReport) -> None:
+        super().__init__(origin)
+        self.report = report
+
+
+def report_of(spec: NetworkSpec) -> ImportReport | None:
+    """The :class:`ImportReport` of a spec that ``from_torch`` / ``from_onnx`` returned (None otherwise)."""
+    src = spec._source
+    return src.report if isinstance(src, ImportSource) else None
+
+
+def build(
+    nodes: list[Node],
+    output: int,
+    input_shape: tuple[int, int, int],
+    origin: str,
+    name: str | None,
+    source: dict[str, Any],
+    notes: list[str],
+    symbolic_resolution: bool = False,
+) -> NetworkSpec:
+    """Recognise the layers of a traced graph and return the validated spec with its report attached."""
+    rec = recognise(nodes, output)
+    data = to_spec_dict(rec, input_shape, name)
+    report = ImportReport(origin, source, {}, rec.problems, notes, dict(rec.kinds))
+    spec = validate(data, ImportSource(origin, report))
+    r: Any = analyze_spec(spec)
+    report.spec = {"params": r.totals["params"], "buffers": r.totals["buffers"], "macs": r.totals["macs"]}
+    report.spec["output"] = tuple(r.output)
+    report.spec = {k: v for k, v in report.spec.items() if k in source or k == "output"}
+    if symbolic_resolution:
+        data["input"] = {**data["input"], "height": "H", "width": "W"}
+        spec = validate(data, ImportSource(origin, report))
+    return spec
+
+
+def spec_dict(spec: NetworkSpec) -> dict[str, Any]:
+    """The spec as plain data, without defaults-valued keys (what ``to_yaml`` writes)."""
+    data: dict[str, Any] = spec.model_dump(mode="json", exclude_defaults=True)
+    data.setdefault("defaults", spec.defaults.model_dump(mode="json"))
+    return data
+
+
+_ORDER = (
+    "name",
+    "kind",
+    "expansion",
+    "expanded_channels",
+    "kernel",
+    "stride",
+    "groups",
+    "out_channels",
+    "mid_channels",
+    "out_features",
+    "activation",
+    "norm",
+    "bias",
+    "se",
+    "se_base",
+    "se_divisor",
+    "se_activation",
+    "se_gate",
+    "residual",
+    "implementation",
+    "p",
+)
+
+
+def _scalar(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, int):
+        return str(v)
+    text = str(v)
+    if text and all(c.isalnum() or c in "._-" for c in text) and text not in ("true", "false", "null", "yes", "no"):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _flow(d: dict[str, Any]) -> str:
+    keys = sorted(d, key=lambda k: _ORDER.index(k) if k in _ORDER else len(_ORDER))
+    return "{" + ", ".join(f"{k}: {_scalar(d[k])}" for k in keys) + "}"
+
+
+def to_yaml(spec: NetworkSpec, header: list[str] | None = None) -> str:
+    """The spec as YAML, one flow mapping per layer, with ``header`` lines as comments."""
+    data = spec_dict(spec)
+    lines = [f"# {h}" for h in header or []]
+    if data.get("name"):
+        lines.append(f"name: {_scalar(data['name'])}")
+    lines.append(f"input: {_flow(data['input'])}")
+    lines.append(f"defaults: {_flow({**spec.defaults.model_dump(mode='json')})}")
+    lines.append("layers:")
+    lines += [f"  - {_flow(layer)}" for layer in data["layers"]]
+    return "\n".join(lines) + "\n"

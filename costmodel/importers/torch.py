@@ -1,0 +1,334 @@
+"""Import a ``torch.nn.Module`` as a spec: trace it on the meta device, recognise its layers, check the counts.
+
+The trace runs the module's own forward once, on ``meta`` tensors (shapes only, no compute, no weights
+copied: the parameters are substituted with ``torch.func.functional_call``), under a dispatch mode that
+records every aten op with the tensors it reads and writes, and module hooks that record the module
+path each op runs in. Conv / batch-norm / activation / add / mul / mean / addmm … become
+:class:`~costmodel.importers.recognise.Node`; views, flattens and dropout are aliases. The same pass
+runs ``FlopCounterMode``, whose total / 2 is the MAC figure the import is checked against.
+
+This module imports torch at the top; import it only when torch is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..errors import UsageError
+from .recognise import Node
+
+_ALIASES = frozenset(
+    {
+        "view",
+        "_unsafe_view",
+        "reshape",
+        "flatten",
+        "clone",
+        "contiguous",
+        "detach",
+        "alias",
+        "squeeze",
+        "unsqueeze",
+        "expand",
+        "dropout",
+        "native_dropout",
+        "feature_dropout",
+        "lift_fresh",
+        "_to_copy",
+        "to",
+    }
+)
+_ACTS = {
+    "relu": "relu",
+    "relu6": "relu6",
+    "silu": "silu",
+    "hardswish": "hardswish",
+    "sigmoid": "sigmoid",
+    "hardsigmoid": "hardsigmoid",
+    "gelu": "gelu",
+    "tanh": "tanh",
+    "elu": "elu",
+    "leaky_relu": "leaky_relu",
+    "mish": "mish",
+    "softplus": "softplus",
+    "prelu": "prelu",
+    "_prelu_kernel": "prelu",
+}
+_NORMS = {
+    "native_batch_norm": "batchnorm",
+    "_native_batch_norm_legit_no_training": "batchnorm",
+    "_native_batch_norm_legit": "batchnorm",
+    "batch_norm": "batchnorm",
+    "native_group_norm": "groupnorm",
+    "native_layer_norm": "layernorm",
+}
+_IGNORED = frozenset(
+    {"empty", "zeros", "ones", "full", "scalar_tensor", "arange", "empty_like", "zeros_like", "_local_scalar_dense"}
+)
+
+
+@dataclass
+class Trace:
+    """What one meta-device forward pass recorded."""
+
+    nodes: list[Node]
+    output: int
+    output_shape: tuple[int, ...]
+    macs: int  # FlopCounterMode total / 2
+    macs_odd: bool  # FlopCounterMode's total was odd (it never is for conv/linear)
+    params_used: set[str]
+    scope_types: dict[str, str]
+
+
+def _flat(xs: Any) -> Iterator[Any]:
+    if isinstance(xs, (list, tuple)):
+        for x in xs:
+            yield from _flat(x)
+    else:
+        yield xs
+
+
+def _pair(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return v[0] if len(set(v)) == 1 else tuple(v)
+    return v
+
+
+class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
+    def __init__(self, params: dict[int, tuple[str, int]], scope: list[str]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.params = params  # id(tensor) → (param name, numel)
+        self.tensors: dict[int, int] = {}
+        self.keep: list[Any] = []
+        self.nodes: list[Node] = []
+        self.scope = scope
+        self.next = 1
+        self.used: set[str] = set()
+
+    def track(self, t: Any, tid: int) -> None:
+        self.tensors[id(t)] = tid
+        self.keep.append(t)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = func.overloadpacket.__name__
+        base = name[:-1] if name.endswith("_") and not name.startswith("_") else name
+        flat = [x for x in [*_flat(list(args)), *_flat(list(kwargs.values()))] if isinstance(x, torch.Tensor)]
+        data = [self.tensors[id(x)] for x in flat if id(x) in self.tensors]
+        params = [self.params[id(x)] for x in flat if id(x) in self.params]
+        first = next(iter(_flat(out))) if isinstance(out, (list, tuple)) else out
+        if not isinstance(first, torch.Tensor):
+            return out
+        if not data:
+            if params and base in ("t", "view", "transpose", "permute", "expand", "alias", "detach", "_to_copy"):
+                self.params[id(first)] = params[0]
+                self.keep.append(first)
+            return out
+        for p, _ in params:
+            self.used.add(p)
+        if base in _ALIASES:
+            self.track(first, data[0])
+            return out
+        x = next(t for t in flat if id(t) in self.tensors)
+        node = self._node(base, str(func), args, data, params, first, tuple(x.shape))
+        self.nodes.append(node)
+        self.track(first, node.out)
+        return out
+
+    def _node(
+        self,
+        base: str,
+        full: str,
+        args: Any,
+        data: list[int],
+        params: list[tuple[str, int]],
+        out: Any,
+        in_shape: tuple[int, ...],
+    ) -> Node:
+        tid = self.next
+        self.next += 1
+        shape = tuple(out.shape)
+        scope = self.scope[-1] if self.scope else ""
+        n_params = sum(n for _, n in params)
+        ins = tuple(dict.fromkeys(data))
+        attrs: dict[str, Any] = {}
+        op = "other"
+        if base == "convolution" and not args[6]:
+            w = args[1]
+            kh, kw = w.shape[2], w.shape[3]
+            attrs = {
+                "kernel": kh if kh == kw else (kh, kw),
+                "stride": _pair(args[3]),
+                "padding": _pair(args[4]),
+                "dilation": _pair(args[5]),
+                "groups": int(args[8]),
+                "bias": args[2] is not None,
+                "in_channels": in_shape[1],
+            }
+            op = "conv" if len(in_shape) == 4 else "other"
+        elif base in _NORMS:
+            op = "norm"
+            attrs = {"name": _NORMS[base], "affine": len(args) > 1 and args[1] is not None}
+            shape = in_shape
+        elif base == "hardtanh":
+            lo = args[1] if len(args) > 1 else -1.0
+            hi = args[2] if len(args) > 2 else 1.0
+            op, attrs = "act", {"name": "relu6" if (lo, hi) == (0.0, 6.0) else "hardtanh"}
+        elif base in _ACTS:
+            op, attrs = "act", {"name": _ACTS[base]}
+        elif base in ("add", "mul") and len(data) == 2 and len(ins) >= 1:
+            op = base
+        elif _is_global_pool(base, args, in_shape, shape):
+            op, attrs = "pool", {"implementation": "module"}
+        elif base in ("addmm", "mm", "linear") and params:
+            op, attrs = "linear", {"bias": base == "addmm" or (base == "linear" and len(params) > 1)}
+        elif base == "constant_pad_nd" and len(in_shape) == 4:
+            pads = list(args[1])
+            op, attrs = "pad", {"pads": pads}
+        return Node(op, ins, tid, shape, in_shape, scope, full, attrs, n_params)
+
+
+def _is_global_pool(base: str, args: Any, in_shape: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """``x.mean((2, 3))`` / ``adaptive_avg_pool2d(x, 1)`` on an N×C×H×W tensor."""
+    if base == "mean":
+        return len(in_shape) == 4 and _hw(args[1] if len(args) > 1 else None)
+    return base in ("_adaptive_avg_pool2d", "adaptive_avg_pool2d") and tuple(shape[2:]) == (1, 1)
+
+
+def _hw(dims: Any) -> bool:
+    if dims is None:
+        return False
+    return sorted(int(d) % 4 for d in dims) == [2, 3]
+
+
+@contextlib.contextmanager
+def _scopes(module: nn.Module, stack: list[str]) -> Iterator[dict[str, str]]:
+    names = {id(m): n for n, m in module.named_modules()}
+    types = {n: type(m).__name__ for n, m in module.named_modules()}
+
+    def pre(mod: nn.Module, _inp: Any) -> None:
+        name = names.get(id(mod))
+        if name is not None:
+            stack.append(name)
+
+    def post(mod: nn.Module, _inp: Any, _out: Any) -> None:
+        if id(mod) in names and stack:
+            stack.pop()
+
+    h1 = nn.modules.module.register_module_forward_pre_hook(pre)
+    h2 = nn.modules.module.register_module_forward_hook(post)
+    try:
+        yield types
+    finally:
+        h1.remove()
+        h2.remove()
+
+
+def trace(module: nn.Module, input: tuple[int, ...]) -> Trace:
+    """Run ``module`` once on a meta tensor of shape (1, *input) in eval mode and record its op graph,
+    its FlopCounterMode MACs and its output shape. The module itself is left as it was."""
+    from torch.func import functional_call
+    from torch.utils.flop_counter import FlopCounterMode
+
+    subs: dict[str, torch.Tensor] = {}
+    ids: dict[int, tuple[str, int]] = {}
+    for n, p in module.named_parameters(remove_duplicate=False):
+        t = torch.empty_like(p, device="meta")
+        subs[n] = t
+        ids[id(t)] = (n, p.numel())
+    for n, b in module.named_buffers(remove_duplicate=False):
+        subs[n] = torch.empty_like(b, device="meta")
+    was = {m: m.training for m in module.modules()}
+    stack: list[str] = []
+    rec = _Recorder(ids, stack)
+    x = torch.empty((1, *input), device="meta")
+    rec.track(x, 0)
+    counter = FlopCounterMode(display=False)
+    module.eval()
+    try:
+        with torch.no_grad(), _scopes(module, stack) as types, counter, rec:
+            y = functional_call(module, subs, (x,), strict=False)
+    except Exception as exc:  # the user's forward failed on a meta tensor
+        raise UsageError(f"the model's forward pass failed on a meta tensor of shape {(1, *input)}: {exc}") from exc
+    finally:
+        for m, flag in was.items():
+            m.train(flag)
+    out = next((t for t in _flat(list(y.values()) if isinstance(y, dict) else y) if isinstance(t, torch.Tensor)), None)
+    if out is None:
+        raise UsageError("the model's forward returned no tensor")
+    if id(out) not in rec.tensors:
+        raise UsageError("the model's output does not depend on its input")
+    flops = int(counter.get_total_flops())
+    return Trace(
+        nodes=rec.nodes,
+        output=rec.tensors[id(out)],
+        output_shape=tuple(out.shape[1:]),
+        macs=flops // 2,
+        macs_odd=flops % 2 == 1,
+        params_used=rec.used,
+        scope_types=types,
+    )
+
+
+def totals(module: nn.Module) -> tuple[int, int]:
+    """``(sum(p.numel() for p in parameters()), sum(b.numel() for b in buffers()))``."""
+    return sum(p.numel() for p in module.parameters()), sum(b.numel() for b in module.buffers())
+
+
+def _check_input(input: Any) -> tuple[int, int, int]:
+    if (
+        not isinstance(input, (tuple, list))
+        or len(input) != 3
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in input)
+    ):
+        raise UsageError(f"input must be (channels, height, width), three positive integers; got {input!r}")
+    return int(input[0]), int(input[1]), int(input[2])
+
+
+def from_torch(
+    module: nn.Module,
+    input: tuple[int, int, int] = (3, 224, 224),
+    *,
+    name: str | None = None,
+    origin: str = "<torch>",
+    symbolic_resolution: bool = False,
+) -> Any:
+    """The spec of ``module`` traced at ``input`` = (C, H, W), with its ImportReport attached
+    (``costmodel.importers.report_of(spec)``). See ``costmodel.from_torch``."""
+    from .core import build
+
+    if not isinstance(module, nn.Module):
+        raise UsageError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    shape = _check_input(input)
+    tr = trace(module, shape)
+    for node in tr.nodes:
+        if node.op == "pool":
+            kind = tr.scope_types.get(node.scope, "")
+            node.attrs["implementation"] = "module" if "Pool" in kind else "mean"
+    params, buffers = totals(module)
+    names = {n for n, _ in module.named_parameters()}
+    unused = sorted(names - tr.params_used)
+    notes: list[str] = []
+    source = {"params": params, "buffers": buffers, "macs": tr.macs, "output": tr.output_shape}
+    spec = build(tr.nodes, tr.output, shape, origin, name, source, notes, symbolic_resolution)
+    if unused:
+        from .core import report_of
+        from .recognise import Problem
+
+        report = report_of(spec)
+        if report is not None:
+            n = sum(p.numel() for k, p in module.named_parameters() if k in set(unused))
+            report.problems.append(
+                Problem(
+                    "parameters", unused[0], f"{len(unused)} parameter tensors ({n} elements) the forward never reads"
+                )
+            )
+    return spec

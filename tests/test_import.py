@@ -1,0 +1,256 @@
+"""costmodel import / from_torch / from_onnx: the imported spec equals the model it came from.
+
+Every figure is torch's own (``parameters()``, ``buffers()``, ``FlopCounterMode`` total / 2 and the
+forward pass's output, on the meta device) or the shipped spec's pinned figures; the imported spec is
+checked at the traced resolution and at another one set on the spec afterwards. Tests needing torch,
+torchvision, timm or onnx skip cleanly without them; the broad sweeps are marked slow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import costmodel
+from costmodel.importers.sources import parse_input, parse_kwargs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# --------------------------------------------------------------------------- torch-free: the grammars
+
+
+def test_kwargs_grammar_is_parsed_never_evaluated():
+    got = parse_kwargs("num_classes=10, drop_rate=0.2,flag=true,off=False,act=relu,q='a,b'".replace(",b'", "b'"))
+    assert got == {"num_classes": 10, "drop_rate": 0.2, "flag": True, "off": False, "act": "relu", "q": "ab"}
+    assert parse_kwargs("x=__import__('os')") == {"x": "__import__('os')"}  # a string, not code
+    assert parse_kwargs("e=1e-3,n=-4,z=none") == {"e": 0.001, "n": -4, "z": None}
+
+
+@pytest.mark.parametrize("bad", ["novalue", "1x=2", "a=1,a=2", "=3"])
+def test_kwargs_grammar_refuses(bad):
+    with pytest.raises(costmodel.UsageError):
+        parse_kwargs(bad)
+
+
+def test_input_grammar():
+    assert parse_input("3x224x224") == (3, 224, 224)
+    assert parse_input(None) is None
+    for bad in ("224", "3x0x4", "3x2.5x4", "axbxc"):
+        with pytest.raises(costmodel.UsageError):
+            parse_input(bad)
+
+
+# ---------------------------------------------------------------------------------- torch: helpers
+
+
+def _torch_figures(model, shape):
+    """What torch says: params, buffers, FlopCounterMode / 2 and the output, one meta forward pass."""
+    import torch
+    from torch.func import functional_call
+    from torch.utils.flop_counter import FlopCounterMode
+
+    subs = {n: torch.empty_like(t, device="meta") for n, t in [*model.named_parameters(), *model.named_buffers()]}
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        y = functional_call(model, subs, (torch.empty((1, *shape), device="meta"),))
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "buffers": sum(b.numel() for b in model.buffers()),
+        "macs": counter.get_total_flops() // 2,
+        "output": tuple(y.shape[1:]),
+    }
+
+
+def _spec_figures(spec, h=None, w=None):
+    if h is not None:
+        spec = spec.model_copy(update={"input": spec.input.model_copy(update={"height": h, "width": w})})
+    r = costmodel.analyze(spec)
+    return {k: r.totals[k] for k in ("params", "buffers", "macs")} | {"output": tuple(r.output)}
+
+
+def _assert_exact(model, spec, shape, other):
+    assert _spec_figures(spec) == _torch_figures(model, shape)
+    c = shape[0]
+    assert _spec_figures(spec, *other) == _torch_figures(model, (c, *other))
+
+
+# --------------------------------------------------------------------------------- a custom model
+
+
+def test_custom_mbconv_net_imports_exactly():
+    pytest.importorskip("torch")
+    from tests.import_fixtures.custom_mbconv import build
+
+    model = build()
+    spec = costmodel.from_torch(model, (3, 67, 53))
+    kinds = [layer.kind for layer in spec.layers]
+    assert kinds == ["conv", "dwsep", "mbconv", "mbconv", "mbconv", "conv", "pool", "linear", "linear"]
+    assert [layer.name for layer in spec.layers[:5]] == ["stem", "sep", "blocks.0", "blocks.1", "blocks.2"]
+    assert spec.layers[2].stride == 3 and spec.layers[2].se is not None
+    report = costmodel.import_report(spec)
+    assert report.exact and report.problems == []
+    _assert_exact(model, spec, (3, 67, 53), (41, 97))
+    # hand arithmetic for one figure: the head conv 24→40 with bias = 24·40 + 40 params
+    rows = costmodel.analyze(spec).rows
+    assert sum(r.costs["params"] for r in rows if r.layer == 5) == 24 * 40 + 40
+
+
+def test_unknown_activation_is_reported_with_its_module_path():
+    pytest.importorskip("torch")
+    from tests.import_fixtures.custom_mbconv import GeluNet
+
+    spec = costmodel.from_torch(GeluNet(), (3, 9, 9))
+    report = costmodel.import_report(spec)
+    assert not report.exact
+    assert [(p.op, p.scope) for p in report.problems] == [("aten.gelu.default", "act")]
+    assert report.coverage("macs") == 1.0  # GELU has no MACs; conv 3→4 3×3 on 9×9: 4·81·27
+    assert report.spec["macs"] == 4 * 81 * 27
+
+
+def test_an_op_the_spec_cannot_say_is_named():
+    pytest.importorskip("torch")
+    from tests.import_fixtures.custom_mbconv import Unsupported
+
+    with pytest.raises(costmodel.UsageError, match=r"max_pool2d.* at pool"):
+        costmodel.from_torch(Unsupported(), (3, 9, 9))
+
+
+def test_from_torch_refuses_bad_input():
+    pytest.importorskip("torch")
+    from tests.import_fixtures.custom_mbconv import build
+
+    for bad in ((3, 224), (3, 0, 4), "3x224x224", (3, True, 4)):
+        with pytest.raises(costmodel.UsageError):
+            costmodel.from_torch(build(), bad)
+    with pytest.raises(costmodel.UsageError):
+        costmodel.from_torch(object())
+
+
+def test_cli_import_of_user_code_and_symbolic_resolution(run_cli, tmp_path):
+    pytest.importorskip("torch")
+    src = "tests.import_fixtures.custom_mbconv:build"
+    status, out, err = run_cli("import", src, "--input", "3x67x53", "--kwargs", "classes=5")
+    assert status == 0, err
+    assert err == ""
+    spec = costmodel.loads(out)
+    assert spec.layers[-1].out_features == 5
+    status, out, err = run_cli(
+        "import", src, "--input", "3x67x53", "--symbolic-resolution", "--out", str(tmp_path / "s.yaml")
+    )
+    assert status == 0, err
+    sym = costmodel.load(tmp_path / "s.yaml")
+    assert (sym.input.height, sym.input.width) == ("H", "W")
+    from tests.import_fixtures.custom_mbconv import build
+
+    want = _torch_figures(build(), (3, 67, 53))["macs"]
+    assert costmodel.analyze(sym, H=67, W=53).totals["macs"] == want
+
+
+def test_cli_import_errors(run_cli):
+    pytest.importorskip("torch")
+    status, out, err = run_cli("import", "tests.import_fixtures.custom_mbconv:build")
+    assert (status, out) == (2, "")
+    assert err.startswith("costmodel: error: ") and "--input" in err and "Traceback" not in err
+    status, out, err = run_cli("import", "tests.import_fixtures.custom_mbconv:nothing", "--input", "3x8x8")
+    assert (status, out) == (2, "") and "no callable" in err
+    status, out, err = run_cli("import", "tests.import_fixtures.custom_mbconv:GeluNet", "--input", "3x8x8")
+    assert status == 0 and "costmodel: warning: aten.gelu.default at act" in err
+
+
+# ----------------------------------------------------------------------------------- torchvision
+
+NETWORKS = sorted(p.stem for p in (ROOT / "specs" / "networks").glob("*.yaml"))
+FAST_TV = ["mobilenet_v3_small", "mnasnet0_5", "efficientnet_b0"]
+
+
+def _tv(name):
+    torch = pytest.importorskip("torch")
+    tv = pytest.importorskip("torchvision")
+    with torch.device("meta"):
+        return tv.models.get_model(name, weights=None)
+
+
+@pytest.mark.torchvision
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in FAST_TV else [pytest.mark.slow]) for n in NETWORKS])
+def test_torchvision_import_reproduces_the_shipped_spec(name):
+    shipped = costmodel.load(ROOT / "specs" / "networks" / f"{name}.yaml")
+    shape = (shipped.input.channels, shipped.input.height, shipped.input.width)
+    model = _tv(name)
+    spec = costmodel.from_torch(model, shape)
+    assert costmodel.import_report(spec).exact
+    assert _spec_figures(spec) == _spec_figures(shipped)
+    assert _spec_figures(spec, 193, 193) == _spec_figures(shipped, 193, 193)
+    if name in FAST_TV:
+        _assert_exact(model, spec, shape, (193, 321))
+
+
+# ------------------------------------------------------------------------------------------- timm
+
+TIMM = sorted(p.stem for p in (ROOT / "specs" / "timm").glob("*.yaml"))
+FAST_TIMM = [
+    "efficientnet_b0",
+    "tf_efficientnet_b0",
+    "efficientnetv2_rw_t",
+    "efficientnet_el",
+    "mobilenetv1_100",
+    "mobilenetv2_050",
+    "mobilenetv3_small_100",
+    "tf_mobilenetv3_small_minimal_100",
+    "fbnetv3_b",
+    "hardcorenas_a",
+    "mnasnet_small",
+    "spnasnet_100",
+    "mobilenet_edgetpu_100",
+]
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in FAST_TIMM else [pytest.mark.slow]) for n in TIMM])
+def test_timm_import_reproduces_the_shipped_spec(name):
+    timm = pytest.importorskip("timm")
+    shipped = costmodel.load(ROOT / "specs" / "timm" / f"{name}.yaml")
+    model = timm.create_model(name, pretrained=False, device="meta")
+    shape = tuple(model.pretrained_cfg["input_size"])
+    spec = costmodel.from_torch(model, shape)
+    report = costmodel.import_report(spec)
+    assert report.exact, report.warnings()
+    assert _spec_figures(spec) == _spec_figures(shipped)
+    assert _spec_figures(spec, 193, 193) == _spec_figures(shipped, 193, 193)
+    if name == FAST_TIMM[1]:  # tf_efficientnet_b0: Conv2dSame padding
+        _assert_exact(model, spec, shape, (193, 321))
+
+
+# ------------------------------------------------------------------------------------------- ONNX
+
+
+@pytest.mark.torchvision
+def test_onnx_legacy_export_imports_exactly(tmp_path):
+    torch = pytest.importorskip("torch")
+    tv = pytest.importorskip("torchvision")
+    pytest.importorskip("onnx")
+    model = tv.models.mobilenet_v3_small(weights=None).eval()
+    path = tmp_path / "m.onnx"
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False, opset_version=17)
+    spec = costmodel.from_onnx(path)
+    report = costmodel.import_report(spec)
+    want = _torch_figures(model, (3, 224, 224))
+    got = _spec_figures(spec)
+    assert (got["macs"], got["output"]) == (want["macs"], want["output"])
+    # BatchNorm folded: no norm, conv bias; params = the weight elements the graph's nodes read
+    assert spec.defaults.norm == "none" and spec.defaults.bias is True
+    assert report.exact and got["params"] == report.source["params"]
+    assert any("folded" in n for n in report.notes)
+    # the same MACs as torch at another resolution set on the spec afterwards
+    assert _spec_figures(spec, 193, 321)["macs"] == _torch_figures(model, (3, 193, 321))["macs"]
+
+
+def test_onnx_bad_file(tmp_path):
+    pytest.importorskip("onnx")
+    bad = tmp_path / "x.onnx"
+    bad.write_bytes(b"not onnx at all")
+    with pytest.raises(costmodel.UsageError):
+        costmodel.from_onnx(bad)
+    with pytest.raises(costmodel.UsageError):
+        costmodel.from_onnx(tmp_path / "missing.onnx")
