@@ -330,14 +330,7 @@ def hardware_profiles() -> list[str]:
 def _with_batch(spec: SpecLike, batch: int | None, values: Mapping[str, int]) -> NetworkSpec:
     """The spec (symbols bound by ``values``) with its input batch set to ``batch`` (unchanged if None)."""
     s = _spec(spec, _check_values(values))
-    if batch is None:
-        return s
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise UsageError(f"--batch {batch!r}: the batch must be a positive integer")
-    src = s._source or loader.Source("<spec>")
-    data = s.model_dump(mode="python")
-    data["input"]["batch"] = batch
-    return loader.validate(data, src)
+    return s if batch is None else configure(s, batch=batch)
 
 
 def train(
@@ -448,18 +441,6 @@ def latency(
     cal = pick(profile.latency, threads, dtype)
     report = spec if isinstance(spec, Report) else analyze(spec, **values)
     return Latency(report, cal, predict(report, cal))
-
-
-def configure_batch(spec: SpecLike, batch: int | None, **values: int) -> NetworkSpec:
-    """The spec (symbols in ``values`` bound) with its input batch set to ``batch`` (unchanged if None)."""
-    loaded = _spec(spec, _check_values(values))
-    if batch is None:
-        return loaded
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise UsageError(f"--batch {batch!r}: must be a positive integer")
-    data = loaded.model_dump(mode="python")
-    data["input"]["batch"] = batch
-    return loader.validate(data, loaded._source or loader.Source("<spec>"))
 
 
 def latency_calibration(

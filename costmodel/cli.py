@@ -282,16 +282,15 @@ def _parser() -> _Parser:
 
     lt = command("latency", "predicted eager latency per op, block and total, from a calibrated profile",
                  "costmodel latency specs/networks/mobilenet_v2.yaml --hardware my_machine.yaml --threads 2",
-                 [spec, fmt, values])  # fmt: skip
+                 [spec, fmt, values, par["shape"]])  # fmt: skip
     lt.add_argument("--hardware", required=True, metavar="PROFILE", help="a profile made by calibrate --torch")
     lt.add_argument("--threads", type=int, help="use the calibration made at this many threads")
-    lt.add_argument("--batch", type=int, help="predict at this batch size (default: the spec's)")
     lt.add_argument(
         "--by", default="auto", choices=("auto", "op", "block", "stage"), help="rows (auto: op for one block)"
     )
 
     command("schema", "JSON Schema of the spec format", "costmodel schema > costmodel.schema.json", [])
-    _train_parser(command, [spec, fmt, values])
+    _train_parser(command, [spec, fmt, values, par["shape"]])
     f.add_argument("--training", action="store_true", help="training MACs and saved bytes (docs/training.md)")
     _space_parser(command, spec, fmt)
 
@@ -322,7 +321,6 @@ def _train_parser(command: Any, parents: list[_Parser]) -> None:
     t = command("train", "costs of one training step: forward + backward MACs, saved activations, memory, batch",
                 "costmodel train specs/networks/efficientnet_b4.yaml --batch 64 --optimizer adamw",
                 parents)  # fmt: skip
-    t.add_argument("--batch", type=int, metavar="N", help="the batch size (default: the spec's input.batch)")
     t.add_argument("--optimizer", default="sgd", choices=list(OPTIMIZERS), help="optimizer state (default sgd)")
     t.add_argument("--dtype", default="float32", choices=list(PRECISIONS), help="float32 or autocast mixed")
     t.add_argument("--checkpoint", default="none", choices=CHECKPOINTS, help="recompute every block in backward")
@@ -444,7 +442,16 @@ def _train(args: argparse.Namespace) -> str:
         raise UsageError("--solve batch and --memory go together")
 
     def step_at(batch: int | None, convention: str) -> Any:
-        return train(args.spec, batch, args.optimizer, args.dtype, args.checkpoint, convention, args.device, **values)
+        return train(
+            _configured(args, args.spec),
+            batch,
+            args.optimizer,
+            args.dtype,
+            args.checkpoint,
+            convention,
+            args.device,
+            **values,
+        )
 
     if args.vs:
         return emit(vs_torch_table(step_at(args.batch, "costmodel"), step_at(args.batch, "torch")), args.format)
@@ -595,13 +602,12 @@ def _calibrate(args: argparse.Namespace) -> str:
 
 
 def _latency(args: argparse.Namespace) -> str:
-    from .api import configure_batch, latency
+    from .api import latency
     from .present.emit import check_format
     from .present.latency import render_latency
 
     check_format(args.format)
-    spec = configure_batch(args.spec, args.batch, **parse_set(args.set))
-    result = latency(spec, args.hardware, args.threads)
+    result = latency(_configured(args, args.spec), args.hardware, args.threads, "float32", **parse_set(args.set))
     return render_latency(result.report, result.calibration, result.times, args.format, args.by)
 
 
