@@ -260,7 +260,7 @@ def _explain(args: argparse.Namespace) -> str:
 
 
 def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty():
+    if sys.stderr is not None and sys.stderr.isatty():
         width = 30
         filled = width * done // total
         end = "\n" if done == total else ""
@@ -323,7 +323,8 @@ def _roofline(args: argparse.Namespace) -> str:
     warnings = result.warnings()
     if warnings:
         shown = warnings[:5] + ([f"… and {len(warnings) - 5} more"] if len(warnings) > 5 else [])
-        sys.stderr.write("".join(f"costmodel: warning: {w}\n" for w in shown))
+        for w in shown:
+            _say(f"costmodel: warning: {w}")
     return text
 
 
