@@ -39,8 +39,9 @@ def parse_set(items: Sequence[str] | None) -> dict[str, int]:
             if not m:
                 raise UsageError(f"--set {part!r}: expected NAME=INTEGER, e.g. --set C=16")
             name, text = m.groups()
-            if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
-                raise UsageError(f"--set {part!r}: the value must be a positive integer")
+            if not re.fullmatch(r"[0-9]+", text) or len(text) > 30 or int(text) < 1:
+                shown = part if len(part) <= 60 else part[:60] + "…"
+                raise UsageError(f"--set {shown!r}: the value must be a positive integer below 2**31")
             if name in out:
                 raise UsageError(f"--set {name}: given twice")
             out[name] = int(text)
@@ -495,7 +496,7 @@ def _explain(args: argparse.Namespace) -> str:
 
 
 def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty():
+    if sys.stderr is not None and sys.stderr.isatty():
         width = 30
         filled = width * done // total
         end = "\n" if done == total else ""
@@ -572,7 +573,8 @@ def _roofline(args: argparse.Namespace) -> str:
     warnings = result.warnings()
     if warnings:
         shown = warnings[:5] + ([f"… and {len(warnings) - 5} more"] if len(warnings) > 5 else [])
-        sys.stderr.write("".join(f"costmodel: warning: {w}\n" for w in shown))
+        for w in shown:
+            _say(f"costmodel: warning: {w}")
     return text
 
 
@@ -743,17 +745,56 @@ _COMMANDS: dict[str, Any] = {
 }
 
 
+def _say(text: str) -> None:
+    """Write one line to stderr, if there is a stderr to write to."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 bad input)."""
+    """Run the CLI; returns the exit status (0 ok, 2 bad input or output that cannot be written)."""
     try:
         args = _parser().parse_args(argv)
         out = _COMMANDS[args.command](args)
     except CostModelError as err:
-        print(f"costmodel: error: {err}", file=sys.stderr)
+        _say(f"costmodel: error: {err}")
+        return 2
+    except OSError as exc:  # writing --plot / --out (reading a spec raises SpecError)
+        where = f"{exc.filename}: " if exc.filename else ""
+        _say(f"costmodel: error: cannot write {where}{exc.strerror or exc}")
+        return 2
+    except RecursionError:  # a last guard: inputs are bounded so that this does not happen
+        _say("costmodel: error: the input nests too deeply")
+        return 2
+    except MemoryError:
+        _say("costmodel: error: out of memory: the input is too large")
+        return 2
+    if sys.stdout is None:  # started with stdout closed (>&-)
+        _say("costmodel: error: cannot write the output: stdout is closed")
         return 2
     try:
         sys.stdout.write(out + "\n")
         sys.stdout.flush()
-    except BrokenPipeError:  # e.g. piped into head
+    except BrokenPipeError:  # e.g. piped into head: the reader wanted no more
+        _quiet_stdout()
         return 0
+    except (OSError, ValueError) as exc:  # e.g. ENOSPC on > /dev/full; ValueError: stdout closed under us
+        _quiet_stdout()
+        _say(f"costmodel: error: cannot write the output: {getattr(exc, 'strerror', None) or exc}")
+        return 2
     return 0

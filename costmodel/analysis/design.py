@@ -67,6 +67,8 @@ _BUDGET = re.compile(
     r"^\s*(?P<metric>[a-z]+)\s*(?P<op><=|<|>=|>)\s*(?P<num>[0-9][0-9_]*(?:\.[0-9]+)?(?:[eE]\+?[0-9]+)?)\s*"
     r"(?P<suffix>[kKMGT]?)\s*$"
 )
+#: The largest budget accepted is below 10 ** (BUDGET_MAX_EXPONENT + 1), before a k/M/G/T suffix.
+BUDGET_MAX_EXPONENT = 100
 _SUFFIX = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 
@@ -107,10 +109,15 @@ def parse_budget(text: str) -> Budget:
         )
     if m["metric"] not in METRICS:
         raise UsageError(f"--budget {text!r}: unknown metric {m['metric']!r}; expected one of {', '.join(METRICS)}")
+    digits = m["num"].replace("_", "")
     try:
-        number = Fraction(Decimal(m["num"].replace("_", "")))
+        decimal = Decimal(digits)
     except (InvalidOperation, ValueError):  # pragma: no cover - the pattern admits only valid decimals
         raise UsageError(f"--budget {text!r}: bad number") from None
+    # bound the number before making it exact: 1e99999999 would be a hundred-million-digit integer
+    if len(digits) > 100 or decimal.adjusted() > BUDGET_MAX_EXPONENT:
+        raise UsageError(f"--budget: the number is out of range (at most 1e{BUDGET_MAX_EXPONENT}, 100 characters)")
+    number = Fraction(decimal)
     return Budget(m["metric"], m["op"], number * _SUFFIX[m["suffix"]])
 
 

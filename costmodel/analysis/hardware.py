@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from ..errors import SpecError
+from ..errors import SpecError, UsageError
 from .latency import LatencyCalibration
 from .memory import Kernel
 
@@ -30,14 +30,24 @@ PROFILES = Path(__file__).resolve().parent.parent / "data" / "hardware"
 
 
 _NUMERAL = re.compile(r"^[0-9][0-9_]*(\.[0-9_]*)?([eE][+-]?[0-9]+)?$")
+#: Every rate and size in a profile lies in [1, MAX_RATE]: finite, and every time computed from it too.
+MAX_RATE = 1e30
 
 
 def _rate(value: Any) -> float:
-    # YAML 1.1 reads 19.5e12 (no exponent sign) as text: accept a plain decimal numeral, parsed, not evaluated
-    if isinstance(value, str) and _NUMERAL.match(value.strip()):
+    """A positive finite number in [1, MAX_RATE] (FLOP/s, bytes/s or bytes); a quoted decimal numeral is
+    read as the number it writes (parsed, never evaluated)."""
+    if isinstance(value, str) and len(value) <= 100 and _NUMERAL.match(value.strip()):
         value = float(value.strip().replace("_", ""))
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise PydanticCustomError("rate", "must be a positive number, got {v}", {"v": repr(value)})
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        shown = (
+            repr(value if len(value) <= 40 else value[:40] + "…") if isinstance(value, str) else type(value).__name__
+        )
+        raise PydanticCustomError("rate", "must be a positive number, got {v}", {"v": shown})
+    if isinstance(value, int) and value > MAX_RATE:  # float() of a 400-digit integer overflows
+        raise PydanticCustomError("rate", "must be at most 1e30, got an integer of {n} digits", {"n": len(str(value))})
+    if not 1 <= value <= MAX_RATE:  # also refuses nan and inf
+        raise PydanticCustomError("rate", "must be a finite number in [1, 1e30], got {v}", {"v": repr(float(value))})
     return float(value)
 
 
@@ -81,7 +91,7 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> HardwareProfile:
             raise SpecError(
                 f"no hardware profile named {str(name_or_path)!r}; shipped: {', '.join(shipped_profiles())}"
             )
-    text = read_text(path)
+    text = read_text(path, limit=2**20)
     data, src = parse_yaml(text, str(path))
     profile: HardwareProfile = validate_model(HardwareProfile, data, src)
     return profile
@@ -132,6 +142,10 @@ def on_chip_warnings(ks: list[Kernel], profile: HardwareProfile) -> list[str]:
     return out
 
 
+#: The longest ``calibrate`` spends on each measurement, in seconds.
+MAX_SECONDS = 600.0
+
+
 def calibrate(seconds: float = 2.0, matmul_n: int = 2048, copy_mib: int = 256) -> dict[str, Any]:
     """Measure this machine: float32 matmul FLOP/s (numpy BLAS) and copy bandwidth; a profile as a dict.
 
@@ -139,8 +153,14 @@ def calibrate(seconds: float = 2.0, matmul_n: int = 2048, copy_mib: int = 256) -
     copy (one read, one write). Each is repeated for about ``seconds``; the best run counts.
     """
     import datetime
+    import math
     import platform
 
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
+        raise UsageError(f"--seconds must be a number in (0, {MAX_SECONDS:g}], got {seconds!r}")
+    for name, v, top in (("matmul_n", matmul_n, 2**14), ("copy_mib", copy_mib, 2**14)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
+            raise UsageError(f"{name} must be an integer in [1, {top}], got {v!r}")
     try:
         import numpy as np
     except ImportError:  # pragma: no cover - numpy is a dependency, but say so plainly if missing

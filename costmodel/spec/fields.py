@@ -16,10 +16,11 @@ from fractions import Fraction
 from functools import cache
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationInfo, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NUMERAL = re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?$")
 
 #: Activations a layer may name; the engine has one op per name (engine/ops.py ACTIVATION_FLOPS).
 Activation = Literal["relu", "relu6", "silu", "swish", "hardswish", "gelu", "none"]
@@ -33,27 +34,53 @@ AntiAlias = Literal["blur", "avg"]
 SERound = Literal["floor", "round"]
 
 
+#: The largest value of any integer field (2**31 - 1): keeps every count exact and every float finite.
+MAX_INT = 2**31 - 1
+#: The largest ``repeat`` of one layer.
+MAX_REPEAT = 10_000
+#: The largest value of a scaling factor (``scaling.width``, ``scaling.depth``, ``width_floor``).
+MAX_FACTOR = 100.0
+
+
 @cache
-def _sympy_names() -> frozenset[str]:
-    """The names ``from sympy import *`` brings in, which sympy's parser gives a meaning to."""
+def _reserved_names() -> frozenset[str]:
+    """Names sympy's parser (``parse_expr``) would not read back as a plain symbol: Python keywords, the
+    builtin functions it exposes (``abs``, ``max``, ``eval``, ``print`` …) and everything ``from sympy
+    import *`` brings in (``E``, ``I``, ``N``, ``S``, ``beta``, ``Symbol`` …)."""
+    import builtins
+    import types
+
     import sympy
 
-    return frozenset(sympy.__all__)
+    functions = {n for n, o in vars(builtins).items() if isinstance(o, types.BuiltinFunctionType)}
+    return frozenset({*keyword.kwlist, *functions, "max", "min", *sympy.__all__})
 
 
 def symbol_name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a symbol name, or None if it can.
 
-    A name must be a plain identifier, not a Python keyword, and not a name sympy's parser already
-    gives a meaning to (``E``, ``I``, ``N``, ``S``, ``beta``, …), so printed formulas parse back.
+    A name must be a plain ASCII identifier of at most 64 characters that sympy's parser reads back
+    as ``Symbol(name)``: not a Python keyword, not a builtin function (``abs``, ``max``, ``eval`` …)
+    and not a name sympy gives a meaning to (``E``, ``I``, ``N``, ``S``, ``beta``, …), so printed
+    formulas and JSON parse back. The rule is a fixed list; no user text is ever parsed.
     """
     if not IDENTIFIER.match(name):
-        return f"{name!r} is not a plain identifier"
+        shown = name if len(name) <= 40 else name[:40] + "…"
+        return f"{shown!r} is not a plain identifier"
+    if len(name) > 64:
+        return f"a symbol name is at most 64 characters, this one has {len(name)}"
     if keyword.iskeyword(name):
         return f"{name!r} is a Python keyword"
-    if name in _sympy_names():
-        return f"{name!r} is a sympy name (pick another symbol name)"
+    if name in _reserved_names():
+        return f"{name!r} is a name sympy's parser gives a meaning to (pick another symbol name)"
     return None
+
+
+def _number(value: Any) -> str:
+    """A number as text for an error message: huge integers by their size, not their digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"an integer of about {int(abs(value).bit_length() * 0.30103) + 1:,} digits"
+    return repr(value)
 
 
 # ------------------------------------------------------------------------------------------- markers
@@ -118,7 +145,11 @@ def _int_or_symbol(value: Any, info: ValidationInfo) -> int | str:
         )
     if isinstance(value, int):
         if value < 1:
-            raise PydanticCustomError("positive", "must be a positive integer, got {v}", {"v": value})
+            raise PydanticCustomError("positive", "must be a positive integer, got {v}", {"v": _number(value)})
+        if value > MAX_INT:
+            raise PydanticCustomError(
+                "too_large", "must be at most 2**31 - 1 = {m}, got {v}", {"m": f"{MAX_INT:,}", "v": _number(value)}
+            )
         return value
     if isinstance(value, float):
         raise PydanticCustomError(
@@ -128,11 +159,11 @@ def _int_or_symbol(value: Any, info: ValidationInfo) -> int | str:
         )
     if isinstance(value, str):
         text = value.strip()
-        if text.lstrip("+-").isdigit():
+        if _NUMERAL.match(text):
             raise PydanticCustomError(
                 "int_or_symbol",
-                "got the quoted numeral '{v}'; write the integer without quotes",
-                {"v": value},
+                "got the quoted numeral {v}; write the integer without quotes",
+                {"v": repr(text if len(text) <= 40 else text[:40] + "…")},
             )
         problem = symbol_name_problem(value)
         if problem:
@@ -150,12 +181,22 @@ IntOrSym = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "integer", "minimum": 1},
+                {"type": "integer", "minimum": 1, "maximum": MAX_INT},
                 {"type": "string", "pattern": IDENTIFIER.pattern, "description": "symbol name"},
             ]
         }
     ),
 ]
+
+
+def _repeat(value: int | str) -> int | str:
+    if isinstance(value, int) and value > MAX_REPEAT:
+        raise PydanticCustomError("repeat", "must be at most {m}, got {v}", {"m": f"{MAX_REPEAT:,}", "v": f"{value:,}"})
+    return value
+
+
+#: A layer's repeat count: an integer in [1, MAX_REPEAT] or a symbol.
+Repeat = Annotated[IntOrSym, AfterValidator(_repeat)]
 
 #: A channel width (scaled by ``scaling.width``).
 ChannelsField = Annotated[IntOrSym, Channels()]
@@ -206,10 +247,24 @@ Expansion = Annotated[IntOrSym, Assume("ne1")]
 
 def _ratio(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PydanticCustomError("ratio", "must be a number in (0, 1], got {v!r}", {"v": value})
-    if not 0 < value <= 1:
-        raise PydanticCustomError("ratio", "must be in (0, 1], got {v}", {"v": value})
+        raise PydanticCustomError("ratio", "must be a number in (0, 1], got {v}", {"v": _what(value)})
+    if not 0 < value <= 1:  # also refuses nan
+        raise PydanticCustomError("ratio", "must be in (0, 1], got {v}", {"v": _number(value)})
     return float(value)
+
+
+def _what(value: Any) -> str:
+    """A wrong-typed value for an error message: quoted numerals called so, others by type."""
+    if isinstance(value, str):
+        shown = repr(value if len(value) <= 40 else value[:40] + "…")
+        return (
+            f"the quoted numeral {shown}; write the number without quotes"
+            if _NUMERAL.match(value.strip())
+            else f"the text {shown}"
+        )
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    return f"a {type(value).__name__}" if not isinstance(value, (int, float)) else _number(value)
 
 
 SERatio = Annotated[
@@ -223,35 +278,48 @@ def activation_alias(value: str | None) -> str | None:
 
 
 def _positive_number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise PydanticCustomError("positive_number", "must be a positive number, got {v}", {"v": repr(value)})
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("positive_number", "must be a positive number, got {v}", {"v": _what(value)})
+    if not 0 < value <= MAX_FACTOR:  # also refuses nan
+        raise PydanticCustomError(
+            "positive_number",
+            "must be a finite number in (0, {m}], got {v}",
+            {"m": f"{MAX_FACTOR:g}", "v": _number(value)},
+        )
     return float(value)
 
 
+#: A scaling factor: a finite number in (0, MAX_FACTOR].
 PositiveFloat = Annotated[
-    float, BeforeValidator(_positive_number), WithJsonSchema({"type": "number", "exclusiveMinimum": 0})
+    float,
+    BeforeValidator(_positive_number),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_FACTOR}),
 ]
 
 
 def _strict_divisor(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PydanticCustomError("divisor", "must be a positive integer, got {v}", {"v": repr(value)})
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("divisor", "must be a positive integer, got {v}", {"v": _what(value)})
+    if not 1 <= value <= MAX_INT:
+        raise PydanticCustomError("divisor", "must be an integer in [1, 2**31 - 1], got {v}", {"v": _number(value)})
     return value
 
 
-Divisor = Annotated[int, BeforeValidator(_strict_divisor), WithJsonSchema({"type": "integer", "minimum": 1})]
+Divisor = Annotated[
+    int, BeforeValidator(_strict_divisor), WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_INT})
+]
 
 
 def _residual(value: Any) -> Any:
     if value == "auto" or isinstance(value, bool):
         return value
-    raise PydanticCustomError("residual", "must be auto, true or false, got '{v}'", {"v": str(value)})
+    raise PydanticCustomError("residual", "must be auto, true or false, got {v}", {"v": _what(value)})
 
 
 def _residual_bool(value: Any) -> Any:
     if isinstance(value, bool):
         return value
-    raise PydanticCustomError("residual", "must be true or false, got '{v}'", {"v": str(value)})
+    raise PydanticCustomError("residual", "must be true or false, got {v}", {"v": _what(value)})
 
 
 Residual = Annotated[
@@ -263,8 +331,10 @@ StrictResidual = Annotated[bool, BeforeValidator(_residual_bool)]
 
 
 def _probability(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise PydanticCustomError("probability", "must be a number in [0, 1), got {v}", {"v": repr(value)})
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("probability", "must be a number in [0, 1), got {v}", {"v": _what(value)})
+    if not 0 <= value < 1:  # also refuses nan
+        raise PydanticCustomError("probability", "must be a number in [0, 1), got {v}", {"v": _number(value)})
     return float(value)
 
 

@@ -26,6 +26,7 @@ from .fields import (
     Padding,
     PositiveFloat,
     Probability,
+    Repeat,
     Residual,
     SERatio,
     SERound,
@@ -93,7 +94,7 @@ class ConvLike(Layer):
     out_channels: ChannelsField
     kernel: Kernel = 3
     stride: IntOrSym = 1
-    repeat: IntOrSym = Field(1, description="repeats after the first use stride 1 and in = out")
+    repeat: Repeat = Field(1, description="repeats after the first use stride 1 and in = out")
     scale_depth: bool = Field(True, description="whether scaling.depth multiplies repeat (ceil(repeat × depth))")
     activation: Activation | None = Field(None, description="default: the spec's defaults.activation")
     norm: Norm | None = Field(None, description="default: the spec's defaults.norm")
