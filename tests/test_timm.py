@@ -81,5 +81,18 @@ def test_specs_shipped():
         "tf_efficientnet_b0",
         "mobilenetv2_100",
         "mobilenetv3_small_100",
+        # issue #11 part A: written with the fields added to the existing kinds (tests/test_kinds_a.py)
+        "fbnetc_100",  # mbconv expand_always
+        "efficientnetv2_rw_s",  # fused_mbconv keep_projection
+        "efficientnet_b1_pruned",  # se_channels
+        "lcnet_100",  # dwsep with SE
+        "efficientnet_b0_gn",  # groupnorm
+        "test_efficientnet_ln",  # layernorm
+        "test_efficientnet_evos",  # evonorm_s0
+        "efficientnet_b0_g8_gn",  # group_size + groupnorm
+        "mobilenet_edgetpu_v2_s",  # group_size in fused_mbconv
+        "efficientnet_x_b3",  # space-to-depth: a 2×2 conv with padding: same
+        "efficientnet_h_b5",
+        "efficientnet_blur_b0",  # aa: blur
     ]:
         assert name in NAMES

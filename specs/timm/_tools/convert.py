@@ -470,8 +470,15 @@ def head_layers(m, cls: str) -> list[dict]:
             act = norm_act(m.norm_head)
             if act != "none" or not isinstance(m.act2, nn.Identity):
                 act = act if act != "none" else act_of(m.act2)
-            tail.append({"name": "head", "kind": "conv", "out_channels": m.conv_head.out_channels, "kernel": k,
-                         "activation": act})
+            tail.append(
+                {
+                    "name": "head",
+                    "kind": "conv",
+                    "out_channels": m.conv_head.out_channels,
+                    "kernel": k,
+                    "activation": act,
+                }
+            )
         elif not isinstance(m.conv_head, nn.Identity):
             k, s = check_conv(m.conv_head)
             if k != 1:
