@@ -229,9 +229,7 @@ def block_layer(b, prefer_expanded: bool) -> dict:
         d.update(se_fields(b.se, cin, cin, prefer_expanded))
         d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
         return d
-    if t == "InvertedResidual" and any(
-        type(c).__name__ == "MixedConv2d" for c in (b.conv_pw, b.conv_dw, b.conv_pwl)
-    ):
+    if t == "InvertedResidual" and any(type(c).__name__ == "MixedConv2d" for c in (b.conv_pw, b.conv_dw, b.conv_pwl)):
         return mixconv_layer(b, prefer_expanded)
     if t == "InvertedResidual":
         identity(b.conv_s2d, "needs space-to-depth")
@@ -541,6 +539,7 @@ ORDER = [
     "expanded_channels",
     "expanded_divisor",
     "kernel",
+    "mid_channels",
     "kernels",
     "expansion_groups",
     "projection_groups",
@@ -555,6 +554,7 @@ ORDER = [
     "se_activation",
     "se_gate",
     "residual",
+    "attention",
     "bias",
     "p",
 ]
