@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .fields import ChannelsField, Kernel, Residual
+from .fields import ChannelsField, Kernel, Residual, _odd_kernel
 from .layers import ConvLike, Expanding, SEFields
 
 
@@ -52,6 +52,8 @@ class GhostFields(ConvLike):
 
     ratio: PositiveInt = Field(2, description="output width / primary width (GhostNet: 2)")
     dw_kernel: Kernel = Field(3, description="kernel of the cheap depthwise conv")
+
+    _odd_dw = field_validator("dw_kernel")(_odd_kernel)
 
 
 class GhostLayer(GhostFields):
@@ -100,6 +102,8 @@ class UIRLayer(ConvLike):
     expanded_channels: ChannelsField | None = None
     layer_scale: bool = Field(False, description="x · γ per channel before the residual (timm: 1e-5 init)")
     residual: Residual = Field("auto", description="auto = stride 1 and in == out")
+
+    _odd_dw = field_validator("start_kernel", "mid_kernel")(_odd_kernel)
 
     @model_validator(mode="after")
     def _one_width(self) -> UIRLayer:
