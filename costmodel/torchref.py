@@ -296,6 +296,9 @@ def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int
     if own is not None:
         built: tuple[nn.Module, int] = own(layer, cfg, cin, stride)
         return built
+    if kind in _ZOO:
+        zoo: tuple[nn.Module, int] = _ZOO[kind](layer, cfg, cin, stride)
+        return zoo
     if kind == "pool":
         return _Pool(layer.implementation), cin
     if kind == "dropout":
@@ -410,3 +413,154 @@ def measure(spec: NetworkSpec) -> dict[str, Any]:
         "macs_exact_half": flops % 2 == 0,
         "output": tuple(y.shape[1:]),
     }
+
+
+# ----------------------------------------------------------------------------------- the zoo's kinds
+
+
+def _split(c: int, g: int) -> list[int]:
+    """timm's _split_channels: g equal parts, the first taking the remainder."""
+    parts = [c // g] * g
+    parts[0] += c - sum(parts)
+    return parts
+
+
+class MixedConv(nn.Module):
+    """Channels split into groups, one conv per group (kernel kᵢ, padding kᵢ//2), outputs concatenated."""
+
+    def __init__(self, cin: int, cout: int, kernels: list[int], stride: int, depthwise: bool, bias: bool) -> None:
+        super().__init__()
+        self.splits = _split(cin, len(kernels))
+        outs = _split(cout, len(kernels))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(ci, co, k, stride, k // 2, groups=ci if depthwise else 1, bias=bias)
+            for k, ci, co in zip(kernels, self.splits, outs, strict=True)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = torch.split(x, self.splits, 1)
+        return torch.cat([c(xi) for c, xi in zip(self.convs, xs, strict=True)], 1)
+
+
+def _mixed_bn_act(cfg: _Cfg, cin: int, cout: int, kernels: list[int], s: int, dw: bool, act: bool) -> nn.Module:
+    mods: list[nn.Module] = [MixedConv(cin, cout, kernels, s, dw, cfg.bias)]
+    if cfg.norm != "none":
+        mods.append(_NORM[cfg.norm](cout))
+    if act and cfg.act != "none":
+        mods.append(_act(cfg.act))
+    return nn.Sequential(*mods)
+
+
+def _mixconv(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    mid = _expanded(layer, cin)
+    mods: list[nn.Module] = []
+    if mid != cin:
+        mods.append(_mixed_bn_act(cfg, cin, mid, [1] * layer.expansion_groups, 1, False, True))
+    mods.append(_mixed_bn_act(cfg, mid, mid, list(layer.kernels), stride, True, True))
+    if layer.se is not None:
+        mods.append(_se(layer, cfg, mid, cin))
+    mods.append(_mixed_bn_act(cfg, mid, cout, [1] * layer.projection_groups, 1, False, False))
+    return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
+
+
+def _bn(cfg: _Cfg, c: int) -> nn.Module:
+    return _NORM[cfg.norm](c) if cfg.norm != "none" else nn.Identity()
+
+
+class GhostModule(nn.Module):
+    """GhostNet's module: primary conv to ceil(out/ratio), cheap grouped conv on it, cat, keep ``out``;
+    with ``dfc``, × sigmoid(DFC(avgpool 2×2 of the input)) upsampled (GhostNetV2)."""
+
+    def __init__(
+        self, cfg: _Cfg, cin: int, cout: int, k: int, ratio: int, dw: int, stride: int, act: bool, dfc: bool
+    ) -> None:
+        super().__init__()
+        init = -(-cout // ratio)
+        self.cout = cout
+        self.primary = conv_bn_act(cfg, cin, init, k, stride, act=act)
+        self.cheap = conv_bn_act(cfg, init, init * (ratio - 1), dw, 1, init, act=act)
+        self.short: nn.Module | None = None
+        if dfc:
+            self.short = nn.Sequential(
+                nn.Conv2d(cin, cout, k, stride, k // 2, bias=cfg.bias),
+                _bn(cfg, cout),
+                nn.Conv2d(cout, cout, (1, 5), 1, (0, 2), groups=cout, bias=cfg.bias),
+                _bn(cfg, cout),
+                nn.Conv2d(cout, cout, (5, 1), 1, (2, 0), groups=cout, bias=cfg.bias),
+                _bn(cfg, cout),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.primary(x)
+        out = torch.cat([x1, self.cheap(x1)], 1)[:, : self.cout]
+        if self.short is None:
+            return out
+        gate = torch.sigmoid(self.short(nn.functional.avg_pool2d(x, 2, 2)))
+        return out * nn.functional.interpolate(gate, size=out.shape[-2:], mode="nearest")
+
+
+def _ghost(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    dfc = layer.attention == "dfc"
+    mod = GhostModule(cfg, cin, cout, layer.kernel, layer.ratio, layer.dw_kernel, stride, layer.activation_cheap, dfc)
+    return mod, cout
+
+
+def _ghost_bottleneck(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    mid: int = layer.mid_channels
+    k: int = layer.kernel
+    mods: list[nn.Module] = [
+        GhostModule(cfg, cin, mid, 1, layer.ratio, layer.dw_kernel, 1, True, layer.attention == "dfc")
+    ]
+    if stride > 1:
+        mods.append(conv_bn_act(cfg, mid, mid, k, stride, mid, act=False))
+    if layer.se is not None:
+        mods.append(_se(layer, cfg, mid, cin))
+    mods.append(GhostModule(cfg, mid, cout, 1, layer.ratio, layer.dw_kernel, 1, False, False))
+    shortcut = None
+    if stride > 1 or cin != cout:
+        shortcut = nn.Sequential(
+            conv_bn_act(cfg, cin, cin, k, stride, cin, act=False), conv_bn_act(cfg, cin, cout, 1, act=False)
+        )
+    return Block(nn.Sequential(*mods), True, shortcut), cout
+
+
+class LayerScale(nn.Module):
+    """x · γ, γ a learnable vector of C."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((c,), 1e-5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma.view(1, -1, 1, 1)
+
+
+def _uir(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    if layer.expanded_channels is not None:
+        mid = int(layer.expanded_channels)
+    else:
+        mid = make_divisible(cin * layer.expansion, 8)
+    mods: list[nn.Module] = []
+    if layer.start_kernel:
+        s = stride if not layer.mid_kernel else 1
+        mods.append(conv_bn_act(cfg, cin, cin, layer.start_kernel, s, cin, act=False))
+    mods.append(conv_bn_act(cfg, cin, mid, 1))
+    if layer.mid_kernel:
+        mods.append(conv_bn_act(cfg, mid, mid, layer.mid_kernel, stride, mid))
+    mods.append(conv_bn_act(cfg, mid, cout, 1, act=False))
+    if layer.layer_scale:
+        mods.append(LayerScale(cout))
+    return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
+
+
+_ZOO: dict[str, Any] = {
+    "mixconv": _mixconv,
+    "ghost": _ghost,
+    "ghost_bottleneck": _ghost_bottleneck,
+    "uir": _uir,
+}
+"""Builders of the zoo's kinds (costmodel/spec/layers_zoo.py), written from the spec rules, not the engine."""

@@ -96,3 +96,24 @@ def test_specs_shipped():
         "efficientnet_blur_b0",  # aa: blur
     ]:
         assert name in NAMES
+
+
+def test_zoo_kinds_specs_shipped():
+    # The specs the zoo's own kinds unlock (mixconv, ghost_bottleneck): a regenerated set must keep them.
+    for name in [
+        "mixnet_s",
+        "mixnet_m",
+        "mixnet_l",
+        "mixnet_xl",
+        "mixnet_xxl",
+        "tf_mixnet_s",
+        "tf_mixnet_m",
+        "tf_mixnet_l",
+        "ghostnet_050",
+        "ghostnet_100",
+        "ghostnet_130",
+        "ghostnetv2_100",
+        "ghostnetv2_130",
+        "ghostnetv2_160",
+    ]:
+        assert name in NAMES

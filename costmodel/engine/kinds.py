@@ -89,6 +89,22 @@ for _model, _block in (
 ):
     register(_model, _block)
 
+# The zoo's kinds (spec/layers_zoo.py, engine/blocks_zoo.py); torchref builds them in its _ZOO table.
+from ..spec.layers_zoo import GhostBottleneckLayer as _GhostBottleneck  # noqa: E402
+from ..spec.layers_zoo import GhostLayer as _Ghost  # noqa: E402
+from ..spec.layers_zoo import MixConvLayer as _MixConv  # noqa: E402
+from ..spec.layers_zoo import UIRLayer as _UIR  # noqa: E402
+from . import blocks_zoo  # noqa: E402
+
+_ZOO_KINDS: tuple[tuple[type[Layer], BlockFn], ...] = (
+    (_MixConv, blocks_zoo.mixconv),
+    (_Ghost, blocks_zoo.ghost),
+    (_GhostBottleneck, blocks_zoo.ghost_bottleneck),
+    (_UIR, blocks_zoo.uir),
+)
+for _zoo_model, _zoo_block in _ZOO_KINDS:
+    register(_zoo_model, _zoo_block)
+
 _missing = sorted(set(LAYER_MODELS) - set(KINDS))
 if _missing:  # a layer model registered in the spec without a block function
     raise ImportError(f"layer kinds without a block function: {', '.join(_missing)}")

@@ -134,22 +134,25 @@ def conv2d(
     bias: bool = False,
     padding: Num | str | None = None,
     dilation: Num = 1,
+    kernel_w: Num | None = None,
 ) -> Op:
-    """k×k convolution with ``groups``, ``padding`` (default d(k − 1)/2; see :func:`spatial_out`) and ``dilation``.
+    """kh×kw convolution with ``groups``, ``padding`` (default d(k − 1)/2; see :func:`spatial_out`) and
+    ``dilation``; kw = ``kernel_w``, default kh (square; GhostNetV2's (1, 5) and (5, 1) depthwise convs).
 
-    params = Cout·(Cin/g)·k² (+ Cout bias); MACs = N·Cout·Ho·Wo·(Cin/g)·k² (each output sums Cin/g·k²
-    products, padded positions included, as torch counts); FLOPs = 2·MACs (+ N·Cout·Ho·Wo bias adds).
-    Dilation spreads the taps and changes only Ho, Wo.
+    params = Cout·(Cin/g)·kh·kw (+ Cout bias); MACs = N·Cout·Ho·Wo·(Cin/g)·kh·kw (each output sums
+    Cin/g·kh·kw products, padded positions included, as torch counts); FLOPs = 2·MACs (+ N·Cout·Ho·Wo bias
+    adds). Dilation spreads the taps and changes only Ho, Wo.
     """
     c, h, w = inp
+    kw = kernel if kernel_w is None else kernel_w
     ho = spatial_out(h, stride, kernel, padding, dilation)
-    wo = spatial_out(w, stride, kernel, padding, dilation)
-    per_out = (c // groups if isinstance(c, int) and isinstance(groups, int) else c / groups) * kernel * kernel
+    wo = spatial_out(w, stride, kw, padding, dilation)
+    per_out = (c // groups if isinstance(c, int) and isinstance(groups, int) else c / groups) * kernel * kw
     weights = out_channels * per_out
     macs = n * out_channels * ho * wo * per_out
     flops = 2 * macs + (n * out_channels * ho * wo if bias else 0)
     kind = "" if groups == 1 else ("dw " if groups == c else f"g{groups} ")
-    detail = f"{kernel}×{kernel} {kind}{c}→{out_channels}" + (f" s{stride}" if stride != 1 else "")
+    detail = f"{kernel}×{kw} {kind}{c}→{out_channels}" + (f" s{stride}" if stride != 1 else "")
     detail += (f" d{dilation}" if dilation != 1 else "") + (f" p{padding}" if padding is not None else "")
     return Op(
         "conv2d",
@@ -159,7 +162,8 @@ def conv2d(
         (out_channels, ho, wo),
         "conv",
         bias,
-        attrs={"kernel": kernel, "stride": stride, "groups": groups},
+        attrs={"kernel": kernel, "stride": stride, "groups": groups}
+        | ({} if kernel_w is None else {"kernel_w": kernel_w}),
         saves=("input", "weight"),  # convolution_backward(grad, input, weight, …)
     )
 
@@ -376,3 +380,45 @@ def linear(inp: Shape, n: Num, out_features: Num, bias: bool = True) -> Op:
 def dropout(inp: Shape, n: Num, p: float) -> Op:
     """Dropout: the identity at inference; no params, MACs or FLOPs."""
     return Op("dropout", f"p={p:g}", _costs(0, 0, 0, 0), inp, inp, "dropout", saves=("mask",))
+
+
+def concat(inputs: tuple[Shape, ...], n: Num, keep: Num | None = None) -> Op:
+    """Concatenate feature maps along channels (``torch.cat``), keeping the first ``keep`` channels.
+
+    Output (min(ΣCᵢ, keep), H, W): a copy, no params, MACs or FLOPs (FlopCounterMode counts nothing).
+    The Ghost module's ``cat([x1, x2])[:, :out]`` and MixConv's ``cat`` of its kernel groups.
+    """
+    total: Num = 0
+    for s in inputs:
+        total = total + s[0]
+    out = total if keep is None else keep
+    h, w = inputs[0][1], inputs[0][2]
+    detail = "+".join(str(s[0]) for s in inputs) + (f"→{keep}" if keep is not None else "")
+    return Op("concat", detail, _costs(0, 0, 0, 0), (total, h, w), (out, h, w), "concat")
+
+
+def avgpool2d(inp: Shape, n: Num, kernel: int, stride: int) -> Op:
+    """Local k×k average pool, stride s, no padding: Ho = floor((H − k)/s) + 1; FLOPs = N·C·Ho·Wo·k²
+    (k² − 1 adds and a divide per output). FlopCounterMode counts no MACs (GhostNetV2's F.avg_pool2d(x, 2, 2))."""
+    c, h, w = inp
+    ho, wo = floordiv(h - kernel, stride) + 1, floordiv(w - kernel, stride) + 1
+    return Op(
+        "avgpool2d",
+        f"{kernel}×{kernel} s{stride}",
+        _costs(0, 0, 0, n * c * ho * wo * kernel * kernel),
+        inp,
+        (c, ho, wo),
+        "pool",
+    )
+
+
+def upsample(inp: Shape, n: Num, size: tuple[Num, Num]) -> Op:
+    """Nearest-neighbour resize to ``size`` (F.interpolate mode='nearest'): a gather, no FLOPs or MACs."""
+    c, h, w = inp
+    return Op("upsample", f"{h}×{w}→{size[0]}×{size[1]}", _costs(0, 0, 0, 0), inp, (c, size[0], size[1]), "upsample")
+
+
+def layer_scale(inp: Shape, n: Num) -> Op:
+    """LayerScale: x · γ with a learnable γ per channel: params C; FLOPs N·C·H·W; no MACs (an elementwise mul,
+    which FlopCounterMode does not count)."""
+    return Op("layer_scale", f"{inp[0]}", _costs(inp[0], 0, 0, n * numel(inp)), inp, inp, "mul")

@@ -201,6 +201,47 @@ def s2d_layer(b, act_default_in: int) -> list[dict]:
     ]
 
 
+def mixed_of(conv, *, depthwise: bool) -> tuple[list[int], int]:
+    """(kernel per group, stride) of a MixedConv2d or a plain conv, checking timm's even channel split."""
+    if type(conv).__name__ != "MixedConv2d":
+        k, s = check_conv(conv, depthwise=depthwise)
+        return [k], s
+    kernels, strides = [], set()
+    for c in conv.values():
+        k, s = check_conv(c, depthwise=depthwise)
+        kernels.append(k)
+        strides.add(s)
+    if len(strides) != 1:
+        raise Unsupported("needs MixConv with mixed strides")
+    return kernels, strides.pop()
+
+
+def mixconv_layer(b, prefer_expanded: bool) -> dict:
+    """A MixNet InvertedResidual (MixedConv2d in any of its three convs) → a `mixconv` layer."""
+    identity(b.conv_s2d, "needs space-to-depth")
+    identity(b.aa, "needs blur pool (anti-aliased stride)")
+    ke, _ = mixed_of(b.conv_pw, depthwise=False)
+    kernels, s = mixed_of(b.conv_dw, depthwise=True)
+    kp, _ = mixed_of(b.conv_pwl, depthwise=False)
+    if set(ke) != {1} or set(kp) != {1}:
+        raise Unsupported("needs k×k expansion/projection in MixConv")
+    cin, mid, cout = b.conv_pw.in_channels, b.conv_pw.out_channels, b.conv_pwl.out_channels
+    if mid == cin:
+        raise Unsupported("needs MBConv keeping its 1×1 expansion at t = 1 (ir_e1)")
+    act = norm_act(b.bn1)
+    if norm_act(b.bn2) != act or norm_act(b.bn3) != "none":
+        raise Unsupported("needs mixed activations in a block")
+    d = {"kind": "mixconv", "kernels": kernels, "stride": s, "out_channels": cout, "activation": act}
+    if len(ke) > 1:
+        d["expansion_groups"] = len(ke)
+    if len(kp) > 1:
+        d["projection_groups"] = len(kp)
+    d.update({"_in": cin, "_mid": mid})
+    d.update(se_fields(b.se, cin, mid, prefer_expanded))
+    d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
+    return d
+
+
 def block_layer(b, prefer_expanded: bool) -> list[dict]:
     """One timm block → spec layer dicts (with in_channels recorded for grouping)."""
     t = type(b).__name__
@@ -256,6 +297,8 @@ def block_layer(b, prefer_expanded: bool) -> list[dict]:
         d.update(se)
         d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
         return [*pre, d]
+    if t == "InvertedResidual" and any(type(c).__name__ == "MixedConv2d" for c in (b.conv_pw, b.conv_dw, b.conv_pwl)):
+        return [mixconv_layer(b, prefer_expanded)]
     if t == "InvertedResidual":
         pre = s2d_layer(b, 0)
         ke, _ = check_conv(b.conv_pw)
@@ -375,7 +418,7 @@ def block_layer(b, prefer_expanded: bool) -> list[dict]:
 def expansion_form(group: list[dict]) -> dict:
     """Write the expanded width as `expansion: t, expanded_divisor: 8` when that reproduces every copy."""
     first = group[0]
-    if first["kind"] not in ("mbconv", "fused_mbconv") or "expansion" in first:
+    if first["kind"] not in ("mbconv", "fused_mbconv", "mixconv") or "expansion" in first:
         return {}
     for t in range(2, 13):
         if all(make_divisible(g["_in"] * t, 8) == g["_mid"] for g in group):
@@ -426,7 +469,7 @@ def group_blocks(layers: list[dict]) -> list[dict]:
             d["residual"] = "auto"
         if d["kind"] == "dwsep" and d.get("residual") is False:
             d.pop("residual")
-        if d["kind"] in ("mbconv", "fused_mbconv") and "expansion" not in d:
+        if d["kind"] in ("mbconv", "fused_mbconv", "mixconv") and "expansion" not in d:
             ef = expansion_form(g)
             if ef is not None:
                 d.update(ef)
@@ -621,6 +664,10 @@ ORDER = [
     "expanded_channels",
     "expanded_divisor",
     "kernel",
+    "mid_channels",
+    "kernels",
+    "expansion_groups",
+    "projection_groups",
     "stride",
     "padding",
     "dilation",
@@ -638,6 +685,7 @@ ORDER = [
     "se_channels",
     "pw_activation",
     "residual",
+    "attention",
     "bias",
     "p",
 ]

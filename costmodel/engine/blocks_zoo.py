@@ -1,0 +1,176 @@
+"""Block functions of the zoo's kinds (spec/layers_zoo.py): MixConv, Ghost, GhostNet's bottleneck and UIR.
+
+Each returns a :class:`~costmodel.engine.blocks.Flow` like the built-in blocks; registered in engine/kinds.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import SpecError
+from ..spec.scaling import make_divisible
+from . import ops
+from .blocks import BlockArgs, Flow, conv_unit, expanded_width, residual, se_unit
+from .symbols import Num, floordiv, value
+
+
+def split_channels(channels: Num, groups: int) -> list[Num]:
+    """timm's ``_split_channels(C, g)``: g parts of floor(C/g), the first one taking the remainder,
+    C − (g − 1)·floor(C/g)."""
+    part = floordiv(channels, groups)
+    return [channels - (groups - 1) * part] + [part] * (groups - 1)
+
+
+def _norm_act(f: Flow, a: BlockArgs, stage: str, act: bool = True) -> int:
+    shape = f.output
+    if a.norm != "none":
+        f.add(stage, ops.norm(a.norm, shape, a.n))
+    if act and a.activation != "none":
+        f.add(stage, ops.activation(shape, a.n, a.activation))
+    return f.last
+
+
+def mixed_unit(
+    f: Flow,
+    a: BlockArgs,
+    stage: str,
+    out_channels: Num,
+    kernels: list[int],
+    stride: Num = 1,
+    depthwise: bool = False,
+    act: bool = True,
+) -> int:
+    """timm's MixedConv2d (+ norm + act): input and output split into len(kernels) groups (split_channels);
+    group i is a kᵢ×kᵢ conv Cinᵢ → Coutᵢ (depthwise: groups Cinᵢ); the outputs are concatenated.
+
+    params = Σᵢ Coutᵢ·(Cinᵢ/gᵢ)·kᵢ²; MACs = N·Ho·Wo·Σᵢ Coutᵢ·(Cinᵢ/gᵢ)·kᵢ². One group is a plain conv.
+    """
+    src = f.last
+    c, h, w = f.shape(src)
+    if len(kernels) == 1:
+        return conv_unit(f, a, stage, out_channels, kernels[0], stride, c if depthwise else 1, act)
+    ins, outs = split_channels(c, len(kernels)), split_channels(out_channels, len(kernels))
+    parts = []
+    for k, ci, co in zip(kernels, ins, outs, strict=True):
+        conv = ops.conv2d((ci, h, w), a.n, co, k, stride, ci if depthwise else 1, a.bias)
+        parts.append(f.add(stage, conv, (src,)))
+    f.add(stage, ops.concat(tuple(f.shape(p) for p in parts), a.n), tuple(parts))
+    return _norm_act(f, a, stage, act)
+
+
+def mixconv(layer: Any, a: BlockArgs) -> Flow:
+    """MixNet block: [grouped 1×1 expansion (if E ≠ input)] → mixed depthwise (stride) → [SE] → grouped 1×1
+    projection → [+ input]. Costs: each stage as :func:`mixed_unit`, SE as in MBConv."""
+    f = Flow(a.inp)
+    e, expand = expanded_width(layer, a)
+    if expand:
+        mixed_unit(f, a, "expansion", e, [1] * layer.expansion_groups)
+    width = f.output[0]
+    mixed_unit(f, a, "depthwise", width, list(layer.kernels), a.stride, depthwise=True)
+    if layer.se is not None:
+        se_unit(f, a, layer, a.inp[0])
+    mixed_unit(f, a, "projection", value(layer.out_channels), [1] * layer.projection_groups, act=False)
+    residual(f, a, layer.residual)
+    return f
+
+
+def dfc_attention(f: Flow, a: BlockArgs, src: int, out_channels: Num, kernel: Num, stride: Num) -> int:
+    """GhostNetV2's DFC gate on block tensor ``src``: avgpool 2×2 s2 → k×k conv (stride) to C → norm → (1, 5)
+    dw conv → norm → (5, 1) dw conv → norm → sigmoid → nearest upsample to the ghost output's H×W.
+
+    On the pooled map h × w (h = floor(H/2)): MACs = N·h'·w'·(C·Cin·k² + 5C + 5C) with h', w' after the stride.
+    """
+    f.add("dfc", ops.avgpool2d(f.shape(src), a.n, 2, 2), (src,))
+    conv_unit(f, a, "dfc", out_channels, kernel, stride, act=False)
+    for kh, kw in ((1, 5), (5, 1)):
+        conv = ops.conv2d(f.output, a.n, out_channels, kh, 1, out_channels, a.bias, kernel_w=kw)
+        f.add("dfc", conv)
+        if a.norm != "none":
+            f.add("dfc", ops.norm(a.norm, conv.output, a.n))
+    f.add("dfc", ops.activation(f.output, a.n, "sigmoid"))
+    return f.last
+
+
+def ghost_unit(
+    f: Flow, a: BlockArgs, stage: str, layer: Any, out_channels: Num, stride: Num, act: bool, attention: str
+) -> int:
+    """Ghost module on the latest tensor: primary k×k conv (stride) to P = ceil(out/ratio) → norm → act; cheap
+    dw conv P → P·(ratio − 1), groups P → norm → act; concat; first ``out`` channels; [× DFC gate].
+
+    params = P·Cin·k² + P(ratio−1)·d² + norms; MACs = N·Ho·Wo·(P·Cin·k² + P(ratio−1)·d²).
+    """
+    src = f.last
+    ratio = layer.ratio
+    primary = -floordiv(-out_channels, ratio)  # ceil(out / ratio)
+    k = value(layer.kernel) if layer.kind == "ghost" else 1
+    x1 = conv_unit(f, a, stage, primary, k, stride, act=act)
+    x2 = conv_unit(f, a, stage, primary * (ratio - 1), value(layer.dw_kernel), 1, groups=primary, act=act)
+    out = f.add(stage, ops.concat((f.shape(x1), f.shape(x2)), a.n, out_channels), (x1, x2))
+    if attention == "dfc":
+        gate = dfc_attention(f, a, src, out_channels, k, stride)
+        up = f.add("dfc", ops.upsample(f.shape(gate), a.n, (f.shape(out)[1], f.shape(out)[2])), (gate,))
+        out = f.add(stage, ops.mul(f.shape(out), a.n, "x·gate"), (out, up))
+    return out
+
+
+def ghost(layer: Any, a: BlockArgs) -> Flow:
+    """A Ghost module (see :func:`ghost_unit`) as a layer."""
+    f = Flow(a.inp)
+    ghost_unit(f, a, "ghost", layer, value(layer.out_channels), a.stride, layer.activation_cheap, layer.attention)
+    return f
+
+
+def ghost_bottleneck(layer: Any, a: BlockArgs) -> Flow:
+    """GhostNet bottleneck: ghost to M → [k×k dw (stride) → norm] → [SE] → ghost to Cout, no activation
+    → + shortcut (identity, or k×k dw (stride) → norm → 1×1 Cin → Cout → norm)."""
+    f = Flow(a.inp)
+    cin = a.inp[0]
+    mid = value(layer.mid_channels)
+    cout = value(layer.out_channels)
+    k = value(layer.kernel)
+    strided = a.stride != 1
+    if not isinstance(a.stride, int):
+        raise SpecError("ghost_bottleneck needs a numeric stride", (*a.path, "stride"))
+    ghost_unit(f, a, "ghost1", layer, mid, 1, True, layer.attention)
+    if strided:
+        conv_unit(f, a, "depthwise", mid, k, a.stride, groups=mid, act=False)
+    if layer.se is not None:
+        se_unit(f, a, layer, cin)
+    main = ghost_unit(f, a, "ghost2", layer, cout, 1, False, "none")
+    if strided or cin != cout:
+        conv_unit(f, a, "shortcut", cin, k, a.stride, groups=cin, act=False, src=0)
+        short = conv_unit(f, a, "shortcut", cout, 1, act=False)
+    else:
+        short = 0
+    f.add("residual", ops.add(f.shape(main), a.n, "F(x) + shortcut"), (main, short))
+    return f
+
+
+def uir(layer: Any, a: BlockArgs) -> Flow:
+    """Universal inverted residual: [s×s dw → norm] → 1×1 to E → norm → act → [m×m dw (stride) → norm → act]
+    → 1×1 to Cout → norm → [x·γ, C params] → [+ input].
+
+    E = make_divisible(Cin × expansion, 8) or expanded_channels. MACs = N·(Hs·Ws·Cin·s² + Ho'·Wo'·(Cin·E) +
+    Ho·Wo·(E·m² + E·Cout)) with each conv at its own output size.
+    """
+    f = Flow(a.inp)
+    cin = a.inp[0]
+    if layer.expanded_channels is not None:
+        e: Num = value(layer.expanded_channels)
+    else:
+        if not isinstance(cin, int):
+            raise SpecError("uir's expansion needs numeric channels (or set expanded_channels)", (*a.path, "expansion"))
+        e = make_divisible(cin * layer.expansion, 8)
+    if layer.start_kernel is None and layer.mid_kernel is None and a.stride != 1:
+        raise SpecError("a strided uir needs start_kernel or mid_kernel", (*a.path, "stride"))
+    if layer.start_kernel is not None:
+        s = a.stride if layer.mid_kernel is None else 1
+        conv_unit(f, a, "start_dw", cin, value(layer.start_kernel), s, groups=cin, act=False)
+    conv_unit(f, a, "expansion", e, 1)
+    if layer.mid_kernel is not None:
+        conv_unit(f, a, "mid_dw", e, value(layer.mid_kernel), a.stride, groups=e)
+    conv_unit(f, a, "projection", value(layer.out_channels), 1, act=False)
+    if layer.layer_scale:
+        f.add("layer_scale", ops.layer_scale(f.output, a.n))
+    residual(f, a, layer.residual)
+    return f

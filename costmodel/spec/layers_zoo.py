@@ -1,0 +1,137 @@
+"""Layer models of the MBConv-family zoo's own blocks: MixConv, the Ghost module and GhostNet's bottleneck,
+and MobileNetV4's universal inverted residual. Registered with their block functions in engine/kinds.py.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .fields import ChannelsField, Kernel, Residual, _odd_kernel
+from .layers import ConvLike, Expanding, SEFields
+
+
+class _PlainConvOnly(ConvLike):
+    """Refuses the k×k conv options these kinds' block functions do not implement (padding, dilation, aa),
+    so they are never silently ignored."""
+
+    @model_validator(mode="after")
+    def _plain(self) -> _PlainConvOnly:
+        for name, default in (("padding", None), ("dilation", 1), ("aa", None)):
+            if getattr(self, name) != default:
+                raise PydanticCustomError(
+                    "unsupported", "is not supported by the {kind} kind yet", {"kind": self.kind, "field": name}
+                )
+        return self
+
+
+def _odd_list(value: list[int]) -> list[int]:
+    for k in value:
+        if k % 2 == 0:
+            raise PydanticCustomError(
+                "odd_kernel", "kernels must be odd (same padding k//2 needs an odd kernel), got {v}", {"v": k}
+            )
+    return value
+
+
+class MixConvLayer(Expanding, _PlainConvOnly):
+    """MixNet's MBConv: [1×1 expansion in ``expansion_groups`` groups] → mixed depthwise (one group of channels
+    per kernel in ``kernels``) → [SE] → 1×1 projection in ``projection_groups`` groups (+ residual).
+
+    Channels split as timm's ``_split_channels(C, g)``: g parts of floor(C/g), the first taking the remainder.
+    """
+
+    kind: Literal["mixconv"]
+    kernel: None = Field(None, description="unused: MixConv's depthwise kernels are `kernels`")  # type: ignore[assignment]
+    kernels: list[int] = Field(min_length=1, description="the depthwise kernel of each channel group, e.g. [3, 5, 7]")
+    expansion_groups: PositiveInt = Field(1, description="groups of the 1×1 expansion (mixnet's exp_kernel_size)")
+    projection_groups: PositiveInt = Field(1, description="groups of the 1×1 projection (mixnet's pw_kernel_size)")
+
+    _odd_kernels = field_validator("kernels")(_odd_list)
+
+    def extra_settings(self) -> list[str]:
+        """The mixed kernels and the 1×1 groups: ``k3.5.7 a2 p2``."""
+        out = ["k" + ".".join(map(str, self.kernels))]
+        if self.expansion_groups != 1:
+            out.append(f"a{self.expansion_groups}")
+        if self.projection_groups != 1:
+            out.append(f"p{self.projection_groups}")
+        return out
+
+
+class GhostFields(_PlainConvOnly):
+    """The Ghost module's own fields."""
+
+    ratio: PositiveInt = Field(2, description="output width / primary width (GhostNet: 2)")
+    dw_kernel: Kernel = Field(3, description="kernel of the cheap depthwise conv")
+
+    _odd_dw = field_validator("dw_kernel")(_odd_kernel)
+
+
+class GhostLayer(GhostFields):
+    """Ghost module: k×k primary conv (stride) to P = ceil(out/ratio) → norm → act; cheap dw_kernel×dw_kernel
+    conv (groups P) to P·(ratio−1) → norm → act; concatenate; keep the first ``out_channels``.
+
+    With ``attention: dfc`` (GhostNetV2), the output is multiplied by the DFC gate computed from the input.
+    """
+
+    kind: Literal["ghost"]
+    kernel: Kernel = 1
+    activation_cheap: bool = Field(True, description="activation after both convs (false: GhostNet's ghost2)")
+    attention: Literal["none", "dfc"] = "none"
+
+
+class GhostBottleneckLayer(GhostFields, SEFields):
+    """GhostNet bottleneck: ghost (to mid_channels) → [k×k dw conv (stride) → norm, if stride > 1] → [SE] →
+    ghost without activation (to out_channels) + shortcut.
+
+    The shortcut is the identity when stride 1 and in == out, else k×k dw conv (stride) → norm → 1×1 conv →
+    norm. ``attention: dfc`` puts GhostNetV2's DFC attention on the first ghost module.
+    """
+
+    kind: Literal["ghost_bottleneck"]
+    mid_channels: ChannelsField
+    attention: Literal["none", "dfc"] = "none"
+
+    def extra_settings(self) -> list[str]:
+        """The mid width: ``mid72``, and ``dfc``."""
+        return [f"mid{self.mid_channels}"] + (["dfc"] if self.attention == "dfc" else [])
+
+
+class UIRLayer(_PlainConvOnly):
+    """MobileNetV4's universal inverted residual: [start_kernel dw conv → norm] → 1×1 expansion → norm → act →
+    [mid_kernel dw conv (stride) → norm → act] → 1×1 projection → norm → [layer scale] (+ residual).
+
+    The stride sits on the middle depthwise conv, or on the start one when there is no middle one. The expanded
+    width is make_divisible(in × expansion, 8) (timm), or ``expanded_channels``; the expansion conv is always built.
+    """
+
+    kind: Literal["uir"]
+    kernel: None = Field(None, description="unused: see start_kernel and mid_kernel")  # type: ignore[assignment]
+    start_kernel: Kernel | None = Field(None, description="depthwise conv before the expansion (none: absent)")
+    mid_kernel: Kernel | None = Field(None, description="depthwise conv after the expansion (none: absent)")
+    expansion: float | None = Field(None, gt=0, description="expanded width = make_divisible(in × expansion, 8)")
+    expanded_channels: ChannelsField | None = None
+    layer_scale: bool = Field(False, description="x · γ per channel before the residual (timm: 1e-5 init)")
+    residual: Residual = Field("auto", description="auto = stride 1 and in == out")
+
+    _odd_dw = field_validator("start_kernel", "mid_kernel")(_odd_kernel)
+
+    @model_validator(mode="after")
+    def _one_width(self) -> UIRLayer:
+        if (self.expansion is None) == (self.expanded_channels is None):
+            raise PydanticCustomError(
+                "one_of", "give exactly one of expansion and expanded_channels", {"field": "expansion"}
+            )
+        return self
+
+    def extra_settings(self) -> list[str]:
+        """The depthwise kernels: ``start3 mid5``, and ``ls`` with layer scale."""
+        out = [f"{name}{k}" for name, k in (("start", self.start_kernel), ("mid", self.mid_kernel)) if k]
+        return out + (["ls"] if self.layer_scale else [])
+
+
+ZOO_LAYERS = (MixConvLayer, GhostLayer, GhostBottleneckLayer, UIRLayer)
+"""The zoo's layer models, in the order docs/spec.md lists them."""
