@@ -11,7 +11,7 @@ Counting conventions are in docs/conventions.md; the spec format in docs/spec.md
 from __future__ import annotations
 
 from ._version import __version__
-from .api import Report, analyze, compare, count, load, loads, memory, roofline, sensitivity, solve, sweep
+from .api import Report, analyze, compare, count, load, loads, memory, roofline, sensitivity, solve, sweep, sweep_chunks
 from .engine.kinds import register
 from .engine.report import Row
 from .errors import CostModelError, SpecError, UndecidableError, UsageError
@@ -55,4 +55,5 @@ __all__ = [
     "sensitivity",
     "solve",
     "sweep",
+    "sweep_chunks",
 ]

@@ -56,7 +56,9 @@ def _parents() -> dict[str, _Parser]:
     values = parent()
     values.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable, or a,b=…)")
     fmt = parent()
-    fmt.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format (default github)")
+    fmt.add_argument(
+        "--format", "-f", default="github", help="json, csv or any tabulate format (default github; sweep: also jsonl)"
+    )
     conv = parent()
     conv.add_argument(
         "--convention",
@@ -154,6 +156,7 @@ def _parser() -> _Parser:
         help="metrics to compute (repeatable; default params, macs, flops)",
     )
     s.add_argument("--plot", metavar="PATH", help="also draw curves (one axis) or a heatmap (two) to PATH")
+    s.add_argument("--progress", action="store_true", help="a progress bar on stderr even when it is not a terminal")
 
     m = command("memory", "bytes each kernel moves, arithmetic intensity, peak activation memory",
                 "costmodel memory specs/seed_mbconv.yaml --fusion block", [spec, fmt, mem, values])  # fmt: skip
@@ -258,33 +261,120 @@ def _explain(args: argparse.Namespace) -> str:
     return render_explain(report, a, b, explain(report, a, b), args.format)
 
 
-def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty():
-        width = 30
-        filled = width * done // total
-        end = "\n" if done == total else ""
-        sys.stderr.write(f"\rsweep [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}{end}")
-        sys.stderr.flush()
+class _Progress:
+    """A progress bar on stderr for long work (drawn with tqdm when installed, else a plain bar)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            try:
+                from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
+
+                self.bar = tqdm(total=total, desc=self.label, unit="pt", unit_scale=True, file=sys.stderr)
+            except ImportError:
+                self.bar = False
+        if self.bar is False:
+            width = 30
+            filled = width * done // total
+            end = "\n" if done == total else ""
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}{end}")
+            sys.stderr.flush()
+        else:
+            self.bar.update(done - self.shown)
+            if done == total:
+                self.bar.close()
+        self.shown = done
 
 
-def _sweep(args: argparse.Namespace) -> str:
-    from .analysis.sweep import parse_vary
-    from .api import sweep
+def _progress(args: argparse.Namespace, label: str = "sweep") -> Any:
+    """A progress callback when stderr is a terminal or ``--progress`` is given; else None."""
+    if getattr(args, "progress", False) or sys.stderr.isatty():
+        return _Progress(label)
+    return None
+
+
+def _sweep(args: argparse.Namespace) -> Any:
+    from .analysis.sweep import CHUNK, parse_vary
+    from .api import _sweep_plan
     from .present.emit import check_format
-    from .present.sweep import render_sweep
+    from .present.sweep import STREAMED, check_size, render_sweep
 
-    check_format(args.format)
+    if args.format not in STREAMED:
+        check_format(args.format)
     axes = parse_vary(args.vary)
     fixed = parse_set(args.set)
     both = sorted(set(axes) & set(fixed))
     if both:
         raise UsageError(f"{both[0]} is given both --vary and --set")
-    result = sweep(args.spec, args.metric or ["params", "macs", "flops"], args.convention, _progress, **fixed, **axes)
+    plan = _sweep_plan(args.spec, args.metric or ["params", "macs", "flops"], args.convention, {**fixed, **axes})
+    check_size(plan.size, args.format)
+    progress = _progress(args) if plan.size > CHUNK else None
     if args.plot:
+        if plan.size > 10**6:
+            raise UsageError(f"--plot draws at most 1,000,000 points; the grid has {plan.size:,}")
         from .present.plot import plot_sweep
 
-        plot_sweep(result, args.plot, result.convention)
-    return render_sweep(result, args.format, result.convention)
+        plot_sweep(_whole(plan), args.plot, plan.convention)
+    if args.format in STREAMED:
+        return _invalid_note(plan, args.format, progress, args.spec)
+    result = _whole(plan, progress)
+    text = render_sweep(result, args.format, result.convention)
+    if result.checked:
+        bad = [i for i, ok in enumerate(result["valid"]) if not ok]
+        _warn_invalid(plan, len(bad), bad[0] if bad else None, args.spec)
+    return text
+
+
+def _whole(plan: Any, progress: Any = None) -> Any:
+    import numpy as np
+
+    parts = list(plan.chunks(1 << 18, progress))
+    columns = {n: np.concatenate([p.columns[n] for p in parts]) for n in plan.columns}
+    return plan.result_class(
+        {n: list(a) for n, a in plan.axes.items()}, dict(plan.fixed), columns, plan.metrics, plan.convention
+    )
+
+
+def _invalid_note(plan: Any, fmt: str, progress: Any, spec: str) -> Any:
+    """Stream the sweep's text; afterwards, warn on stderr about the invalid points counted on the way."""
+    from .present.sweep import stream_sweep
+
+    tally: list[Any] = [0, None]
+
+    def counted() -> Any:
+        for chunk in plan.chunks(1 << 18, progress):
+            valid = chunk.columns.get("valid")
+            if valid is not None and not valid.all():
+                if tally[1] is None:
+                    tally[1] = chunk.start + int(valid.argmin())
+                tally[0] += len(valid) - int(valid.sum())
+            yield chunk
+
+    yield from stream_sweep(counted(), plan.columns, fmt)
+    _warn_invalid(plan, tally[0], tally[1], spec)
+
+
+def _warn_invalid(plan: Any, bad: int, first: int | None, spec: str) -> None:
+    """On stderr: how many points table --set refuses, and table's own message at the first."""
+    if not bad or first is None:
+        return
+    from .api import count
+
+    point = plan.point(first)
+    reason = "table --set refuses it"
+    try:
+        count(spec, "costmodel", False, **plan.fixed, **point)
+    except CostModelError as err:
+        reason = str(err)
+    where = ",".join(f"{k}={v}" for k, v in point.items())
+    sys.stderr.write(
+        f"costmodel: warning: {bad:,} of {plan.size:,} points are invalid (valid=false, metrics left empty); "
+        f"the first, {where}: {reason}\n"
+    )
 
 
 def _compare(args: argparse.Namespace) -> str:
@@ -377,7 +467,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"costmodel: error: {err}", file=sys.stderr)
         return 2
     try:
-        sys.stdout.write(out + "\n")
+        if isinstance(out, str):
+            sys.stdout.write(out + "\n")
+        else:  # a streamed command (sweep --format csv/jsonl), validated whole before its first piece
+            for piece in out:
+                sys.stdout.write(piece)
         sys.stdout.flush()
     except BrokenPipeError:  # e.g. piped into head
         return 0
