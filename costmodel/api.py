@@ -279,29 +279,41 @@ def solve(
     budgets: Sequence[Budget | str],
     convention: str = "costmodel",
     smallest: bool = False,
+    maximum: int = 4096,
     **values: int,
 ) -> Solution:
-    """The largest (or smallest) value of ``symbol`` meeting every budget (``'macs<=3e8'`` …), the other
-    symbols bound by ``values``; see analysis/design.py."""
+    """The largest (or smallest) valid value of ``symbol`` meeting every budget (``'macs<=3e8'`` …), the
+    other symbols bound by ``values``: an exact exhaustive search over 1 … ``maximum`` (odd values for
+    a kernel; values the spec refuses skipped), extended past it only where the costs are proven
+    non-decreasing in the symbol; see analysis/design.py."""
     from .analysis.design import parse_budget
     from .analysis.design import solve as search
 
     parsed = [b if not isinstance(b, str) else parse_budget(b) for b in budgets]
-    if symbol in values:
+    bound = _check_values(values)
+    if symbol in bound:
         raise UsageError(f"--for {symbol} is also given with --set")
-    report = _count(spec, convention, values)
+    report = _count(spec, convention, bound)
 
-    def reanalyze(bound: dict[str, int]) -> Report:
-        return _count(spec, convention, {**values, **bound})
+    def reanalyze(b: dict[str, int]) -> Report:
+        return _count(spec, convention, {**bound, **b})
 
-    return search(report, symbol, parsed, reanalyze, smallest)
+    return search(report, symbol, parsed, reanalyze, smallest, _as_int("maximum", maximum))
 
 
 def sensitivity(spec: SpecLike, at: Mapping[str, int], metrics: Sequence[str], **values: int) -> list[Elasticity]:
-    """At the point ``at``: each metric's value, partial derivative and elasticity in each free symbol."""
+    """At the point ``at``: each metric's value (what ``table --set`` gives there), its partial derivative
+    and elasticity in each free symbol — exact where the formula is smooth in the symbol, a difference
+    on the integer lattice where it has floor/max (each row says which); see analysis/design.py."""
     from .analysis.design import elasticities
 
-    return elasticities(analyze(spec, **values), _check_values(at), metrics)
+    bound = _check_values(values)
+    point = _check_values(at)
+
+    def reanalyze(b: dict[str, int]) -> Report:
+        return analyze(spec, **bound, **b)
+
+    return elasticities(analyze(spec, **bound), point, metrics, reanalyze)
 
 
 @dataclass

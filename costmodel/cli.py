@@ -132,6 +132,9 @@ def _parser() -> _Parser:
     v.add_argument("--budget", action="append", required=True, metavar="EXPR", help="e.g. 'macs<=3e8' (repeatable)")
     v.add_argument("--smallest", action="store_true", help="the smallest value instead of the largest")
     v.add_argument("--format", "-f", default="text", choices=["text", "json"], help="text (default) or json")
+    v.add_argument(
+        "--max", type=int, default=4096, metavar="N", help="search every valid value 1…N exhaustively (default 4096)"
+    )
 
     e = command("explain", "op by op, where two counting conventions differ",
                 "costmodel explain specs/networks/efficientnet_b0.yaml --vs thop", [spec, fmt, values])  # fmt: skip
@@ -211,7 +214,7 @@ def _table(args: argparse.Namespace) -> str:
 def _formula(args: argparse.Namespace) -> str:
     import sympy
 
-    from .analysis.design import derivative
+    from .analysis.design import difference
     from .api import analyze, sensitivity
 
     metrics = [args.metric] if args.metric else ["params", "macs", "flops"]
@@ -227,12 +230,26 @@ def _formula(args: argparse.Namespace) -> str:
         raise UsageError(f"--format {args.format!r}: expected text, latex or python")
     if args.diff and args.stage:
         raise UsageError("--diff and --stage cannot be combined")
-    report = analyze(args.spec, **parse_set(args.set))
     lines = []
-    for m in metrics:
-        expr = derivative(report, m, args.diff) if args.diff else report.formula(m, args.stage)
-        text = sympy.latex(expr) if args.format == "latex" else sympy.sstr(expr)
-        lines.append(text if args.metric else f"{m} = {text}")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 8000))  # sympy builds and prints nested floors recursively (one per stride)
+    try:
+        report = analyze(args.spec, **parse_set(args.set))
+        for m in metrics:
+            if args.diff:
+                expr, method = difference(report, m, args.diff)
+                if method != "exact":
+                    sys.stderr.write(f"costmodel: note: {m}: {method}\n")
+            else:
+                expr = report.formula(m, args.stage)
+            text = sympy.latex(expr) if args.format == "latex" else sympy.sstr(expr)
+            lines.append(text if args.metric else f"{m} = {text}")
+    except RecursionError:
+        raise UsageError(
+            "the formula nests too deeply for sympy (one floor per symbolic stride); bind some symbols with --set"
+        ) from None
+    finally:
+        sys.setrecursionlimit(limit)
     return "\n".join(lines)
 
 
@@ -392,7 +409,7 @@ def _solve(args: argparse.Namespace) -> str:
     from .present.design import render_solution
 
     budgets = [parse_budget(b) for b in args.budget]
-    sol = solve(args.spec, args.symbol, budgets, args.convention, args.smallest, **parse_set(args.set))
+    sol = solve(args.spec, args.symbol, budgets, args.convention, args.smallest, args.max, **parse_set(args.set))
     return render_solution(sol, budgets, args.format, args.smallest)
 
 
