@@ -31,6 +31,7 @@ from .api import (
     solve,
     space,
     sweep,
+    sweep_chunks,
     train,
 )
 from .engine.kinds import register
@@ -85,4 +86,5 @@ __all__ = [
     "space",
     "sweep",
     "train",
+    "sweep_chunks",
 ]

@@ -8,7 +8,7 @@ numbers (``Report``, ``Sweep``, ``Comparison``, ``Solution``, ``Memory``, ``Roof
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -77,13 +77,51 @@ class Report(_EngineReport):
         return self.table("html")
 
 
+def _as_int(name: str, v: object) -> int:
+    """A Python int from an int or a numpy integer scalar (or 0-d integer array); bools and the rest refused."""
+    if isinstance(v, bool):
+        raise UsageError(f"{name}={v!r}: a symbol's value must be an integer")
+    if isinstance(v, int):
+        return v
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    if kind in ("i", "u") and getattr(v, "ndim", 0) == 0:
+        return int(v)  # type: ignore[call-overload,no-any-return]
+    raise UsageError(f"{name}={v!r}: a symbol's value must be an integer")
+
+
 def _check_values(values: Mapping[str, object]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise UsageError(f"{name}={v!r}: a symbol's value must be an integer")
-        out[name] = v
-    return out
+    """Symbol values as Python ints: ints and numpy integer scalars are accepted, anything else refused."""
+    return {name: _as_int(name, v) for name, v in values.items()}
+
+
+def _axis_or_value(name: str, v: object) -> int | Sequence[int]:
+    """One keyword of ``sweep``: a single int (fixed) or many (an axis: a list, range or numpy integer array)."""
+    from .analysis.sweep import Axis
+
+    if isinstance(v, (range, Axis)):
+        axis = Axis.of(v)
+        if not len(axis) or axis.lo() < 1:
+            raise UsageError(f"{name}: the values of an axis must be positive integers")
+        return axis
+    if isinstance(v, (bool, int)) or getattr(v, "ndim", None) == 0:
+        return _as_int(name, v)
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    if kind is not None:
+        if kind not in ("i", "u") or getattr(v, "ndim", 1) != 1:
+            raise UsageError(f"{name}: the values of an axis must be positive integers (a 1-d integer array)")
+        if not v.size or v.min() < 1:  # type: ignore[attr-defined]
+            raise UsageError(f"{name}: the values of an axis must be positive integers")
+        return Axis.of(v)
+    else:
+        try:
+            items = [_as_int(name, i) for i in v]  # type: ignore[attr-defined]
+        except TypeError:
+            raise UsageError(f"{name}={v!r}: expected an integer or a sequence of integers") from None
+        except UsageError:
+            raise UsageError(f"{name}: the values of an axis must be positive integers") from None
+    if not items or min(items) < 1:
+        raise UsageError(f"{name}: the values of an axis must be positive integers")
+    return items
 
 
 def load(path: str | os.PathLike[str], **values: int) -> NetworkSpec:
@@ -164,6 +202,30 @@ def _sweep_class() -> type[SweepResult]:
     return Sweep
 
 
+def _sweep_plan(spec: SpecLike, metrics: Sequence[str], convention: str, values: Mapping[str, object]) -> Any:
+    from .analysis.sweep import prepare
+
+    fixed: dict[str, int] = {}
+    axes: dict[str, Sequence[int]] = {}
+    for name, v in values.items():
+        got = _axis_or_value(name, v)
+        if isinstance(got, int):
+            fixed[name] = got
+        else:
+            axes[name] = got
+    both = sorted(set(axes) & set(fixed))
+    if both:  # pragma: no cover - keywords are unique
+        raise UsageError(f"{both[0]} is given both as an axis and as a fixed value")
+    report = _count(spec, convention, fixed)
+
+    def reanalyze(bound: dict[str, int]) -> Report:
+        return _count(spec, convention, {**fixed, **bound})
+
+    plan = prepare(report, axes, list(metrics), reanalyze, _sweep_class())
+    plan.fixed = fixed
+    return plan
+
+
 def sweep(
     spec: SpecLike,
     metrics: Sequence[str] = ("params", "macs", "flops"),
@@ -174,33 +236,46 @@ def sweep(
     """Exact costs over a grid: each keyword is a symbol, with one value (fixed) or many (an axis).
 
     ``costmodel.sweep("specs/symbolic_mbconv.yaml", t=range(1, 9), k=[3, 5, 7], C=16, H=32, W=32)["macs"]``
-    is an array in the grid's order (the last axis varies fastest). Every point is exact; see
-    analysis/sweep.py.
+    is an array in the grid's order (the last axis varies fastest). Values may be ints, numpy integer
+    scalars, lists, ranges or 1-d numpy integer arrays. Every point is exact; see analysis/sweep.py.
+    At most ``MAX_IN_MEMORY`` (10⁷) points are returned whole; stream bigger grids with
+    :func:`sweep_chunks`. Where some point may be one ``table --set`` refuses, ``result["valid"]`` marks them.
     """
-    from .analysis.sweep import run
+    import numpy as np
 
-    fixed: dict[str, int] = {}
-    axes: dict[str, list[int]] = {}
-    for name, v in values.items():
-        if isinstance(v, int) and not isinstance(v, bool):
-            fixed[name] = v
-        else:
-            items = list(v)  # type: ignore[arg-type]
-            if not items or any(isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in items):
-                raise UsageError(f"{name}: the values of an axis must be positive integers")
-            axes[name] = items
-    both = sorted(set(axes) & set(fixed))
-    if both:
-        raise UsageError(f"{both[0]} is given both as an axis and as a fixed value")
-    report = _count(spec, convention, fixed)
+    from .analysis.sweep import CHUNK, MAX_IN_MEMORY
 
-    def reanalyze(bound: dict[str, int]) -> Report:
-        return _count(spec, convention, {**fixed, **bound})
-
-    result = run(report, axes, metrics, progress, reanalyze, _sweep_class())
-    result.fixed = fixed
-    result.convention = report.convention
+    plan = _sweep_plan(spec, metrics, convention, values)
+    if plan.size > MAX_IN_MEMORY:
+        raise UsageError(
+            f"the grid has {plan.size:,} points; costmodel.sweep returns at most {MAX_IN_MEMORY:,} in memory: "
+            "stream it with costmodel.sweep_chunks"
+        )
+    parts = list(plan.chunks(CHUNK, progress if plan.size > CHUNK else None))
+    columns = {n: np.concatenate([p.columns[n] for p in parts]) for n in plan.columns}
+    result: SweepResult = plan.result_class(
+        {n: list(a) for n, a in plan.axes.items()}, dict(plan.fixed), columns, plan.metrics, plan.convention
+    )
     return result
+
+
+def sweep_chunks(
+    spec: SpecLike,
+    metrics: Sequence[str] = ("params", "macs", "flops"),
+    convention: str = "costmodel",
+    chunk: int = 1 << 18,
+    progress: Callable[[int, int], None] | None = None,
+    **values: int | Iterable[int],
+) -> Iterator[SweepResult]:
+    """``sweep`` for grids of any size (up to 10⁸ points): yields the grid's results ``chunk`` points at a
+    time, in order, each a SweepResult (``.start`` is its first point's flat index). Memory stays
+    bounded by ``chunk``; everything is validated before the first chunk is returned (this function
+    is not a generator: errors are raised at the call)."""
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise UsageError(f"chunk={chunk!r}: expected a positive integer")
+    plan = _sweep_plan(spec, metrics, convention, values)
+    chunks: Iterator[SweepResult] = plan.chunks(chunk, progress)
+    return chunks
 
 
 def compare(
@@ -235,29 +310,41 @@ def solve(
     budgets: Sequence[Budget | str],
     convention: str = "costmodel",
     smallest: bool = False,
+    maximum: int = 4096,
     **values: int,
 ) -> Solution:
-    """The largest (or smallest) value of ``symbol`` meeting every budget (``'macs<=3e8'`` …), the other
-    symbols bound by ``values``; see analysis/design.py."""
+    """The largest (or smallest) valid value of ``symbol`` meeting every budget (``'macs<=3e8'`` …), the
+    other symbols bound by ``values``: an exact exhaustive search over 1 … ``maximum`` (odd values for
+    a kernel; values the spec refuses skipped), extended past it only where the costs are proven
+    non-decreasing in the symbol; see analysis/design.py."""
     from .analysis.design import parse_budget
     from .analysis.design import solve as search
 
     parsed = [b if not isinstance(b, str) else parse_budget(b) for b in budgets]
-    if symbol in values:
+    bound = _check_values(values)
+    if symbol in bound:
         raise UsageError(f"--for {symbol} is also given with --set")
-    report = _count(spec, convention, values)
+    report = _count(spec, convention, bound)
 
-    def reanalyze(bound: dict[str, int]) -> Report:
-        return _count(spec, convention, {**values, **bound})
+    def reanalyze(b: dict[str, int]) -> Report:
+        return _count(spec, convention, {**bound, **b})
 
-    return search(report, symbol, parsed, reanalyze, smallest)
+    return search(report, symbol, parsed, reanalyze, smallest, _as_int("maximum", maximum))
 
 
 def sensitivity(spec: SpecLike, at: Mapping[str, int], metrics: Sequence[str], **values: int) -> list[Elasticity]:
-    """At the point ``at``: each metric's value, partial derivative and elasticity in each free symbol."""
+    """At the point ``at``: each metric's value (what ``table --set`` gives there), its partial derivative
+    and elasticity in each free symbol — exact where the formula is smooth in the symbol, a difference
+    on the integer lattice where it has floor/max (each row says which); see analysis/design.py."""
     from .analysis.design import elasticities
 
-    return elasticities(analyze(spec, **values), _check_values(at), metrics)
+    bound = _check_values(values)
+    point = _check_values(at)
+
+    def reanalyze(b: dict[str, int]) -> Report:
+        return analyze(spec, **bound, **b)
+
+    return elasticities(analyze(spec, **bound), point, metrics, reanalyze)
 
 
 @dataclass

@@ -61,7 +61,9 @@ def _parents() -> dict[str, _Parser]:
     values = parent()
     values.add_argument("--set", action="append", metavar="NAME=VALUE", help="bind a symbol (repeatable, or a,b=…)")
     fmt = parent()
-    fmt.add_argument("--format", "-f", default="github", help="json, csv or any tabulate format (default github)")
+    fmt.add_argument(
+        "--format", "-f", default="github", help="json, csv or any tabulate format (default github; sweep: also jsonl)"
+    )
     conv = parent()
     conv.add_argument(
         "--convention",
@@ -228,6 +230,9 @@ def _parser() -> _Parser:
     v.add_argument("--budget", action="append", required=True, metavar="EXPR", help="e.g. 'macs<=3e8' (repeatable)")
     v.add_argument("--smallest", action="store_true", help="the smallest value instead of the largest")
     v.add_argument("--format", "-f", default="text", choices=["text", "json"], help="text (default) or json")
+    v.add_argument(
+        "--max", type=int, default=4096, metavar="N", help="search every valid value 1…N exhaustively (default 4096)"
+    )
 
     e = command("explain", "op by op, where two counting conventions differ",
                 "costmodel explain specs/networks/efficientnet_b0.yaml --vs thop",
@@ -253,6 +258,7 @@ def _parser() -> _Parser:
         help="metrics to compute (repeatable; default params, macs, flops)",
     )
     s.add_argument("--plot", metavar="PATH", help="also draw curves (one axis) or a heatmap (two) to PATH")
+    s.add_argument("--progress", action="store_true", help="a progress bar on stderr even when it is not a terminal")
 
     m = command("memory", "bytes each kernel moves, arithmetic intensity, peak activation memory",
                 "costmodel memory specs/seed_mbconv.yaml --fusion block", [spec, fmt, mem, values, shape])  # fmt: skip
@@ -386,7 +392,7 @@ def _table(args: argparse.Namespace) -> str:
 def _formula(args: argparse.Namespace) -> str:
     import sympy
 
-    from .analysis.design import derivative
+    from .analysis.design import difference
     from .api import analyze, sensitivity
 
     if args.training:
@@ -404,12 +410,26 @@ def _formula(args: argparse.Namespace) -> str:
         raise UsageError(f"--format {args.format!r}: expected text, latex or python")
     if args.diff and args.stage:
         raise UsageError("--diff and --stage cannot be combined")
-    report = analyze(_configured(args, args.spec), **parse_set(args.set))
     lines = []
-    for m in metrics:
-        expr = derivative(report, m, args.diff) if args.diff else report.formula(m, args.stage)
-        text = sympy.latex(expr) if args.format == "latex" else sympy.sstr(expr)
-        lines.append(text if args.metric else f"{m} = {text}")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 8000))  # sympy builds and prints nested floors recursively (one per stride)
+    try:
+        report = analyze(_configured(args, args.spec), **parse_set(args.set))
+        for m in metrics:
+            if args.diff:
+                expr, method = difference(report, m, args.diff)
+                if method != "exact":
+                    sys.stderr.write(f"costmodel: note: {m}: {method}\n")
+            else:
+                expr = report.formula(m, args.stage)
+            text = sympy.latex(expr) if args.format == "latex" else sympy.sstr(expr)
+            lines.append(text if args.metric else f"{m} = {text}")
+    except RecursionError:
+        raise UsageError(
+            "the formula nests too deeply for sympy (one floor per symbolic stride); bind some symbols with --set"
+        ) from None
+    finally:
+        sys.setrecursionlimit(limit)
     return "\n".join(lines)
 
 
@@ -495,40 +515,122 @@ def _explain(args: argparse.Namespace) -> str:
     return render_explain(report, a, b, explain(report, a, b), args.format)
 
 
-def _progress(done: int, total: int) -> None:
-    if sys.stderr is not None and sys.stderr.isatty():
-        width = 30
-        filled = width * done // total
-        end = "\n" if done == total else ""
-        sys.stderr.write(f"\rsweep [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}{end}")
-        sys.stderr.flush()
+class _Progress:
+    """A progress bar on stderr for long work (drawn with tqdm when installed, else a plain bar)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            try:
+                from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
+
+                self.bar = tqdm(total=total, desc=self.label, unit="pt", unit_scale=True, file=sys.stderr)
+            except ImportError:
+                self.bar = False
+        if self.bar is False:
+            width = 30
+            filled = width * done // total
+            end = "\n" if done == total else ""
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}{end}")
+            sys.stderr.flush()
+        else:
+            self.bar.update(done - self.shown)
+            if done == total:
+                self.bar.close()
+        self.shown = done
 
 
-def _sweep(args: argparse.Namespace) -> str:
-    from .analysis.sweep import parse_vary
-    from .api import sweep
+def _progress(args: argparse.Namespace, label: str = "sweep") -> Any:
+    """A progress callback when stderr is a terminal or ``--progress`` is given; else None."""
+    if getattr(args, "progress", False) or sys.stderr.isatty():
+        return _Progress(label)
+    return None
+
+
+def _sweep(args: argparse.Namespace) -> Any:
+    from .analysis.sweep import CHUNK, parse_vary
+    from .api import _sweep_plan
     from .present.emit import check_format
-    from .present.sweep import render_sweep
+    from .present.sweep import STREAMED, check_size, render_sweep
 
-    check_format(args.format)
+    if args.format not in STREAMED:
+        check_format(args.format)
     axes = parse_vary(args.vary)
     fixed = parse_set(args.set)
     both = sorted(set(axes) & set(fixed))
     if both:
         raise UsageError(f"{both[0]} is given both --vary and --set")
-    result = sweep(
-        _configured(args, args.spec),
-        args.metric or ["params", "macs", "flops"],
-        args.convention,
-        _progress,
-        **fixed,
-        **axes,
+    plan = _sweep_plan(
+        _configured(args, args.spec), args.metric or ["params", "macs", "flops"], args.convention, {**fixed, **axes}
     )
+    check_size(plan.size, args.format)
+    progress = _progress(args) if plan.size > CHUNK else None
     if args.plot:
+        if plan.size > 10**6:
+            raise UsageError(f"--plot draws at most 1,000,000 points; the grid has {plan.size:,}")
         from .present.plot import plot_sweep
 
-        plot_sweep(result, args.plot, result.convention)
-    return render_sweep(result, args.format, result.convention)
+        plot_sweep(_whole(plan), args.plot, plan.convention)
+    if args.format in STREAMED:
+        return _invalid_note(plan, args.format, progress, args.spec)
+    result = _whole(plan, progress)
+    text = render_sweep(result, args.format, result.convention)
+    if result.checked:
+        bad = [i for i, ok in enumerate(result["valid"]) if not ok]
+        _warn_invalid(plan, len(bad), bad[0] if bad else None, args.spec)
+    return text
+
+
+def _whole(plan: Any, progress: Any = None) -> Any:
+    import numpy as np
+
+    parts = list(plan.chunks(1 << 18, progress))
+    columns = {n: np.concatenate([p.columns[n] for p in parts]) for n in plan.columns}
+    return plan.result_class(
+        {n: list(a) for n, a in plan.axes.items()}, dict(plan.fixed), columns, plan.metrics, plan.convention
+    )
+
+
+def _invalid_note(plan: Any, fmt: str, progress: Any, spec: str) -> Any:
+    """Stream the sweep's text; afterwards, warn on stderr about the invalid points counted on the way."""
+    from .present.sweep import stream_sweep
+
+    tally: list[Any] = [0, None]
+
+    def counted() -> Any:
+        for chunk in plan.chunks(1 << 18, progress):
+            valid = chunk.columns.get("valid")
+            if valid is not None and not valid.all():
+                if tally[1] is None:
+                    tally[1] = chunk.start + int(valid.argmin())
+                tally[0] += len(valid) - int(valid.sum())
+            yield chunk
+
+    yield from stream_sweep(counted(), plan.columns, fmt)
+    _warn_invalid(plan, tally[0], tally[1], spec)
+
+
+def _warn_invalid(plan: Any, bad: int, first: int | None, spec: str) -> None:
+    """On stderr: how many points table --set refuses, and table's own message at the first."""
+    if not bad or first is None:
+        return
+    from .api import count
+
+    point = plan.point(first)
+    reason = "table --set refuses it"
+    try:
+        count(spec, "costmodel", False, **plan.fixed, **point)
+    except CostModelError as err:
+        reason = str(err)
+    where = ",".join(f"{k}={v}" for k, v in point.items())
+    sys.stderr.write(
+        f"costmodel: warning: {bad:,} of {plan.size:,} points are invalid (valid=false, metrics left empty); "
+        f"the first, {where}: {reason}\n"
+    )
 
 
 def _compare(args: argparse.Namespace) -> str:
@@ -552,7 +654,13 @@ def _solve(args: argparse.Namespace) -> str:
 
     budgets = [parse_budget(b) for b in args.budget]
     sol = solve(
-        _configured(args, args.spec), args.symbol, budgets, args.convention, args.smallest, **parse_set(args.set)
+        _configured(args, args.spec),
+        args.symbol,
+        budgets,
+        args.convention,
+        args.smallest,
+        args.max,
+        **parse_set(args.set),
     )
     return render_solution(sol, budgets, args.format, args.smallest)
 
@@ -788,7 +896,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("costmodel: error: cannot write the output: stdout is closed")
         return 2
     try:
-        sys.stdout.write(out + "\n")
+        if isinstance(out, str):
+            sys.stdout.write(out + "\n")
+        else:  # a streamed command (sweep --format csv/jsonl), validated whole before its first piece
+            for piece in out:
+                sys.stdout.write(piece)
         sys.stdout.flush()
     except BrokenPipeError:  # e.g. piped into head: the reader wanted no more
         _quiet_stdout()

@@ -122,3 +122,116 @@ def test_example_notebook_runs(monkeypatch):
             for method in ("_repr_html_", "_repr_latex_"):
                 if hasattr(value, method):
                     assert getattr(value, method)()
+
+
+# ----------------------------------------------------------- solve against brute force (issue 10)
+
+STRIDED = {
+    "input": {"channels": 16, "height": 32, "width": 32},
+    "layers": [{"kind": "mbconv", "out_channels": 24, "expansion": 6, "kernel": 3, "stride": "s", "se": 0.25}],
+}
+WIDE = {
+    "input": {"channels": "C", "height": 8, "width": 8},
+    "layers": [{"kind": "bottleneck", "out_channels": "C", "kernel": 3}],
+}
+
+
+def _brute(spec, symbol, budgets, smallest, values, top=64, **bound):
+    """The independent check: a loop over values, each analysed with the value bound (as table --set)."""
+    best = None
+    for v in values:
+        if v > top:
+            break
+        try:
+            totals = costmodel.analyze(spec, **bound, **{symbol: v}).totals
+        except costmodel.CostModelError:
+            continue
+        if all(b.holds(totals[b.metric]) for b in budgets):
+            best = v if best is None or not smallest else best
+            if smallest:
+                return v
+    return best
+
+
+@pytest.mark.parametrize(
+    "raw,symbol,budget,smallest,bound",
+    [
+        (STRIDED, "s", "macs<=2e6", True, {}),  # MACs fall with the stride: 4,817,664 at s=1, 2,384,640 at 2
+        (STRIDED, "s", "macs>=2e6", False, {}),
+        (WIDE, "C", "params<=200", False, {}),  # C < 4 is refused (mid width 0)
+        (WIDE, "C", "params>=10", True, {}),
+        (
+            {
+                "input": {"channels": 4, "height": 8, "width": 8},
+                "layers": [{"kind": "mbconv", "out_channels": 4, "expansion": 6, "kernel": "k"}],
+            },
+            "k",
+            "macs<=1e5",
+            False,
+            {},
+        ),  # fmt: skip
+    ],
+)
+def test_solve_equals_brute_force(raw, symbol, budget, smallest, bound):
+    spec = costmodel.NetworkSpec.model_validate(raw)
+    b = parse_budget(budget)
+    sol = costmodel.solve(spec, symbol, [b], smallest=smallest, maximum=64, **bound)
+    assert sol.value == _brute(spec, symbol, [b], smallest, range(1, 65), **bound)
+
+
+def test_solve_by_hand_on_strides_and_kernels():
+    spec = costmodel.NetworkSpec.model_validate(STRIDED)
+    # MACs at s = 1, 2, 3: 4,817,664, 2,384,640, 1,956,960 (table --set); the smallest s under 2·10⁶ is 3
+    assert costmodel.solve(spec, "s", ["macs<=2e6"], smallest=True).value == 3
+    seed = costmodel.NetworkSpec.model_validate(
+        {
+            "input": {"channels": 4, "height": 8, "width": 8},
+            "layers": [{"kind": "mbconv", "out_channels": 4, "expansion": 6, "kernel": "k", "norm": "none"}],
+            "defaults": {"norm": "none", "bias": False},
+        }  # fmt: skip
+    )
+    # MACs = 64·24·(2·4 + k²) = 1,536·(8 + k²): k = 7 → 87,552, k = 9 → 136,704; only odd k tried
+    sol = costmodel.solve(seed, "k", ["macs<=1e5"])
+    assert sol.value == 7 and sol.totals["macs"] == 87_552
+
+
+def test_solve_skips_invalid_small_widths():
+    spec = costmodel.NetworkSpec.model_validate(WIDE)
+    # C = 1…3 are refused (mid width 0); C = 4 has 29 params (reduce 4+2, conv 9+2, expand 4+8)
+    sol = costmodel.solve(spec, "C", ["params>=10"], smallest=True)
+    assert sol.value == 4 and sol.totals["params"] == 29
+
+
+# ------------------------------------------------------------------ formula --at gives numbers
+
+
+def test_at_uses_what_table_gives(run_cli):
+    code, out, err = run_cli("formula", SYM, "--metric", "params", "--at", "C=4,t=1,k=3,H=8,W=8", "--format", "json")
+    assert code == 0, err
+    rows = {r["symbol"]: r for r in json.loads(out)}
+    # t = 1: no expansion conv; depthwise 4·9 + projection 4·4 = 52 (table --set gives 52, not 68)
+    assert rows["t"]["value"] == 52
+    # forward difference: t = 2 gives 2·4·(8 + 9) = 136, so 136 − 52 = 84
+    assert rows["t"]["partial_value"] == 84 and "forward difference" in rows["t"]["method"]
+    # C: exact derivative of the t = 1 formula C·k² + C² = 9C + C², 9 + 2C = 17 at C = 4
+    assert rows["C"]["partial_value"] == 17 and rows["C"]["method"] == "exact derivative"
+    code, out, err = run_cli("formula", SYM, "--at", "C=4,t=1,k=4,H=8,W=8")
+    assert code == 2 and out == "" and "odd" in err
+
+
+def test_at_and_diff_give_numbers_with_se_and_strides(run_cli, tmp_path):
+    path = tmp_path / "se.yaml"
+    path.write_text(json.dumps({
+        "input": {"channels": "C", "height": "H", "width": "H"},
+        "layers": [{"kind": "mbconv", "out_channels": 24, "expansion": 6, "kernel": 3, "stride": "s",
+                    "se": 0.25, "residual": False}],
+    }))  # fmt: skip
+    code, out, err = run_cli("formula", str(path), "--metric", "macs", "--at", "C=16,H=32,s=2", "--format", "json")
+    assert code == 0, err
+    rows = {r["symbol"]: r for r in json.loads(out)}
+    at = {s: costmodel.analyze(str(path), C=16, H=32, s=s).totals["macs"] for s in (1, 2, 3)}
+    assert rows["s"]["value"] == at[2] == 2_384_640
+    assert rows["s"]["partial_value"] == (at[3] - at[1]) / 2  # (1,956,960 − 4,817,664) / 2
+    assert "Subs" not in out and "Derivative" not in out
+    code, out, err = run_cli("formula", str(path), "--metric", "params", "--diff", "C")
+    assert code == 0 and "Subs" not in out and "Derivative" not in out and "central difference" in err

@@ -1,12 +1,12 @@
 """Design-space tools: compare specs, solve for a symbol under budgets, sensitivity of a cost.
 
 * ``compare`` — totals side by side, ratios to the first spec, each stage's share.
-* ``solve`` — the largest (or smallest) integer value of one symbol meeting every budget. A closed-form
-  root from sympy gives the candidate where sympy finds one; the answer is always confirmed (or found)
-  by exact integer evaluation, assuming each budgeted metric is non-decreasing in the symbol (true of
-  every count of positive sizes).
+* ``solve`` — the largest (or smallest) valid value of one symbol meeting every budget: an exhaustive
+  exact search over 1 … ``--max`` (default 4096; odd values for kernels), confirmed by re-analysis;
+  past the range only where the costs are proven non-decreasing in the symbol (see :func:`solve`).
 * ``elasticities`` — at a point, ∂f/∂x and the elasticity (x / f) · ∂f/∂x of a metric for each symbol:
-  how many percent the cost moves per percent of x, for the closed form taken as continuous.
+  how many percent the cost moves per percent of x; the exact derivative where the formula is smooth
+  in x, a difference on the integer lattice where it has floor/max (stated in each row).
 
 Budgets are parsed by a small grammar of our own (``METRIC OP NUMBER``), never evaluated.
 """
@@ -133,6 +133,48 @@ class Solution:
 
 
 SEARCH_CAP = 2**62
+SEARCH_MAX = 4096
+"""``solve`` searches every valid value 1 … SEARCH_MAX exhaustively (``--max`` changes it)."""
+
+
+def _nondecreasing(expr: Any, x: Any) -> bool:
+    """Proven non-decreasing in x > 0: a polynomial in x (no floor/max) with every coefficient ≥ 0."""
+    import sympy
+
+    try:
+        poly = sympy.Poly(sympy.expand(expr), x)
+    except (sympy.PolynomialError, sympy.GeneratorsNeeded, ValueError, TypeError):
+        return bool(expr.free_symbols.isdisjoint({x}))
+    return all(c.is_number and c >= 0 for c in poly.all_coeffs())
+
+
+def _meets(values: dict[str, Any], budgets: Sequence[Budget]) -> Any:
+    """Elementwise: every budget holds (exact: integer thresholds from the fractional limits)."""
+    import math
+
+    import numpy as np
+
+    ok: Any = None
+    for b in budgets:
+        v = values[b.metric]
+        lim = b.limit
+        if b.op == "<=":
+            hit = v <= _clip(math.floor(lim), v)
+        elif b.op == "<":
+            hit = v <= _clip(math.ceil(lim) - 1, v)
+        elif b.op == ">=":
+            hit = v >= _clip(math.ceil(lim), v)
+        else:
+            hit = v >= _clip(math.floor(lim) + 1, v)
+        hit = np.asarray(hit, dtype=bool)
+        ok = hit if ok is None else ok & hit
+    return ok
+
+
+def _clip(threshold: int, v: Any) -> int:
+    if getattr(v, "dtype", None) is not None and v.dtype != object:
+        return max(-(2**63), min(2**63 - 1, threshold))
+    return threshold
 
 
 def solve(
@@ -141,15 +183,27 @@ def solve(
     budgets: Sequence[Budget],
     reanalyze: Callable[[dict[str, int]], Report],
     smallest: bool = False,
+    maximum: int = SEARCH_MAX,
 ) -> Solution:
-    """The largest (or, with ``smallest``, the smallest) positive integer value of ``symbol`` meeting all budgets.
+    """The largest (or, with ``smallest``, the smallest) valid value of ``symbol`` meeting all budgets.
 
     ``report`` must have ``symbol`` as its only free symbol; ``reanalyze({symbol: n})`` gives the
-    numeric report at n, which is what every candidate is checked against.
+    numeric report at n (what ``table --set`` gives). The search:
+
+    1. every valid value 1 … ``maximum`` (odd ones only for a kernel) is evaluated exactly with the
+       compiled formula (analysis/sweep.py: the expansion-1 formula where the symbol is 1, and points
+       ``table`` refuses, such as a zero bottleneck width, are skipped) — correct for any shape of
+       the costs in the symbol (strides make them decrease, floors make them step);
+    2. the best feasible value is confirmed by ``reanalyze`` (a value the spec refuses is skipped);
+    3. only where every budgeted metric is *proven* non-decreasing in the symbol (a polynomial with
+       non-negative coefficients, no floor or max) does the search go past ``maximum``, by exponential
+       then binary search on exact values, up to 2⁶².
     """
     import sympy
 
     from ..engine.symbols import symbol as sym
+    from ..errors import CostModelError
+    from .sweep import prepare
 
     if not budgets:
         raise UsageError("solve needs at least one --budget")
@@ -158,98 +212,159 @@ def solve(
     others = [s for s in report.symbols if s != symbol]
     if others:
         raise UsageError(f"bind the other symbols with --set: {', '.join(others)}")
-    if not smallest and not any(b.upper for b in budgets):
-        raise UsageError("the largest value is unbounded without a ceiling budget (<= or <); use --smallest")
-    cache: dict[int, dict[str, int]] = {}
-
-    def totals(n: int) -> dict[str, int]:
-        if n not in cache:
-            cache[n] = {m: int(v) for m, v in reanalyze({symbol: n}).totals.items()}
-        return cache[n]
-
-    # closed-form roots of metric(symbol) = limit, where sympy finds them
-    roots: dict[str, Any] = {}
+    if isinstance(maximum, bool) or not isinstance(maximum, int) or not 1 <= maximum <= 10**7:
+        raise UsageError(f"--max {maximum!r}: expected an integer from 1 to 10,000,000")
     x = sym(symbol)
-    real_x = sympy.Symbol(symbol, positive=True)  # the root of the continuous equation need not be an integer
+    odd = (symbol, "odd") in report.assumptions
+    step = 2 if odd else 1
+    metrics = list(dict.fromkeys(b.metric for b in budgets))
+    monotone = all(_nondecreasing(report.expression(m), x) for m in metrics)
+    if not smallest and not any(b.upper for b in budgets) and monotone:
+        raise UsageError("the largest value is unbounded without a ceiling budget (<= or <); use --smallest")
+
+    # closed-form roots of metric(symbol) = limit, where sympy finds them (shown, never trusted)
+    roots: dict[str, Any] = {}
+    real_x = sympy.Symbol(symbol, positive=True)
     for b in budgets:
         expr = report.expression(b.metric).xreplace({x: real_x})
         if len(expr.atoms(sympy.Function)) or sympy.degree(sympy.expand(expr), real_x) > 4:
-            continue  # floor/Max or high degree: leave it to the exact search
+            continue
         try:
             limit = sympy.Rational(b.limit.numerator, b.limit.denominator)
             sols = sympy.solve(sympy.Eq(expr, limit), real_x)
         except (NotImplementedError, ValueError, TypeError):
             sols = []
-        real = [s for s in sols if s.is_real and s.is_positive]
+        real = [r for r in sols if r.is_real and r.is_positive]
         if real:
             roots[str(b)] = real[0]
 
-    method = "integer search"
-    # the feasible set is an interval [lo, hi] when every metric is non-decreasing in the symbol
-    floors = [b for b in budgets if not b.upper]
-    ceilings = [b for b in budgets if b.upper]
+    cache: dict[int, dict[str, int] | None] = {}
 
-    def meets(n: int, group: list[Budget]) -> bool:
+    def totals(n: int) -> dict[str, int] | None:
+        """The exact totals at n, or None where the spec refuses n."""
+        if n not in cache:
+            try:
+                cache[n] = {m: int(v) for m, v in reanalyze({symbol: n}).totals.items()}
+            except CostModelError:
+                cache[n] = None
+        return cache[n]
+
+    def ok(n: int) -> bool:
         t = totals(n)
-        return all(b.holds(t[b.metric]) for b in group)
+        return t is not None and bool(_meets(t, budgets))
 
-    def first_true(pred: Callable[[int], bool], start: int = 1) -> int | None:
-        """Smallest n ≥ start with pred(n), for a predicate false then true (exponential then binary search)."""
-        if pred(start):
-            return start
-        lo, hi = start, start * 2
-        while not pred(hi):
-            lo, hi = hi, hi * 2
-            if hi > SEARCH_CAP:
-                return None
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if pred(mid):
-                hi = mid
-            else:
-                lo = mid
-        return hi
+    # 1. exhaustive over the valid values 1 … maximum
+    plan = prepare(report, {symbol: range(1, maximum + 1, step)}, metrics, reanalyze)
+    feasible: list[int] = []
+    for chunk in plan.chunks():
+        hit = _meets({m: chunk[m] for m in metrics}, budgets)
+        if chunk.checked:
+            hit &= chunk["valid"]
+        feasible += chunk[symbol][hit].tolist()
+    order = feasible if smallest else feasible[::-1]
+    value: int | None = None
+    for n in order:  # 2. confirmed by re-analysis
+        if ok(n):
+            value = n
+            break
+    top = maximum if (maximum - 1) % step == 0 else maximum - 1
+    method = f"exhaustive search of {symbol} = 1…{maximum}" + (" (odd values)" if odd else "")
+    method += " with the compiled formula, confirmed by re-analysis"
+    # 3. past the range, only where monotonicity is proven
+    if monotone and ((not smallest and value == top) or (smallest and value is None)):
+        method += f"; beyond {maximum}, exponential then binary search (the budgeted metrics are polynomials "
+        method += f"in {symbol} with non-negative coefficients, so non-decreasing)"
 
-    lo = first_true(lambda n: meets(n, floors)) if floors else 1
-    if lo is None or not meets(lo, ceilings):
-        return Solution(symbol, None, {}, method, roots)
-    value: int | None
-    if smallest:
-        value = lo
-    else:
-        # candidate from a closed-form root, confirmed exactly; otherwise the exact search
-        candidates = [int(sympy.floor(r)) for r in roots.values() if r.is_real]
-        value = None
-        for c in sorted(candidates):
-            if c >= lo and meets(c, ceilings) and not meets(c + 1, ceilings):
-                value, method = c, "closed form, confirmed by exact evaluation"
-                break
-        if value is None:
-            beyond = first_true(lambda n: not meets(n, ceilings), lo)
-            if beyond is None:
+        def first(pred: Callable[[int], bool], j0: int) -> int | None:
+            """Smallest index j ≥ j0 with pred(1 + step·j), pred false then true."""
+            if pred(1 + step * j0):
+                return j0
+            lo, hi = j0, max(1, j0) * 2
+            while not pred(1 + step * hi):
+                lo, hi = hi, hi * 2
+                if 1 + step * hi > SEARCH_CAP:
+                    return None
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if pred(1 + step * mid):
+                    hi = mid
+                else:
+                    lo = mid
+            return hi
+
+        floors = [b for b in budgets if not b.upper]
+        ceilings = [b for b in budgets if b.upper]
+        j_top = (top - 1) // step
+        if smallest:
+            j = first(lambda n: (t := totals(n)) is not None and bool(_meets(t, floors)), j_top)
+            if j is not None and ok(1 + step * j):
+                value = 1 + step * j
+        else:
+            j = first(lambda n: (t := totals(n)) is None or not bool(_meets(t, ceilings)), j_top)
+            if j is None:
                 raise UsageError(f"no ceiling is reached below {SEARCH_CAP:,}: the budgets do not bound {symbol}")
-            value = beyond - 1
-    assert value is not None
-    return Solution(symbol, value, totals(value), method, roots)
+            value = 1 + step * (j - 1)
+            if not ok(value):  # pragma: no cover - feasible at top and monotone
+                value = None
+    elif value == top and not smallest:
+        method += f"; larger values were not searched (raise --max beyond {maximum})"
+    if value is None:
+        return Solution(symbol, None, {}, method, roots)
+    found = totals(value)
+    assert found is not None
+    return Solution(symbol, value, found, method, roots)
 
 
 # ------------------------------------------------------------------------------------------ sensitivity
 
 
-def derivative(report: Report, metric: str, name: str) -> Any:
-    """∂metric/∂name of the report's closed form, factored."""
+def _smooth(expr: Any, x: Any) -> bool:
+    """Whether x enters ``expr`` only through +, ×, powers (no floor, max or other function)."""
     import sympy
 
+    return not any(x in f.free_symbols for f in expr.atoms(sympy.Function))
+
+
+def difference(report: Report, metric: str, name: str) -> tuple[Any, str]:
+    """∂metric/∂name as a formula, and how it was taken.
+
+    Where ``name`` enters only through sums, products and powers: the exact derivative (method
+    ``"exact"``). Where it enters through floor or max (strides, SE widths, symbolic resolutions) the
+    derivative does not exist; the central difference on the integer lattice is given instead,
+    (f(x + h) − f(x − h)) / 2h with h = 1 (h = 2 for a kernel, whose values are odd).
+    """
+    import sympy
+
+    from ..engine.report import tidy
     from ..engine.symbols import symbol
 
     if name not in report.symbols:
         raise UsageError(f"--diff {name}: the spec has no free symbol {name!r} (free: {', '.join(report.symbols)})")
-    return sympy.factor(sympy.diff(report.expression(metric), symbol(name)))
+    x = symbol(name)
+    expr = report.expression(metric)
+    if _smooth(expr, x):
+        return tidy(sympy.diff(expr, x)), "exact"
+    h = 2 if (name, "odd") in report.assumptions else 1
+    d = (expr.xreplace({x: x + h}) - expr.xreplace({x: x - h})) / (2 * h)
+    return d, (
+        f"{name} enters through floor/max, so this is the central difference (f({name}+{h}) - f({name}-{h}))/{2 * h} "
+        "on the integer lattice, not a derivative"
+    )
+
+
+def derivative(report: Report, metric: str, name: str) -> Any:
+    """∂metric/∂name of the report's closed form, factored; a lattice difference where it has floor/max
+    (see :func:`difference`)."""
+    return difference(report, metric, name)[0]
 
 
 @dataclass
 class Elasticity:
-    """At a point: the value of a metric, its partial derivative in ``name`` and its elasticity."""
+    """At a point: the value of a metric, its partial derivative in ``name`` and its elasticity.
+
+    ``partial`` is exact (a sympy Rational) or None where no neighbour is valid; ``method`` says
+    whether it is the exact derivative or a difference on the integer lattice.
+    """
 
     metric: str
     name: str
@@ -257,13 +372,28 @@ class Elasticity:
     value: Any
     partial: Any
     elasticity: Any
+    method: str = "exact derivative"
 
 
-def elasticities(report: Report, point: Mapping[str, int], metrics: Sequence[str]) -> list[Elasticity]:
-    """For each metric and each free symbol: f, ∂f/∂x and (x / f)·∂f/∂x at ``point`` (every symbol bound)."""
+def elasticities(
+    report: Report,
+    point: Mapping[str, int],
+    metrics: Sequence[str],
+    reanalyze: Callable[[dict[str, int]], Report] | None = None,
+) -> list[Elasticity]:
+    """For each metric and each free symbol: f, ∂f/∂x and (x / f)·∂f/∂x at ``point`` (every symbol bound).
+
+    f is what ``table --set`` gives at the point (``reanalyze(point)``: the expansion-1 and odd-kernel
+    rules apply; a point the spec refuses is refused). ∂f/∂x is the exact derivative of the formula in
+    force at the point where x enters it smoothly; where x enters through floor or max, or x is an
+    expansion at 1 (the formula changes there), it is the difference on the integer lattice:
+    central (f(x+h) − f(x−h))/2h, one-sided f(x+h) − f(x) or f(x) − f(x−h) at the edge of the valid
+    values, with h = 1 (2 for kernels), each f from ``reanalyze``.
+    """
     import sympy
 
     from ..engine.symbols import symbol
+    from ..errors import CostModelError
 
     missing = [s for s in report.symbols if s not in point]
     if missing:
@@ -271,14 +401,52 @@ def elasticities(report: Report, point: Mapping[str, int], metrics: Sequence[str
     extra = sorted(set(point) - set(report.symbols))
     if extra:
         raise UsageError(f"--at {extra[0]}: the spec has no free symbol {extra[0]!r}")
+    if reanalyze is None:
+        raise UsageError("elasticities needs reanalyze (costmodel.sensitivity passes it)")
+    cache: dict[tuple[tuple[str, int], ...], dict[str, int] | None] = {}
+
+    def at(p: Mapping[str, int], strict: bool = False) -> dict[str, int] | None:
+        key = tuple(sorted(p.items()))
+        if key not in cache:
+            try:
+                cache[key] = {m: int(v) for m, v in reanalyze(dict(p)).totals.items()}
+            except CostModelError:
+                if strict:
+                    raise
+                cache[key] = None
+        return cache[key]
+
+    base = at(point, strict=True)
+    assert base is not None
+    ones = {n: 1 for n, rule in report.assumptions if rule == "ne1" and point.get(n) == 1}
+    piece = reanalyze(ones) if ones else report
     subs = {symbol(k): v for k, v in point.items()}
     out = []
     for metric in metrics:
-        expr = report.expression(metric)
-        f = sympy.nsimplify(expr.xreplace(subs))
+        f = base[metric]
+        expr = piece.expression(metric)
         for name in report.symbols:
-            d = sympy.diff(expr, symbol(name)).xreplace(subs)
-            d = sympy.nsimplify(d.doit()) if d.free_symbols == set() else d
-            e = sympy.nsimplify(d * point[name] / f) if f != 0 and d.free_symbols == set() else sympy.nan
-            out.append(Elasticity(metric, name, point[name], f, d, e))
+            x = symbol(name)
+            partial: Any = None
+            if name not in ones and _smooth(expr, x):
+                partial = sympy.nsimplify(sympy.diff(expr, x).xreplace(subs))
+                method = "exact derivative"
+            else:
+                h = 2 if (name, "odd") in report.assumptions else 1
+                v = point[name]
+                up = at({**point, name: v + h})
+                down = at({**point, name: v - h}) if v - h >= 1 else None
+                if up is not None and down is not None:
+                    partial = sympy.Rational(up[metric] - down[metric], 2 * h)
+                    method = f"central difference (f({name}+{h}) - f({name}-{h}))/{2 * h} on the integer lattice"
+                elif up is not None:
+                    partial = sympy.Rational(up[metric] - f, h)
+                    method = f"forward difference (f({name}+{h}) - f({name}))/{h} on the integer lattice"
+                elif down is not None:
+                    partial = sympy.Rational(f - down[metric], h)
+                    method = f"backward difference (f({name}) - f({name}-{h}))/{h} on the integer lattice"
+                else:
+                    method = "no valid neighbour on the integer lattice"
+            e = sympy.nan if partial is None or f == 0 else sympy.nsimplify(partial * point[name] / f)
+            out.append(Elasticity(metric, name, point[name], sympy.Integer(f), partial, e, method))
     return out

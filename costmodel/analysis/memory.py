@@ -221,15 +221,26 @@ def peak_activations(
         for t in k.reads:
             last_read[t] = i
     best = Peak(-1, "")
-    written: list[int] = [0]
+    # tensors written before kernel i and read at i or later, kept incrementally (linear in the kernels)
+    pending: set[int] = set()
+    expire: dict[int, list[int]] = {}
+
+    def keep(t: int, start: int) -> None:
+        if last_read.get(t, -1) >= start:
+            pending.add(t)
+            expire.setdefault(last_read[t], []).append(t)
+
+    keep(0, 0)
     for i, k in enumerate(ks):
-        alive = {t for t in written if last_read.get(t, -1) >= i} | set(k.reads) | {k.writes}
+        for t in expire.pop(i - 1, ()):
+            pending.discard(t)
+        alive = pending | set(k.reads) | {k.writes}
         live = total(sizes[t] * size for t in sorted(alive))
         if not isinstance(live, int):
             raise UsageError("peak memory needs numbers: bind the spec's symbols with --set")
         if live > best.bytes:
             best = Peak(live, k.label, [(names[t], sizes[t] * size) for t in sorted(alive)])
-        written.append(k.writes)
+        keep(k.writes, i + 1)
     return best
 
 

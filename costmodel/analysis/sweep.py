@@ -1,11 +1,22 @@
-"""Sweeps: a closed form compiled once, evaluated exactly over a whole grid of design points.
+"""Sweeps: a closed form compiled once, evaluated exactly over a whole grid of design points, in chunks.
 
 A formula (a sympy expression from the engine) is compiled into a tree of numpy operations — no
-code is generated or evaluated. Every rational is turned into exact integer arithmetic: an
-expression is rewritten as P / Q with Q an integer constant and computed as P // Q (exact, since
-counts are integers), and ``floor(p / q)`` likewise. Before evaluating in int64, exact interval
-arithmetic on the inputs' ranges bounds every intermediate; if any bound passes the int64 range, the
-grid is evaluated with exact Python integers instead (slower, never wrong). Nothing overflows silently.
+code is generated or evaluated (engine/compile.py). Every rational is turned into exact integer
+arithmetic, and exact interval arithmetic picks int64 or Python integers per chunk, so nothing
+overflows silently.
+
+A grid is never built whole: :func:`prepare` validates everything (axes, symbols, kernels, the
+expansion-1 pieces, which points may be invalid) and returns a :class:`Plan`; ``plan.chunks()``
+yields the grid piece by piece (``CHUNK`` points at a time), each piece's axis values computed from
+its flat indices. Memory is bounded by the chunk size whatever the grid (10⁸ points included);
+:func:`run` concatenates the chunks for grids that fit in memory (``MAX_IN_MEMORY`` points).
+
+Validity. ``table --set`` refuses some points the closed form still gives numbers for: a bottleneck
+whose mid width ``out_channels // 4`` is 0 (every op width must be ≥ 1). Each symbolic op width
+whose lower bound over the grid (interval arithmetic) is below 1 becomes a check; when there is one,
+the sweep has a boolean ``valid`` column, False exactly where some width is 0 — where table refuses.
+Metric values at invalid points are 0 and are printed empty (CSV), null (JSON) or ``invalid``.
+Even kernels are refused up front, as table refuses them.
 """
 
 from __future__ import annotations
@@ -18,36 +29,155 @@ from typing import Any
 from ..errors import UsageError
 
 MAX_POINTS = 10**8
+"""The largest grid a sweep evaluates (streamed in chunks)."""
+MAX_IN_MEMORY = 10**7
+"""The largest grid :func:`run` (``costmodel.sweep``) returns whole; beyond, use ``sweep_chunks``."""
+INT64_MAX = 2**63 - 1
+CHUNK = 1 << 18
+"""Points evaluated at a time: bounds memory (a few MB per column) whatever the grid."""
 
 _RANGE = re.compile(r"^(\d+):(\d+)(?::(\d+))?$")
 
 
-def parse_values(text: str, name: str = "") -> list[int]:
-    """``"1,2,4,6"`` or ``"3:7:2"`` (start:stop[:step], stop included) or a mix → positive ints."""
+class Axis(Sequence[int]):
+    """The values of one axis: ranges (a 10⁸-value range costs no memory) or an int64 array; a Sequence of ints."""
+
+    def __init__(self, parts: Sequence[range], array: Any = None) -> None:
+        self.parts = [p for p in parts if len(p)]
+        self.array = array  # an int64 numpy array of the values, for axes given as lists or arrays
+        self._starts: list[int] = []
+        n = 0
+        for p in self.parts:
+            self._starts.append(n)
+            n += len(p)
+        self._len = n if array is None else len(array)
+
+    @classmethod
+    def of(cls, values: Any) -> Axis:
+        """An axis from a range, or a list / numpy array of ints (stored as int64; a value past int64 refused)."""
+        if isinstance(values, Axis):
+            return values
+        if isinstance(values, range):
+            return cls([values])
+        import numpy as np
+
+        items = values.tolist() if hasattr(values, "tolist") else list(values)
+        if items and (max(items) > INT64_MAX or min(items) < -INT64_MAX):
+            raise UsageError(f"axis values must be at most 2^63 - 1 = {INT64_MAX:,}")
+        array = np.asarray(items, dtype=np.int64)
+        if len(array) > 1:
+            steps = np.diff(array)
+            if steps[0] > 0 and bool((steps == steps[0]).all()):
+                return cls([range(int(array[0]), int(array[-1]) + 1, int(steps[0]))])
+        return cls([], array)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._len))]
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(i)
+        if self.array is not None:
+            return int(self.array[i])
+        from bisect import bisect_right
+
+        k = bisect_right(self._starts, i) - 1
+        return self.parts[k][i - self._starts[k]]
+
+    def __iter__(self) -> Iterator[int]:
+        if self.array is not None:
+            yield from self.array.tolist()
+            return
+        for p in self.parts:
+            yield from p
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Axis, list, tuple, range)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Axis({self.parts!r})" if self.array is None else f"Axis(array={self.array!r})"
+
+    def lo(self) -> int:
+        """The smallest value."""
+        if self.array is not None:
+            return int(self.array.min())
+        return min(p[0] for p in self.parts)
+
+    def hi(self) -> int:
+        """The largest value."""
+        if self.array is not None:
+            return int(self.array.max())
+        return max(p[-1] for p in self.parts)
+
+    def evens(self) -> bool:
+        """Whether some value is even (checked per range, not per value)."""
+        if self.array is not None:
+            return bool((self.array % 2 == 0).any())
+        return any(p[0] % 2 == 0 or (len(p) > 1 and p.step % 2 == 1) for p in self.parts)
+
+    def take(self, idx: Any) -> Any:
+        """The values at the int64 index array ``idx``, as an int64 array."""
+        import numpy as np
+
+        if self.array is not None:
+            return self.array[idx]
+        if len(self.parts) == 1:
+            p = self.parts[0]
+            return p.start + idx * p.step
+        starts = np.asarray(self._starts, dtype=np.int64)
+        k = np.searchsorted(starts, idx, side="right") - 1
+        first = np.asarray([p.start for p in self.parts], dtype=np.int64)
+        step = np.asarray([p.step for p in self.parts], dtype=np.int64)
+        return first[k] + (idx - starts[k]) * step[k]
+
+
+def parse_values(text: str, name: str = "") -> Axis:
+    """``"1,2,4,6"`` or ``"3:7:2"`` (start:stop[:step], stop included) or a mix → an :class:`Axis` of positive ints.
+
+    Values must lie in 1 … 2⁶³ − 1 (int64, what the grid is evaluated in).
+    """
     where = f"--vary {name}={text}" if name else repr(text)
-    out: list[int] = []
+    parts: list[range] = []
+    count = 0
     for part in text.split(","):
         part = part.strip()
         m = _RANGE.match(part)
         if m:
+            if max(len(g) for g in m.groups() if g) > 19:
+                raise UsageError(f"{where}: values must be at most 2^63 - 1 = {INT64_MAX:,}")
             start, stop, step = int(m[1]), int(m[2]), int(m[3] or 1)
             if step < 1 or stop < start:
                 raise UsageError(f"{where}: a range is start:stop[:step] with start ≤ stop and step ≥ 1")
-            if (stop - start) // step + 1 > MAX_POINTS:
-                raise UsageError(f"{where}: more than {MAX_POINTS:,} values")
-            out += range(start, stop + 1, step)
-        elif part.isdigit():
-            out.append(int(part))
+            r = range(start, stop + 1, step)
+        elif part.isdigit() and part.isascii():
+            if len(part) > 19:
+                raise UsageError(f"{where}: values must be at most 2^63 - 1 = {INT64_MAX:,}")
+            r = range(int(part), int(part) + 1)
         else:
             raise UsageError(f"{where}: expected integers like 1,2,4 or a range like 3:7:2")
-    if not out or min(out) < 1:
+        count += len(r)
+        if count > MAX_POINTS:
+            raise UsageError(f"{where}: more than {MAX_POINTS:,} values")
+        parts.append(r)
+    axis = Axis(parts)
+    if not len(axis) or axis.lo() < 1:
         raise UsageError(f"{where}: values must be positive integers")
-    return out
+    if axis.hi() > INT64_MAX:
+        raise UsageError(f"{where}: values must be at most 2^63 - 1 = {INT64_MAX:,}")
+    return axis
 
 
-def parse_vary(items: Sequence[str]) -> dict[str, list[int]]:
-    """``["t=1,2,4", "k=3:7:2"]`` → ``{"t": [1, 2, 4], "k": [3, 5, 7]}``."""
-    axes: dict[str, list[int]] = {}
+def parse_vary(items: Sequence[str]) -> dict[str, Axis]:
+    """``["t=1,2,4", "k=3:7:2"]`` → ``{"t": [1, 2, 4], "k": [3, 5, 7]}`` (each an :class:`Axis`)."""
+    axes: dict[str, Axis] = {}
     for item in items:
         name, sep, values = item.partition("=")
         name = name.strip()
@@ -63,14 +193,17 @@ def parse_vary(items: Sequence[str]) -> dict[str, list[int]]:
 class SweepResult:
     """A sweep's grid and its exact results: ``result["macs"]`` is an array in the grid's order.
 
-    The grid is the Cartesian product of the axes, the last axis varying fastest.
+    The grid is the Cartesian product of the axes, the last axis varying fastest. When some point
+    may be one ``table --set`` refuses, ``result["valid"]`` is a boolean array (False there; the
+    metrics hold 0 at such points) and ``"valid"`` is among the columns.
     """
 
-    axes: dict[str, list[int]]
+    axes: dict[str, Any]
     fixed: dict[str, int]
     columns: dict[str, Any] = field(default_factory=dict)
     metrics: tuple[str, ...] = ()
     convention: Any = None  # the Convention the macs column follows (None: costmodel's)
+    start: int = 0  # the flat index of the first point (a chunk of a larger grid)
 
     def __getitem__(self, name: str) -> Any:
         return self.columns[name]
@@ -78,39 +211,189 @@ class SweepResult:
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
+    @property
+    def checked(self) -> bool:
+        """Whether the sweep has a ``valid`` column (some point may be invalid)."""
+        return "valid" in self.columns
+
     def head(self, n: int) -> SweepResult:
         """The first ``n`` design points."""
         return type(self)(
-            self.axes, self.fixed, {k: v[:n] for k, v in self.columns.items()}, self.metrics, self.convention
+            self.axes,
+            self.fixed,
+            {k: v[:n] for k, v in self.columns.items()},
+            self.metrics,
+            self.convention,
+            self.start,
         )
 
-    def records(self) -> Iterator[dict[str, int]]:
-        """One dict per design point: each axis's value and each metric."""
-        names = list(self.columns)
+    def records(self) -> Iterator[dict[str, Any]]:
+        """One dict per design point: each axis's value and each metric (None at an invalid point)."""
+        names = [n for n in self.columns if n != "valid"]
+        valid = self.columns.get("valid")
         for i in range(len(self)):
-            yield {n: int(self.columns[n][i]) for n in names}
+            ok = True if valid is None else bool(valid[i])
+            rec: dict[str, Any] = {n: int(self.columns[n][i]) if ok or n in self.axes else None for n in names}
+            if valid is not None:
+                rec["valid"] = ok
+            yield rec
 
 
-CHUNK = 2_000_000
+@dataclass
+class _Piece:
+    """A part of the grid with its own formulas: one pattern of "this expansion symbol is 1"."""
+
+    bound: dict[str, int]
+    compiled: list[Any]  # one Compiled per metric
+    checks: list[Any]  # Compiled widths that must be ≥ 1
 
 
-def run(
+@dataclass
+class Plan:
+    """A validated sweep, ready to stream: the axes, the metrics, and one formula set per piece."""
+
+    axes: dict[str, Axis]
+    metrics: tuple[str, ...]
+    ones: list[str]
+    pieces: list[_Piece]
+    convention: Any
+    fixed: dict[str, int] = field(default_factory=dict)
+    result_class: type[SweepResult] = SweepResult
+
+    @property
+    def size(self) -> int:
+        """The number of grid points."""
+        n = 1
+        for a in self.axes.values():
+            n *= len(a)
+        return n
+
+    @property
+    def checked(self) -> bool:
+        """Whether the results carry a ``valid`` column."""
+        return any(p.checks for p in self.pieces)
+
+    @property
+    def columns(self) -> list[str]:
+        """The column names in order: axes, metrics, then ``valid`` where some point may be invalid."""
+        return [*self.axes, *self.metrics, *(["valid"] if self.checked else [])]
+
+    def point(self, index: int) -> dict[str, int]:
+        """The axis values of the grid point with flat index ``index``."""
+        out: dict[str, int] = {}
+        for name in reversed(list(self.axes)):
+            axis = self.axes[name]
+            index, i = divmod(index, len(axis))
+            out[name] = axis[i]
+        return dict(reversed(list(out.items())))
+
+    def grid(self, start: int, stop: int) -> dict[str, Any]:
+        """The axis values of points ``start`` … ``stop − 1`` (int64 arrays; the last axis fastest)."""
+        import numpy as np
+
+        idx = np.arange(start, stop, dtype=np.int64)
+        out: dict[str, Any] = {}
+        stride = 1
+        for name in reversed(list(self.axes)):
+            axis = self.axes[name]
+            out[name] = axis.take((idx // stride) % len(axis))
+            stride *= len(axis)
+        return {n: out[n] for n in self.axes}
+
+    def evaluate(self, start: int, stop: int) -> SweepResult:
+        """The results at points ``start`` … ``stop − 1`` as a SweepResult (a chunk of the grid)."""
+        import numpy as np
+
+        grid = self.grid(start, stop)
+        count = stop - start
+        columns: dict[str, Any] = dict(grid)
+        values: list[Any] = [None] * len(self.metrics)
+        valid = np.ones(count, dtype=bool) if self.checked else None
+        for piece in self.pieces:
+            if self.ones:
+                mask = np.ones(count, dtype=bool)
+                for n in self.ones:
+                    mask &= (grid[n] == 1) if n in piece.bound else (grid[n] != 1)
+                idx: Any = np.flatnonzero(mask)
+                if not len(idx):
+                    continue
+                sub = {n: a[idx] for n, a in grid.items()}
+            else:
+                idx, sub = None, grid
+            for i, f in enumerate(piece.compiled):
+                v = np.asarray(f(**sub))
+                if v.ndim == 0:
+                    v = np.full(count if idx is None else len(idx), int(v), dtype=np.int64)
+                if idx is None:
+                    values[i] = v
+                    continue
+                if values[i] is None:
+                    values[i] = np.zeros(count, dtype=v.dtype)
+                elif v.dtype == object and values[i].dtype != object:
+                    values[i] = values[i].astype(object)
+                values[i][idx] = v
+            if valid is not None and piece.checks:
+                ok = np.ones(len(sub[next(iter(sub))]), dtype=bool)
+                for c in piece.checks:
+                    ok &= np.asarray(c(**sub)) >= 1
+                if idx is None:
+                    valid = ok
+                else:
+                    valid[idx] = ok
+        for i, metric in enumerate(self.metrics):
+            col = values[i]
+            if valid is not None and not valid.all():
+                col = np.where(valid, col, 0).astype(col.dtype)
+            columns[metric] = col
+        if valid is not None:
+            columns["valid"] = valid
+        return self.result_class(dict(self.axes), dict(self.fixed), columns, self.metrics, self.convention, start)
+
+    def chunks(self, size: int = CHUNK, progress: Callable[[int, int], None] | None = None) -> Iterator[SweepResult]:
+        """The grid's results, ``size`` points at a time, in order; ``progress(done, total)`` after each."""
+        total = self.size
+        for start in range(0, total, size):
+            stop = min(total, start + size)
+            yield self.evaluate(start, stop)
+            if progress is not None:
+                progress(stop, total)
+
+
+def _checks(report: Any, ranges: Mapping[str, tuple[int, int]]) -> list[Any]:
+    """The symbolic op widths that may be below 1 on the grid, compiled: every one must be ≥ 1 at a valid point."""
+    from ..engine.compile import Compiled
+
+    seen: dict[Any, None] = {}
+    for row in report.rows:
+        for x in (*row.op.output[:1],):
+            if not isinstance(x, int) and not getattr(x, "is_Integer", False):
+                seen.setdefault(x, None)
+    out = []
+    for expr in seen:
+        if expr.is_positive:
+            continue
+        c = Compiled(expr, tuple(sorted(s.name for s in expr.free_symbols)))
+        low = c.lower(ranges)
+        if low is None or low < 1:
+            out.append(c)
+    return out
+
+
+def prepare(
     report: Any,
     axes: Mapping[str, Sequence[int]],
     metrics: Sequence[str],
-    progress: Callable[[int, int], None] | None = None,
     reanalyze: Callable[[dict[str, int]], Any] | None = None,
     result_class: type[SweepResult] | None = None,
-) -> SweepResult:
-    """Evaluate ``metrics`` of a symbolic report over the grid of ``axes`` (every free symbol must be an axis).
+) -> Plan:
+    """Validate a sweep of ``metrics`` over the grid of ``axes`` and compile it (every free symbol an axis).
 
-    The formulas assume what the report's ``assumptions`` say (a symbolic expansion ≠ 1, a symbolic
-    kernel odd). An even kernel value is refused; grid points where an expansion symbol is 1 are
-    evaluated with the formula ``reanalyze({name: 1})`` derives, so every point is exact.
-    Large grids are evaluated in chunks; ``progress(done, total)`` is called after each (the CLI draws
-    a bar with it; the library prints nothing).
+    Everything a sweep can refuse is refused here, before any point is evaluated. The formulas assume
+    what the report's ``assumptions`` say (a symbolic expansion ≠ 1, a symbolic kernel odd). An even
+    kernel value is refused; grid points where an expansion symbol is 1 are evaluated with the formula
+    ``reanalyze({name: 1})`` derives, so every point is exact.
     """
-    import numpy as np
+    from ..engine.metrics import METRIC_NAMES
 
     free = set(report.symbols)
     if not free:
@@ -123,59 +406,64 @@ def run(
     missing = sorted(free - set(axes))
     if missing:
         raise UsageError(f"no values for {', '.join(missing)}: give --vary or --set for each free symbol")
+    bad = [m for m in metrics if m not in METRIC_NAMES]
+    if bad or not metrics:
+        raise UsageError(f"unknown metric {bad[0] if bad else ''!r}; expected one of {', '.join(METRIC_NAMES)}")
+    cols = {n: Axis.of(v) for n, v in axes.items()}
     size = 1
-    for axis in axes.values():
+    for name, axis in cols.items():
+        if not len(axis) or axis.lo() < 1:
+            raise UsageError(f"{name}: the values of an axis must be positive integers")
+        if axis.hi() > INT64_MAX:
+            raise UsageError(f"{name}: axis values must be at most 2^63 - 1 = {INT64_MAX:,}")
         size *= len(axis)
     if size > MAX_POINTS:
         raise UsageError(f"the grid has {size:,} points; the limit is {MAX_POINTS:,}")
     ones: list[str] = []
     for name, rule in report.assumptions:
-        axis = axes.get(name, ())
-        if rule == "odd" and any(v % 2 == 0 for v in axis):
+        if name not in cols:
+            continue
+        axis = cols[name]
+        if rule == "odd" and axis.evens():
             raise UsageError(f"--vary {name}: a kernel must be odd, and {name} takes even values")
-        if rule == "ne1" and 1 in axis and name not in ones:
+        if rule == "ne1" and axis.lo() == 1 and name not in ones:
             ones.append(name)
     if ones and reanalyze is None:
         raise UsageError(f"--vary {ones[0]} includes 1, where the block has no expansion conv")
-    names = list(axes)
-    mesh = np.meshgrid(*[np.asarray(axes[n], dtype=np.int64) for n in names], indexing="ij")
-    grid = {n: m.ravel() for n, m in zip(names, mesh, strict=True)}
-    result = (result_class or SweepResult)(
-        {n: list(axes[n]) for n in names}, {}, dict(grid), tuple(metrics), report.convention
-    )
-    # one piece of the grid per pattern of "expansion symbol is 1", each with its own formulas
+    ranges = {n: (a.lo(), a.hi()) for n, a in cols.items()}
     pieces = []
     for mask_bits in range(2 ** len(ones)):
         bound = {n: 1 for i, n in enumerate(ones) if mask_bits >> i & 1}
-        mask = np.ones(size, dtype=bool)
-        for n in ones:
-            mask &= (grid[n] == 1) if n in bound else (grid[n] != 1)
-        if mask.any():
-            sub = report if not bound else reanalyze(bound)  # type: ignore[misc]
-            pieces.append((mask, [sub.compile(m) for m in metrics]))
-    done = 0
-    for metric_index, metric in enumerate(metrics):
-        column: Any = None
-        for mask, compiled in pieces:
-            idx = np.flatnonzero(mask) if len(pieces) > 1 else None
-            outs = []
-            count = size if idx is None else len(idx)
-            for start in range(0, count, CHUNK):
-                sel = slice(start, start + CHUNK) if idx is None else idx[start : start + CHUNK]
-                outs.append(compiled[metric_index](**{n: a[sel] for n, a in grid.items()}))
-                done += len(outs[-1])
-                if progress is not None and size * len(metrics) > CHUNK:
-                    progress(done, size * len(metrics))
-            values = outs[0] if len(outs) == 1 else np.concatenate(outs)
-            if idx is None:
-                column = values
-            else:
-                if column is None or (values.dtype == object and column.dtype != object):
-                    column = (
-                        np.zeros(size, dtype=object if values.dtype == object else np.int64)
-                        if column is None
-                        else column.astype(object)
-                    )
-                column[idx] = values
-        result.columns[metric] = column
-    return result
+        sub = report if not bound else reanalyze(bound)  # type: ignore[misc]
+        sub_ranges = {n: (1, 1) if n in bound else r for n, r in ranges.items()}
+        pieces.append(_Piece(bound, [sub.compile(m) for m in metrics], _checks(sub, sub_ranges)))
+    return Plan(cols, tuple(metrics), ones, pieces, report.convention, result_class=result_class or SweepResult)
+
+
+def run(
+    report: Any,
+    axes: Mapping[str, Sequence[int]],
+    metrics: Sequence[str],
+    progress: Callable[[int, int], None] | None = None,
+    reanalyze: Callable[[dict[str, int]], Any] | None = None,
+    result_class: type[SweepResult] | None = None,
+) -> SweepResult:
+    """Evaluate ``metrics`` of a symbolic report over the whole grid of ``axes``, in memory (see :func:`prepare`).
+
+    Grids of more than ``MAX_IN_MEMORY`` points are refused: stream them with :func:`prepare` and
+    ``Plan.chunks`` (``costmodel.sweep_chunks``). ``progress(done, total)`` is called after each chunk
+    (the CLI draws a bar with it; the library prints nothing).
+    """
+    import numpy as np
+
+    plan = prepare(report, axes, metrics, reanalyze, result_class)
+    if plan.size > MAX_IN_MEMORY:
+        raise UsageError(
+            f"the grid has {plan.size:,} points; costmodel.sweep returns at most {MAX_IN_MEMORY:,} in memory: "
+            "stream it with costmodel.sweep_chunks (or the CLI's --format csv / jsonl)"
+        )
+    parts = list(plan.chunks(max(CHUNK, 1), progress if plan.size > CHUNK else None))
+    columns = {n: np.concatenate([p.columns[n] for p in parts]) for n in plan.columns}
+    return plan.result_class(
+        {n: list(a) for n, a in plan.axes.items()}, dict(plan.fixed), columns, plan.metrics, plan.convention
+    )

@@ -226,6 +226,12 @@ class Compiled:
             out = np.broadcast_to(out, np.broadcast(*arrays.values()).shape)
         return int(out) if scalar else out
 
+    def lower(self, ranges: Mapping[str, Interval]) -> int | None:
+        """A lower bound of the formula over the box ``ranges`` (exact interval arithmetic); None if unknown."""
+        if self._node is None or any(s not in ranges for s in self.symbols):
+            return None
+        return self._node.bounds(ranges, [0])[0]
+
     def _fallback(self, arrays: Mapping[str, Any]) -> Any:
         """Point by point with sympy: exact, slow; for formulas the compiler does not know."""
         import numpy as np

@@ -174,6 +174,9 @@ class Report:
         """``metric`` summed over all rows (or ``stage``'s rows) as a sympy expression, unsimplified."""
         import sympy
 
+        return sympy.Add(*self._terms(metric, stage))
+
+    def _terms(self, metric: str, stage: str | None = None) -> list[Any]:
         if metric not in METRICS:
             raise UsageError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
         rows = self.rows
@@ -181,13 +184,22 @@ class Report:
             rows = [r for r in rows if r.stage == stage]
             if not rows:
                 raise UsageError(f"no stage {stage!r} in this spec; its stages are {', '.join(self.stages())}")
-        return sympy.Integer(0) + total(r.total(metric) for r in rows)
+        return [r.total(metric) for r in rows]
 
     def formula(self, metric: str = "macs", stage: str | None = None) -> Any:
-        """The closed form of ``metric`` (summed over ``stage``'s rows only, if given), factored, as sympy."""
+        """The closed form of ``metric`` (summed over ``stage``'s rows only, if given), factored, as sympy.
+
+        Factoring is bounded (see :func:`tidy`): the whole sum is factored when it is small; otherwise
+        each layer's part is factored on its own, within a time budget, and the parts are summed.
+        """
         import sympy
 
-        return sympy.factor(self.expression(metric, stage))
+        rows = self.rows if stage is None else [r for r in self.rows if r.stage == stage]
+        self._terms(metric, stage)  # refuse an unknown metric or stage
+        layers: dict[int, list[Any]] = {}
+        for r in rows:
+            layers.setdefault(r.layer, []).append(r.total(metric))
+        return tidy(sympy.Add(*(sympy.Add(*t) for t in layers.values())), [sympy.Add(*t) for t in layers.values()])
 
     def compile(self, metric: str = "macs") -> Any:
         """A fast exact numeric function of the free symbols: ``report.compile("macs")(t=np.arange(1, 9), …)``.
@@ -203,3 +215,49 @@ class Report:
         if sympy.count_ops(expr) <= 200:  # small formulas: the factored form takes fewer array operations
             expr = sympy.factor(expr)
         return Compiled(expr, self.symbols)
+
+
+FACTOR_OPS = 300
+"""sympy.factor is tried on a whole formula only up to this many operations (sympy.count_ops)."""
+FACTOR_BUDGET_S = 1.0
+"""Seconds spent factoring the parts of a large formula; the parts left when it is spent stay expanded."""
+
+
+FACTOR_SYMBOLS = 6
+"""A multi-part formula is factored whole only with at most this many free symbols (cost grows with them)."""
+
+
+def tidy(expr: Any, parts: list[Any] | None = None) -> Any:
+    """``expr`` factored where that is cheap, never a crash or a long wait; the value is the same either way.
+
+    Without ``parts``, ``expr`` is factored when it has at most ``FACTOR_OPS`` operations. With ``parts``
+    (the formula is their sum, one per layer): each part of at most ``FACTOR_OPS`` operations is factored
+    on its own until ``FACTOR_BUDGET_S`` seconds are spent (the rest stay expanded), and the sum is
+    factored whole again only when it is small (``FACTOR_OPS``) in at most ``FACTOR_SYMBOLS`` symbols —
+    multivariate factoring grows fast with the number of symbols (30 layers of symbolic widths and
+    kernels took 86 s in one sympy.factor call). A RecursionError or other failure of sympy.factor
+    leaves that part as it is.
+    """
+    import time
+
+    import sympy
+
+    def factor(e: Any) -> Any:
+        try:
+            return sympy.factor(e)
+        except (RecursionError, ValueError, TypeError, NotImplementedError):
+            return e
+
+    if not parts or len(parts) == 1:
+        return factor(expr) if sympy.count_ops(expr) <= FACTOR_OPS else expr
+    deadline = time.perf_counter() + FACTOR_BUDGET_S
+    out = []
+    for p in parts:
+        if time.perf_counter() < deadline and sympy.count_ops(p) <= FACTOR_OPS:
+            out.append(factor(p))
+        else:
+            out.append(p)
+    whole = sympy.Add(*out)
+    if len(whole.free_symbols) <= FACTOR_SYMBOLS and sympy.count_ops(whole) <= FACTOR_OPS:
+        return factor(whole)
+    return whole

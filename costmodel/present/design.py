@@ -45,8 +45,16 @@ def _num(x: Any) -> Any:
         return str(x)
 
 
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "—"
+    v = _num(x)
+    return f"{v:,}" if isinstance(v, int) else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+
 def elasticity_table(items: Sequence[Elasticity]) -> tuple[Table, list[dict[str, Any]]]:
-    """Value, partial derivative and elasticity of each metric in each symbol; and the JSON records."""
+    """Value, partial derivative (and how it was taken) and elasticity of each metric in each symbol;
+    and the JSON records."""
     cols = [
         Column("metric", "metric", "left"),
         Column("symbol", "symbol", "left"),
@@ -54,15 +62,17 @@ def elasticity_table(items: Sequence[Elasticity]) -> tuple[Table, list[dict[str,
         Column("value", "value", "left"),
         Column("partial", "∂metric/∂symbol", "left"),
         Column("elasticity", "elasticity (% per %)", "left"),
+        Column("method", "∂ taken as", "left"),
     ]
     body = [
         [
             e.metric,
             e.name,
             e.at,
-            f"{_num(e.value):,}",
-            str(e.partial),
-            f"{float(e.elasticity):.4f}" if e.elasticity.is_number and e.elasticity.is_finite else str(e.elasticity),
+            _fmt(e.value),
+            _fmt(e.partial),
+            f"{float(e.elasticity):.4f}" if e.elasticity.is_number and e.elasticity.is_finite else "—",
+            e.method,
         ]
         for e in items
     ]
@@ -72,9 +82,11 @@ def elasticity_table(items: Sequence[Elasticity]) -> tuple[Table, list[dict[str,
             "symbol": e.name,
             "at": e.at,
             "value": _num(e.value),
-            "partial": str(e.partial),
+            "partial": None if e.partial is None else str(e.partial),
+            "partial_value": None if e.partial is None else _num(e.partial),
             "elasticity": str(e.elasticity),
-            "elasticity_value": _num(e.elasticity),
+            "elasticity_value": _num(e.elasticity) if e.elasticity.is_finite else None,
+            "method": e.method,
         }
         for e in items
     ]
