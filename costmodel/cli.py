@@ -546,7 +546,7 @@ class _Progress:
 
 def _progress(args: argparse.Namespace, label: str = "sweep") -> Any:
     """A progress callback when stderr is a terminal or ``--progress`` is given; else None."""
-    if getattr(args, "progress", False) or sys.stderr.isatty():
+    if sys.stderr is not None and (getattr(args, "progress", False) or sys.stderr.isatty()):
         return _Progress(label)
     return None
 

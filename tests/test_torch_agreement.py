@@ -158,7 +158,15 @@ def random_spec(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_spec())
 def test_random_specs_agree_with_torch(data):
+    check(data)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_spec())
+def test_many_random_specs_agree_with_torch(data):
+    """The same property over 300 specs (-m slow)."""
     check(data)
