@@ -103,7 +103,7 @@ def build(
 def spec_dict(spec: NetworkSpec) -> dict[str, Any]:
     """The spec as plain data, without defaults-valued keys (what ``to_yaml`` writes)."""
     data: dict[str, Any] = spec.model_dump(mode="json", exclude_defaults=True)
-    data.setdefault("defaults", spec.defaults.model_dump(mode="json"))
+    data.setdefault("defaults", spec.defaults.model_dump(mode="json", exclude_none=True))
     return data
 
 
@@ -157,7 +157,7 @@ def to_yaml(spec: NetworkSpec, header: list[str] | None = None) -> str:
     if data.get("name"):
         lines.append(f"name: {_scalar(data['name'])}")
     lines.append(f"input: {_flow(data['input'])}")
-    lines.append(f"defaults: {_flow({**spec.defaults.model_dump(mode='json')})}")
+    lines.append(f"defaults: {_flow(spec.defaults.model_dump(mode='json', exclude_none=True))}")
     lines.append("layers:")
     lines += [f"  - {_flow(layer)}" for layer in data["layers"]]
     return "\n".join(lines) + "\n"
