@@ -547,10 +547,10 @@ def _uir(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
     mods: list[nn.Module] = []
     if layer.start_kernel:
         s = stride if not layer.mid_kernel else 1
-        mods.append(conv_bn_act(cfg, cin, cin, layer.start_kernel, s, cin, act=False))
+        mods.append(conv_bn_act(cfg, cin, cin, layer.start_kernel, s, cin, act=False, aa=layer.aa))
     mods.append(conv_bn_act(cfg, cin, mid, 1))
     if layer.mid_kernel:
-        mods.append(conv_bn_act(cfg, mid, mid, layer.mid_kernel, stride, mid))
+        mods.append(conv_bn_act(cfg, mid, mid, layer.mid_kernel, stride, mid, aa=layer.aa))
     mods.append(conv_bn_act(cfg, mid, cout, 1, act=False))
     if layer.layer_scale:
         mods.append(LayerScale(cout))

@@ -143,6 +143,8 @@ CASES: list[dict[str, Any]] = [
     {"kind": "uir", "start_kernel": 5, "expansion": 2, "out_channels": 24},
     {"kind": "uir", "mid_kernel": 3, "expansion": 3, "out_channels": 16, "layer_scale": True},
     {"kind": "uir", "expansion": 4, "out_channels": 16},
+    {"kind": "uir", "start_kernel": 3, "mid_kernel": 5, "expansion": 4, "out_channels": 16, "aa": "avg"},
+    {"kind": "uir", "start_kernel": 5, "expansion": 2, "out_channels": 24, "aa": "blur"},
 ]  # fmt: skip
 
 
@@ -233,10 +235,38 @@ def test_uir_matches_timm(start, mid, stride):
     assert _ours(layer, 32, 15) == _timm_count(blk, 32, 15)
 
 
+@pytest.mark.timm
+@pytest.mark.parametrize(("start", "mid", "aa"), [(3, 5, "avg"), (3, 5, "blur"), (5, 0, "blur"), (0, 3, "avg")])
+def test_uir_with_aa_matches_timm(start, mid, aa):
+    """MobileNetV4-aa/blur: the strided dw conv (mid, else start) at stride 1, then the pool at stride 2."""
+    pytest.importorskip("timm")
+    from timm.models._efficientnet_blocks import UniversalInvertedResidual
+
+    blk = UniversalInvertedResidual(16, 24, start, mid, 0, stride=2, exp_ratio=3.0, aa_layer=aa)
+    assert type(blk.dw_mid.aa if mid else blk.dw_start.aa).__name__ == ("AvgPool2d" if aa == "avg" else "BlurPool2d")
+    layer: dict[str, Any] = {"kind": "uir", "expansion": 3, "stride": 2, "out_channels": 24, "aa": aa,
+                             "layer_scale": True}  # fmt: skip
+    if start:
+        layer["start_kernel"] = start
+    if mid:
+        layer["mid_kernel"] = mid
+    assert _ours(layer, 16, 15) == _timm_count(blk, 16, 15)
+
+
+def test_uir_aa_by_hand():
+    """uir mid 3, start none, 8 → 16 → 8 channels, stride 2, aa avg on 9×9: the dw conv at stride 1 (9×9), then a
+    2×2 average pool to 4×4 (FlopCounterMode counts no pool MACs): MACs = 81·8·16 + 81·16·9 + 16·16·8 = 24,080,
+    the same params as without aa (8·16 + 16·9 + 16·8 + 2·(16 + 16 + 8) = 480), output (8, 4, 4)."""
+    s = spec([{"kind": "uir", "mid_kernel": 3, "expansion": 2, "stride": 2, "out_channels": 8, "aa": "avg"}], c=8)
+    r = costmodel.analyze(s)
+    assert (r.totals["params"], r.totals["macs"], r.output) == (480, 24_080, (8, 4, 4))
+
+
 @pytest.mark.parametrize(
     "layer",
     [
         "{kind: uir, out_channels: 8, expansion: 2, dilation: 2}",
+        "{kind: uir, out_channels: 8, expansion: 2, mid_kernel: 3, padding: 2}",
         "{kind: ghost, out_channels: 8, padding: same}",
         "{kind: ghost_bottleneck, out_channels: 8, mid_channels: 16, aa: blur, stride: 2}",
         "{kind: mixconv, out_channels: 8, expansion: 2, kernels: [3, 5], dilation: 2}",

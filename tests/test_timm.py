@@ -117,3 +117,10 @@ def test_zoo_kinds_specs_shipped():
         "ghostnetv2_160",
     ]:
         assert name in NAMES
+
+
+def test_mobilenetv4_conv_specs_shipped():
+    # Every MobileNetV4 conv model timm lists (not the hybrids) has a spec: uir, its aa, the conv head on the pool.
+    listed = set(timm.list_models("mobilenetv4_conv*"))
+    assert len(listed) == 8
+    assert listed <= set(NAMES)

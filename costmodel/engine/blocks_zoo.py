@@ -148,7 +148,8 @@ def ghost_bottleneck(layer: Any, a: BlockArgs) -> Flow:
 
 def uir(layer: Any, a: BlockArgs) -> Flow:
     """Universal inverted residual: [s×s dw → norm] → 1×1 to E → norm → act → [m×m dw (stride) → norm → act]
-    → 1×1 to Cout → norm → [x·γ, C params] → [+ input].
+    → 1×1 to Cout → norm → [x·γ, C params] → [+ input]. With ``aa`` the strided dw conv runs at stride 1 and
+    the blur / 2×2 average pool takes the stride after its norm (and act): see :func:`conv_unit`.
 
     E = make_divisible(Cin × expansion, 8) or expanded_channels. MACs = N·(Hs·Ws·Cin·s² + Ho'·Wo'·(Cin·E) +
     Ho·Wo·(E·m² + E·Cout)) with each conv at its own output size.
@@ -165,10 +166,10 @@ def uir(layer: Any, a: BlockArgs) -> Flow:
         raise SpecError("a strided uir needs start_kernel or mid_kernel", (*a.path, "stride"))
     if layer.start_kernel is not None:
         s = a.stride if layer.mid_kernel is None else 1
-        conv_unit(f, a, "start_dw", cin, value(layer.start_kernel), s, groups=cin, act=False)
+        conv_unit(f, a, "start_dw", cin, value(layer.start_kernel), s, groups=cin, act=False, aa=layer.aa)
     conv_unit(f, a, "expansion", e, 1)
     if layer.mid_kernel is not None:
-        conv_unit(f, a, "mid_dw", e, value(layer.mid_kernel), a.stride, groups=e)
+        conv_unit(f, a, "mid_dw", e, value(layer.mid_kernel), a.stride, groups=e, aa=layer.aa)
     conv_unit(f, a, "projection", value(layer.out_channels), 1, act=False)
     if layer.layer_scale:
         f.add("layer_scale", ops.layer_scale(f.output, a.n))

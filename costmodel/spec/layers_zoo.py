@@ -4,7 +4,7 @@ and MobileNetV4's universal inverted residual. Registered with their block funct
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -15,12 +15,14 @@ from .layers import ConvLike, Expanding, SEFields
 
 class _PlainConvOnly(ConvLike):
     """Refuses the k×k conv options these kinds' block functions do not implement (padding, dilation, aa),
-    so they are never silently ignored."""
+    so they are never silently ignored. A kind whose block applies one lists it in ``conv_options``."""
+
+    conv_options: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
     def _plain(self) -> _PlainConvOnly:
         for name, default in (("padding", None), ("dilation", 1), ("aa", None)):
-            if getattr(self, name) != default:
+            if name not in self.conv_options and getattr(self, name) != default:
                 raise PydanticCustomError(
                     "unsupported", "is not supported by the {kind} kind yet", {"kind": self.kind, "field": name}
                 )
@@ -106,8 +108,11 @@ class UIRLayer(_PlainConvOnly):
 
     The stride sits on the middle depthwise conv, or on the start one when there is no middle one. The expanded
     width is make_divisible(in × expansion, 8) (timm), or ``expanded_channels``; the expansion conv is always built.
+    With ``aa`` the strided depthwise conv runs at stride 1 and the blur / average pool takes the stride after its
+    norm (and activation), as timm's aa_layer on ConvNormAct.
     """
 
+    conv_options: ClassVar[tuple[str, ...]] = ("aa",)
     kind: Literal["uir"]
     kernel: None = Field(None, description="unused: see start_kernel and mid_kernel")  # type: ignore[assignment]
     start_kernel: Kernel | None = Field(None, description="depthwise conv before the expansion (none: absent)")

@@ -76,7 +76,7 @@ def norm_act(bn) -> str:
 
 def aa_of(mod) -> str | None:
     name = type(mod).__name__
-    if name == "Identity":
+    if mod is None or name == "Identity":
         return None
     if name == "BlurPool2d":
         if mod.filt_size != 3:
@@ -239,6 +239,56 @@ def mixconv_layer(b, prefer_expanded: bool) -> dict:
     d.update({"_in": cin, "_mid": mid})
     d.update(se_fields(b.se, cin, mid, prefer_expanded))
     d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
+    return d
+
+
+UIR_RATIOS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 0.5, 1.5, 2.5, 3.5)
+
+
+def uir_layer(b) -> dict:
+    """A MobileNetV4 UniversalInvertedResidual → a `uir` layer: dw_start (norm, no act) / dw_mid (norm, act)
+    present or not, pw_exp → pw_proj, layer scale, has_skip; aa (avg | blur) on the strided dw conv."""
+    identity(b.se, "needs SE in UIR")
+    identity(b.dw_end, "needs UIR dw_end")
+    d: dict = {"kind": "uir"}
+    stride = 1
+    aa = None
+    for key, unit in (("start_kernel", b.dw_start), ("mid_kernel", b.dw_mid)):
+        if isinstance(unit, nn.Identity):
+            continue
+        k, s = check_conv(unit.conv, depthwise=True, where=" in UIR")
+        no_bias(unit.conv)
+        a = aa_of(unit.aa)
+        if a:
+            aa, s = a, unit.aa.stride
+        stride = max(stride, s)
+        d[key] = k
+        d["_act_" + key] = norm_act(unit.bn)
+    ke, _ = check_conv(b.pw_exp.conv)
+    kp, _ = check_conv(b.pw_proj.conv)
+    if ke != 1 or kp != 1:
+        raise Unsupported("needs k×k expansion/projection in UIR")
+    no_bias(b.pw_exp.conv, b.pw_proj.conv)
+    act = norm_act(b.pw_exp.bn)
+    if d.pop("_act_start_kernel", "none") != "none" or d.pop("_act_mid_kernel", act) != act:
+        raise Unsupported("needs UIR activations other than timm's")
+    if norm_act(b.pw_proj.bn) != "none":
+        raise Unsupported("needs UIR projection activation")
+    cin, mid, cout = b.pw_exp.conv.in_channels, b.pw_exp.conv.out_channels, b.pw_proj.conv.out_channels
+    ratio = next((r for r in UIR_RATIOS if make_divisible(cin * r, 8) == mid), None)
+    if ratio is None:
+        d["expanded_channels"] = mid
+    else:
+        d["expansion"] = int(ratio) if ratio == int(ratio) else ratio
+    d.update({"stride": stride, "out_channels": cout, "activation": act})
+    if aa:
+        d["aa"] = aa
+    ls = b.layer_scale
+    if not isinstance(ls, nn.Identity):
+        if type(ls).__name__ != "LayerScale2d" or ls.gamma.shape != (cout,):
+            raise Unsupported(f"needs layer scale {type(ls).__name__}")
+        d["layer_scale"] = True
+    d.update({"_in": cin, "_mid": mid, "_skip": b.has_skip, "_auto": stride == 1 and cin == cout})
     return d
 
 
@@ -409,7 +459,7 @@ def block_layer(b, prefer_expanded: bool) -> list[dict]:
     if t == "CondConvResidual":
         raise Unsupported("needs CondConv")
     if t == "UniversalInvertedResidual":
-        raise Unsupported("needs UIR kind")
+        return [uir_layer(b)]
     if t == "MobileAttention":
         raise Unsupported("needs attention")
     raise Unsupported(f"needs block {t}")
@@ -664,6 +714,8 @@ ORDER = [
     "expanded_channels",
     "expanded_divisor",
     "kernel",
+    "start_kernel",
+    "mid_kernel",
     "mid_channels",
     "kernels",
     "expansion_groups",
@@ -684,6 +736,7 @@ ORDER = [
     "se_gate",
     "se_channels",
     "pw_activation",
+    "layer_scale",
     "residual",
     "attention",
     "bias",
