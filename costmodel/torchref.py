@@ -557,10 +557,67 @@ def _uir(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
     return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
 
 
+class CondConv(nn.Module):
+    """Conv with ``experts`` expert weights mixed per sample (timm's CondConv2d): w = r @ experts, then one conv
+    with groups N·g on the (1, N·Cin, H, W) reshaped input."""
+
+    def __init__(self, cin: int, cout: int, k: int, s: int, g: int, bias: bool, experts: int) -> None:
+        super().__init__()
+        self.shape = (cout, cin // g, k, k)
+        self.s, self.g, self.p = s, g, (k - 1) // 2
+        self.weight = nn.Parameter(torch.randn(experts, cout * (cin // g) * k * k) * 0.1)
+        self.bias = nn.Parameter(torch.zeros(experts, cout)) if bias else None
+
+    def forward(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        weight = torch.matmul(r, self.weight).view(n * self.shape[0], *self.shape[1:])
+        bias = torch.matmul(r, self.bias).view(-1) if self.bias is not None else None
+        out = nn.functional.conv2d(x.reshape(1, n * c, h, w), weight, bias, self.s, self.p, 1, self.g * n)
+        return out.view(n, self.shape[0], out.shape[-2], out.shape[-1])
+
+
+class CondConvBlock(nn.Module):
+    """r = sigmoid(linear(avgpool(x))); CondConv 1×1 → norm-act → CondConv k×k dw → norm-act → [SE] → CondConv
+    1×1 → norm (+ x)."""
+
+    def __init__(self, layer: Any, cfg: _Cfg, cin: int, stride: int) -> None:
+        super().__init__()
+        cout: int = layer.out_channels
+        mid = _expanded(layer, cin)
+        e = layer.experts
+        self.routing = nn.Linear(cin, e)
+        self.convs = nn.ModuleList(
+            [
+                CondConv(cin, mid, 1, 1, 1, cfg.bias, e),
+                CondConv(mid, mid, layer.kernel, stride, mid, cfg.bias, e),
+                CondConv(mid, cout, 1, 1, 1, cfg.bias, e),
+            ]
+        )
+        self.post = nn.ModuleList(
+            [nn.Sequential(_bn(cfg, mid), _act(cfg.act)), nn.Sequential(_bn(cfg, mid), _act(cfg.act)), _bn(cfg, cout)]
+        )
+        self.se = _se(layer, cfg, mid, cin) if layer.has_se else nn.Identity()
+        self.skip = _residual(layer.residual, stride, cin, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = torch.sigmoid(self.routing(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)))
+        out = x
+        for i, (conv, post) in enumerate(zip(self.convs, self.post, strict=True)):
+            out = post(conv(out, r))
+            if i == 1:
+                out = self.se(out)
+        return out + x if self.skip else out
+
+
+def _condconv(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    return CondConvBlock(layer, cfg, cin, stride), int(layer.out_channels)
+
+
 _ZOO: dict[str, Any] = {
     "mixconv": _mixconv,
     "ghost": _ghost,
     "ghost_bottleneck": _ghost_bottleneck,
     "uir": _uir,
+    "condconv": _condconv,
 }
 """Builders of the zoo's kinds (costmodel/spec/layers_zoo.py), written from the spec rules, not the engine."""

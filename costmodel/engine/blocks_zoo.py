@@ -175,3 +175,54 @@ def uir(layer: Any, a: BlockArgs) -> Flow:
         f.add("layer_scale", ops.layer_scale(f.output, a.n))
     residual(f, a, layer.residual)
     return f
+
+
+def cond_conv_unit(
+    f: Flow,
+    a: BlockArgs,
+    stage: str,
+    src: int,
+    route: int,
+    out_channels: Num,
+    kernel: Num,
+    stride: Num = 1,
+    groups: Num = 1,
+    act: bool = True,
+) -> int:
+    """CondConv2d (+ norm + act) on tensor ``src``: the expert mixing (:func:`ops.expert_mix`, P =
+    Cout·(Cin/g)·k² (+ Cout with bias), reading the routing weights ``route``), then the conv with the mixed
+    per-sample weights, which holds no parameters of its own.
+
+    params = E·P (+ norm); MACs = N·E·P + N·Ho·Wo·Cout·(Cin/g)·k². timm runs the per-sample convs as one
+    conv with groups N·g, which FlopCounterMode counts as N convs with groups g.
+    """
+    conv = ops.conv2d(f.shape(src), a.n, out_channels, kernel, stride, groups, a.bias)
+    mix = f.add(stage, ops.expert_mix(f.shape(route), a.n, conv.costs["params"]), (route,))
+    out = conv_unit(f, a, stage, out_channels, kernel, stride, groups, act, src)
+    step = f.steps[mix]  # the conv conv_unit added right after the mixing: tensor mix + 1 is steps[mix]
+    step.op.costs = dict(step.op.costs) | {"params": 0}
+    step.op.detail += " mixed"
+    step.inputs = (src, mix)
+    return out
+
+
+def condconv(layer: Any, a: BlockArgs) -> Flow:
+    """timm's CondConvResidual: routing r = sigmoid(linear(avgpool(x))) (Cin → E, with bias) → CondConv 1×1 to
+    M → norm → act → CondConv k×k depthwise (stride) → norm → act → [SE] → CondConv 1×1 to Cout → norm →
+    [+ input]. The expansion conv is always there (M may equal Cin).
+
+    params = Cin·E + E + E·(Cin·M + M·k² + M·Cout) + norms + SE; MACs = N·(Cin·E + E·(Cin·M + M·k² + M·Cout)
+    + H·W·Cin·M + Ho·Wo·(M·k² + M·Cout)) + SE.
+    """
+    f = Flow(a.inp)
+    e, _ = expanded_width(layer, a)
+    f.add("routing", ops.global_avgpool(a.inp, a.n, "functional"), (0,))
+    f.add("routing", ops.linear(f.output, a.n, layer.experts, bias=True))
+    route = f.add("routing", ops.activation(f.output, a.n, "sigmoid"))
+    x = cond_conv_unit(f, a, "expansion", 0, route, e, 1)
+    x = cond_conv_unit(f, a, "depthwise", x, route, e, value(layer.kernel), a.stride, groups=e)
+    if layer.has_se:
+        se_unit(f, a, layer, a.inp[0])
+    x = cond_conv_unit(f, a, "projection", f.last, route, value(layer.out_channels), 1, act=False)
+    residual(f, a, layer.residual)
+    return f

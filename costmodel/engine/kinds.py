@@ -90,6 +90,7 @@ for _model, _block in (
     register(_model, _block)
 
 # The zoo's kinds (spec/layers_zoo.py, engine/blocks_zoo.py); torchref builds them in its _ZOO table.
+from ..spec.layers_zoo import CondConvLayer as _CondConv  # noqa: E402
 from ..spec.layers_zoo import GhostBottleneckLayer as _GhostBottleneck  # noqa: E402
 from ..spec.layers_zoo import GhostLayer as _Ghost  # noqa: E402
 from ..spec.layers_zoo import MixConvLayer as _MixConv  # noqa: E402
@@ -101,6 +102,7 @@ _ZOO_KINDS: tuple[tuple[type[Layer], BlockFn], ...] = (
     (_Ghost, blocks_zoo.ghost),
     (_GhostBottleneck, blocks_zoo.ghost_bottleneck),
     (_UIR, blocks_zoo.uir),
+    (_CondConv, blocks_zoo.condconv),
 )
 for _zoo_model, _zoo_block in _ZOO_KINDS:
     register(_zoo_model, _zoo_block)

@@ -422,3 +422,23 @@ def layer_scale(inp: Shape, n: Num) -> Op:
     """LayerScale: x · γ with a learnable γ per channel: params C; FLOPs N·C·H·W; no MACs (an elementwise mul,
     which FlopCounterMode does not count)."""
     return Op("layer_scale", f"{inp[0]}", _costs(inp[0], 0, 0, n * numel(inp)), inp, inp, "mul")
+
+
+def expert_mix(routing: Shape, n: Num, weight_numel: Num) -> Op:
+    """CondConv's expert mixing ``torch.matmul(routing_weights, experts)``: the (N, E) routing weights times the
+    (E, P) expert weights give each sample its own P weights (P = one conv's weight numel, + Cout with bias).
+
+    params = E·P (the experts, timm's CondConv2d.weight and .bias); MACs = N·E·P (FlopCounterMode counts the
+    mm); FLOPs = 2·MACs. Output: P per sample.
+    """
+    experts = routing[0]
+    macs = n * experts * weight_numel
+    return Op(
+        "expert_mix",
+        f"{experts}×{weight_numel}",
+        _costs(experts * weight_numel, 0, macs, 2 * macs),
+        routing,
+        (weight_numel,),
+        "linear",
+        saves=None,
+    )

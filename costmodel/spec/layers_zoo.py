@@ -138,5 +138,28 @@ class UIRLayer(_PlainConvOnly):
         return out + (["ls"] if self.layer_scale else [])
 
 
-ZOO_LAYERS = (MixConvLayer, GhostLayer, GhostBottleneckLayer, UIRLayer)
+class CondConvLayer(Expanding, _PlainConvOnly):
+    """timm's CondConvResidual: MBConv whose three convs (1×1 expansion, k×k depthwise, 1×1 projection) are
+    CondConv2d with ``experts`` expert weights each, mixed per sample by a routing function on the block input:
+    global average pool → linear Cin → experts (+ bias) → sigmoid. The expansion conv is always built (timm's
+    InvertedResidual), SE sits on the depthwise output as in MBConv.
+    """
+
+    kind: Literal["condconv"]
+    experts: PositiveInt = Field(description="number of experts (timm's num_experts: cc4 × experts_multiplier)")
+
+    @model_validator(mode="after")
+    def _depthwise_only(self) -> CondConvLayer:
+        if self.group_size is not None:
+            raise PydanticCustomError(
+                "unsupported", "is not supported by the condconv kind yet", {"field": "group_size"}
+            )
+        return self
+
+    def extra_settings(self) -> list[str]:
+        """The number of experts: ``cc8``."""
+        return [f"cc{self.experts}"]
+
+
+ZOO_LAYERS = (MixConvLayer, GhostLayer, GhostBottleneckLayer, UIRLayer, CondConvLayer)
 """The zoo's layer models, in the order docs/spec.md lists them."""

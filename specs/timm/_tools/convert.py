@@ -289,6 +289,48 @@ def uir_layer(b) -> dict:
             raise Unsupported(f"needs layer scale {type(ls).__name__}")
         d["layer_scale"] = True
     d.update({"_in": cin, "_mid": mid, "_skip": b.has_skip, "_auto": stride == 1 and cin == cout})
+def cond_conv(conv, *, depthwise: bool) -> tuple[int, int]:
+    """(kernel, stride) of a CondConv2d the condconv kind describes: square odd kernel, no dilation, no bias,
+    depthwise or plain; 'same' (dynamic) padding counts as k // 2 with an odd kernel (ceil(H / s) either way)."""
+    k, k2 = conv.kernel_size
+    s, s2 = conv.stride
+    if k != k2 or s != s2 or k % 2 == 0 or conv.dilation != (1, 1) or conv.bias is not None:
+        raise Unsupported("needs CondConv with uneven kernels, dilation or bias")
+    if not conv.dynamic_padding and conv.padding != ((k - 1) // 2,) * 2:
+        raise Unsupported("needs CondConv padding")
+    if conv.groups != (conv.in_channels if depthwise else 1):
+        raise Unsupported("needs grouped CondConv")
+    return k, s
+
+
+def condconv_layer(b, prefer_expanded: bool) -> dict:
+    """A timm CondConvResidual → a `condconv` layer."""
+    if b.conv_s2d is not None or not isinstance(b.aa, nn.Identity):
+        raise Unsupported("needs s2d / aa in CondConvResidual")
+    if cond_conv(b.conv_pw, depthwise=False)[0] != 1 or cond_conv(b.conv_pwl, depthwise=False)[0] != 1:
+        raise Unsupported("needs k×k expansion/projection in CondConv")
+    k, s = cond_conv(b.conv_dw, depthwise=True)
+    experts = {c.num_experts for c in (b.conv_pw, b.conv_dw, b.conv_pwl)}
+    if len(experts) != 1 or b.routing_fn.out_features not in experts or b.routing_fn.bias is None:
+        raise Unsupported("needs per-conv expert counts")
+    cin, mid, cout = b.conv_pw.in_channels, b.conv_pw.out_channels, b.conv_pwl.out_channels
+    act = norm_act(b.bn1)
+    if norm_act(b.bn2) != act or norm_act(b.bn3) != "none":
+        raise Unsupported("needs mixed activations in a block")
+    d = {
+        "kind": "condconv",
+        "experts": experts.pop(),
+        "kernel": k,
+        "stride": s,
+        "out_channels": cout,
+        "activation": act,
+        "_in": cin,
+        "_mid": mid,
+    }
+    if mid == cin:
+        d["expansion"] = 1
+    d.update(se_fields(b.se, cin, mid, prefer_expanded))
+    d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
     return d
 
 
@@ -347,6 +389,8 @@ def block_layer(b, prefer_expanded: bool) -> list[dict]:
         d.update(se)
         d["_skip"], d["_auto"] = b.has_skip, s == 1 and cin == cout
         return [*pre, d]
+    if t == "CondConvResidual":
+        return [condconv_layer(b, prefer_expanded)]
     if t == "InvertedResidual" and any(type(c).__name__ == "MixedConv2d" for c in (b.conv_pw, b.conv_dw, b.conv_pwl)):
         return [mixconv_layer(b, prefer_expanded)]
     if t == "InvertedResidual":
@@ -468,7 +512,7 @@ def block_layer(b, prefer_expanded: bool) -> list[dict]:
 def expansion_form(group: list[dict]) -> dict:
     """Write the expanded width as `expansion: t, expanded_divisor: 8` when that reproduces every copy."""
     first = group[0]
-    if first["kind"] not in ("mbconv", "fused_mbconv", "mixconv") or "expansion" in first:
+    if first["kind"] not in ("mbconv", "fused_mbconv", "mixconv", "condconv") or "expansion" in first:
         return {}
     for t in range(2, 13):
         if all(make_divisible(g["_in"] * t, 8) == g["_mid"] for g in group):
@@ -519,7 +563,7 @@ def group_blocks(layers: list[dict]) -> list[dict]:
             d["residual"] = "auto"
         if d["kind"] == "dwsep" and d.get("residual") is False:
             d.pop("residual")
-        if d["kind"] in ("mbconv", "fused_mbconv", "mixconv") and "expansion" not in d:
+        if d["kind"] in ("mbconv", "fused_mbconv", "mixconv", "condconv") and "expansion" not in d:
             ef = expansion_form(g)
             if ef is not None:
                 d.update(ef)
@@ -718,6 +762,7 @@ ORDER = [
     "mid_kernel",
     "mid_channels",
     "kernels",
+    "experts",
     "expansion_groups",
     "projection_groups",
     "stride",
