@@ -289,6 +289,8 @@ def uir_layer(b) -> dict:
             raise Unsupported(f"needs layer scale {type(ls).__name__}")
         d["layer_scale"] = True
     d.update({"_in": cin, "_mid": mid, "_skip": b.has_skip, "_auto": stride == 1 and cin == cout})
+
+
 def cond_conv(conv, *, depthwise: bool) -> tuple[int, int]:
     """(kernel, stride) of a CondConv2d the condconv kind describes: square odd kernel, no dilation, no bias,
     depthwise or plain; 'same' (dynamic) padding counts as k // 2 with an odd kernel (ceil(H / s) either way)."""
