@@ -124,10 +124,12 @@ def _grid_specs(quick: bool) -> list[str]:
                     spec(c, res, f"{{kind: conv, out_channels: {c}, groups: {c}, kernel: {k}, stride: {s}}}", batch)
                 )
     for k, s in ((3, 2), (3, 1), (5, 1), (1, 2)):  # stems, fused convs, strided 1×1 shortcuts
-        for _ in range(2 if quick else 5):
-            cin = 3 if rng.random() < 0.4 else rng.choice(widths[:8])
-            cout, res = rng.choice(widths[:10]), rng.choice((28, 56, 112, 224))
-            specs.append(spec(cin, res, f"{{kind: conv, out_channels: {cout}, kernel: {k}, stride: {s}}}", 1))
+        for _ in range(2 if quick else (12 if k == 3 else 5)):
+            cin = 3 if rng.random() < 0.25 else rng.choice(widths[:9])
+            cout = rng.choice(widths[:11])
+            res = rng.choice((24, 28, 48, 56, 96, 112, 192, 224))
+            batch = rng.choice((1, 1, 2))
+            specs.append(spec(cin, res, f"{{kind: conv, out_channels: {cout}, kernel: {k}, stride: {s}}}", batch))
     for _ in range(2 if quick else 4):  # grouped convs
         g = rng.choice((2, 4, 8))
         c, res = 8 * g * rng.choice((1, 2, 4)), rng.choice(resolutions)
@@ -185,11 +187,78 @@ def calibrate(threads: int = 1, quick: bool = False, repeats: int = 15) -> Laten
         torch.set_num_threads(before)
     classes: dict[str, ClassModel] = {c: fit(s) for c, s in sorted(by_class.items())}
     elementwise = [m.overhead_s for c, m in classes.items() if c.startswith("act_") or c in ("add", "mul")]
-    return LatencyCalibration(
+    cal = LatencyCalibration(
         threads=threads,
         framework=f"torch {torch.__version__} eager, CPU, float32",
         classes=classes,
         default_overhead_s=statistics.median(elementwise) if elementwise else 5e-6,
+    )
+    return _in_network(cal, quick, repeats)
+
+
+def _synthetic_networks(quick: bool) -> list[str]:
+    """Random MBConv-family networks (seeded; not any shipped network) for the in-network correction."""
+    rng = random.Random(1)
+    out = []
+    for i in range(2 if quick else 8):
+        res = rng.choice((48, 64) if quick else (64, 96, 128, 160, 192))
+        batch = rng.choice((1, 1, 2))
+        act = rng.choice(("relu", "relu6", "silu", "hardswish"))
+        layers = [f"  - {{kind: conv, out_channels: {rng.choice((16, 24, 32))}, stride: 2}}"]
+        c = 16
+        for _ in range(rng.randint(5, 12)):
+            c = min(320, c + rng.choice((0, 0, 8, 16, 24)))
+            kind = rng.choice(("mbconv", "mbconv", "mbconv", "fused_mbconv", "dwsep"))
+            k = rng.choice((3, 5)) if kind != "fused_mbconv" else 3
+            s = rng.choice((1, 1, 1, 2))
+            extra = f", expansion: {rng.choice((1, 3, 4, 6))}" if kind != "dwsep" else ""
+            se = ", se: 0.25" if kind == "mbconv" and rng.random() < 0.4 else ""
+            layers.append(
+                f"  - {{kind: {kind}, out_channels: {c}, kernel: {k}, stride: {s}, repeat: {rng.choice((1, 2))}"
+                f"{extra}{se}}}"
+            )
+        layers += [
+            "  - {kind: conv, out_ratio: 4, kernel: 1}",
+            "  - {kind: pool}",
+            "  - {kind: linear, out_features: 1000}",
+        ]
+        out.append(
+            f"name: synthetic {i}\ninput: {{channels: 3, height: {res}, width: {res}, batch: {batch}}}\n"
+            f"defaults: {{activation: {act}}}\nlayers:\n" + "\n".join(layers) + "\n"
+        )
+    return out
+
+
+def _in_network(cal: LatencyCalibration, quick: bool, repeats: int) -> LatencyCalibration:
+    """``cal`` with the in-network correction fitted: synthetic networks are timed whole and op by op, and
+    measured = scale · predicted + per_op · ops fitted for the class models and for measured entries."""
+    from .analysis.latency import fit_context, predict, total_seconds
+    from .engine.walk import analyze_spec
+    from .spec.loader import loads
+    from .torchref import build
+
+    torch = _torch()
+    before = torch.get_num_threads()
+    torch.set_num_threads(cal.threads)
+    class_samples: list[tuple[float, int, float]] = []
+    table_samples: list[tuple[float, int, float]] = []
+    try:
+        for text in _synthetic_networks(quick):
+            spec = loads(text, "<synthetic network>")
+            report: Report = analyze_spec(spec)
+            model, shape = build(spec)
+            model.eval()
+            whole = time_call(model, (torch.zeros(shape),), repeats=9 if quick else 15, budget_s=0.5)
+            isolated = measure_spec([report], cal.model_copy(update={"table": {}}), repeats)
+            n = len(report.rows)
+            class_samples.append((total_seconds(predict(report, cal)), n, whole))
+            table_samples.append((total_seconds(predict(report, isolated)), n, whole))
+    finally:
+        torch.set_num_threads(before)
+    scale, per_op = fit_context(class_samples)
+    tscale, tper_op = fit_context(table_samples)
+    return cal.model_copy(
+        update={"network_scale": scale, "per_op_s": per_op, "table_scale": tscale, "table_per_op_s": tper_op}
     )
 
 

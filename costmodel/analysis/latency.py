@@ -112,6 +112,10 @@ class LatencyCalibration(BaseModel):
     classes: dict[str, ClassModel]
     default_overhead_s: float = Field(ge=0, description="dispatch time of an op whose class was not measured")
     table: dict[str, float] = Field(default_factory=dict, description="measured seconds per op key (--spec)")
+    network_scale: float = Field(1.0, gt=0, description="in-network time / isolated class-model time (fitted)")
+    per_op_s: float = Field(0.0, ge=0, description="in-network time per op beyond the class model (fitted)")
+    table_scale: float = Field(1.0, gt=0, description="in-network time / isolated measured time (fitted)")
+    table_per_op_s: float = Field(0.0, ge=0, description="in-network time per op beyond its measurement (fitted)")
 
     @field_validator("table")
     @classmethod
@@ -138,6 +142,29 @@ def pick(calibrations: Sequence[LatencyCalibration], threads: int | None, dtype:
 
 
 # --------------------------------------------------------------------------------------------- fitting
+
+
+def fit_context(samples: Sequence[tuple[float, int, float]]) -> tuple[float, float]:
+    """(scale, per-op seconds) ≥ 0 with measured ≈ scale · isolated + per_op · ops, minimising the relative
+    error over ``samples`` of ``(isolated prediction, op count, measured network time)``: what running ops
+    inside a network adds to timing them alone (cold caches, module nesting), fitted on synthetic networks."""
+    import numpy as np
+
+    data = np.asarray(samples, dtype=float)
+    w = 1.0 / data[:, 2]
+    x = np.column_stack([data[:, 0], data[:, 1]]) * w[:, None]
+    y = np.ones(len(data))
+    best: tuple[float, tuple[float, float]] | None = None
+    for cols in ((0,), (0, 1)):
+        coef, *_ = np.linalg.lstsq(x[:, cols], y, rcond=None)
+        if (coef < 0).any():
+            continue
+        full = np.zeros(2)
+        full[list(cols)] = coef
+        err = float(((x @ full - y) ** 2).sum())
+        if best is None or err < best[0]:
+            best = (err, (float(full[0]), float(full[1])))
+    return best[1] if best is not None and best[1][0] > 0 else (1.0, 0.0)
 
 
 def fit(samples: Sequence[tuple[float, float, float]]) -> ClassModel:
@@ -209,18 +236,21 @@ def predict(report: Report, calibration: LatencyCalibration) -> list[OpTime]:
         cls = op_class(row)
         measured = calibration.table.get(op_key(row, batch))
         if measured is not None:
-            out.append(OpTime(row, cls, measured, "measured", "table"))
+            t = calibration.table_scale * measured + calibration.table_per_op_s
+            out.append(OpTime(row, cls, t, "measured", "table"))
             continue
         model = calibration.classes.get(cls)
         if model is None:
-            out.append(OpTime(row, cls, calibration.default_overhead_s, "overhead", "default"))
+            t = calibration.network_scale * calibration.default_overhead_s + calibration.per_op_s
+            out.append(OpTime(row, cls, t, "overhead", "default"))
             continue
         terms = {
             "overhead": model.overhead_s,
             "compute": model.s_per_mac * float(row.costs["macs"]),
             "memory": model.s_per_byte * op_bytes(row, batch),
         }
-        out.append(OpTime(row, cls, sum(terms.values()), max(terms, key=lambda k: terms[k]), "class"))
+        t = calibration.network_scale * sum(terms.values()) + calibration.per_op_s
+        out.append(OpTime(row, cls, t, max(terms, key=lambda k: terms[k]), "class"))
     return out
 
 
