@@ -701,13 +701,18 @@ def _calibrate(args: argparse.Namespace) -> str:
 
         profile["latency"] = latency_calibration(args.threads, args.spec or (), args.quick, args.out)
     text = yaml.safe_dump(profile, sort_keys=False, allow_unicode=True)
-    if args.out:
+    return _write_out(text, args.out)
+
+
+def _write_out(text: str, out: str | None) -> str:
+    """Write ``text`` to ``out`` and say so, or return it to be printed when ``out`` is None."""
+    if out:
         try:
-            with open(args.out, "w", encoding="utf-8") as fh:
+            with open(out, "w", encoding="utf-8") as fh:
                 fh.write(text)
         except OSError as exc:
-            raise UsageError(f"--out {args.out}: {exc.strerror}") from None
-        return f"wrote {args.out}"
+            raise UsageError(f"--out {out}: {exc.strerror}") from None
+        return f"wrote {out}"
     return text.rstrip("\n")
 
 
@@ -825,14 +830,7 @@ def _import(args: argparse.Namespace) -> str:
         for line in report.warnings():
             print(f"costmodel: warning: {line}", file=sys.stderr)
     text = to_yaml(spec, header)
-    if args.out:
-        try:
-            with open(args.out, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise UsageError(f"--out {args.out}: {exc.strerror}") from None
-        return f"wrote {args.out}"
-    return text.rstrip("\n")
+    return _write_out(text, args.out)
 
 
 _COMMANDS: dict[str, Any] = {
