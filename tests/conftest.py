@@ -11,21 +11,79 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
 
+# Commands that run torch (or numpy's threaded BLAS) must not run in a fork of a process that has started
+# their thread pools: they always get a fresh interpreter.
+_FRESH = {"import", "calibrate"}
+
+
+def _subprocess(args: tuple[str, ...], cwd: Path) -> tuple[int, str, str]:
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "costmodel", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _forked(args: tuple[str, ...], cwd: Path, timeout: float = 120.0) -> tuple[int, str, str]:
+    """``costmodel.cli.main(args)`` in a forked child of the test process (its imports already warm), with its
+    own stdout/stderr, working directory and exit status: what ``python -m costmodel`` does, without paying
+    the interpreter start and imports for every case."""
+    import io
+    import tempfile
+    import time
+
+    import costmodel.cli
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 70
+            try:
+                os.chdir(cwd)
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8")
+                sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8")
+                code = costmodel.cli.main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        end = time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > end:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail(f"costmodel {' '.join(args)[:200]} ran over {timeout} s")
+            time.sleep(0.002)
+        out.seek(0)
+        err.seek(0)
+        return os.waitstatus_to_exitcode(status), out.read().decode(), err.read().decode()
+
+
 @pytest.fixture
 def run_cli():
-    """Run ``python -m costmodel ARGS`` as a user would; returns (status, stdout, stderr)."""
+    """Run ``costmodel ARGS`` as a user would; returns (status, stdout, stderr). Most commands run in a fork of
+    the test process; torch-running ones, and all with COSTMODEL_TEST_SUBPROCESS=1, in ``python -m costmodel``."""
 
     def run(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
-        env = dict(os.environ, PYTHONIOENCODING="utf-8")
-        proc = subprocess.run(
-            [sys.executable, "-m", "costmodel", *args],
-            capture_output=True,
-            text=True,
-            cwd=cwd or ROOT,
-            env=env,
-            timeout=120,
-        )
-        return proc.returncode, proc.stdout, proc.stderr
+        where = cwd or ROOT
+        if os.environ.get("COSTMODEL_TEST_SUBPROCESS") or (args and args[0] in _FRESH):
+            return _subprocess(args, where)
+        return _forked(args, where)
 
     return run
 

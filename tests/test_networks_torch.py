@@ -36,7 +36,9 @@ def test_builder_agrees_at_odd_resolutions(name, resolution):
     agree(edited(name, resolution))
 
 
-@pytest.mark.parametrize("width", [0.5, 0.75, 1.4])
+@pytest.mark.parametrize(
+    "width", [0.5, pytest.param(0.75, marks=pytest.mark.slow), pytest.param(1.4, marks=pytest.mark.slow)]
+)
 def test_builder_agrees_on_mobilenet_v2_widths(width):
     agree(edited("mobilenet_v2", 161, width=width))
 

@@ -50,7 +50,8 @@ def test_schema_refuses_what_the_validator_refuses(name):
 def test_schema_accepts_every_shipped_spec():
     jsonschema = pytest.importorskip("jsonschema")
     validator = jsonschema.Draft202012Validator(SCHEMA)
-    files = sorted(p for p in SPECS.rglob("*.yaml") if "_tools" not in p.parts)
+    # search spaces (specs/spaces/) are their own format ({choice: [...]} fields, docs/spaces.md)
+    files = sorted(p for p in SPECS.rglob("*.yaml") if "_tools" not in p.parts and "spaces" not in p.parts)
     assert len(files) > 100
     for path in files:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -98,6 +98,7 @@ def test_sweep_needs_a_symbol(run_cli):
     assert code == 2 and "no symbols" in err
 
 
+@pytest.mark.slow
 def test_plots(run_cli, tmp_path):
     pytest.importorskip("matplotlib")
     curves, heat, bars = tmp_path / "c.png", tmp_path / "h.png", tmp_path / "b.png"

@@ -241,6 +241,7 @@ def test_autocast_head_and_se(dtype):
     )
 
 
+@pytest.mark.slow
 def test_shipped_network_small():
     """MobileNetV2 at 32 px, batch 2: all three figures against a real step."""
     check(edited("mobilenet_v2", 32, batch=2))
