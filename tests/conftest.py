@@ -24,11 +24,23 @@ def _subprocess(args: tuple[str, ...], cwd: Path) -> tuple[int, str, str]:
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def _forked(args: tuple[str, ...], cwd: Path, timeout: float = 120.0) -> tuple[int, str, str]:
+def _vm_size() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0  # pragma: no cover
+
+
+def _forked(
+    args: tuple[str, ...], cwd: Path, timeout: float = 120.0, memory_cap: int | None = None
+) -> tuple[int, str, str]:
     """``costmodel.cli.main(args)`` in a forked child of the test process (its imports already warm), with its
     own stdout/stderr, working directory and exit status: what ``python -m costmodel`` does, without paying
-    the interpreter start and imports for every case."""
+    the interpreter start and imports for every case. ``memory_cap``: bytes of address space the child may
+    add to what this process maps (RLIMIT_AS)."""
     import io
+    import resource
     import tempfile
     import time
 
@@ -37,11 +49,14 @@ def _forked(args: tuple[str, ...], cwd: Path, timeout: float = 120.0) -> tuple[i
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         sys.stdout.flush()
         sys.stderr.flush()
+        limit = None if memory_cap is None else _vm_size() + memory_cap
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             code = 70
             try:
                 os.chdir(cwd)
+                if limit is not None:
+                    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
                 os.dup2(out.fileno(), 1)
                 os.dup2(err.fileno(), 2)
                 sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8")

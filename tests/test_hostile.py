@@ -8,33 +8,20 @@ cases about the process itself (a closed stdout, a full disk, a broken pipe) run
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import resource
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 
 import pytest
 
-from conftest import ROOT, SPECS
+from conftest import ROOT, SPECS, _forked
 
 BASE = "input: {channels: 4, height: 8, width: 8}\nlayers:\n  - kind: mbconv\n    out_channels: 4\n    expansion: 6\n"
 SEED = str(SPECS / "seed_mbconv.yaml")
 SYM = str(SPECS / "symbolic_mbconv.yaml")
 CAP = 1 << 30  # address space each case may add to what this process already maps
 TIMEOUT = 8.0
-
-
-def _vm_size() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0  # pragma: no cover
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,45 +40,7 @@ def _preload():
 
 def cli(*args: str, timeout: float = TIMEOUT) -> tuple[int, str, str]:
     """``costmodel ARGS`` in a forked child under a memory cap and a timeout: (status, stdout, stderr)."""
-    import costmodel.cli
-
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        limit = _vm_size() + CAP
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 70
-            try:
-                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-                os.dup2(out.fileno(), 1)
-                os.dup2(err.fileno(), 2)
-                sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8")
-                sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8")
-                code = costmodel.cli.main(list(args))
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
-        end = time.monotonic() + timeout
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > end:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pytest.fail(f"costmodel {' '.join(args)[:200]} ran over {timeout} s")
-            time.sleep(0.005)
-        out.seek(0)
-        err.seek(0)
-        return os.waitstatus_to_exitcode(status), out.read().decode(), err.read().decode()
+    return _forked(args, ROOT, timeout, CAP)
 
 
 def refused(*args: str, match: str, line: int | None = None) -> str:
