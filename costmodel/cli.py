@@ -136,7 +136,7 @@ def _configured(args: argparse.Namespace, path: str) -> Any:
 def _parser() -> _Parser:
     from ._version import __version__
     from .analysis.conventions import CONVENTIONS
-    from .analysis.hardware import ROOFLINE_VIEWS, shipped_profiles
+    from .analysis.profiles import ROOFLINE_VIEWS, shipped_profiles
     from .engine.metrics import METRIC_NAMES
     from .present.report import UNITS, VIEW_NAMES
 

@@ -23,11 +23,24 @@ from pydantic_core import PydanticCustomError
 from ..errors import SpecError, UsageError
 from .latency import LatencyCalibration
 from .memory import Kernel
+from .profiles import PROFILES, ROOFLINE_VIEWS, shipped_profiles
+
+__all__ = [
+    "PROFILES",
+    "ROOFLINE_VIEWS",
+    "Estimate",
+    "HardwareProfile",
+    "Summary",
+    "calibrate",
+    "load_profile",
+    "on_chip_warnings",
+    "per_core_cache",
+    "roofline",
+    "shipped_profiles",
+    "summarize",
+]
 
 Dtype = Literal["float32", "float16", "bfloat16", "int8"]
-PROFILES = Path(__file__).resolve().parent.parent / "data" / "hardware"
-"""The shipped profiles: package data (costmodel/data/hardware/*.yaml), installed with the package."""
-
 
 _NUMERAL = re.compile(r"^[0-9][0-9_]*(\.[0-9_]*)?([eE][+-]?[0-9]+)?$")
 #: Every rate and size in a profile lies in [1, MAX_RATE]: finite, and every time computed from it too.
@@ -95,11 +108,6 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> HardwareProfile:
     data, src = parse_yaml(text, str(path))
     profile: HardwareProfile = validate_model(HardwareProfile, data, src)
     return profile
-
-
-def shipped_profiles() -> list[str]:
-    """The names of the shipped hardware profiles."""
-    return sorted(p.stem for p in PROFILES.glob("*.yaml"))
 
 
 @dataclass
@@ -239,9 +247,6 @@ def per_core_cache(cache_dir: Path = Path("/sys/devices/system/cpu/cpu0/cache"))
 def _largest_cache() -> int | None:
     """calibrate's on-chip figure: :func:`per_core_cache` (kept under this name for callers)."""
     return per_core_cache()
-
-
-ROOFLINE_VIEWS = ("auto", "kernel", "block", "stage")
 
 
 @dataclass
