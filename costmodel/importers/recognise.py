@@ -430,6 +430,12 @@ def match_mbconv(units: list[Unit], residual: bool) -> Layer | None:
     if expand is not None and mid == cin:
         return None  # an expansion conv that keeps the width: today's mbconv has none at t = 1
     layer: Layer = {"kind": "mbconv", **_expansion(cin, mid), **_conv_fields(dw), "out_channels": proj.conv.shape[1]}
+    return _finish(layer, f, se, cin, mid, residual)
+
+
+def _finish(layer: Layer, f: Fit, se: Unit | None, cin: int, mid: int, residual: bool) -> Layer | None:
+    """An expanding block's layer with its SE fields (None when no SE rule says the squeeze width), the
+    fitted conv fields and the residual."""
     if se is not None:
         fields = se_fields(se, cin, mid)
         if fields is None:
@@ -470,14 +476,7 @@ def match_fused(units: list[Unit], residual: bool) -> Layer | None:
         return None
     if not f.ok:
         return None
-    if se is not None:
-        fields = se_fields(se, cin, mid)
-        if fields is None:
-            return None
-        layer.update(fields)
-    layer.update(f.fields())
-    layer["residual"] = residual
-    return layer
+    return _finish(layer, f, se, cin, mid, residual)
 
 
 def match_dwsep(units: list[Unit], residual: bool) -> Layer | None:
