@@ -95,6 +95,7 @@ class Unit:
     inner: list[Unit] = field(default_factory=list)
     shortcut: list[Unit] | None = None
     post: Node | None = None
+    branches: list[list[Unit]] = field(default_factory=list)
 
     # conv units
     @property
@@ -119,6 +120,9 @@ class Unit:
             out += u.all_nodes()
         for u in self.shortcut or []:
             out += u.all_nodes()
+        for b in self.branches:
+            for u in b:
+                out += u.all_nodes()
         out += self.nodes
         if self.post is not None:
             out.append(self.post)
@@ -147,53 +151,150 @@ class Graph:
     def __init__(self, nodes: Sequence[Node]) -> None:
         self.nodes = list(nodes)
         self.readers: dict[int, list[int]] = {}
+        self.producer: dict[int, int] = {}
         for i, n in enumerate(self.nodes):
+            self.producer[n.out] = i
             for t in dict.fromkeys(n.inputs):
                 self.readers.setdefault(t, []).append(i)
 
     def parse(self, lo: int, hi: int, cur: int) -> tuple[list[Unit], int]:
         """The nodes ``lo..hi-1`` read as a chain from tensor ``cur``: their units and the end tensor."""
+        return self.chain(list(range(lo, hi)), cur)
+
+    def chain(self, idxs: list[int], cur: int) -> tuple[list[Unit], int]:
+        """The nodes at positions ``idxs`` (in execution order) read as a chain from tensor ``cur``.
+
+        A tensor read by one node continues the chain. A tensor read by several opens a region: its end
+        is the first node after which every branch has joined (the only live tensor is that node's output);
+        each input of that join is one branch, parsed on its own (by dataflow, so branches may interleave
+        in execution order, as GhostNetV2's DFC gate does).
+        """
         units: list[Unit] = []
-        p = lo
-        while p < hi:
-            node = self.nodes[p]
-            if cur not in node.inputs:
-                raise StructureError(node, "reads a tensor that is not the running feature map (a branch)")
-            others = [q for q in self.readers.get(cur, []) if p < q < hi]
-            if not others:
+        todo = list(idxs)
+        inside = set(todo)
+        while todo:
+            readers = [q for q in self.readers.get(cur, []) if q in inside]
+            if not readers:
+                raise StructureError(self.nodes[todo[0]], "reads a tensor that is not the running feature map (a branch)")
+            if len(readers) == 1:
+                q = readers[0]
+                node = self.nodes[q]
+                if any(t != cur and self.producer.get(t, -1) in inside for t in node.inputs):
+                    raise StructureError(node, "reads a tensor of a branch the chain has not joined")
                 units.append(Unit("prim", [node]))
                 cur = node.out
-                p += 1
+                todo.remove(q)
+                inside.discard(q)
                 continue
-            q = others[0]
-            join = self.nodes[q]
-            if len(others) == 1 and join.op in ("add", "mul"):
-                inner, end = self.parse(p, q, cur)
-                if set(join.inputs) != {cur, end}:
-                    raise StructureError(join, f"{join.op} does not join the branch with the block input")
-                if join.op == "add":
-                    units.append(Unit("residual", [join], merge(inner)))
-                else:
-                    units.append(_gate_unit(join, merge(inner)))
-                cur = join.out
-                p = q + 1
-                continue
-            if len(others) == 1:  # a second branch from cur: a shortcut conv, joined by an add
-                main, m = self.parse(p, q, cur)
-                adds = [r for r in self.readers.get(m, []) if r > q and self.nodes[r].op == "add"]
-                if not adds or adds[0] >= hi:
-                    raise StructureError(join, "a branch that no add joins")
-                r = adds[0]
-                short, s = self.parse(q, r, cur)
-                if set(self.nodes[r].inputs) != {m, s}:
-                    raise StructureError(self.nodes[r], "add does not join the two branches")
-                unit = Unit("residual", [self.nodes[r]], merge(main), merge(short))
-                cur = self.nodes[r].out
-                p = r + 1
-                units.append(unit)
-                continue
-            raise StructureError(join, f"the tensor is read by {len(others) + 1} ops (a multi-way branch)")
+            join, body = self._region(todo, inside, cur)
+            jn = self.nodes[join]
+            branches: list[list[int]] = []
+            for t in dict.fromkeys(jn.inputs):
+                if t == cur:
+                    continue
+                branch = self._closure(t, body)
+                branches.append(branch)
+            used = [q for b in branches for q in b]
+            if len(used) != len(set(used)) or set(used) != set(body):
+                raise StructureError(jn, "branches that share ops (a structure the layer list cannot say)")
+            parsed: list[tuple[list[Unit], int]] = [self.chain(b, cur) for b in branches]
+            identity = cur in jn.inputs
+            units.append(_join_unit(jn, identity, [merge(u) for u, _ in parsed], [e for _, e in parsed]))
+            for q in [*body, join]:
+                todo.remove(q)
+                inside.discard(q)
+            cur = jn.out
         return units, cur
+
+    def _region(self, todo: list[int], inside: set[int], cur: int) -> tuple[int, list[int]]:
+        """The join of the region opened at ``cur`` and the positions of the nodes before it."""
+        live = {cur}
+        pending: dict[int, int] = {cur: sum(1 for q in self.readers.get(cur, []) if q in inside)}
+        body: list[int] = []
+        for q in todo:
+            node = self.nodes[q]
+            if not any(t in live for t in node.inputs):
+                continue
+            for t in dict.fromkeys(node.inputs):
+                if t in live:
+                    pending[t] -= 1
+                    if pending[t] == 0:
+                        live.discard(t)
+            n_read = sum(1 for r in self.readers.get(node.out, []) if r in inside)
+            if not live and body:
+                return q, body
+            body.append(q)
+            if n_read:
+                live.add(node.out)
+                pending[node.out] = n_read
+        raise StructureError(self.nodes[todo[-1]], "branches that never join")
+
+    def _closure(self, t: int, body: list[int]) -> list[int]:
+        """The positions in ``body`` that tensor ``t`` depends on, in order."""
+        inbody = set(body)
+        need: set[int] = set()
+        stack = [t]
+        while stack:
+            x = stack.pop()
+            q = self.producer.get(x)
+            if q is None or q not in inbody or q in need:
+                continue
+            need.add(q)
+            stack.extend(self.nodes[q].inputs)
+        return [q for q in body if q in need]
+
+
+def _join_unit(join: Node, identity: bool, branches: list[list[Unit]], ends: list[int]) -> Unit:
+    """The unit of a region: its join op, whether the join also reads the region's input (identity) and
+    the parsed branches."""
+    if join.op == "add" and identity and len(branches) == 1:
+        return Unit("residual", [join], branches[0])
+    if join.op == "add" and not identity and len(branches) == 2:
+        main, short = sorted(range(2), key=lambda i: -sum(len(u.all_nodes()) for u in branches[i]))
+        return Unit("residual", [join], branches[main], branches[short])
+    if join.op == "mul" and identity and len(branches) == 1:
+        return _gate_unit(join, branches[0])
+    if join.op == "mul" and not identity and len(branches) == 2:
+        gate = next((i for i in range(2) if branches[i] and branches[i][-1].kind == "upsample"), None)
+        if gate is not None:
+            return Unit("gated", [join], branches[1 - gate], branches[gate])  # shortcut: the gate
+    if join.op == "cat" and identity and len(branches) == 1:
+        return Unit("catself", [join], branches[0])
+    if join.op == "cat" and not identity and branches and all(b and b[0].kind == "split" for b in branches):
+        mixed = _mixed_conv(join, branches)
+        if mixed is not None:
+            return Unit("prim", [mixed])
+    return Unit("multi", [join], branches=branches)
+
+
+def _mixed_conv(cat: Node, branches: list[list[Unit]]) -> Node | None:
+    """split → one conv per part → cat (timm's MixedConv2d) as one conv node whose ``parts`` are the
+    parts' conv units."""
+    parts = [b[1] for b in branches if len(b) == 2 and b[1].kind == "conv" and b[1].norm is None and b[1].act is None]
+    if len(parts) != len(branches):
+        return None
+    convs = [u.conv for u in parts]
+    split = branches[0][0].nodes[0]
+    strides = {c.attrs["stride"] for c in convs}
+    if len(strides) != 1:
+        return None
+    dw = all(c.attrs["groups"] == c.attrs["in_channels"] == c.shape[1] for c in convs)
+    plain = all(c.attrs["groups"] == 1 for c in convs)
+    cin = split.in_shape[1]
+    attrs = {
+        "kernel": convs[0].attrs["kernel"],
+        "stride": convs[0].attrs["stride"],
+        "padding": convs[0].attrs["padding"],
+        "dilation": 1,
+        "groups": cin if dw else 1 if plain else -1,
+        "bias": all(c.attrs["bias"] for c in convs),
+        "in_channels": cin,
+        "parts": parts,
+        "n": sum(len(b[0].nodes) + len(b[1].nodes) for b in branches) + 1,
+    }
+    scope = Unit("group", [], [b[1] for b in branches]).scope
+    params = sum(c.params for c in convs)
+    return Node("conv", (split.inputs[0],), cat.out, cat.shape, split.in_shape, scope, convs[0].name, attrs, params)
 
 
 def _gate_unit(mul: Node, inner: list[Unit]) -> Unit:
@@ -220,6 +321,17 @@ def merge(units: list[Unit]) -> list[Unit]:
             out.append(u)
             i += 2
             continue
+        if u.kind == "multi" and u.nodes[0].op == "add" and u.branches:
+            # parallel branches summed (re-parameterisable conv-BN branches): the heaviest is counted,
+            # the others are reported
+            best = max(u.branches, key=lambda b: sum(n.params for x in b for n in x.all_nodes()))
+            rest = [n for b in u.branches if b is not best for x in b for n in x.all_nodes()]
+            spliced = [*best, *([Unit("dropped", rest)] if rest else []), Unit("dropped", list(u.nodes))]
+            units = [*units[:i], *spliced, *units[i + 1 :]]
+            continue
+        if u.kind == "conv" and u.act is None and i + 1 < len(units) and _is_act(units[i + 1]):
+            u = Unit("conv", [*u.nodes, units[i + 1].nodes[0]])
+            units = [*units[:i], u, *units[i + 2 :]]
         if u.kind != "prim":
             out.append(u)
             i += 1
@@ -237,7 +349,8 @@ def merge(units: list[Unit]) -> list[Unit]:
             group = [node]
             i += 1
         else:
-            out.append(Unit(node.op if node.op in ("act", "norm", "pool", "linear") else "other", [node]))
+            typed = ("act", "norm", "pool", "linear", "split", "upsample", "slice", "avgpool", "scale")
+            out.append(Unit(node.op if node.op in typed else "other", [node]))
             i += 1
             continue
         if i < len(units) and units[i].kind == "prim" and units[i].nodes[0].op == "norm":
@@ -246,7 +359,49 @@ def merge(units: list[Unit]) -> list[Unit]:
         if i < len(units) and _is_act(units[i]):
             group.append(units[i].nodes[0])
             i += 1
+        nxt = [x.nodes[0] for x in units[i : i + 2] if x.kind == "prim"]
+        if nxt and nxt[0].op == "avgpool":
+            group.append(nxt[0])  # anti-aliased stride: a 2×2 average pool after the stride-1 conv
+            i += 1
+        elif nxt and nxt[0].op == "conv" and nxt[0].attrs.get("fixed"):
+            group.append(nxt[0])  # a fixed blur filter (timm's BlurPool2d)
+            i += 1
+        elif len(nxt) == 2 and nxt[0].op == "pad" and nxt[1].op == "conv" and nxt[1].attrs.get("fixed"):
+            group += nxt
+            i += 2
         out.append(Unit("conv", group))
+    return _ghosts(out)
+
+
+def _ghosts(units: list[Unit]) -> list[Unit]:
+    """conv → cat(x, cheap(x)) [→ channel slice] is a Ghost module; a Ghost module gated by a branch from
+    its input (× upsample(sigmoid(…)), GhostNetV2's DFC attention) keeps that branch in ``branches``."""
+    out: list[Unit] = []
+    i = 0
+    while i < len(units):
+        u = units[i]
+        nxt = units[i + 1] if i + 1 < len(units) else None
+        if (
+            u.kind == "conv"
+            and nxt is not None
+            and nxt.kind == "catself"
+            and len(nxt.inner) == 1
+            and nxt.inner[0].kind == "conv"
+        ):
+            nodes = list(nxt.nodes)
+            i += 2
+            if i < len(units) and units[i].kind == "slice":
+                nodes += units[i].nodes
+                i += 1
+            out.append(Unit("ghost", nodes, [u, nxt.inner[0]]))
+            continue
+        if u.kind == "gated" and len(u.inner) == 1 and u.inner[0].kind == "ghost" and u.shortcut:
+            g = u.inner[0]
+            out.append(Unit("ghost", [*g.nodes, *u.nodes], g.inner, branches=[u.shortcut]))
+            i += 1
+            continue
+        out.append(u)
+        i += 1
     return out
 
 
@@ -259,13 +414,17 @@ def _is_act(u: Unit) -> bool:
 
 
 class Fit:
-    """Checks of conv units against one block: shared norm, bias and activation."""
+    """Checks of conv units against one block: shared norm, bias and activation; the k×k conv's padding,
+    dilation and anti-aliasing (the layer's ``padding`` / ``dilation`` / ``aa``)."""
 
     def __init__(self) -> None:
         self.norm: str | None = None
         self.bias: bool | None = None
         self.act: str | None = None
+        self.evo_act = False
         self.ok = True
+        self.kx: dict[str, Any] = {}
+        self.groupnorms: list[tuple[int, int]] = []
 
     def conv(
         self,
@@ -275,13 +434,23 @@ class Fit:
         kernel1: bool | None = None,
         depthwise: bool | None = None,
         stride1: bool = False,
+        kxk: bool = False,
+        grouped: bool = False,
+        options: tuple[str, ...] = ("padding", "dilation", "aa"),
     ) -> Unit:
-        """Check one conv unit; ``act``: whether it must carry the block activation."""
-        if u.kind != "conv" or not conv_expressible(u):
+        """Check one conv unit; ``act``: whether it must carry the block activation; ``kxk``: it is the
+        block's k×k conv, whose ``options`` the layer can say; ``grouped``: any groups (group_size)."""
+        spec = conv_spec(u) if u.kind == "conv" else None
+        if spec is None:
             self.ok = False
             return u
         c = u.conv
         a = c.attrs
+        extra = {k: v for k, v in spec.items() if k in ("padding", "dilation", "aa")}
+        if extra and (not kxk or any(k not in options for k in extra)):
+            self.ok = False
+        if kxk:
+            self.kx = extra
         norm = norm_name(u)
         if norm is None:
             self.ok = False
@@ -289,6 +458,12 @@ class Fit:
             self.norm = norm
         elif norm != self.norm:
             self.ok = False
+        n = u.norm
+        if n is not None and n.attrs.get("name") == "groupnorm":
+            self.groupnorms.append((c.shape[1], int(n.attrs.get("groups", 32))))
+        if n is not None and n.attrs.get("name", "").startswith("evonorm"):
+            if "groups" in n.attrs:
+                self.groupnorms.append((c.shape[1], int(n.attrs["groups"])))
         bias = bool(a["bias"])
         if self.bias is None:
             self.bias = bias
@@ -296,13 +471,23 @@ class Fit:
             self.ok = False
         if kernel1 is True and a["kernel"] != 1 or kernel1 is False and a["kernel"] == 1:
             self.ok = False
+        if a.get("parts") and not (depthwise is None or grouped):
+            self.ok = False  # a mixed conv only where the matcher takes one
         dw = a["groups"] == a["in_channels"] == c.shape[1] and a["groups"] > 1
-        if depthwise is True and not dw or depthwise is False and a["groups"] != 1:
+        if depthwise is True and not dw and not (grouped and a["groups"] > 1):
             self.ok = False
-        if stride1 and a["stride"] != 1:
+        if depthwise is False and a["groups"] != 1 and not (grouped and a["groups"] > 1):
+            self.ok = False
+        if stride1 and spec["stride"] != 1:
             self.ok = False
         got = u.act.attrs["name"] if u.act is not None else None
-        if act:
+        evo = n is not None and n.attrs.get("name", "").startswith("evonorm")
+        if evo:
+            if bool(n.attrs.get("act")) != act or got is not None:  # type: ignore[union-attr]
+                self.ok = False
+            if act:
+                self.evo_act = True
+        elif act:
             if got not in ACTIVATIONS:
                 self.ok = False
             elif self.act is None:
@@ -314,34 +499,80 @@ class Fit:
         return u
 
     def fields(self) -> dict[str, Any]:
-        """The block's activation, norm and bias fields."""
-        return {"activation": self.act or "none", "norm": self.norm or "none", "bias": bool(self.bias)}
+        """The block's activation, norm and bias fields (and the k×k conv's options)."""
+        act = self.act or ("silu" if self.evo_act else "none")
+        out = {"activation": act, "norm": self.norm or "none", "bias": bool(self.bias), **self.kx}
+        if self.groupnorms:
+            out["_gn"] = list(self.groupnorms)
+        return out
 
 
 def norm_name(u: Unit) -> str | None:
-    """``batchnorm``/``none`` for the norm of a conv unit, or None if the spec cannot name it."""
+    """The spec's name for the norm of a conv unit (``none`` without one), or None if it has none."""
     n = u.norm
     if n is None:
         return "none"
-    if n.attrs.get("name") == "batchnorm" and n.attrs.get("affine", True):
-        return "batchnorm"
+    name = n.attrs.get("name")
+    if name in ("batchnorm", "groupnorm", "layernorm") and n.attrs.get("affine", True):
+        return str(name)
+    if name in ("evonorm_s0", "evonorm_b0"):
+        return str(name)
     return None
 
 
-def conv_expressible(u: Unit) -> bool:
-    """Whether the spec's conv (odd square kernel, same padding k//2, square stride, no dilation) gives
-    this conv's output size at every resolution."""
+def conv_spec(u: Unit) -> dict[str, Any] | None:
+    """The spec's fields for this conv unit's conv (kernel, stride, and padding / dilation / aa where they
+    differ from the defaults), or None if the spec's conv cannot give its output size at every resolution.
+
+    The spec pads dilation × (k − 1) / 2 by default (odd kernels), ``padding: same`` is timm's Conv2dSame
+    (a pad op before a conv of padding 0: output ceil(H / s)), ``padding: N`` any symmetric padding; ``aa``
+    is a stride-1 conv followed by a fixed 3×3 blur (blur) or a 2×2 average pool (avg) at the stride.
+    """
     c = u.conv
     a = c.attrs
-    k, s = a["kernel"], a["stride"]
-    if not isinstance(k, int) or k % 2 == 0 or not isinstance(s, int) or a.get("dilation", 1) != 1:
-        return False
-    pad = next((n for n in u.nodes if n.op == "pad"), None)
-    if pad is None:
-        return bool(a.get("padding") == k // 2)
-    # 'same' padding (timm's Conv2dSame, TF ports): output ceil(H / s), as padding k//2 gives
-    h, w = pad.in_shape[2], pad.in_shape[3]
-    return a.get("padding") == 0 and c.shape[2] == -(-h // s) and c.shape[3] == -(-w // s)
+    parts: list[Unit] = a.get("parts") or []
+    if parts:
+        specs = [conv_spec(p) for p in parts]
+        if any(s is None or set(s) != {"kernel", "stride"} for s in specs):
+            return None
+        return {"kernel": a["kernel"], "stride": a["stride"]}
+    k, s, d = a["kernel"], a["stride"], a.get("dilation", 1)
+    if not isinstance(k, int) or not isinstance(s, int) or not isinstance(d, int):
+        return None
+    ci = u.nodes.index(c)
+    pad = next((n for n in u.nodes[:ci] if n.op == "pad"), None)
+    out: dict[str, Any] = {"kernel": k, "stride": s}
+    p = a.get("padding")
+    if pad is not None:
+        h, w = pad.in_shape[2], pad.in_shape[3]
+        same = p == 0 and c.shape[2] == -(-h // s) and c.shape[3] == -(-w // s) and pad.attrs.get("mode") is None
+        if not same:
+            return None
+        if k % 2 == 0 or d != 1:  # odd kernels: k // 2 gives ceil(H / s) too
+            out["padding"] = "same"
+    elif not isinstance(p, int):
+        return None
+    elif k % 2 == 0 or p != d * (k - 1) // 2:
+        out["padding"] = p
+    if d != 1:
+        out["dilation"] = d
+    aa = [n for n in u.nodes[ci + 1 :] if n.op in ("avgpool", "conv", "pad")]
+    if aa:
+        if s != 1:
+            return None
+        last = aa[-1]
+        if last.op == "avgpool" and len(aa) == 1 and last.attrs.get("kernel") == last.attrs.get("stride"):
+            out["aa"], out["stride"] = "avg", last.attrs["kernel"]
+        elif last.op == "conv" and last.attrs.get("fixed") and last.attrs["kernel"] == 3:
+            out["aa"], out["stride"] = "blur", last.attrs["stride"]
+        else:
+            return None
+    return out
+
+
+def conv_expressible(u: Unit) -> bool:
+    """Whether the spec's conv gives this conv's output size at every resolution (see :func:`conv_spec`)."""
+    return conv_spec(u) is not None
 
 
 def se_fields(se: Unit, block_in: int, width: int) -> dict[str, Any] | None:
@@ -349,7 +580,7 @@ def se_fields(se: Unit, block_in: int, width: int) -> dict[str, Any] | None:
 
     The spec's SE: avgpool → 1×1 conv+bias → act → 1×1 conv+bias → gate → x · gate. The squeeze width S
     is written as the family's own rule where one fits (0.25 of the block input, 0.25 of the expanded
-    width rounded to 8, …), else as an exact ratio r with floor(base × r) = S.
+    width rounded to 8, …), else as ``se_channels: S``.
     """
     inner = se.inner
     kinds = [u.kind for u in inner]
@@ -363,18 +594,18 @@ def se_fields(se: Unit, block_in: int, width: int) -> dict[str, Any] | None:
             return None
         if reduce.conv.attrs["groups"] != 1 or expand.conv.attrs["groups"] != 1:
             return None
-        if not (reduce.conv.attrs["bias"] and expand.conv.attrs["bias"]):
-            return None
+        biases = (reduce.conv.attrs["bias"], expand.conv.attrs["bias"])
         squeeze = reduce.conv.shape[1]
         act = reduce.act.attrs["name"] if reduce.act is not None else "none"
         gate_name = gate.nodes[0].attrs.get("name")
     else:
         fc1, a1, fc2, gate = inner[1], inner[2], inner[3], inner[4]
-        if not (fc1.nodes[0].attrs.get("bias") and fc2.nodes[0].attrs.get("bias")):
-            return None
+        biases = (fc1.nodes[0].attrs.get("bias"), fc2.nodes[0].attrs.get("bias"))
         squeeze = fc1.nodes[0].shape[-1]
         act = a1.nodes[0].attrs.get("name", "")
         gate_name = gate.nodes[0].attrs.get("name")
+    if not all(biases):
+        return None
     if gate_name not in GATES or act not in ACTIVATIONS | {"none"}:
         return None
     out = {"se_activation": act, "se_gate": gate_name}
@@ -383,15 +614,10 @@ def se_fields(se: Unit, block_in: int, width: int) -> dict[str, Any] | None:
             raw = math.floor(base * ratio)
             if max(1, raw) == squeeze:
                 return {"se": ratio, "se_base": base_name, **out}
-            if raw >= 1 and make_divisible(raw, 8) == squeeze:
-                return {"se": ratio, "se_base": base_name, "se_divisor": 8, **out}
-    for base_name, base in (("input", block_in), ("expanded", width)):
-        if squeeze <= base:
-            r = 1.0 if squeeze == base else (squeeze + 0.5) / base
-            fr = se_ratio(r)
-            if max(1, base * fr.numerator // fr.denominator) == squeeze and Fraction(0) < fr <= 1:
-                return {"se": r, "se_base": base_name, **out}
-    return None
+            for d in (8, 4):
+                if raw >= 1 and make_divisible(raw, d) == squeeze:
+                    return {"se": ratio, "se_base": base_name, "se_divisor": d, **out}
+    return {"se_channels": squeeze, **out}
 
 
 def _expansion(cin: int, mid: int) -> dict[str, Any]:
@@ -401,36 +627,124 @@ def _expansion(cin: int, mid: int) -> dict[str, Any]:
 
 
 def _conv_fields(u: Unit) -> dict[str, Any]:
-    a = u.conv.attrs
-    return {"kernel": a["kernel"], "stride": a["stride"]}
+    spec = conv_spec(u) or {}
+    return {"kernel": u.conv.attrs["kernel"], "stride": spec.get("stride", u.conv.attrs["stride"])}
 
 
 Layer = dict[str, Any]
 BodyMatcher = Callable[[list[Unit], bool], Layer | None]
 
 
+def _is_dw(u: Unit) -> bool:
+    return u.kind == "conv" and u.conv.attrs["groups"] > 1
+
+
+def _group_size(u: Unit, depthwise: bool) -> dict[str, Any]:
+    """``group_size`` when the k×k conv's groups are not the kind's default (depthwise / a full conv)."""
+    a = u.conv.attrs
+    g, cin = a["groups"], a["in_channels"]
+    if a.get("parts") or g == (cin if depthwise else 1) and (not depthwise or cin == u.conv.shape[1]):
+        return {}
+    return {"group_size": cin // g}
+
+
+def _mixed(u: Unit) -> list[Unit]:
+    return list(u.conv.attrs.get("parts") or []) if u.kind == "conv" else []
+
+
+def _acts(u: Unit) -> bool:
+    """Whether a conv unit applies an activation (its own, or an activating norm's)."""
+    n = u.norm
+    return u.act is not None or n is not None and n.attrs.get("name", "").startswith("evonorm") and bool(n.attrs.get("act"))
+
+
 def match_mbconv(units: list[Unit], residual: bool) -> Layer | None:
-    """[1×1 expand + act] → k×k depthwise + act → [SE] → 1×1 linear projection (MBConv)."""
+    """[1×1 expand + act] → k×k depthwise + act → [SE] → 1×1 linear projection (MBConv); with mixed convs
+    (split → convs → cat) MixConv, with expert-mixed convs CondConv."""
     f = Fit()
     us = list(units)
     expand = None
-    if len(us) >= 3 and us[0].kind == "conv" and us[1].kind == "conv" and us[1].conv.attrs["groups"] > 1:
-        expand = f.conv(us.pop(0), act=True, kernel1=True, depthwise=False, stride1=True)
+    if len(us) >= 3 and us[0].kind == "conv" and us[1].kind == "conv" and _is_dw(us[1]):
+        expand = f.conv(us.pop(0), act=True, kernel1=True, depthwise=False, stride1=True, grouped=True)
     if len(us) < 2 or us[0].kind != "conv":
         return None
-    dw = f.conv(us.pop(0), act=True, depthwise=True)
+    dw = f.conv(us.pop(0), act=True, depthwise=True, kxk=True, grouped=True)
     se = us.pop(0) if us and us[0].kind == "se" else None
     if len(us) != 1:
         return None
-    proj = f.conv(us[0], act=False, kernel1=True, depthwise=False, stride1=True)
+    proj = f.conv(us[0], act=False, kernel1=True, depthwise=False, stride1=True, grouped=True)
     if not f.ok:
         return None
+    convs = [u for u in (expand, dw, proj) if u is not None]
     cin = expand.conv.attrs["in_channels"] if expand else dw.conv.attrs["in_channels"]
     mid = dw.conv.shape[1]
+    experts = {u.conv.attrs.get("experts") for u in convs}
+    if experts != {None}:
+        if len(experts) != 1 or expand is None or dw.conv.attrs["groups"] != mid or f.kx:
+            return None
+        layer: Layer = {"kind": "condconv", **_expansion(cin, mid), **_conv_fields(dw), "experts": experts.pop()}
+        layer["out_channels"] = proj.conv.shape[1]
+        return _finish(layer, f, se, cin, mid, residual)
+    mixed = [_mixed(u) for u in convs]
+    if any(mixed) or any(u.conv.attrs["groups"] not in (1, u.conv.attrs["in_channels"]) for u in (expand, proj) if u):
+        return _mixconv(expand, dw, proj, f, se, cin, mid, residual)
+    if dw.conv.attrs["groups"] != mid and dw.conv.attrs["in_channels"] == mid:
+        pass  # group_size below
+    elif dw.conv.attrs["groups"] != mid:
+        return None
+    layer = {"kind": "mbconv", **_expansion(cin, mid), **_conv_fields(dw), **_group_size(dw, True)}
     if expand is not None and mid == cin:
-        return None  # an expansion conv that keeps the width: today's mbconv has none at t = 1
-    layer: Layer = {"kind": "mbconv", **_expansion(cin, mid), **_conv_fields(dw), "out_channels": proj.conv.shape[1]}
+        layer["expand_always"] = True
+    layer["out_channels"] = proj.conv.shape[1]
     return _finish(layer, f, se, cin, mid, residual)
+
+
+def _mixconv(
+    expand: Unit | None, dw: Unit, proj: Unit, f: Fit, se: Unit | None, cin: int, mid: int, residual: bool
+) -> Layer | None:
+    """MixNet's block: the expansion and projection 1×1 convs in groups of channels, the depthwise conv
+    mixed (one kernel per channel group, timm's _split_channels)."""
+    if f.kx or (expand is not None and mid == cin):
+        return None
+
+    def groups(u: Unit) -> int | None:
+        parts = _mixed(u)
+        if not parts:
+            return 1 if u.conv.attrs["groups"] == 1 else None
+        if any(p.conv.attrs["kernel"] != 1 or p.conv.attrs["groups"] != 1 for p in parts):
+            return None
+        return _split_ok(u, len(parts))
+
+    parts = _mixed(dw) or [dw]
+    kernels = [p.conv.attrs["kernel"] for p in parts]
+    if any(not (p.conv.attrs["groups"] == p.conv.attrs["in_channels"] == p.conv.shape[1]) for p in parts):
+        return None
+    if len(parts) > 1 and _split_ok(dw, len(parts)) is None:
+        return None
+    eg = groups(expand) if expand is not None else 1
+    pg = groups(proj)
+    if eg is None or pg is None:
+        return None
+    layer: Layer = {"kind": "mixconv", **_expansion(cin, mid), "kernels": kernels, "stride": _conv_fields(dw)["stride"]}
+    if eg != 1:
+        layer["expansion_groups"] = eg
+    if pg != 1:
+        layer["projection_groups"] = pg
+    layer["out_channels"] = proj.conv.shape[1]
+    return _finish(layer, f, se, cin, mid, residual)
+
+
+def _split_ok(u: Unit, g: int) -> int | None:
+    """g when the mixed conv's input and output parts are timm's _split_channels(C, g), else None."""
+    parts = _mixed(u)
+    cin, cout = u.conv.attrs["in_channels"], u.conv.shape[1]
+
+    def split(c: int) -> list[int]:
+        return [c - (g - 1) * (c // g)] + [c // g] * (g - 1)
+
+    if [p.conv.attrs["in_channels"] for p in parts] != split(cin) or [p.conv.shape[1] for p in parts] != split(cout):
+        return None
+    return g
 
 
 def _finish(layer: Layer, f: Fit, se: Unit | None, cin: int, mid: int, residual: bool) -> Layer | None:
@@ -450,28 +764,25 @@ def match_fused(units: list[Unit], residual: bool) -> Layer | None:
     """k×k expand + act → [SE] → 1×1 linear projection (Fused-MBConv); or one k×k conv + act (t = 1)."""
     f = Fit()
     us = list(units)
-    if not us or us[0].kind != "conv":
+    if not us or us[0].kind != "conv" or _mixed(us[0]):
         return None
-    exp = f.conv(us.pop(0), act=True, depthwise=False)
+    exp = f.conv(us.pop(0), act=True, depthwise=False, kxk=True, grouped=True)
     se = us.pop(0) if us and us[0].kind == "se" else None
     cin = exp.conv.attrs["in_channels"]
     mid = exp.conv.shape[1]
+    gs = _group_size(exp, False)
     if not us:
         if not residual and se is None:
             return None  # a plain conv: the conv matcher says it better
-        layer: Layer = {"kind": "fused_mbconv", "expansion": 1, **_conv_fields(exp), "out_channels": mid}
+        layer: Layer = {"kind": "fused_mbconv", "expansion": 1, **_conv_fields(exp), **gs, "out_channels": mid}
         if mid != cin:
             return None
     elif len(us) == 1:
         proj = f.conv(us[0], act=False, kernel1=True, depthwise=False, stride1=True)
+        layer = {"kind": "fused_mbconv", **_expansion(cin, mid), **_conv_fields(exp), **gs}
         if mid == cin:
-            return None  # today's fused_mbconv has no projection at t = 1
-        layer = {
-            "kind": "fused_mbconv",
-            **_expansion(cin, mid),
-            **_conv_fields(exp),
-            "out_channels": proj.conv.shape[1],
-        }
+            layer["keep_projection"] = True
+        layer["out_channels"] = proj.conv.shape[1]
     else:
         return None
     if not f.ok:
@@ -480,15 +791,25 @@ def match_fused(units: list[Unit], residual: bool) -> Layer | None:
 
 
 def match_dwsep(units: list[Unit], residual: bool) -> Layer | None:
-    """k×k depthwise + act → 1×1 pointwise + act (the same activation); no residual."""
-    if residual or len(units) != 2:
+    """k×k depthwise + act → [SE] → 1×1 pointwise + act (the same activation)."""
+    if len(units) not in (2, 3):
+        return None
+    se = units[1] if len(units) == 3 and units[1].kind == "se" else None
+    if len(units) == 3 and se is None:
         return None
     f = Fit()
-    dw = f.conv(units[0], act=True, depthwise=True)
-    f.conv(units[1], act=True, kernel1=True, depthwise=False, stride1=True)
+    dw = f.conv(units[0], act=True, depthwise=True, kxk=True)
+    f.conv(units[-1], act=True, kernel1=True, depthwise=False, stride1=True)
     if not f.ok:
         return None
-    return {"kind": "dwsep", **_conv_fields(dw), "out_channels": units[1].conv.shape[1], **f.fields()}
+    cin = dw.conv.attrs["in_channels"]
+    layer: Layer = {"kind": "dwsep", **_conv_fields(dw), "out_channels": units[-1].conv.shape[1]}
+    if se is not None:
+        fields = se_fields(se, cin, cin)
+        if fields is None:
+            return None
+        layer.update(fields)
+    return {**layer, **f.fields(), "residual": residual}
 
 
 def match_basic(units: list[Unit], residual: bool) -> Layer | None:
@@ -496,11 +817,49 @@ def match_basic(units: list[Unit], residual: bool) -> Layer | None:
     if len(units) != 2:
         return None
     f = Fit()
-    a = f.conv(units[0], act=True, depthwise=False)
+    a = f.conv(units[0], act=True, depthwise=False, kxk=True, options=("dilation",))
     b = f.conv(units[1], act=True, depthwise=False, stride1=True)
     if not f.ok or a.conv.attrs["kernel"] != b.conv.attrs["kernel"] or a.conv.shape[1] != b.conv.shape[1]:
         return None
     return {"kind": "basic", **_conv_fields(a), "out_channels": b.conv.shape[1], **f.fields(), "residual": residual}
+
+
+def match_uir(units: list[Unit], residual: bool) -> Layer | None:
+    """MobileNetV4's universal inverted residual with a start depthwise conv, or its FFN form:
+    [k×k dw + norm] → 1×1 expand + act → [k×k dw + act] → 1×1 projection (+ residual). (Without the start
+    conv the block is an MBConv, which the mbconv matcher says.)"""
+    us = list(units)
+    f = Fit()
+    start = mid = None
+    if us and us[0].kind == "conv" and _is_dw(us[0]) and us[0].act is None:
+        start = f.conv(us.pop(0), act=False, depthwise=True, kxk=True, options=("aa",))
+    if len(us) < 2:
+        return None
+    exp = f.conv(us.pop(0), act=True, kernel1=True, depthwise=False, stride1=True)
+    if len(us) == 2:
+        if start is None:
+            return None  # 1×1 → dw → 1×1 is an MBConv
+        mid = f.conv(us.pop(0), act=True, depthwise=True, kxk=True, options=("aa",))
+    if len(us) != 1 or start is None and mid is None and not residual:
+        return None
+    proj = f.conv(us[0], act=False, kernel1=True, depthwise=False, stride1=True)
+    if not f.ok:
+        return None
+    cin = exp.conv.attrs["in_channels"]
+    e = exp.conv.shape[1]
+    strides = [_conv_fields(u)["stride"] for u in (start, mid) if u is not None]
+    stride = next((s for s in strides if s != 1), 1)
+    if len([s for s in strides if s != 1]) > 1 or mid is not None and start is not None and strides[0] != 1:
+        return None
+    layer: Layer = {"kind": "uir"}
+    t = e / cin
+    layer.update({"expansion": t} if make_divisible(cin * t, 8) == e else {"expanded_channels": e})
+    if start is not None:
+        layer["start_kernel"] = start.conv.attrs["kernel"]
+    if mid is not None:
+        layer["mid_kernel"] = mid.conv.attrs["kernel"]
+    layer.update(stride=stride, out_channels=proj.conv.shape[1], **f.fields(), residual=residual)
+    return layer
 
 
 def match_conv(units: list[Unit], residual: bool) -> Layer | None:
@@ -508,8 +867,10 @@ def match_conv(units: list[Unit], residual: bool) -> Layer | None:
     if residual or len(units) != 1:
         return None
     u = units[0]
+    if _mixed(u):
+        return None
     f = Fit()
-    f.conv(u, act=u.act is not None)
+    f.conv(u, act=_acts(u), kxk=True, grouped=True)
     if not f.ok:
         return None
     a = u.conv.attrs
@@ -521,7 +882,99 @@ def match_conv(units: list[Unit], residual: bool) -> Layer | None:
 
 #: Body matchers, highest level first: each takes the units of one block and whether a residual add
 #: wraps them, and returns a layer dict or None. Add a matcher here for a new block kind.
-MATCHERS: list[BodyMatcher] = [match_mbconv, match_fused, match_basic, match_dwsep, match_conv]
+MATCHERS: list[BodyMatcher] = [match_uir, match_mbconv, match_fused, match_basic, match_dwsep, match_conv]
+
+
+def _ghost_fields(g: Unit, act: bool) -> Layer | None:
+    """The Ghost module's fields (primary k×k conv → cheap depthwise conv, concatenated, sliced to the
+    output width), or None when this one is not the spec's."""
+    primary, cheap = g.inner
+    f = Fit()
+    f.conv(primary, act=act, depthwise=False)
+    f.conv(cheap, act=act, depthwise=True, grouped=True)
+    if not f.ok or cheap.conv.attrs["groups"] != primary.conv.shape[1] or cheap.conv.attrs["stride"] != 1:
+        return None
+    p, c = primary.conv.shape[1], cheap.conv.shape[1]
+    if c % p:
+        return None
+    ratio = c // p + 1
+    out = g.nodes[-1].shape[1] if not g.branches else g.nodes[-2].shape[1]
+    if -(-out // ratio) != p:
+        return None
+    layer: Layer = {"kernel": primary.conv.attrs["kernel"], "stride": primary.conv.attrs["stride"], "out_channels": out}
+    if ratio != 2:
+        layer["ratio"] = ratio
+    if cheap.conv.attrs["kernel"] != 3:
+        layer["dw_kernel"] = cheap.conv.attrs["kernel"]
+    if g.branches:
+        gate = g.branches[0]
+        kinds = [x.kind for x in gate]
+        if kinds != ["avgpool", "conv", "conv", "conv", "act", "upsample"]:
+            return None
+        if [x.conv.attrs["kernel"] for x in gate[1:4]] != [primary.conv.attrs["kernel"], (1, 5), (5, 1)]:
+            return None
+        layer["attention"] = "dfc"
+    return {**layer, **f.fields()}
+
+
+def match_ghost(u: Unit) -> Layer | None:
+    """A Ghost module on its own (``kind: ghost``): both convs with the activation, or neither."""
+    for act in (True, False):
+        fields = _ghost_fields(u, act)
+        if fields is not None:
+            if not act:
+                fields["activation_cheap"] = False
+            return {"kind": "ghost", **fields}
+    return None
+
+
+def match_ghost_bottleneck(u: Unit) -> Layer | None:
+    """GhostNet's bottleneck: ghost + act → [k×k dw (stride) + norm] → [SE] → ghost without act, + the
+    identity or a shortcut k×k dw (stride) + norm → 1×1 + norm."""
+    us = list(u.inner)
+    if u.post is not None or len(us) < 2 or us[0].kind != "ghost" or us[-1].kind != "ghost":
+        return None
+    g1 = _ghost_fields(us.pop(0), True)
+    g2 = _ghost_fields(us.pop(), False)
+    if g1 is None or g2 is None or g2.get("attention") or g1["stride"] != 1 or g2["stride"] != 1:
+        return None
+    f = Fit()
+    dw = f.conv(us.pop(0), act=False, depthwise=True) if us and us[0].kind == "conv" else None
+    se = us.pop(0) if us and us[0].kind == "se" else None
+    if us:
+        return None
+    mid = g1["out_channels"]
+    cin = u.inner[0].inner[0].conv.attrs["in_channels"]
+    cout = g2["out_channels"]
+    stride = dw.conv.attrs["stride"] if dw is not None else 1
+    kernel = dw.conv.attrs["kernel"] if dw is not None else None
+    if u.shortcut:
+        if len(u.shortcut) != 2:
+            return None
+        sd = f.conv(u.shortcut[0], act=False, depthwise=True)
+        f.conv(u.shortcut[1], act=False, kernel1=True, depthwise=False, stride1=True)
+        if sd.conv.attrs["stride"] != stride or kernel not in (None, sd.conv.attrs["kernel"]):
+            return None
+        kernel = sd.conv.attrs["kernel"]
+    elif stride != 1 or cin != cout:
+        return None
+    if not f.ok or (dw is not None and stride == 1):
+        return None
+    if any(g1.get(k) != g2.get(k) for k in ("ratio", "dw_kernel", "norm", "bias")):
+        return None
+    if f.norm is not None and (f.norm != g1["norm"] or bool(f.bias) != g1["bias"]):
+        return None
+    layer: Layer = {"kind": "ghost_bottleneck", "kernel": kernel or 3, "mid_channels": mid, "stride": stride}
+    layer["out_channels"] = cout
+    for k in ("ratio", "dw_kernel", "attention"):
+        if k in g1:
+            layer[k] = g1[k]
+    if se is not None:
+        fields = se_fields(se, cin, mid)
+        if fields is None:
+            return None
+        layer.update(fields)
+    return {**layer, "activation": g1["activation"], "norm": g1["norm"], "bias": g1["bias"]}
 
 
 def match_bottleneck(u: Unit) -> Layer | None:
@@ -593,7 +1046,7 @@ def _tag(layer: Layer, units: list[Unit]) -> Layer:
     last = units[-1].all_nodes()[-1]
     layer["_in"] = first.in_shape[1:]
     layer["_out"] = last.shape[1:]
-    layer["_n"] = len(nodes)
+    layer["_n"] = sum(n.attrs.get("n", 1) for n in nodes)
     return layer
 
 
@@ -613,8 +1066,17 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
     i = 0
     while i < len(units):
         u = units[i]
+        if u.kind == "ghost":
+            layer = match_ghost(u)
+            if layer is not None:
+                layer["name"] = u.scope
+                out.append(_tag(layer, [u]))
+            else:
+                out += _unsaid(u, problems)
+            i += 1
+            continue
         if u.kind == "residual":
-            layer = match_bottleneck(u) if u.post is not None else None
+            layer = match_bottleneck(u) if u.post is not None else match_ghost_bottleneck(u)
             post = None
             if layer is None and u.shortcut is None:
                 for m in MATCHERS:
@@ -680,6 +1142,12 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
                 i += 1
                 used.append(units[i])
             out.append(_tag(layer, used))
+        elif u.kind == "dropped":
+            for n in u.nodes:
+                what = "the add joining parallel branches" if n.op == "add" else "on a parallel branch"
+                problems.append(Problem(n.name, n.scope, f"{what} the layer list cannot say (not counted)"))
+        elif u.kind in ("multi", "catself", "gated", "other") and (u.inner or u.branches or u.shortcut):
+            out += _unsaid(u, problems)
         elif u.kind == "se":
             problems.append(Problem(u.nodes[0].name, u.scope, "squeeze-excitation outside a block the spec can say"))
             for n in u.all_nodes():
@@ -690,6 +1158,13 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
                 problems.append(Problem(n.name, n.scope, _why(n)))
         i += 1
     return out
+
+
+def _unsaid(u: Unit, problems: list[Problem]) -> list[Layer]:
+    """A unit no matcher says: every op of it is reported (not counted)."""
+    for n in u.all_nodes():
+        problems.append(Problem(n.name, n.scope, f"in a {u.kind} structure no spec kind says (not counted)"))
+    return []
 
 
 def _why(n: Node) -> str:
@@ -750,9 +1225,44 @@ def _check_chain(layers: list[Layer], problems: list[Problem]) -> None:
             )
 
 
+def fold_condconv(nodes: Sequence[Node]) -> list[Node]:
+    """timm's CondConv2d: a conv whose weight is ``routing @ experts`` (a linear node on the routing
+    weights, reading the expert parameters) becomes one conv with ``experts``, holding the experts'
+    parameters; the routing (global pool → linear → sigmoid on the block input) is folded into the first
+    such conv, so the block reads as a chain."""
+    by_out = {n.out: n for n in nodes}
+    drop: set[int] = set()
+    routed: set[int] = set()
+    for n in nodes:
+        if n.op != "conv" or len(n.inputs) != 2:
+            continue
+        w = by_out.get(n.inputs[1])
+        r = by_out.get(w.inputs[0]) if w is not None and w.op == "linear" and w.inputs else None
+        if w is None or r is None or r.op != "act" or r.attrs.get("name") != "sigmoid":
+            continue
+        n.attrs["experts"] = int(w.in_shape[-1])
+        n.inputs = (n.inputs[0],)
+        n.params += w.params
+        n.attrs["n"] = n.attrs.get("n", 1) + 1
+        drop.add(w.out)
+        if r.out not in routed:
+            routed.add(r.out)
+            chain = [r]
+            while chain[-1].inputs and chain[-1].op != "pool":
+                prev = by_out.get(chain[-1].inputs[0])
+                if prev is None:
+                    break
+                chain.append(prev)
+            if chain[-1].op == "pool":
+                drop.update(x.out for x in chain)
+                n.params += sum(x.params for x in chain)
+                n.attrs["n"] += len(chain)
+    return [n for n in nodes if n.out not in drop]
+
+
 def recognise(nodes: Sequence[Node], output: int) -> Recognised:
     """The spec layers of a traced graph (tensor 0 the input, ``output`` the model's output tensor)."""
-    g = Graph(nodes)
+    g = Graph(fold_condconv(nodes))
     problems: list[Problem] = []
     try:
         units, end = g.parse(0, len(g.nodes), 0)
@@ -815,14 +1325,24 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
         c = Counter(layer[key] for layer in convs if key in layer)
         return c.most_common(1)[0][0] if c else fallback
 
-    defaults = {
+    defaults: dict[str, Any] = {
         "activation": common("activation", "relu6"),
         "norm": common("norm", "batchnorm"),
         "bias": common("bias", False),
     }
+    grouped = [cg for layer in rec.layers for cg in layer.get("_gn", [])]
+    if grouped:
+        if len({g for _, g in grouped}) == 1:
+            if grouped[0][1] != 32:
+                defaults["norm_groups"] = grouped[0][1]
+        elif len({c // g for c, g in grouped}) == 1 and all(c % g == 0 for c, g in grouped):
+            defaults["norm_group_size"] = grouped[0][0] // grouped[0][1]
+        else:
+            rec.problems.append(Problem("norm", "", "grouped norms whose groups follow no one rule (not exact)"))
     layers: list[Layer] = []
     for layer in rec.layers:
         d = dict(layer)
+        d.pop("_gn", None)
         if d["kind"] not in ("pool", "linear", "dropout"):
             for key, v in defaults.items():
                 if d.get(key) == v:

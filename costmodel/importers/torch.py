@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import UsageError
@@ -43,6 +44,10 @@ _ALIASES = frozenset(
         "lift_fresh",
         "_to_copy",
         "to",
+        "permute",
+        "as_strided",
+        "transpose",
+        "t",
     }
 )
 _ACTS = {
@@ -111,10 +116,13 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.scope = scope
         self.next = 1
         self.used: set[str] = set()
+        self.shapes: dict[int, tuple[int, ...]] = {}
+        self.function: str = ""  # the torch-function-level call running now (see _Functions)
 
     def track(self, t: Any, tid: int) -> None:
         self.tensors[id(t)] = tid
         self.keep.append(t)
+        self.shapes.setdefault(tid, tuple(t.shape))
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -134,10 +142,18 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
             return out
         for p, _ in params:
             self.used.add(p)
-        if base in _ALIASES:
+        if base in _ALIASES or base == "slice" and tuple(first.shape) == tuple(flat[0].shape):
             self.track(first, data[0])
             return out
         x = next(t for t in flat if id(t) in self.tensors)
+        if base in ("split", "split_with_sizes", "unbind", "chunk") and isinstance(out, (list, tuple)):
+            sizes = [int(t.shape[1]) for t in out]
+            for i, t in enumerate(out):
+                node = self._node("split", str(func), args, data[:1], [], t, tuple(x.shape))
+                node.op, node.attrs = "split", {"index": i, "sizes": sizes, "dim": len(x.shape) - len(t.shape) or 1}
+                self.nodes.append(node)
+                self.track(t, node.out)
+            return out
         node = self._node(base, str(func), args, data, params, first, tuple(x.shape))
         self.nodes.append(node)
         self.track(first, node.out)
@@ -163,8 +179,11 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         op = "other"
         if base == "convolution" and not args[6]:
             w = args[1]
+            if not params and len(data) == 1:
+                attrs["fixed"] = True  # a fixed filter held in a buffer (timm's BlurPool2d)
             kh, kw = w.shape[2], w.shape[3]
             attrs = {
+                **attrs,
                 "kernel": kh if kh == kw else (kh, kw),
                 "stride": _pair(args[3]),
                 "padding": _pair(args[4]),
@@ -177,7 +196,10 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         elif base in _NORMS:
             op = "norm"
             attrs = {"name": _NORMS[base], "affine": len(args) > 1 and args[1] is not None}
-            shape = in_shape
+            if base == "native_group_norm":
+                attrs["groups"] = int(args[6])
+            shape = self.shapes.get(data[0], in_shape)  # LayerNorm2d permutes: the NCHW shape it normalises
+            in_shape = shape
         elif base == "hardtanh":
             lo = args[1] if len(args) > 1 else -1.0
             hi = args[2] if len(args) > 2 else 1.0
@@ -186,14 +208,46 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
             op, attrs = "act", {"name": _ACTS[base]}
         elif base in ("add", "mul") and len(data) == 2 and len(ins) >= 1:
             op = base
+        elif base == "mul" and len(data) == 1 and params and len(in_shape) == 4:
+            op = "scale"  # x · γ per channel (timm's LayerScale2d)
         elif _is_global_pool(base, args, in_shape, shape):
-            op, attrs = "pool", {"implementation": "module"}
+            fn = "functional" if "adaptive_avg_pool2d" in self.function else "mean"
+            op, attrs = "pool", {"implementation": fn}
+        elif base == "avg_pool2d" and len(in_shape) == 4:
+            op, attrs = "avgpool", {"kernel": _pair(args[1]), "stride": _pair(args[2]) if len(args) > 2 else None}
+        elif base == "cat":
+            op = "cat"
+        elif base == "slice" and len(in_shape) == 4 and args[1] == 1:
+            op = "slice" if shape != in_shape else "other"
+        elif base in ("upsample_nearest2d", "upsample_bilinear2d", "_upsample_nearest_exact2d"):
+            op = "upsample"
+        elif base in ("reflection_pad2d", "replication_pad2d") and len(in_shape) == 4:
+            op, attrs = "pad", {"pads": list(args[1]), "mode": base.split("_")[0]}
         elif base in ("addmm", "mm", "linear") and params:
             op, attrs = "linear", {"bias": base == "addmm" or (base == "linear" and len(params) > 1)}
         elif base == "constant_pad_nd" and len(in_shape) == 4:
             pads = list(args[1])
             op, attrs = "pad", {"pads": pads}
         return Node(op, ins, tid, shape, in_shape, scope, full, attrs, n_params)
+
+
+class _Functions(TorchFunctionMode):
+    """Tells the recorder which torch-level function is running, so a global pool can say how the model
+    calls it: ``F.adaptive_avg_pool2d`` (inside an ``nn.AdaptiveAvgPool2d`` module or not) or ``x.mean``."""
+
+    def __init__(self, rec: _Recorder) -> None:
+        super().__init__()
+        self.rec = rec
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = getattr(func, "__name__", "")
+        outer = self.rec.function
+        if name in ("adaptive_avg_pool2d", "mean"):
+            self.rec.function = name
+        try:
+            return func(*args, **(kwargs or {}))
+        finally:
+            self.rec.function = outer
 
 
 def _is_global_pool(base: str, args: Any, in_shape: tuple[int, ...], shape: tuple[int, ...]) -> bool:
@@ -254,7 +308,7 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> Trace:
     counter = FlopCounterMode(display=False)
     module.eval()
     try:
-        with torch.no_grad(), _scopes(module, stack) as types, counter, rec:
+        with torch.no_grad(), _scopes(module, stack) as types, counter, rec, _Functions(rec):
             y = functional_call(module, subs, (x,), strict=False)
     except Exception as exc:  # the user's forward failed on a meta tensor
         raise UsageError(f"the model's forward pass failed on a meta tensor of shape {(1, *input)}: {exc}") from exc
@@ -276,6 +330,35 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> Trace:
         params_used=rec.used,
         scope_types=types,
     )
+
+
+def _fold_modules(module: nn.Module, tr: Trace) -> None:
+    """Norms that run as many small ops (timm's EvoNorm2dS0 / B0) become one norm node each, read off the
+    module: its groups and whether it applies its nonlinearity."""
+    mods = dict(module.named_modules())
+    out: list[Node] = []
+    i = 0
+    nodes = tr.nodes
+    while i < len(nodes):
+        n = nodes[i]
+        kind = tr.scope_types.get(n.scope, "")
+        if kind.startswith("EvoNorm2d") and kind[9:11] in ("S0", "B0"):
+            j = i
+            while j < len(nodes) and nodes[j].scope == n.scope:
+                j += 1
+            m = mods[n.scope]
+            name = "evonorm_" + kind[9:11].lower()
+            attrs = {"name": name, "affine": True, "act": bool(getattr(m, "apply_act", True))}
+            if hasattr(m, "groups"):
+                attrs["groups"] = int(m.groups)
+            params = sum(x.params for x in nodes[i:j])
+            last = nodes[j - 1]
+            out.append(Node("norm", n.inputs[:1], last.out, last.shape, n.in_shape, n.scope, kind, attrs, params))
+            i = j
+            continue
+        out.append(n)
+        i += 1
+    tr.nodes = out
 
 
 def totals(module: nn.Module) -> tuple[int, int]:
@@ -310,9 +393,10 @@ def from_torch(
     shape = _check_input(input)
     tr = trace(module, shape)
     for node in tr.nodes:
-        if node.op == "pool":
-            kind = tr.scope_types.get(node.scope, "")
-            node.attrs["implementation"] = "module" if "Pool" in kind else "mean"
+        if node.op == "pool" and node.attrs["implementation"] == "functional":
+            if "Pool" in tr.scope_types.get(node.scope, ""):  # nn.AdaptiveAvgPool2d (or a wrapper) calls it
+                node.attrs["implementation"] = "module"
+    _fold_modules(module, tr)
     params, buffers = totals(module)
     names = {n for n, _ in module.named_parameters()}
     unused = sorted(names - tr.params_used)

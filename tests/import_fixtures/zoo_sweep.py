@@ -1,0 +1,89 @@
+"""Import every timm MBConv-family model of docs/zoo.md's table and say how exactly each imports.
+
+For each of the 177 names (specs/timm/_tools/figures.jsonl): build it with ``pretrained=False`` on the meta
+device, ``costmodel.from_torch`` at its default input size, and compare the imported spec with torch's own
+figures there (the import report: params, buffers, FlopCounterMode MACs / 2, output) and with figures.jsonl's
+at 193×193 (the spec's input edited afterwards). Not part of the tests (minutes on two cores):
+
+    PYTHONPATH=. nice -n 10 python tests/import_fixtures/zoo_sweep.py out.jsonl [name ...]
+
+Each output line: name, status (exact / covered / failed), coverage of MACs and params, problem count,
+the first problems, kinds, and whether the shipped spec's counts are reproduced.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def figures(spec, h=None, w=None):
+    import costmodel
+
+    if h is not None:
+        spec = spec.model_copy(update={"input": spec.input.model_copy(update={"height": h, "width": w})})
+    r = costmodel.analyze(spec)
+    return {k: r.totals[k] for k in ("params", "buffers", "macs")} | {"output": list(r.output)}
+
+
+def one(name: str, ref: dict) -> dict:
+    import timm
+
+    import costmodel
+
+    t0 = time.time()
+    row: dict = {"model": name}
+    try:
+        model = timm.create_model(name, pretrained=False, device="meta")
+        shape = tuple(model.pretrained_cfg["input_size"])
+        spec = costmodel.from_torch(model, shape)
+    except Exception as exc:  # the sweep records every failure
+        row.update(status="failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        row["seconds"] = round(time.time() - t0, 1)
+        return row
+    rep = costmodel.import_report(spec)
+    at193 = figures(spec, 193, 193)
+    ok193 = {k: at193[k] for k in ("params", "macs", "output")} == {
+        k: ref["r193"][k] for k in ("params", "macs", "output")
+    }
+    shipped = ROOT / "specs" / "timm" / f"{name}.yaml"
+    same = None
+    if shipped.exists():
+        s = costmodel.load(shipped)
+        same = figures(spec) == figures(s) and at193 == figures(s, 193, 193)
+    exact = rep.exact and ok193
+    row.update(
+        status="exact" if exact else "covered",
+        macs_cov=round(rep.coverage("macs"), 6),
+        params_cov=round(rep.coverage("params"), 6),
+        at193=ok193,
+        shipped_same=same,
+        problems=len(rep.problems),
+        first=[str(p) for p in rep.problems[:4]],
+        mismatch={k: [v, rep.spec.get(k)] for k, v in rep.source.items() if rep.spec.get(k) != v},
+        kinds=rep.kinds,
+    )
+    row["seconds"] = round(time.time() - t0, 1)
+    return row
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    refs = {}
+    for line in (ROOT / "specs" / "timm" / "_tools" / "figures.jsonl").read_text().splitlines():
+        d = json.loads(line)
+        refs[d["model"]] = d
+    names = sys.argv[2:] or sorted(refs)
+    with out.open("w") as fh:
+        for name in names:
+            row = one(name, refs[name])
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+
+
+if __name__ == "__main__":
+    main()
