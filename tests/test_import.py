@@ -109,12 +109,28 @@ def test_unknown_activation_is_reported_with_its_module_path():
     assert report.spec["macs"] == 4 * 81 * 27
 
 
-def test_an_op_the_spec_cannot_say_is_named():
+def test_an_op_the_spec_cannot_say_is_named_and_the_spec_stops_there():
     pytest.importorskip("torch")
     from tests.import_fixtures.custom_mbconv import Unsupported
 
-    with pytest.raises(costmodel.UsageError, match=r"max_pool2d.* at pool"):
-        costmodel.from_torch(Unsupported(), (3, 9, 9))
+    spec = costmodel.from_torch(Unsupported(), (3, 9, 9))  # never fails
+    report = costmodel.import_report(spec)
+    assert not report.exact
+    assert [layer.kind for layer in spec.layers] == ["conv"]  # conv a; the max pool changes the shape
+    assert ("aten.max_pool2d_with_indices.default", "pool") == (report.problems[0].op, report.problems[0].scope)
+    assert report.problems[1].scope == "b" and "not counted" in report.problems[1].message
+    # what the spec counts is the model's own: conv a 3→4 3×3 + bias on 9×9 = 4·81·27 MACs, 4·27 + 4 params
+    assert report.spec["macs"] == 4 * 81 * 27 and report.spec["params"] == 4 * 27 + 4
+    # of the model's 4·81·27 + 4·16·36 MACs (conv b on the pooled 4×4)
+    assert report.coverage("macs") == (4 * 81 * 27) / (4 * 81 * 27 + 4 * 16 * 36)
+
+
+def test_pool_implementation_is_how_the_model_calls_it():
+    pytest.importorskip("torch")
+    from tests.import_fixtures.custom_mbconv import Pooled
+
+    got = {how: costmodel.from_torch(Pooled(how), (3, 9, 9)).layers[1].implementation for how in Pooled.HOWS}
+    assert got == {"module": "module", "functional": "functional", "mean": "mean"}
 
 
 def test_from_torch_refuses_bad_input():
@@ -203,7 +219,37 @@ FAST_TIMM = [
     "mnasnet_small",
     "spnasnet_100",
     "mobilenet_edgetpu_100",
+    # the newer kinds and options
+    "mixnet_s",
+    "tf_mixnet_s",
+    "ghostnet_050",
+    "ghostnetv2_100",
+    "mobilenetv4_conv_small",
+    "mobilenetv4_conv_aa_medium",
+    "efficientnet_cc_b0_4e",
+    "test_efficientnet_gn",
+    "test_efficientnet_evos",
+    "test_efficientnet_ln",
+    "efficientnet_x_b3",
+    "fbnetc_100",
+    "lcnet_050",
+    "efficientnet_blur_b0",
 ]
+#: one model per newer kind or option, checked against timm itself at its size and at an odd one
+NEW_KINDS = {
+    "mixnet_s": "mixconv",
+    "tf_mixnet_s": "mixconv",
+    "ghostnet_050": "ghost_bottleneck",
+    "ghostnetv2_100": "ghost_bottleneck",
+    "mobilenetv4_conv_aa_medium": "uir",
+    "efficientnet_cc_b0_4e": "condconv",
+    "test_efficientnet_gn": "mbconv",
+    "test_efficientnet_evos": "mbconv",
+    "test_efficientnet_ln": "mbconv",
+    "efficientnet_x_b3": "mbconv",
+    "lcnet_050": "dwsep",
+    "efficientnet_blur_b0": "mbconv",
+}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in FAST_TIMM else [pytest.mark.slow]) for n in TIMM])
@@ -254,3 +300,28 @@ def test_onnx_bad_file(tmp_path):
         costmodel.from_onnx(bad)
     with pytest.raises(costmodel.UsageError):
         costmodel.from_onnx(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("name", sorted(NEW_KINDS))
+def test_timm_newer_kinds_equal_the_model_at_an_odd_size(name):
+    timm = pytest.importorskip("timm")
+    model = timm.create_model(name, pretrained=False, device="meta")
+    shape = tuple(model.pretrained_cfg["input_size"])
+    spec = costmodel.from_torch(model, shape)
+    assert NEW_KINDS[name] in {layer.kind for layer in spec.layers}
+    _assert_exact(model, spec, shape, (193, 321))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["repghostnet_050", "mobilenetv4_hybrid_medium_075", "lcnetv2_small"])
+def test_timm_model_without_a_spec_kind_imports_and_names_what_it_leaves_out(name):
+    timm = pytest.importorskip("timm")
+    model = timm.create_model(name, pretrained=False, device="meta")
+    shape = tuple(model.pretrained_cfg["input_size"])
+    spec = costmodel.from_torch(model, shape)  # never fails
+    report = costmodel.import_report(spec)
+    want = _torch_figures(model, shape)
+    assert not report.exact and report.problems
+    assert all(p.scope for p in report.problems)  # each names its module path
+    assert 0.5 < report.coverage("macs") < 1 and report.source["macs"] == want["macs"]
+    assert report.spec["output"] == want["output"]  # the layers it leaves out keep the shape

@@ -25,11 +25,9 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 from ..errors import UsageError
-from ..spec.fields import se_ratio
 from ..spec.scaling import make_divisible
 
 #: Activations the spec's ``activation`` can name, and the gates SE's ``se_gate`` can name.
@@ -175,7 +173,9 @@ class Graph:
         while todo:
             readers = [q for q in self.readers.get(cur, []) if q in inside]
             if not readers:
-                raise StructureError(self.nodes[todo[0]], "reads a tensor that is not the running feature map (a branch)")
+                raise StructureError(
+                    self.nodes[todo[0]], "reads a tensor that is not the running feature map (a branch)"
+                )
             if len(readers) == 1:
                 q = readers[0]
                 node = self.nodes[q]
@@ -195,11 +195,14 @@ class Graph:
                 branch = self._closure(t, body)
                 branches.append(branch)
             used = [q for b in branches for q in b]
-            if len(used) != len(set(used)) or set(used) != set(body):
-                raise StructureError(jn, "branches that share ops (a structure the layer list cannot say)")
-            parsed: list[tuple[list[Unit], int]] = [self.chain(b, cur) for b in branches]
-            identity = cur in jn.inputs
-            units.append(_join_unit(jn, identity, [merge(u) for u, _ in parsed], [e for _, e in parsed]))
+            try:
+                if len(used) != len(set(used)) or set(used) != set(body):
+                    raise StructureError(jn, "branches that share ops (a structure the layer list cannot say)")
+                parsed: list[tuple[list[Unit], int]] = [self.chain(b, cur) for b in branches]
+                identity = cur in jn.inputs
+                units.append(_join_unit(jn, identity, [merge(u) for u, _ in parsed], [e for _, e in parsed]))
+            except StructureError:  # a region the layer list cannot say: kept whole, reported op by op
+                units.append(Unit("opaque", [self.nodes[q] for q in [*body, join]]))
             for q in [*body, join]:
                 todo.remove(q)
                 inside.discard(q)
@@ -312,6 +315,11 @@ def _gate_unit(mul: Node, inner: list[Unit]) -> Unit:
 
 def merge(units: list[Unit]) -> list[Unit]:
     """Primitive units folded into conv units (pad? → conv → norm? → act?) and typed by their op."""
+    units = list(units)
+    for k in range(len(units) - 1):  # x + 0 → act: the activation belongs to the conv before
+        a, b = units[k], units[k + 1]
+        if a.kind == "prim" and _passive(Unit("other", a.nodes)) and b.kind == "prim" and b.nodes[0].op == "act":
+            units[k], units[k + 1] = b, a
     out: list[Unit] = []
     i = 0
     while i < len(units):
@@ -373,31 +381,68 @@ def merge(units: list[Unit]) -> list[Unit]:
     return _ghosts(out)
 
 
+def _sum_to_conv(u: Unit) -> tuple[Unit, list[Node]] | None:
+    """A conv unit, or a sum of parallel conv branches (re-parameterisable branches, read as a residual
+    with a shortcut, nested) as its heaviest conv and the nodes of the others (left out); else None."""
+    if u.kind == "conv":
+        return u, []
+    if u.kind != "residual" or u.shortcut is None:
+        return None
+    found = []
+    for part in (u.inner, u.shortcut):
+        kept = [x for x in part if x.kind != "dropped" and not _passive(x)]
+        r = _sum_to_conv(kept[0]) if len(kept) == 1 else None
+        found.append((r, part))
+    ok = [r for r, _ in found if r is not None]
+    if not ok:
+        return None
+    conv, dropped = max(ok, key=lambda x: x[0].conv.params)
+    nodes = [n for _, part in found for x in part for n in x.all_nodes() if n not in conv.nodes]
+    nodes += list(u.nodes)
+    if u.post is not None:
+        if conv.act is not None:
+            return None
+        conv = Unit("conv", [*conv.nodes, u.post])
+    return conv, nodes
+
+
 def _ghosts(units: list[Unit]) -> list[Unit]:
     """conv → cat(x, cheap(x)) [→ channel slice] is a Ghost module; a Ghost module gated by a branch from
-    its input (× upsample(sigmoid(…)), GhostNetV2's DFC attention) keeps that branch in ``branches``."""
+    its input (× upsample(sigmoid(…)), GhostNetV2's DFC attention) keeps that branch in ``branches``.
+    A sum of parallel conv branches becomes its heaviest conv first, the others left out."""
+    reduced: list[Unit] = []
+    for u in units:
+        r = _sum_to_conv(u) if u.kind == "residual" else None
+        reduced += [r[0], Unit("dropped", r[1])] if r is not None else [u]
+    units = reduced
     out: list[Unit] = []
     i = 0
     while i < len(units):
         u = units[i]
-        nxt = units[i + 1] if i + 1 < len(units) else None
-        if (
-            u.kind == "conv"
-            and nxt is not None
-            and nxt.kind == "catself"
-            and len(nxt.inner) == 1
-            and nxt.inner[0].kind == "conv"
-        ):
+        j = i + 1
+        while j < len(units) and (units[j].kind == "dropped" or _passive(units[j])):
+            j += 1
+        nxt = units[j] if j < len(units) else None
+        cheap = [x for x in nxt.inner if x.kind != "dropped" and not _passive(x)] if nxt is not None else []
+        prim = _sum_to_conv(u) if nxt is not None and nxt.kind == "catself" else None
+        cheap1 = _sum_to_conv(cheap[0]) if prim is not None and len(cheap) == 1 else None
+        if prim is not None and cheap1 is not None and nxt is not None:
+            u, cheap = prim[0], [cheap1[0]]
+            aside = units[i + 1 : j] + [x for x in nxt.inner if x.kind == "dropped" or _passive(x)]
+            aside += [Unit("dropped", d) for d in (prim[1], cheap1[1]) if d]
             nodes = list(nxt.nodes)
-            i += 2
+            i = j + 1
             if i < len(units) and units[i].kind == "slice":
                 nodes += units[i].nodes
                 i += 1
-            out.append(Unit("ghost", nodes, [u, nxt.inner[0]]))
+            out.append(Unit("ghost", nodes, [u, cheap[0]]))
+            out += aside
             continue
-        if u.kind == "gated" and len(u.inner) == 1 and u.inner[0].kind == "ghost" and u.shortcut:
-            g = u.inner[0]
+        main = [x for x in u.inner if x.kind != "dropped" and not _passive(x)]
+        if u.kind == "gated" and len(main) == 1 and main[0].kind == "ghost" and u.shortcut:
+            g = main[0]
             out.append(Unit("ghost", [*g.nodes, *u.nodes], g.inner, branches=[u.shortcut]))
+            out += [x for x in u.inner if x is not g]
             i += 1
             continue
         out.append(u)
@@ -461,9 +506,8 @@ class Fit:
         n = u.norm
         if n is not None and n.attrs.get("name") == "groupnorm":
             self.groupnorms.append((c.shape[1], int(n.attrs.get("groups", 32))))
-        if n is not None and n.attrs.get("name", "").startswith("evonorm"):
-            if "groups" in n.attrs:
-                self.groupnorms.append((c.shape[1], int(n.attrs["groups"])))
+        if n is not None and n.attrs.get("name", "").startswith("evonorm") and "groups" in n.attrs:
+            self.groupnorms.append((c.shape[1], int(n.attrs["groups"])))
         bias = bool(a["bias"])
         if self.bias is None:
             self.bias = bias
@@ -655,7 +699,12 @@ def _mixed(u: Unit) -> list[Unit]:
 def _acts(u: Unit) -> bool:
     """Whether a conv unit applies an activation (its own, or an activating norm's)."""
     n = u.norm
-    return u.act is not None or n is not None and n.attrs.get("name", "").startswith("evonorm") and bool(n.attrs.get("act"))
+    return (
+        u.act is not None
+        or n is not None
+        and n.attrs.get("name", "").startswith("evonorm")
+        and bool(n.attrs.get("act"))
+    )
 
 
 def match_mbconv(units: list[Unit], residual: bool) -> Layer | None:
@@ -829,6 +878,9 @@ def match_uir(units: list[Unit], residual: bool) -> Layer | None:
     [k×k dw + norm] → 1×1 expand + act → [k×k dw + act] → 1×1 projection (+ residual). (Without the start
     conv the block is an MBConv, which the mbconv matcher says.)"""
     us = list(units)
+    scale = bool(us) and us[-1].kind == "scale"
+    if scale:
+        us.pop()
     f = Fit()
     start = mid = None
     if us and us[0].kind == "conv" and _is_dw(us[0]) and us[0].act is None:
@@ -837,7 +889,7 @@ def match_uir(units: list[Unit], residual: bool) -> Layer | None:
         return None
     exp = f.conv(us.pop(0), act=True, kernel1=True, depthwise=False, stride1=True)
     if len(us) == 2:
-        if start is None:
+        if start is None and not scale:
             return None  # 1×1 → dw → 1×1 is an MBConv
         mid = f.conv(us.pop(0), act=True, depthwise=True, kxk=True, options=("aa",))
     if len(us) != 1 or start is None and mid is None and not residual:
@@ -859,6 +911,8 @@ def match_uir(units: list[Unit], residual: bool) -> Layer | None:
     if mid is not None:
         layer["mid_kernel"] = mid.conv.attrs["kernel"]
     layer.update(stride=stride, out_channels=proj.conv.shape[1], **f.fields(), residual=residual)
+    if scale:
+        layer["layer_scale"] = True
     return layer
 
 
@@ -1061,11 +1115,41 @@ def _conv_problem(u: Unit) -> str:
     return f"norm {n.name if n else '?'} is not one the spec names (batchnorm with affine γ, β)"
 
 
+def _strip(units: list[Unit], problems: list[Problem]) -> list[Unit]:
+    """The units without the ones left out on the side: the branches dropped from a sum of parallel
+    branches, and shape-keeping elementwise ops the spec cannot say (both reported, not counted)."""
+    out: list[Unit] = []
+    for u in units:
+        if u.kind == "dropped":
+            for n in u.nodes:
+                what = "the add joining parallel branches" if n.op == "add" else "on a parallel branch"
+                problems.append(Problem(n.name, n.scope, f"{what} the layer list cannot say (not counted)"))
+        elif _passive(u):
+            n = u.nodes[0]
+            problems.append(Problem(n.name, n.scope, "an elementwise op the spec cannot say (not counted)"))
+        else:
+            out.append(u)
+    return out
+
+
+def _passive(u: Unit) -> bool:
+    """An op on the feature map alone that keeps its shape and reads no weights (x + 0, x · 2, …)."""
+    if u.kind not in ("other", "scale") or u.inner or u.branches or len(u.nodes) != 1:
+        return False
+    n = u.nodes[0]
+    return n.op in ("other", "scale") and len(n.inputs) == 1 and n.shape == n.in_shape and n.params == 0
+
+
 def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[Layer]:
     out: list[Layer] = []
+    units = _strip(units, problems)
     i = 0
     while i < len(units):
         u = units[i]
+        if u.kind == "residual":
+            u.inner = _strip(u.inner, problems)
+            if u.shortcut is not None:
+                u.shortcut = _strip(u.shortcut, problems)
         if u.kind == "ghost":
             layer = match_ghost(u)
             if layer is not None:
@@ -1090,7 +1174,19 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
                 if post is not None:
                     out += _layers([Unit("act", [post])], problems)
             else:
-                out += _primitives(u.inner, problems, "")
+                sub_problems: list[Problem] = []
+                sub = _layers(u.inner, sub_problems)
+                first = u.all_nodes()[0]
+                if u.shortcut is None and not _chains(sub, first.in_shape[1:], u.nodes[0].shape[1:]):
+                    # the main branch says nothing that chains: the block is left out whole, and as it keeps
+                    # the shape (x + F(x)), the layers around it still chain
+                    out += _unsaid(u, problems)
+                    if u.post is not None:
+                        out += _layers([Unit("act", [u.post])], problems)
+                    i += 1
+                    continue
+                out += sub
+                problems += sub_problems
                 if u.shortcut:
                     problems.append(
                         Problem(u.nodes[0].name, u.scope, "residual with a shortcut branch of no known block")
@@ -1142,11 +1238,11 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
                 i += 1
                 used.append(units[i])
             out.append(_tag(layer, used))
-        elif u.kind == "dropped":
-            for n in u.nodes:
-                what = "the add joining parallel branches" if n.op == "add" else "on a parallel branch"
-                problems.append(Problem(n.name, n.scope, f"{what} the layer list cannot say (not counted)"))
-        elif u.kind in ("multi", "catself", "gated", "other") and (u.inner or u.branches or u.shortcut):
+        elif (
+            u.kind == "opaque"
+            or u.kind in ("multi", "catself", "gated", "other")
+            and (u.inner or u.branches or u.shortcut)
+        ):
             out += _unsaid(u, problems)
         elif u.kind == "se":
             problems.append(Problem(u.nodes[0].name, u.scope, "squeeze-excitation outside a block the spec can say"))
@@ -1158,6 +1254,14 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
                 problems.append(Problem(n.name, n.scope, _why(n)))
         i += 1
     return out
+
+
+def _chains(layers: list[Layer], start: tuple[int, ...], end: tuple[int, ...]) -> bool:
+    """Whether the layers read ``start``, each the one before's output, and write ``end``."""
+    if not layers:
+        return False
+    shapes = [start, *[x for layer in layers for x in (layer["_in"], layer["_out"])], end]
+    return all(a == b for a, b in zip(shapes[::2], shapes[1::2], strict=False))
 
 
 def _unsaid(u: Unit, problems: list[Problem]) -> list[Layer]:
@@ -1212,17 +1316,25 @@ class ImportFailure(UsageError):
         self.problems = problems
 
 
-def _check_chain(layers: list[Layer], problems: list[Problem]) -> None:
-    """Each layer must read what the one before writes; else the spec would not be the model."""
-    for a, b in zip(layers, layers[1:], strict=False):
+def _check_chain(layers: list[Layer], problems: list[Problem]) -> list[Layer]:
+    """Each layer must read what the one before writes, else the spec would not be the model: at the first
+    layer that does not, the spec stops (every count it gives stays the model's), and the layers left out
+    are reported by name."""
+    for i, (a, b) in enumerate(zip(layers, layers[1:], strict=False)):
         if a["_out"][0] != b["_in"][0] or (len(b["_in"]) == 3 and len(a["_out"]) == 3 and a["_out"] != b["_in"]):
-            raise ImportFailure(
-                f"cannot import: {b.get('name') or b['kind']} reads {b['_in']} but the layer before gives "
-                f"{a['_out']}; ops between them the spec cannot say: "
-                + ("; ".join(str(p) for p in problems[:3]) or "none found")
-                + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""),
-                problems,
+            problems.append(
+                Problem(
+                    b.get("name") or b["kind"],
+                    b.get("name") or "",
+                    f"reads {b['_in']} but the layers the spec can say give {a['_out']}: the ops between change "
+                    f"the shape in a way no spec kind says, so the spec stops here and the {len(layers) - i - 1} "
+                    "layers from this one on are not counted",
+                )
             )
+            for c in layers[i + 2 :]:
+                problems.append(Problem(c["kind"], c.get("name") or "", "after the point the spec stops (not counted)"))
+            return layers[: i + 1]
+    return layers
 
 
 def fold_condconv(nodes: Sequence[Node]) -> list[Node]:
@@ -1274,7 +1386,9 @@ def recognise(nodes: Sequence[Node], output: int) -> Recognised:
     start = next((n.in_shape[1:] for n in g.nodes if 0 in n.inputs), ())
     if not layers:
         raise ImportFailure("cannot import: no layer of the model is one the spec can say", problems)
-    _check_chain([{"_out": start, "kind": "input"}, *layers], problems)
+    layers = _check_chain([{"_out": start, "kind": "input"}, *layers], problems)[1:]
+    if not layers:
+        raise ImportFailure("cannot import: the model's first layer is not one the spec can say", problems)
     _climb(layers, g.nodes)
     for layer in layers:
         layer.pop("_in")

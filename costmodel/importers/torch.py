@@ -393,9 +393,9 @@ def from_torch(
     shape = _check_input(input)
     tr = trace(module, shape)
     for node in tr.nodes:
-        if node.op == "pool" and node.attrs["implementation"] == "functional":
-            if "Pool" in tr.scope_types.get(node.scope, ""):  # nn.AdaptiveAvgPool2d (or a wrapper) calls it
-                node.attrs["implementation"] = "module"
+        pooled = node.op == "pool" and node.attrs["implementation"] == "functional"
+        if pooled and tr.scope_types.get(node.scope, "").endswith("Pool2d"):  # nn.AdaptiveAvgPool2d, timm's Select…
+            node.attrs["implementation"] = "module"
     _fold_modules(module, tr)
     params, buffers = totals(module)
     names = {n for n, _ in module.named_parameters()}

@@ -69,7 +69,7 @@ def build(classes: int = 7) -> nn.Module:
 
 
 class Unsupported(nn.Module):
-    """A conv, a max pool (which the spec cannot say) and a conv: the import must refuse, naming the pool."""
+    """A conv, a max pool (which the spec cannot say) and a conv: the spec stops at the pool, naming it."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -79,6 +79,29 @@ class Unsupported(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.b(self.pool(self.a(x)))
+
+
+class Pooled(nn.Module):
+    """conv → global average pool called one of three ways → linear."""
+
+    HOWS = ("module", "functional", "mean")
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.how == "module":
+            x = self.pool(x)
+        elif self.how == "functional":
+            x = nn.functional.adaptive_avg_pool2d(x, 1)
+        else:
+            x = x.mean((2, 3))
+        return self.fc(x.flatten(1))
 
 
 class GeluNet(nn.Module):
