@@ -117,7 +117,7 @@ def test_an_op_the_spec_cannot_say_is_named_and_the_spec_stops_there():
     report = costmodel.import_report(spec)
     assert not report.exact
     assert [layer.kind for layer in spec.layers] == ["conv"]  # conv a; the max pool changes the shape
-    assert ("aten.max_pool2d_with_indices.default", "pool") == (report.problems[0].op, report.problems[0].scope)
+    assert (report.problems[0].op, report.problems[0].scope) == ("aten.max_pool2d_with_indices.default", "pool")
     assert report.problems[1].scope == "b" and "not counted" in report.problems[1].message
     # what the spec counts is the model's own: conv a 3→4 3×3 + bias on 9×9 = 4·81·27 MACs, 4·27 + 4 params
     assert report.spec["macs"] == 4 * 81 * 27 and report.spec["params"] == 4 * 27 + 4
