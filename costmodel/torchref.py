@@ -201,12 +201,12 @@ def _kxk(layer: Any) -> dict[str, Any]:
 class SqueezeExcite(nn.Module):
     """avgpool → 1×1 conv(bias) → act → 1×1 conv(bias) → gate → x · gate."""
 
-    def __init__(self, channels: int, squeeze: int, act: str, gate: str) -> None:
+    def __init__(self, channels: int, squeeze: int, act: str, gate: str, bias: bool = True) -> None:
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, squeeze, 1, bias=True)
+        self.fc1 = nn.Conv2d(channels, squeeze, 1, bias=bias)
         self.act = _act(act)
-        self.fc2 = nn.Conv2d(squeeze, channels, 1, bias=True)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1, bias=bias)
         self.gate = _act(gate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,7 +229,7 @@ def _se(layer: Any, cfg: _Cfg, channels: int, block_in: int) -> nn.Module:
             squeeze = make_divisible(exact, layer.se_divisor, round_limit=layer.se_round_limit)
         else:
             squeeze = max(1, squeeze)
-    return SqueezeExcite(channels, squeeze, layer.se_activation or cfg.act, layer.se_gate)
+    return SqueezeExcite(channels, squeeze, layer.se_activation or cfg.act, layer.se_gate, layer.se_bias)
 
 
 def _expanded(layer: Any, cin: int) -> int:

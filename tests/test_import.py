@@ -292,6 +292,59 @@ def test_onnx_legacy_export_imports_exactly(tmp_path):
     assert _spec_figures(spec, 193, 321)["macs"] == _torch_figures(model, (3, 193, 321))["macs"]
 
 
+@pytest.mark.torchvision
+@pytest.mark.slow
+def test_onnx_dynamo_export_imports_exactly(tmp_path):
+    """The default (dynamo) exporter removes all-zero conv biases, the SE ones included: the import says
+    them with se_bias: false, and MACs and output equal torch's."""
+    torch = pytest.importorskip("torch")
+    tv = pytest.importorskip("torchvision")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    model = tv.models.mobilenet_v3_small(weights=None).eval()
+    path = tmp_path / "m.onnx"
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path), dynamo=True)
+    spec = costmodel.from_onnx(path)
+    report = costmodel.import_report(spec)
+    want = _torch_figures(model, (3, 224, 224))
+    got = _spec_figures(spec)
+    assert (got["macs"], got["output"]) == (want["macs"], want["output"])
+    assert report.exact, report.warnings()
+    ses = [layer for layer in spec.layers if getattr(layer, "se", None) is not None]
+    assert ses and all(layer.se_bias is False for layer in ses)
+    # torch's params minus, per BatchNorm, its 2C (folded away), minus the SE biases the exporter removed,
+    bn = sum(m.weight.numel() * 2 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    se_bias = sum(
+        m.fc1.bias.numel() + m.fc2.bias.numel() for m in model.modules() if type(m).__name__ == "SqueezeExcitation"
+    )
+    # and the classifier's zero-initialised Linear biases (1024 + 1000), also dropped from the graph
+    linear_bias = sum(m.bias.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert linear_bias == 1024 + 1000
+    assert got["params"] == want["params"] - bn - se_bias - linear_bias
+    assert _spec_figures(spec, 193, 321)["macs"] == _torch_figures(model, (3, 193, 321))["macs"]
+
+
+def test_se_bias_false_drops_both_se_biases():
+    """se_bias: false (what the dynamo ONNX graph says): the SE's two 1×1 convs lose S + C bias params."""
+    base = {
+        "input": {"channels": 16, "height": 8, "width": 8},
+        "layers": [{"kind": "mbconv", "expansion": 4, "kernel": 3, "out_channels": 16, "se": 0.25}],
+    }
+    with_bias = costmodel.analyze(_spec(base))
+    base["layers"][0]["se_bias"] = False
+    without = costmodel.analyze(_spec(base))
+    # SE squeeze S = floor(16 · 0.25) = 4 on the expanded C = 64: biases 4 + 64
+    assert with_bias.totals["params"] - without.totals["params"] == 4 + 64
+    assert with_bias.totals["macs"] == without.totals["macs"]
+
+
+def _spec(data):
+    import yaml
+
+    return costmodel.loads(yaml.safe_dump(data))
+
+
 def test_onnx_bad_file(tmp_path):
     pytest.importorskip("onnx")
     bad = tmp_path / "x.onnx"

@@ -153,7 +153,7 @@ def group_count(layer: Any, a: BlockArgs, width: Num, default: Num) -> Num:
 
 def se_unit(f: Flow, a: BlockArgs, layer: Any, block_in_channels: Num) -> int:
     """Squeeze-excitation on the latest tensor x: avgpool → 1×1 conv+bias to S → act → 1×1 conv+bias back
-    → gate → x · gate.
+    → gate → x · gate (both convs without bias with ``se_bias: false``).
 
     S = max(1, floor(base × se)) with base the block input (EfficientNet) or, with ``se_base: expanded``,
     the width SE sits on; with ``se_divisor: d``, S = make_divisible(floor(base × se), d, round_limit)
@@ -189,11 +189,12 @@ def se_unit(f: Flow, a: BlockArgs, layer: Any, block_in_channels: Num) -> int:
     act = layer.se_activation or a.activation
     pooled = ops.global_avgpool(inp, a.n)
     f.add("se", pooled)
-    reduce = ops.conv2d(pooled.output, a.n, squeeze, 1, 1, 1, bias=True)
+    bias = bool(getattr(layer, "se_bias", True))
+    reduce = ops.conv2d(pooled.output, a.n, squeeze, 1, 1, 1, bias=bias)
     f.add("se", reduce)
     if act != "none":
         f.add("se", ops.activation(reduce.output, a.n, act))
-    expand = ops.conv2d(reduce.output, a.n, c, 1, 1, 1, bias=True)
+    expand = ops.conv2d(reduce.output, a.n, c, 1, 1, 1, bias=bias)
     f.add("se", expand)
     gate = f.add("se", ops.activation(expand.output, a.n, layer.se_gate))
     return f.add("se", ops.mul(inp, a.n, "x·gate"), (x, gate))

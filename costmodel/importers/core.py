@@ -126,6 +126,7 @@ _ORDER = (
     "se_divisor",
     "se_activation",
     "se_gate",
+    "se_bias",
     "residual",
     "implementation",
     "p",

@@ -189,7 +189,14 @@ def read(path: str) -> tuple[list[Node], int, tuple[int, int, int], dict[str, An
             f"the exporter shares equal initializers between nodes (e.g. the zero biases of an untrained model): "
             f"the nodes read {weight_params} weight elements, {unique} of them distinct; params count each use"
         )
-    if not any(n.op == "norm" for n in nodes):
+    convs = [n for n in nodes if n.op == "conv"]
+    if convs and not any(n.attrs.get("bias") for n in convs):
+        notes.append(
+            "no conv in the graph has a bias: the exporter removed the all-zero ones (the dynamo exporter's "
+            "RemoveOptionalBiasFromConv, as in an untrained model), so the spec has none either (conv bias: false, "
+            "se_bias: false); a trained model's graph keeps them"
+        )
+    elif not any(n.op == "norm" for n in nodes):
         notes.append(
             f"the graph has no BatchNormalization: the exporter folded it into the convs (weights rescaled, a bias "
             f"added), so this spec has conv bias and no norm; params are the weight initializers' "

@@ -648,11 +648,13 @@ def se_fields(se: Unit, block_in: int, width: int) -> dict[str, Any] | None:
         squeeze = fc1.nodes[0].shape[-1]
         act = a1.nodes[0].attrs.get("name", "")
         gate_name = gate.nodes[0].attrs.get("name")
-    if not all(biases):
-        return None
+    if len(set(map(bool, biases))) != 1:
+        return None  # the spec's SE has both biases or neither
     if gate_name not in GATES or act not in ACTIVATIONS | {"none"}:
         return None
-    out = {"se_activation": act, "se_gate": gate_name}
+    out: dict[str, Any] = {"se_activation": act, "se_gate": gate_name}
+    if not biases[0]:
+        out["se_bias"] = False  # e.g. the ONNX dynamo exporter removed all-zero biases
     for ratio in (0.25, 0.5, 0.125, 1.0, 0.0625):
         for base_name, base in (("input", block_in), ("expanded", width)):
             raw = math.floor(base * ratio)

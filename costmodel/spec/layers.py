@@ -140,6 +140,9 @@ class SEFields(Model):
     )
     se_activation: Activation | None = Field(None, description="activation inside SE; default: the block's")
     se_gate: Gate = "sigmoid"
+    se_bias: bool = Field(
+        True, description="bias on SE's two 1×1 convs (false: the ONNX dynamo exporter removes all-zero biases)"
+    )
     se_channels: ChannelsField | None = Field(
         None, description="the squeeze width itself, instead of the se rule (timm's pruned EfficientNets)"
     )
