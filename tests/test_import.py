@@ -219,21 +219,6 @@ FAST_TIMM = [
     "mnasnet_small",
     "spnasnet_100",
     "mobilenet_edgetpu_100",
-    # the newer kinds and options
-    "mixnet_s",
-    "tf_mixnet_s",
-    "ghostnet_050",
-    "ghostnetv2_100",
-    "mobilenetv4_conv_small",
-    "mobilenetv4_conv_aa_medium",
-    "efficientnet_cc_b0_4e",
-    "test_efficientnet_gn",
-    "test_efficientnet_evos",
-    "test_efficientnet_ln",
-    "efficientnet_x_b3",
-    "fbnetc_100",
-    "lcnet_050",
-    "efficientnet_blur_b0",
 ]
 #: one model per newer kind or option, checked against timm itself at its size and at an odd one
 NEW_KINDS = {
@@ -355,7 +340,18 @@ def test_onnx_bad_file(tmp_path):
         costmodel.from_onnx(tmp_path / "missing.onnx")
 
 
-@pytest.mark.parametrize("name", sorted(NEW_KINDS))
+FAST_NEW = {
+    "mixnet_s",
+    "ghostnetv2_100",
+    "mobilenetv4_conv_aa_medium",
+    "efficientnet_cc_b0_4e",
+    "test_efficientnet_evos",
+}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[] if n in FAST_NEW else [pytest.mark.slow]) for n in sorted(NEW_KINDS)]
+)
 def test_timm_newer_kinds_equal_the_model_at_an_odd_size(name):
     timm = pytest.importorskip("timm")
     model = timm.create_model(name, pretrained=False, device="meta")
