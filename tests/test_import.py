@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import costmodel
+from costmodel.importers.core import to_yaml
 from costmodel.importers.sources import parse_input, parse_kwargs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -359,6 +360,7 @@ def test_timm_newer_kinds_equal_the_model_at_an_odd_size(name):
     spec = costmodel.from_torch(model, shape)
     assert NEW_KINDS[name] in {layer.kind for layer in spec.layers}
     _assert_exact(model, spec, shape, (193, 321))
+    assert _spec_figures(costmodel.loads(to_yaml(spec))) == _spec_figures(spec)  # the YAML the CLI writes
 
 
 @pytest.mark.slow

@@ -134,6 +134,8 @@ _ORDER = (
 
 
 def _scalar(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_scalar(x) for x in v) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):

@@ -7,16 +7,21 @@ tensors it reads, the tensor it writes, its output shape and the module path it 
 
 Recognition runs in two passes:
 
-1. **structure** (:func:`parse`): the graph is read as a chain from the input to the output. A tensor
-   read by two ops opens a branch: ``add(x, F(x))`` is a residual, ``mul(x, G(x))`` with ``G`` ending in
-   a gate is squeeze-excitation, and ``add(F(x), S(x))`` with two branches is a bottleneck with a
-   shortcut. The result is a list of :class:`Unit` (conv + norm + activation, SE, residual, pool, …).
+1. **structure** (:meth:`Graph.chain`): the graph is read as a chain from the input to the output. A
+   tensor read by several ops opens a region that ends where every branch has joined; its branches are
+   found by dataflow: ``add(x, F(x))`` is a residual, ``mul(x, G(x))`` with ``G`` ending in a gate is
+   squeeze-excitation, ``add(F(x), S(x))`` a residual with a shortcut, ``cat(x, F(x))`` a Ghost module,
+   split → convs → cat a mixed conv, ``mul(F(x), upsample(G(x)))`` a gated (DFC) module. The result is
+   a list of :class:`Unit` (conv + norm + activation, SE, residual, ghost, pool, …).
 2. **kinds** (:data:`MATCHERS`): each matcher turns a run of units into one layer dict of the spec,
-   tried highest-level first (MBConv, Fused-MBConv, bottleneck, basic, depthwise-separable, then the
-   primitives conv, pool, linear). A new block kind plugs in as one more matcher.
+   tried highest-level first (UIR, MBConv / MixConv / CondConv, Fused-MBConv, basic, depthwise-separable,
+   then the primitives conv, pool, linear; Ghost and GhostNet's bottleneck; bottleneck). A new block kind
+   plugs in as one more matcher.
 
 What matches nothing is kept as a primitive where the spec can say it, else reported as a
-:class:`Problem` (the op, its module path, why) — never dropped silently.
+:class:`Problem` (the op, its module path, why) — never dropped silently, and never a failure: a block
+no kind says is left out whole where it keeps the shape, a sum of parallel branches keeps its heaviest
+conv, and where an unsaid op changes the shape the spec stops there (every count it gives stays exact).
 """
 
 from __future__ import annotations
@@ -83,9 +88,12 @@ class StructureError(Exception):
 class Unit:
     """A recognised piece of the chain.
 
-    ``kind``: ``conv`` (``nodes`` = pad?, conv, norm?, act?), ``act``, ``norm``, ``pool``, ``linear``,
-    ``se`` (``inner`` = the gate branch), ``residual`` (``inner`` = the main branch, ``shortcut`` = the
-    shortcut branch or None for the identity, ``post`` = an activation after the add), ``other``.
+    ``kind``: ``conv`` (``nodes`` = pad?, conv, norm?, act?, anti-aliasing op?), ``act``, ``norm``,
+    ``pool``, ``linear``, ``se`` (``inner`` = the gate branch), ``residual`` (``inner`` = the main branch,
+    ``shortcut`` = the shortcut branch or None for the identity, ``post`` = an activation after the add),
+    ``ghost`` (``inner`` = primary and cheap conv, ``branches`` = a DFC gate), ``catself`` / ``gated`` /
+    ``multi`` (joins no kind says yet), ``opaque`` (a region the layer list cannot say), ``dropped``
+    (branches left out of a sum), ``other``.
     """
 
     kind: str
