@@ -323,6 +323,11 @@ def test_se_bias_false_drops_both_se_biases():
     # SE squeeze S = floor(16 · 0.25) = 4 on the expanded C = 64: biases 4 + 64
     assert with_bias.totals["params"] - without.totals["params"] == 4 + 64
     assert with_bias.totals["macs"] == without.totals["macs"]
+    pytest.importorskip("torch")
+    from costmodel import torchref
+
+    model, _ = torchref.build(_spec(base))  # torchref builds the same SE without bias
+    assert sum(p.numel() for p in model.parameters()) == without.totals["params"]
 
 
 def _spec(data):
