@@ -613,11 +613,68 @@ def _condconv(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, 
     return CondConvBlock(layer, cfg, cin, stride), int(layer.out_channels)
 
 
+class Attention(nn.Module):
+    """timm's MobileAttention from the spec rules: norm → multi-query attention (query 1×1 C → h·dk; key and value
+    [k×k dw conv (kv_stride, padding ((s − 1) + (k − 1))//2) → norm] → 1×1 to dk / dv) or MHSA (1×1 C → 3C, h
+    heads of C/h) → 1×1 output projection → [layer scale] (+ x). The attention runs as explicit matmuls
+    (q·kᵀ/√dk, softmax, ·v), which FlopCounterMode counts on every device (the CPU's fused SDPA it does not)."""
+
+    def __init__(self, layer: Any, cfg: _Cfg, cin: int) -> None:
+        super().__init__()
+        cout: int = layer.out_channels
+        self.heads: int = layer.heads
+        self.mq: bool = layer.multi_query
+        self.norm = _bn(cfg, cin)
+        if self.mq:
+            self.dk: int = layer.key_dim
+            self.dv: int = layer.value_dim or layer.key_dim
+            self.query = nn.Conv2d(cin, self.heads * self.dk, 1, bias=cfg.bias)
+            self.key = self._kv(layer, cfg, cin, self.dk)
+            self.value = self._kv(layer, cfg, cin, self.dv)
+            width = self.heads * self.dv
+        else:
+            self.dk = self.dv = cin // self.heads
+            self.qkv = nn.Conv2d(cin, 3 * cin, 1, bias=cfg.bias)
+            width = cin
+        self.output = nn.Conv2d(width, cout, 1, bias=cfg.bias)
+        self.scale = LayerScale(cout) if layer.layer_scale else nn.Identity()
+        self.skip = _residual(layer.residual, 1, cin, cout)
+
+    @staticmethod
+    def _kv(layer: Any, cfg: _Cfg, cin: int, out: int) -> nn.Module:
+        s, k = int(layer.kv_stride), int(layer.kv_kernel)
+        mods: list[nn.Module] = []
+        if s > 1:
+            mods += [nn.Conv2d(cin, cin, k, s, ((s - 1) + (k - 1)) // 2, groups=cin, bias=False), _bn(cfg, cin)]
+        return nn.Sequential(*mods, nn.Conv2d(cin, out, 1, bias=cfg.bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        y = self.norm(x)
+        if self.mq:
+            q = self.query(y).reshape(n, self.heads, self.dk, h * w).transpose(-1, -2)  # N, h, L, dk
+            k = self.key(y).flatten(2).unsqueeze(1)  # N, 1, dk, P
+            v = self.value(y).flatten(2).transpose(-1, -2).unsqueeze(1)  # N, 1, P, dv
+        else:
+            q, k, v = self.qkv(y).reshape(n, 3, self.heads, self.dk, h * w).unbind(1)  # N, h, d, L each
+            q, v = q.transpose(-1, -2), v.transpose(-1, -2)
+        attn = torch.softmax(torch.matmul(q * self.dk**-0.5, k), dim=-1)
+        o = torch.matmul(attn, v)  # N, h, L, dv
+        o = o.transpose(-1, -2).reshape(n, self.heads * self.dv, h, w)
+        out: torch.Tensor = self.scale(self.output(o))
+        return out + x if self.skip else out
+
+
+def _attention(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    return Attention(layer, cfg, cin), int(layer.out_channels)
+
+
 _ZOO: dict[str, Any] = {
     "mixconv": _mixconv,
     "ghost": _ghost,
     "ghost_bottleneck": _ghost_bottleneck,
     "uir": _uir,
     "condconv": _condconv,
+    "attention": _attention,
 }
 """Builders of the zoo's kinds (costmodel/spec/layers_zoo.py), written from the spec rules, not the engine."""

@@ -107,6 +107,12 @@ _ZOO_KINDS: tuple[tuple[type[Layer], BlockFn], ...] = (
 for _zoo_model, _zoo_block in _ZOO_KINDS:
     register(_zoo_model, _zoo_block)
 
+# Attention (spec/layers_attention.py, engine/blocks_attention.py); torchref builds it in its _ZOO table.
+from ..spec.layers_attention import AttentionLayer as _Attention  # noqa: E402
+from . import blocks_attention  # noqa: E402
+
+register(_Attention, blocks_attention.attention)
+
 _missing = sorted(set(LAYER_MODELS) - set(KINDS))
 if _missing:  # a layer model registered in the spec without a block function
     raise ImportError(f"layer kinds without a block function: {', '.join(_missing)}")

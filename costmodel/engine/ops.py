@@ -442,3 +442,34 @@ def expert_mix(routing: Shape, n: Num, weight_numel: Num) -> Op:
         "linear",
         saves=None,
     )
+
+
+ATTENTION_SOFTMAX_FLOPS = 6  # per logit: scale 1, softmax 5 (max, subtract, exp, sum, divide)
+
+
+def attention(query: Shape, keys: Num, n: Num, heads: Num, key_dim: Num, value_dim: Num, kv_heads: Num = 1) -> Op:
+    """Scaled dot-product attention o = softmax(q·kᵀ/√dk)·v of ``heads`` query heads over the L = H·W positions
+    of ``query`` (h·dk, H, W), against ``keys`` = P key/value positions with ``kv_heads`` key and value heads
+    (multi-query: 1, shared by every query head; MHSA: h).
+
+    No params; MACs = N·h·L·P·(dk + dv) (q·kᵀ: h·L·P·dk, attention·v: h·L·P·dv) — what FlopCounterMode's
+    sdpa formula gives (CUDA's flash / efficient / cudnn kernels; the meta device; the bmm / matmul of the
+    unfused path), *not* what it gives on the CPU, where F.scaled_dot_product_attention dispatches to
+    ``aten._scaled_dot_product_flash_attention_for_cpu``, which torch 2.14 has no formula for (0; see
+    docs/conventions.md). FLOPs = 2·MACs + 6·N·h·L·P (scale and softmax per logit). Output (h·dv, H, W).
+    """
+    _, h, w = query
+    positions = h * w
+    logits = n * heads * positions * keys
+    macs = logits * (key_dim + value_dim)
+    detail = f"{'mqa' if kv_heads == 1 else 'mhsa'} h{heads} {h}×{w}·{keys} d{key_dim}"
+    return Op(
+        "attention",
+        detail + (f" v{value_dim}" if value_dim != key_dim else ""),
+        _costs(0, 0, macs, 2 * macs + ATTENTION_SOFTMAX_FLOPS * logits),
+        query,
+        (heads * value_dim, h, w),
+        "attention",
+        attrs={"heads": heads, "keys": keys, "key_dim": key_dim, "value_dim": value_dim, "kv_heads": kv_heads},
+        saves=None,  # training memory of the attention kernels is not modelled (analysis/training.py refuses)
+    )
