@@ -1,0 +1,146 @@
+"""convert.py, plus timm's MobileAttention blocks (MobileNetV4-Hybrid) as `attention` layers.
+
+    cd specs/timm/_tools && PYTHONPATH=../../.. python convert_attention.py figures.jsonl mobilenetv4_hybrid_medium ...
+
+writes specs/timm/<model>.yaml. It reuses convert.py's walk of the built modules (no weights; the meta device) and
+adds one block mapping: MobileAttention → `kind: attention` (multi-query with key/value downsampling, or MHSA;
+layer scale; the residual), refusing anything the kind does not describe (query strides, the CPE conv, biases
+timm does not build). Like convert.py, a spec is written only when its params, MACs and output equal the model's
+figures (figures.jsonl, measured on the meta device, where FlopCounterMode counts the attention matmuls) at the
+default size and at 193.
+"""
+
+from __future__ import annotations
+
+import convert as base
+import torch.nn as nn
+from convert import Unsupported, check_conv, identity, no_bias, norm_act
+
+_SENTINEL = "__attention__"  # the walk wants an activation per block; attention layers have none
+
+
+def _kv(seq, cin: int, stride: int) -> tuple[int, int]:
+    """(out width, kernel) of a key / value branch: [dw conv (stride) → BatchNorm2d] → 1×1 conv."""
+    k = 3
+    if stride > 1:
+        conv = seq.down_conv
+        kk, s = conv.kernel_size[0], conv.stride[0]
+        pad = ((s - 1) + (kk - 1)) // 2
+        if conv.groups != cin or conv.bias is not None or conv.padding != (pad, pad) or conv.dilation != (1, 1):
+            raise Unsupported(f"needs key/value downsampling conv {conv}")
+        if s != stride or conv.kernel_size != (kk, kk):
+            raise Unsupported("needs non-square key/value downsampling")
+        if norm_act(seq.norm) != "none":
+            raise Unsupported("needs an activation in the key/value downsampling")
+        k = kk
+    elif hasattr(seq, "down_conv"):
+        raise Unsupported("needs key/value downsampling at stride 1")
+    kp, _ = check_conv(seq.proj)
+    if kp != 1:
+        raise Unsupported("needs k×k key/value projection")
+    no_bias(seq.proj)
+    return seq.proj.out_channels, k
+
+
+def attention_layer(b) -> dict:
+    """A MobileAttention → an `attention` layer."""
+    if b.conv_cpe_dw is not None:
+        raise Unsupported("needs the CPE depthwise conv in MobileAttention")
+    if norm_act(b.norm) != "none":
+        raise Unsupported("needs an activation on the attention pre-norm")
+    identity(b.drop_path, "needs drop path")
+    a = b.attn
+    t = type(a).__name__
+    if t == "MultiQueryAttention2d":
+        if a.has_query_strides or hasattr(a.query, "down_pool") or hasattr(a.output, "upsample"):
+            raise Unsupported("needs query strides in multi-query attention")
+        cin = a.query.proj.in_channels
+        no_bias(a.query.proj, a.output.proj)
+        dk, kk = _kv(a.key, cin, a.kv_stride)
+        dv, kv_ = _kv(a.value, cin, a.kv_stride)
+        if dk != a.key_dim or dv != a.value_dim or kk != kv_ or a.query.proj.out_channels != a.num_heads * dk:
+            raise Unsupported("needs unequal key / value downsampling")
+        d: dict = {"kind": "attention", "heads": a.num_heads, "key_dim": dk}
+        if dv != dk:
+            d["value_dim"] = dv
+        if a.kv_stride > 1:
+            d["kv_stride"] = a.kv_stride
+            if kk != 3:
+                d["kv_kernel"] = kk
+        cout = a.output.proj.out_channels
+    elif t == "Attention2d":
+        cin = a.qkv.in_channels
+        if a.head_first or a.qkv.out_channels != 3 * cin or a.proj.in_channels != cin:
+            raise Unsupported("needs Attention2d with expand_first / head_first")
+        no_bias(a.qkv, a.proj)
+        d = {"kind": "attention", "heads": a.num_heads, "multi_query": False}
+        cout = a.proj.out_channels
+    else:
+        raise Unsupported(f"needs attention {t}")
+    d["out_channels"] = cout
+    ls = b.layer_scale
+    if not isinstance(ls, nn.Identity):
+        if type(ls).__name__ != "LayerScale2d" or ls.gamma.shape != (cout,):
+            raise Unsupported(f"needs layer scale {type(ls).__name__}")
+        d["layer_scale"] = True
+    d.update({"activation": _SENTINEL, "_in": cin, "_skip": b.has_skip, "_auto": cin == cout})
+    return d
+
+
+_block_layer = base.block_layer
+
+
+def _uir_layer_returning() -> None:
+    """convert.py's uir_layer ends in ``d.update(...)`` without ``return d`` (lost in a merge; convert.py is not
+    this tool's to edit), so its block_layer maps every UIR to None. Recompile it here with the return."""
+    import inspect
+    import textwrap
+
+    src = textwrap.dedent(inspect.getsource(base.uir_layer)).rstrip() + "\n    return d\n"
+    if base.uir_layer(_Probe()) is None:  # only patch while the bug is there
+        exec(compile(src, base.__file__, "exec"), base.__dict__)  # noqa: S102
+
+
+class _Probe:
+    """Just enough of a UIR for uir_layer to run: no dw convs, 1×1 8 → 8 → 8, no layer scale."""
+
+    def __init__(self) -> None:
+        conv = nn.Conv2d(8, 8, 1, bias=False)
+        unit = type("U", (), {"conv": conv, "bn": nn.BatchNorm2d(8)})()
+        self.se = self.dw_end = self.dw_start = self.dw_mid = self.layer_scale = nn.Identity()
+        self.pw_exp = self.pw_proj = unit
+        self.has_skip = True
+
+
+_uir_layer_returning()
+
+
+def block_layer(b, prefer_expanded: bool) -> list[dict]:
+    """convert.py's mapping, with MobileAttention → attention."""
+    if type(b).__name__ == "MobileAttention":
+        return [attention_layer(b)]
+    return _block_layer(b, prefer_expanded)
+
+
+base.block_layer = block_layer
+for _key in ("heads", "key_dim", "value_dim", "multi_query", "kv_stride", "kv_kernel"):
+    base.ORDER.insert(base.ORDER.index("out_channels"), _key)
+
+_convert = base.convert
+
+
+def convert(name: str) -> tuple[dict, dict]:
+    """convert.py's convert, with the attention layers' placeholder activation removed."""
+    spec, notes = _convert(name)
+    if spec["defaults"]["activation"] == _SENTINEL:
+        raise Unsupported("needs a default activation other than the attention blocks'")
+    for d in spec["layers"]:
+        if d.get("activation") == _SENTINEL:
+            del d["activation"]
+    return spec, notes
+
+
+base.convert = convert
+
+if __name__ == "__main__":
+    base.main()
