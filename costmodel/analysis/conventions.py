@@ -29,6 +29,11 @@ __all__ = ["CONVENTIONS", "QUANTITIES", "ZERO", "Convention", "Difference", "Rul
 _TORCH = {
     "conv2d": Rule(((1, "macs"),), "aten.convolution: 2 × MACs FLOPs, halved; bias not counted"),
     "linear": Rule(((1, "macs"),), "aten.addmm: 2 × MACs FLOPs, halved; bias not counted"),
+    "attention": Rule(
+        ((1, "macs"),),
+        "sdpa_flop / bmm_flop: q·kᵀ + attention·v (meta device, CUDA, timm's unfused path); the CPU's fused "
+        "_scaled_dot_product_flash_attention_for_cpu has no formula and counts 0",
+    ),
 }
 
 CONVENTIONS: dict[str, Convention] = {

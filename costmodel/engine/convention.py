@@ -65,5 +65,5 @@ COSTMODEL = Convention(
     "totals.macs: multiply-accumulates of conv and linear layers, bias excluded",
     "this version",
     "docs/conventions.md",
-    {"conv2d": MACS, "linear": MACS},
+    {"conv2d": MACS, "linear": MACS, "attention": Rule(((1, "macs"),), "q·kᵀ + attention·v multiply-accumulates")},
 )

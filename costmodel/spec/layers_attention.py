@@ -49,19 +49,23 @@ class AttentionLayer(Layer):
     def _dims(self) -> AttentionLayer:
         if self.multi_query and self.key_dim is None:
             raise PydanticCustomError(
-                "required", "multi-query attention needs key_dim (channels per head)", {"field": "key_dim"}
+                "required",
+                "key_dim is required with multi-query attention (channels per query / key head)",
+                {"field": "key_dim"},
             )
         if not self.multi_query:
             for name in ("key_dim", "value_dim"):
                 if getattr(self, name) is not None:
                     raise PydanticCustomError(
                         "unsupported",
-                        "MHSA (multi_query: false) takes its head width from in_channels / heads; drop {name}",
+                        "{name} is not taken by MHSA (multi_query: false), whose heads are in_channels / heads wide",
                         {"field": name, "name": name},
                     )
             if self.kv_stride != 1:
                 raise PydanticCustomError(
-                    "unsupported", "MHSA (multi_query: false) has no key/value downsampling", {"field": "kv_stride"}
+                    "unsupported",
+                    "kv_stride must be 1 with MHSA (multi_query: false): it has no key/value downsampling",
+                    {"field": "kv_stride"},
                 )
         return self
 
