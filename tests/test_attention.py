@@ -275,3 +275,20 @@ def test_hybrid_specs_at_odd_sizes(name, resolution):
         y = model(torch.zeros(1, 3, resolution, resolution, device="meta"))
     theirs = (sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2, tuple(y.shape[1:]))
     assert (r.totals["params"], r.totals["macs"], r.output) == theirs
+
+
+def test_latency_reads_q_k_and_v():
+    from costmodel.analysis.latency import LatencyCalibration, op_bytes, op_class, predict
+
+    r = costmodel.analyze(spec([MQA], h=14))
+    (att,) = [x for x in r.rows if x.op.name == "attention"]
+    assert op_class(att) == "attention"
+    assert op_bytes(att, 1) == 4 * (32 * 196 + 2 * 8 * 49 + 32 * 196)  # q, k, v read; o written
+    mhsa = costmodel.analyze(spec([CASES["mhsa"]], h=7))
+    (att,) = [x for x in mhsa.rows if x.op.name == "attention"]
+    assert op_bytes(att, 1) == 4 * (3 * 16 * 49 + 16 * 49)  # q, k, v (the qkv tensor) read; o written
+    cal = LatencyCalibration.model_validate(
+        {"threads": 1, "framework": "test", "classes": {}, "default_overhead_s": 1e-6}
+    )
+    times = predict(r, cal)
+    assert len(times) == len(r.rows) and all(t.seconds > 0 for t in times)
