@@ -624,7 +624,7 @@ class Attention(nn.Module):
         cout: int = layer.out_channels
         self.heads: int = layer.heads
         self.mq: bool = layer.multi_query
-        self.norm = _bn(cfg, cin)
+        self.norm = self._norm(cfg, cin)
         if self.mq:
             self.dk: int = layer.key_dim
             self.dv: int = layer.value_dim or layer.key_dim
@@ -641,11 +641,16 @@ class Attention(nn.Module):
         self.skip = _residual(layer.residual, 1, cin, cout)
 
     @staticmethod
+    def _norm(cfg: _Cfg, c: int) -> nn.Module:
+        return nn.Identity() if cfg.norm == "none" else _norm(cfg.norm, c, cfg)
+
+    @staticmethod
     def _kv(layer: Any, cfg: _Cfg, cin: int, out: int) -> nn.Module:
         s, k = int(layer.kv_stride), int(layer.kv_kernel)
         mods: list[nn.Module] = []
         if s > 1:
-            mods += [nn.Conv2d(cin, cin, k, s, ((s - 1) + (k - 1)) // 2, groups=cin, bias=False), _bn(cfg, cin)]
+            conv = nn.Conv2d(cin, cin, k, s, ((s - 1) + (k - 1)) // 2, groups=cin, bias=False)
+            mods += [conv, Attention._norm(cfg, cin)]
         return nn.Sequential(*mods, nn.Conv2d(cin, out, 1, bias=cfg.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

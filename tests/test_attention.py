@@ -175,12 +175,14 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize(("h", "w"), [(9, 9), (10, 7), (13, 11)])
-@pytest.mark.parametrize("bias", [False, True])
-def test_attention_matches_torch(case, h, w, bias):
+@pytest.mark.parametrize(("bias", "norm"), [(False, "batchnorm"), (True, "batchnorm"), (False, "layernorm"),
+                                            (True, "none")])  # fmt: skip
+def test_attention_matches_torch(case, h, w, bias, norm):
     pytest.importorskip("torch")
     from costmodel.torchref import measure
 
-    s = spec([CASES[case], {"kind": "pool"}, {"kind": "linear", "out_features": 5}], h=h, w=w, bias=bias)
+    layers = [CASES[case], {"kind": "pool"}, {"kind": "linear", "out_features": 5}]
+    s = spec(layers, h=h, w=w, bias=bias, norm=norm)
     m = measure(s)
     assert totals(s) == (m["params"], m["buffers"], m["macs"], m["output"])
 
