@@ -85,6 +85,19 @@ class EvoNormB0(nn.Module):
         return y * self.weight.view(shape) + self.bias.view(shape)
 
 
+class RmsNorm2d(nn.Module):
+    """RMSNorm over the channels at each position (timm's RmsNorm2d): x / √(mean_c(x²) + ε) · γ, γ of C."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + self.eps)
+        return y * self.weight.view(1, -1, 1, 1)
+
+
 def _norm(name: str, channels: int, cfg: _Cfg, act: bool = False) -> nn.Module:
     """The norm module ``name`` on ``channels`` (groups from the spec's defaults, as the engine takes them)."""
     if name == "batchnorm":
@@ -93,6 +106,8 @@ def _norm(name: str, channels: int, cfg: _Cfg, act: bool = False) -> nn.Module:
         return LayerNorm2d(channels)
     if name == "evonorm_b0":
         return EvoNormB0(channels, act)
+    if name == "rmsnorm":
+        return RmsNorm2d(channels)
     groups = channels // cfg.norm_group_size if cfg.norm_group_size else (cfg.norm_groups or 32)
     if name == "groupnorm":
         return nn.GroupNorm(groups, channels)
@@ -105,6 +120,7 @@ _NORM: dict[str, Any] = {
     "layernorm": LayerNorm2d,
     "evonorm_s0": EvoNormS0,
     "evonorm_b0": EvoNormB0,
+    "rmsnorm": RmsNorm2d,
 }
 """The torch module of each norm name (built by ``_norm`` with its groups)."""
 

@@ -294,3 +294,44 @@ def test_latency_reads_q_k_and_v():
     )
     times = predict(r, cal)
     assert len(times) == len(r.rows) and all(t.seconds > 0 for t in times)
+
+
+# ------------------------------------------------------------------------------------------ RMSNorm
+
+
+def test_rmsnorm_by_hand():
+    # conv 3×3 16 → 24 on 9×9, RMSNorm (γ only: 24 params, no buffers), gelu
+    s = spec([{"kind": "conv", "out_channels": 24, "activation": "gelu"}], norm="rmsnorm")
+    r = costmodel.analyze(s)
+    assert totals(s) == (16 * 24 * 9 + 24, 0, 81 * 16 * 24 * 9, (24, 9, 9))
+    (norm,) = [x for x in r.rows if x.op.name == "rmsnorm2d"]
+    assert norm.costs["flops"] == 4 * 24 * 81 + 3 * 81
+    assert not norm.op.folds
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        {"kind": "conv", "out_channels": 24, "stride": 2},
+        {"kind": "uir", "start_kernel": 3, "mid_kernel": 5, "expansion": 4, "out_channels": 16, "layer_scale": True},
+        MQA,
+    ],
+    ids=["conv", "uir", "attention"],
+)
+def test_rmsnorm_matches_torch(layer):
+    pytest.importorskip("torch")
+    from costmodel.torchref import measure
+
+    s = spec([layer], h=11, w=8, norm="rmsnorm")
+    m = measure(s)
+    assert totals(s) == (m["params"], m["buffers"], m["macs"], m["output"])
+
+
+@pytest.mark.timm
+def test_rmsnorm_matches_timm():
+    pytest.importorskip("timm")
+    from timm.layers import ConvNormAct, RmsNorm2d
+
+    mod = ConvNormAct(16, 24, 3, stride=2, norm_layer=RmsNorm2d, act_layer="gelu").eval()
+    s = spec([{"kind": "conv", "out_channels": 24, "stride": 2, "activation": "gelu"}], h=11, w=8, norm="rmsnorm")
+    assert totals(s) == _count(mod, (16, 11, 8))

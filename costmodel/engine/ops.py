@@ -473,3 +473,17 @@ def attention(query: Shape, keys: Num, n: Num, heads: Num, key_dim: Num, value_d
         attrs={"heads": heads, "keys": keys, "key_dim": key_dim, "value_dim": value_dim, "kv_heads": kv_heads},
         saves=None,  # training memory of the attention kernels is not modelled (analysis/training.py refuses)
     )
+
+
+def rmsnorm2d(inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> Op:
+    """RMSNorm over the channels at each position (timm RmsNorm2d, MobileNetV5's norm):
+    y = x / √(mean_c(x²) + ε) · γ. params γ = C (no β); no buffers; no MACs (FlopCounterMode counts none of its
+    pow, mean, rsqrt and multiplies); FLOPs 4 per element (square, sum, normalize, scale) + 3 per position
+    (divide by C, add ε, rsqrt). Its statistics come from the input, so it does not fold into the conv before it.
+    """
+    c, h, w = inp
+    flops = 4 * n * numel(inp) + 3 * n * h * w
+    return Op("rmsnorm2d", f"{c}", _costs(c, 0, 0, flops), inp, inp, "norm")
+
+
+NORMS["rmsnorm"] = rmsnorm2d
