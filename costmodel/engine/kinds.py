@@ -107,6 +107,12 @@ _ZOO_KINDS: tuple[tuple[type[Layer], BlockFn], ...] = (
 for _zoo_model, _zoo_block in _ZOO_KINDS:
     register(_zoo_model, _zoo_block)
 
+# PP-LCNetV2's RepDepthwiseSeparable (spec/layers_lcnet.py, engine/blocks_lcnet.py); torchref's _ZOO builds it.
+from ..spec.layers_lcnet import RepDWSepLayer as _RepDWSep  # noqa: E402
+from . import blocks_lcnet  # noqa: E402
+
+register(_RepDWSep, blocks_lcnet.rep_dwsep)
+
 _missing = sorted(set(LAYER_MODELS) - set(KINDS))
 if _missing:  # a layer model registered in the spec without a block function
     raise ImportError(f"layer kinds without a block function: {', '.join(_missing)}")
