@@ -629,6 +629,41 @@ def _condconv(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, 
     return CondConvBlock(layer, cfg, cin, stride), int(layer.out_channels)
 
 
+class RepDepthwise(nn.Module):
+    """PP-LCNetV2's re-parameterisable depthwise conv: the training form sums depthwise conv-norm branches of
+    kernels k, k − 2, …, 1 (no 1×1 at a stride ≠ 1), then the activation; the deployed form is one k×k
+    depthwise conv with bias, then the activation."""
+
+    def __init__(self, cfg: _Cfg, c: int, k: int, stride: int, deployed: bool) -> None:
+        super().__init__()
+        kernels = [k] if deployed else [ki for ki in range(k, 0, -2) if stride == 1 or ki != 1]
+        self.branches = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, c, ki, stride, ki // 2, groups=c, bias=True))
+            if deployed
+            else conv_bn_act(cfg, c, c, ki, stride, c, act=False)
+            for ki in kernels
+        )
+        self.act = _act(cfg.act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.branches[0](x)
+        for branch in self.branches[1:]:
+            out = out + branch(x)
+        return self.act(out)  # type: ignore[no-any-return]
+
+
+def _rep_dwsep(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    mods: list[nn.Module] = [RepDepthwise(cfg, cin, layer.kernel, stride, layer.form == "deployed")]
+    if layer.has_se:
+        mods.append(_se(layer, cfg, cin, cin))
+    if layer.mid_channels is not None:
+        mods += [conv_bn_act(cfg, cin, layer.mid_channels, 1), conv_bn_act(cfg, layer.mid_channels, cout, 1)]
+    else:
+        mods.append(conv_bn_act(cfg, cin, cout, 1))
+    return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
+
+
 class Attention(nn.Module):
     """timm's MobileAttention from the spec rules: norm → multi-query attention (query 1×1 C → h·dk; key and value
     [k×k dw conv (kv_stride, padding ((s − 1) + (k − 1))//2) → norm] → 1×1 to dk / dv) or MHSA (1×1 C → 3C, h
@@ -696,6 +731,7 @@ _ZOO: dict[str, Any] = {
     "ghost_bottleneck": _ghost_bottleneck,
     "uir": _uir,
     "condconv": _condconv,
+    "rep_dwsep": _rep_dwsep,
     "attention": _attention,
 }
 """Builders of the zoo's kinds (costmodel/spec/layers_zoo.py), written from the spec rules, not the engine."""

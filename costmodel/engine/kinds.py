@@ -107,6 +107,12 @@ _ZOO_KINDS: tuple[tuple[type[Layer], BlockFn], ...] = (
 for _zoo_model, _zoo_block in _ZOO_KINDS:
     register(_zoo_model, _zoo_block)
 
+# PP-LCNetV2's RepDepthwiseSeparable (spec/layers_lcnet.py, engine/blocks_lcnet.py); torchref's _ZOO builds it.
+from ..spec.layers_lcnet import RepDWSepLayer as _RepDWSep  # noqa: E402
+from . import blocks_lcnet  # noqa: E402
+
+register(_RepDWSep, blocks_lcnet.rep_dwsep)
+
 # Attention (spec/layers_attention.py, engine/blocks_attention.py); torchref builds it in its _ZOO table.
 from ..spec.layers_attention import AttentionLayer as _Attention  # noqa: E402
 from . import blocks_attention  # noqa: E402
