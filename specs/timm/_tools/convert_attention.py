@@ -113,31 +113,6 @@ norm_act = rms_norm_act  # attention_layer's pre-norm and key/value norms
 _block_layer = base.block_layer
 
 
-def _uir_layer_returning() -> None:
-    """convert.py's uir_layer ends in ``d.update(...)`` without ``return d`` (lost in a merge; convert.py is not
-    this tool's to edit), so its block_layer maps every UIR to None. Recompile it here with the return."""
-    import inspect
-    import textwrap
-
-    src = textwrap.dedent(inspect.getsource(base.uir_layer)).rstrip() + "\n    return d\n"
-    if base.uir_layer(_Probe()) is None:  # only patch while the bug is there
-        exec(compile(src, base.__file__, "exec"), base.__dict__)  # noqa: S102
-
-
-class _Probe:
-    """Just enough of a UIR for uir_layer to run: no dw convs, 1×1 8 → 8 → 8, no layer scale."""
-
-    def __init__(self) -> None:
-        conv = nn.Conv2d(8, 8, 1, bias=False)
-        unit = type("U", (), {"conv": conv, "bn": nn.BatchNorm2d(8)})()
-        self.se = self.dw_end = self.dw_start = self.dw_mid = self.layer_scale = nn.Identity()
-        self.pw_exp = self.pw_proj = unit
-        self.has_skip = True
-
-
-_uir_layer_returning()
-
-
 def block_layer(b, prefer_expanded: bool) -> list[dict]:
     """convert.py's mapping, with MobileAttention → attention."""
     if type(b).__name__ == "MobileAttention":
