@@ -116,6 +116,19 @@ def test_symbolic_forms_match_numbers():
                 assert int(expr.subs(sym_h, h)) == totals(spec([layer | {"form": form}], h=h))[2]
 
 
+def test_symbolic_widths_match_numbers():
+    # a symbolic mid width M: params and MACs as expressions in M, equal to the numeric counts at even M
+    for kind, extra in (("repghost_bottleneck", {}), ("ghost_bottleneck", {"rep_branches": 3})):
+        for form in ("train", "deploy"):
+            layer = {"kind": kind, "out_channels": 24, "stride": 2, "form": form} | extra
+            r = costmodel.analyze(spec([layer | {"mid_channels": "M"}]))
+            params, macs = r.totals["params"], r.totals["macs"]
+            (sym_m,) = macs.free_symbols
+            for m in (32, 48, 72):
+                num = totals(spec([layer | {"mid_channels": m}]))
+                assert (int(params.subs(sym_m, m)), int(macs.subs(sym_m, m))) == (num[0], num[2])
+
+
 @pytest.mark.parametrize(
     ("layer", "field"),
     [
