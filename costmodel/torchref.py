@@ -539,7 +539,7 @@ class GhostModule(nn.Module):
 def _ghost(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
     cout: int = layer.out_channels
     dfc = layer.attention == "dfc"
-    rep = (layer.rep_branches, layer.form == "deploy")
+    rep = (layer.rep_branches, layer.form == "deployed")
     k, d = layer.kernel, layer.dw_kernel
     mod = GhostModule(cfg, cin, cout, k, layer.ratio, d, stride, layer.activation_cheap, dfc, *rep)
     return mod, cout
@@ -549,7 +549,7 @@ def _ghost_bottleneck(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.
     cout: int = layer.out_channels
     mid: int = layer.mid_channels
     k: int = layer.kernel
-    rep = (layer.rep_branches, layer.form == "deploy")
+    rep = (layer.rep_branches, layer.form == "deployed")
     mods: list[nn.Module] = [
         GhostModule(cfg, cin, mid, 1, layer.ratio, layer.dw_kernel, 1, True, layer.attention == "dfc", *rep)
     ]
@@ -678,7 +678,7 @@ class RepGhostModule(nn.Module):
 
 def _repghost(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
     cout: int = layer.out_channels
-    deploy = layer.form == "deploy"
+    deploy = layer.form == "deployed"
     args = (layer.kernel, layer.dw_kernel, stride, layer.activation_cheap, layer.reparam, deploy)
     return RepGhostModule(cfg, cin, cout, *args), cout
 
@@ -687,7 +687,7 @@ def _repghost_bottleneck(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[
     cout: int = layer.out_channels
     mid: int = layer.mid_channels
     k: int = layer.kernel
-    rep = (layer.reparam, layer.form == "deploy")
+    rep = (layer.reparam, layer.form == "deployed")
     mods: list[nn.Module] = [RepGhostModule(cfg, cin, mid, 1, layer.dw_kernel, 1, True, *rep)]
     if stride > 1:
         mods.append(conv_bn_act(cfg, mid, mid, k, stride, mid, act=False))

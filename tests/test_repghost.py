@@ -1,7 +1,7 @@
 """Re-parameterisable branches: GhostNetV3 (``rep_branches``, ``form`` on the ghost kinds) and RepGhostNet
 (``repghost``, ``repghost_bottleneck``). Hand arithmetic without torch; then against torch (costmodel.torchref:
 params, buffers, FlopCounterMode / 2, output shape), against timm's own modules in both forms (the deployed one
-made by timm's ``reparameterize_model``), and the twelve timm specs with ``form: deploy`` against timm's
+made by timm's ``reparameterize_model``), and the twelve timm specs with ``form: deployed`` against timm's
 re-parameterised models."""
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ def test_repghost_module_by_hand():
     weights = 16 * 20 + 20 * 9  # 500
     assert train == (weights + 3 * 2 * 20, 3 * (2 * 20 + 1), 81 * weights, (20, 9, 9))
     # deploy: the cheap conv and its two norms are one biased 3×3 dw conv; the primary keeps its norm
-    deploy = totals(spec([{"kind": "repghost", "out_channels": 20, "form": "deploy"}]))
+    deploy = totals(spec([{"kind": "repghost", "out_channels": 20, "form": "deployed"}]))
     assert deploy == (weights + 2 * 20 + 20, 2 * 20 + 1, 81 * weights, (20, 9, 9))
     # without the identity branch there is nothing to fuse (timm's switch_to_deploy returns early)
     plain = {"kind": "repghost", "out_channels": 20, "reparam": False}
     assert (
         totals(spec([plain]))
-        == totals(spec([plain | {"form": "deploy"}]))
+        == totals(spec([plain | {"form": "deployed"}]))
         == (weights + 80, 82, 81 * weights, (20, 9, 9))
     )
 
@@ -62,7 +62,7 @@ def test_ghostv3_module_by_hand():
     train = totals(spec([{"kind": "ghost", "out_channels": 20, "rep_branches": 3}]))
     params = 3 * (160 + 20) + 3 * (90 + 20) + (10 + 20) + 20  # 920
     assert train == (params, 8 * 21, 81 * (3 * 160 + 3 * 90 + 10), (20, 9, 9))
-    deploy = totals(spec([{"kind": "ghost", "out_channels": 20, "rep_branches": 3, "form": "deploy"}]))
+    deploy = totals(spec([{"kind": "ghost", "out_channels": 20, "rep_branches": 3, "form": "deployed"}]))
     assert deploy == (160 + 10 + 90 + 10, 0, 81 * (160 + 90), (20, 9, 9))
     # deployed, it counts the plain Ghost module's MACs
     assert deploy[2] == totals(spec([{"kind": "ghost", "out_channels": 20}]))[2]
@@ -79,7 +79,7 @@ def test_ghostv3_bottleneck_by_hand():
     p, _, m, out = totals(spec([layer]))
     assert (p, m, out) == (g1 + dw + g2 + short, macs, (24, 5, 5)) == (4912, 171_296, (24, 5, 5))
     # deploy: every branch set one conv with bias, no norm; the shortcut keeps its norms
-    p, b, m, out = totals(spec([layer | {"form": "deploy"}]))
+    p, b, m, out = totals(spec([layer | {"form": "deployed"}]))
     g1, dw, g2 = 256 + 16 + 144 + 16, 288 + 32, 384 + 12 + 108 + 12
     macs = 81 * (256 + 144) + 25 * 288 + 25 * (384 + 108) + 25 * (144 + 384)
     assert (p, b, m, out) == (g1 + dw + g2 + short, 33 + 49, macs, (24, 5, 5)) == (1876, 82, 65_100, (24, 5, 5))
@@ -94,13 +94,13 @@ def test_settings_name_the_form():
                     "mid_channels": 32,
                     "out_channels": 16,
                     "rep_branches": 3,
-                    "form": "deploy",
+                    "form": "deployed",
                 },
                 {"kind": "repghost_bottleneck", "mid_channels": 32, "out_channels": 16, "reparam": False},
             ]
         )  # fmt: skip
     )
-    assert [b.settings for b in r.blocks] == ["k3 mid32 rep3 deploy", "k3 mid32 norep"]
+    assert [b.settings for b in r.blocks] == ["k3 mid32 rep3 deployed", "k3 mid32 norep"]
 
 
 def test_symbolic_forms_match_numbers():
@@ -109,7 +109,7 @@ def test_symbolic_forms_match_numbers():
          "rep_branches": 3},
         {"kind": "repghost_bottleneck", "mid_channels": 32, "out_channels": 24, "kernel": 5, "stride": 2} | SE,
     ):  # fmt: skip
-        for form in ("train", "deploy"):
+        for form in ("training", "deployed"):
             expr = costmodel.analyze(spec([layer | {"form": form}], h="H")).totals["macs"]
             (sym_h,) = expr.free_symbols
             for h in (9, 33, 193):
@@ -119,7 +119,7 @@ def test_symbolic_forms_match_numbers():
 def test_symbolic_widths_match_numbers():
     # a symbolic mid width M: params and MACs as expressions in M, equal to the numeric counts at even M
     for kind, extra in (("repghost_bottleneck", {}), ("ghost_bottleneck", {"rep_branches": 3})):
-        for form in ("train", "deploy"):
+        for form in ("training", "deployed"):
             layer = {"kind": kind, "out_channels": 24, "stride": 2, "form": form} | extra
             r = costmodel.analyze(spec([layer | {"mid_channels": "M"}]))
             params, macs = r.totals["params"], r.totals["macs"]
@@ -135,7 +135,7 @@ def test_symbolic_widths_match_numbers():
         ({"kind": "ghost", "out_channels": 24, "ratio": 3, "rep_branches": 3}, "ratio"),
         ({"kind": "ghost", "out_channels": 23, "rep_branches": 3}, "out_channels"),
         ({"kind": "ghost_bottleneck", "mid_channels": 35, "out_channels": 24, "rep_branches": 3}, "mid_channels"),
-        ({"kind": "ghost_bottleneck", "mid_channels": 32, "out_channels": 24, "form": "deploy"}, "form"),
+        ({"kind": "ghost_bottleneck", "mid_channels": 32, "out_channels": 24, "form": "deployed"}, "form"),
         ({"kind": "ghost", "out_channels": 8, "form": "fused"}, "form"),
         ({"kind": "repghost", "out_channels": 8, "dw_kernel": 2}, "dw_kernel"),
         ({"kind": "repghost_bottleneck", "out_channels": 8, "mid_channels": 16, "padding": "same"}, "padding"),
@@ -177,7 +177,7 @@ CASES: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize(
     ("case", "stride", "size", "form"),
-    list(itertools.product(range(len(CASES)), [1, 2], [9, 17], ["train", "deploy"])),
+    list(itertools.product(range(len(CASES)), [1, 2], [9, 17], ["training", "deployed"])),
 )
 def test_kind_matches_torch(case, stride, size, form):
     pytest.importorskip("torch")
@@ -210,7 +210,7 @@ def _timm_count(module: Any, c: int, h: int, deploy: bool) -> tuple[Any, ...]:
     return params, sum(b.numel() for b in module.buffers()), counter.get_total_flops() // 2, tuple(y.shape[1:])
 
 
-FORMS = pytest.mark.parametrize("form", ["train", "deploy"])
+FORMS = pytest.mark.parametrize("form", ["training", "deployed"])
 
 
 @pytest.mark.timm
@@ -230,7 +230,7 @@ def test_ghostv3_bottleneck_matches_timm(stride, mode, se, h, form):
         layer |= SE
     if mode == "shortcut":
         layer["attention"] = "dfc"
-    assert totals(spec([layer], c=16, h=h)) == _timm_count(blk, 16, h, form == "deploy")
+    assert totals(spec([layer], c=16, h=h)) == _timm_count(blk, 16, h, form == "deployed")
 
 
 @pytest.mark.timm
@@ -247,7 +247,7 @@ def test_ghostv3_module_matches_timm(k, stride, act, mode, form):
     mod = GhostModuleV3(16, 24, k, stride=stride, act_layer=nn.ReLU if act else nn.Identity, mode=mode)
     layer = {"kind": "ghost", "out_channels": 24, "kernel": k, "stride": stride, "activation_cheap": act,
              "rep_branches": 3, "form": form, "attention": "dfc" if mode == "shortcut" else "none"}  # fmt: skip
-    assert totals(spec([layer], c=16, h=15)) == _timm_count(mod, 16, 15, form == "deploy")
+    assert totals(spec([layer], c=16, h=15)) == _timm_count(mod, 16, 15, form == "deployed")
 
 
 @pytest.mark.timm
@@ -265,7 +265,7 @@ def test_repghost_bottleneck_matches_timm(stride, se, reparam, h, form):
                              "stride": stride, "reparam": reparam, "form": form}  # fmt: skip
     if se:
         layer |= SE
-    assert totals(spec([layer], c=16, h=h)) == _timm_count(blk, 16, h, form == "deploy")
+    assert totals(spec([layer], c=16, h=h)) == _timm_count(blk, 16, h, form == "deployed")
 
 
 @pytest.mark.timm
@@ -281,7 +281,7 @@ def test_repghost_module_matches_timm(k, stride, act, reparam, form):
     mod = RepGhostModule(16, 24, k, stride=stride, relu=act, reparam=reparam)
     layer = {"kind": "repghost", "out_channels": 24, "kernel": k, "stride": stride, "activation_cheap": act,
              "reparam": reparam, "form": form}  # fmt: skip
-    assert totals(spec([layer], c=16, h=15)) == _timm_count(mod, 16, 15, form == "deploy")
+    assert totals(spec([layer], c=16, h=15)) == _timm_count(mod, 16, 15, form == "deployed")
 
 
 # ------------------------------------------------------------------------------------ the timm specs
@@ -315,14 +315,14 @@ def test_twelve_specs():
 @pytest.mark.timm
 @pytest.mark.parametrize("name", REP_SPECS)
 def test_deployed_spec_matches_reparameterized_timm(name):
-    """The spec with form: deploy on every block = timm's model after reparameterize_model, at its default size."""
-    assert _ours(name, None, "deploy") == _timm_model(name, None, True)
+    """The spec with form: deployed on every block = timm's model after reparameterize_model, at its default size."""
+    assert _ours(name, None, "deployed") == _timm_model(name, None, True)
 
 
 @pytest.mark.slow
 @pytest.mark.timm
 @pytest.mark.parametrize(
-    ("name", "resolution", "form"), list(itertools.product(REP_SPECS, [193, 321], ["train", "deploy"]))
+    ("name", "resolution", "form"), list(itertools.product(REP_SPECS, [193, 321], ["training", "deployed"]))
 )
 def test_specs_match_timm_at_other_sizes(name, resolution, form):
-    assert _ours(name, resolution, form) == _timm_model(name, resolution, form == "deploy")
+    assert _ours(name, resolution, form) == _timm_model(name, resolution, form == "deployed")

@@ -2,7 +2,7 @@
 
 A re-parameterisable conv trains as parallel branches on one input, summed: b k×k conv → norm branches, an
 optional 1×1 conv → norm "scale" branch and an optional norm "identity" branch. Every branch is linear, so for
-deployment they fuse into one k×k conv with a bias (timm's ``reparameterize_model``): that is ``form: deploy``.
+deployment they fuse into one k×k conv with a bias (timm's ``reparameterize_model``): that is ``form: deployed``.
 GhostNetV3 uses them inside the ghost kinds (engine/blocks_zoo.py); RepGhostNet's module is its own kind.
 """
 
@@ -53,14 +53,14 @@ def rep_conv_unit(
 ) -> int:
     """A re-parameterisable conv on tensor ``src`` (→ act if ``act``).
 
-    train: ``branches`` k×k convs (stride, groups g) → norm, [a 1×1 conv (stride, groups g) → norm], [a norm on
+    training: ``branches`` k×k convs (stride, groups g) → norm, [a 1×1 conv (stride, groups g) → norm], [a norm on
     ``src`` itself, needs Cin = Cout and stride 1], summed, then act. params = b·(Cout·(Cin/g)·k² + 2Cout) +
     [Cout·Cin/g + 2Cout] + [2Cout]; buffers 2Cout + 1 per norm; MACs = N·Ho·Wo·Cout·(Cin/g)·(b·k² + [1]).
 
-    deploy: one k×k conv (stride, groups g) with bias, no norm, then act: params = Cout·(Cin/g)·k² + Cout; MACs =
+    deployed: one k×k conv (stride, groups g) with bias, no norm, then act: params = Cout·(Cin/g)·k² + Cout; MACs =
     N·Ho·Wo·Cout·(Cin/g)·k² — what timm's ``reparameterize`` leaves.
     """
-    if form == "deploy":
+    if form == "deployed":
         fused = dataclasses.replace(a, bias=True, norm="none")
         return conv_unit(f, fused, stage, out_channels, kernel, stride, groups, act, src)
     plain = dataclasses.replace(a, bias=False)
@@ -79,14 +79,14 @@ def repghost_unit(f: Flow, a: BlockArgs, stage: str, layer: Any, out_channels: N
     """RepGhost module on the latest tensor: primary k×k conv (stride) Cin → C → norm → act = x1; cheap
     d×d depthwise conv C → C → norm on x1, [+ norm(x1), the identity branch, with ``reparam``] → act.
 
-    train: params = C·Cin·k² + C·d² + 4C (+ 2C); MACs = N·Ho·Wo·C·(Cin·k² + d²). deploy (with ``reparam``): the
+    training: params = C·Cin·k² + C·d² + 4C (+ 2C); MACs = N·Ho·Wo·C·(Cin·k² + d²). deployed (with ``reparam``): the
     cheap conv and its norms are one d×d depthwise conv with bias: params C·Cin·k² + 2C + C·d² + C, same MACs.
     """
     need_batchnorm(a, "form")
     k = value(layer.kernel) if layer.kind == "repghost" else 1
     x1 = conv_unit(f, a, stage, out_channels, k, stride, act=act)
     d = value(layer.dw_kernel)
-    if layer.form == "deploy" and layer.reparam:
+    if layer.form == "deployed" and layer.reparam:
         fused = dataclasses.replace(a, bias=True, norm="none")
         return conv_unit(f, fused, stage, out_channels, d, 1, out_channels, act, x1)
     cheap = conv_unit(f, a, stage, out_channels, d, 1, out_channels, False, x1)

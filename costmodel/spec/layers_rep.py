@@ -22,13 +22,13 @@ class RepGhostFields(_PlainConvOnly):
     reparam: bool = Field(
         True, description="the cheap conv's BN identity branch (timm's reparam; false: the cheap conv alone)"
     )
-    form: Form = Field("train", description=FORM_DESCRIPTION)
+    form: Form = Field("training", description=FORM_DESCRIPTION)
 
     _odd_dw = field_validator("dw_kernel")(_odd_kernel)
 
     def extra_settings(self) -> list[str]:
-        """``norep`` without the identity branch, ``deploy`` for the fused form."""
-        return (["norep"] if not self.reparam else []) + (["deploy"] if self.form == "deploy" else [])
+        """``norep`` without the identity branch, ``deployed`` for the fused form."""
+        return (["norep"] if not self.reparam else []) + (["deployed"] if self.form == "deployed" else [])
 
 
 class RepGhostLayer(RepGhostFields):
@@ -58,7 +58,7 @@ class RepGhostBottleneckLayer(RepGhostFields, SEFields):
     mid_channels: ChannelsField
 
     def extra_settings(self) -> list[str]:
-        """The mid width: ``mid72``, then ``norep`` / ``deploy``."""
+        """The mid width: ``mid72``, then ``norep`` / ``deployed``."""
         return [f"mid{self.mid_channels}", *super().extra_settings()]
 
 

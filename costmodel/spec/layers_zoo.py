@@ -63,13 +63,13 @@ class MixConvLayer(Expanding, _PlainConvOnly):
         return out
 
 
-Form = Literal["train", "deploy"]
-"""Which form of a re-parameterisable block is counted: ``train``, the parallel conv-BN branches the model is
-built and trained with (what ``parameters()`` counts), or ``deploy``, each set of branches fused into one conv
+Form = Literal["training", "deployed"]
+"""Which form of a re-parameterisable block is counted: ``training``, the parallel conv-BN branches the model is
+built and trained with (what ``parameters()`` counts), or ``deployed``, each set of branches fused into one conv
 with a bias and no norm (timm's ``reparameterize_model``)."""
 
 FORM_DESCRIPTION = (
-    "the form counted: train (the parallel conv-BN branches timm builds; parameters() counts them) or deploy "
+    "the form counted: training (the parallel conv-BN branches timm builds; parameters() counts them) or deployed "
     "(each branch set fused into one biased conv without norm, as timm.utils.reparameterize_model)"
 )
 
@@ -85,16 +85,16 @@ class GhostFields(_PlainConvOnly):
         "conv-BN branches (timm: 3), the cheap and depthwise ones beside a 1×1 conv-BN scale branch and the cheap "
         "one beside a BN identity branch; none: plain convs (GhostNet, GhostNetV2)",
     )
-    form: Form = Field("train", description=FORM_DESCRIPTION)
+    form: Form = Field("training", description=FORM_DESCRIPTION)
 
     _odd_dw = field_validator("dw_kernel")(_odd_kernel)
 
     @model_validator(mode="after")
     def _rep_rules(self) -> GhostFields:
         if self.rep_branches is None:
-            if self.form != "train":
+            if self.form != "training":
                 raise PydanticCustomError(
-                    "nothing_to_fuse", "form: deploy needs rep_branches (plain convs have nothing to fuse)",
+                    "nothing_to_fuse", "form: deployed needs rep_branches (plain convs have nothing to fuse)",
                     {"field": "form"},
                 )  # fmt: skip
             return self
@@ -113,10 +113,10 @@ class GhostFields(_PlainConvOnly):
         return self
 
     def extra_settings(self) -> list[str]:
-        """GhostNetV3's branches: ``rep3``, and ``deploy`` for the fused form."""
+        """GhostNetV3's branches: ``rep3``, and ``deployed`` for the fused form."""
         if self.rep_branches is None:
             return []
-        return [f"rep{self.rep_branches}"] + (["deploy"] if self.form == "deploy" else [])
+        return [f"rep{self.rep_branches}"] + (["deployed"] if self.form == "deployed" else [])
 
 
 class GhostLayer(GhostFields):
@@ -126,7 +126,7 @@ class GhostLayer(GhostFields):
     With ``attention: dfc`` (GhostNetV2), the output is multiplied by the DFC gate computed from the input.
     With ``rep_branches: b`` (GhostNetV3's GhostModuleV3) the primary conv trains as b parallel k×k conv → norm
     branches, summed, then act; the cheap conv as b dw_kernel² dw conv → norm branches + a 1×1 dw conv → norm
-    scale branch + a norm identity branch, summed, then act. ``form: deploy`` counts each as one conv with bias.
+    scale branch + a norm identity branch, summed, then act. ``form: deployed`` counts each as one conv with bias.
     """
 
     kind: Literal["ghost"]
@@ -143,7 +143,7 @@ class GhostBottleneckLayer(GhostFields, SEFields):
     norm. ``attention: dfc`` puts GhostNetV2's DFC attention on the first ghost module. With ``rep_branches: b``
     (GhostNetV3's GhostBottleneckV3) both ghost modules are re-parameterisable (see :class:`GhostLayer`) and the
     strided dw conv trains as b k×k dw conv → norm branches + a 1×1 dw conv (stride) → norm scale branch, summed;
-    the shortcut, SE and DFC gate are plain. ``form: deploy`` counts each branch set as one conv with bias.
+    the shortcut, SE and DFC gate are plain. ``form: deployed`` counts each branch set as one conv with bias.
     """
 
     kind: Literal["ghost_bottleneck"]
@@ -151,7 +151,7 @@ class GhostBottleneckLayer(GhostFields, SEFields):
     attention: Literal["none", "dfc"] = "none"
 
     def extra_settings(self) -> list[str]:
-        """The mid width: ``mid72``, ``dfc``, and GhostNetV3's ``rep3`` (``deploy``)."""
+        """The mid width: ``mid72``, ``dfc``, and GhostNetV3's ``rep3`` (``deployed``)."""
         return [f"mid{self.mid_channels}"] + (["dfc"] if self.attention == "dfc" else []) + super().extra_settings()
 
 
