@@ -484,18 +484,54 @@ def _bn(cfg: _Cfg, c: int) -> nn.Module:
     return _NORM[cfg.norm](c) if cfg.norm != "none" else nn.Identity()
 
 
-class GhostModule(nn.Module):
-    """GhostNet's module: primary conv to ceil(out/ratio), cheap grouped conv on it, cat, keep ``out``;
-    with ``dfc``, × sigmoid(DFC(avgpool 2×2 of the input)) upsampled (GhostNetV2)."""
+class RepConv(nn.Module):
+    """A re-parameterisable conv: train — ``branches`` k×k conv (no bias) → BN, [1×1 conv → BN], [BN of the
+    input], summed; deploy — one k×k conv with bias. Then the activation (``act``)."""
 
     def __init__(
-        self, cfg: _Cfg, cin: int, cout: int, k: int, ratio: int, dw: int, stride: int, act: bool, dfc: bool
-    ) -> None:
+        self, cin: int, cout: int, k: int, s: int, g: int, branches: int, scale: bool, identity: bool, act: str,
+        deploy: bool,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.fused = nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=True) if deploy else None
+        self.convs = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(cout))
+            for _ in range(0 if deploy else branches)
+        )
+        if scale and not deploy:
+            self.convs.append(nn.Sequential(nn.Conv2d(cin, cout, 1, s, 0, groups=g, bias=False), nn.BatchNorm2d(cout)))
+        self.skip = nn.BatchNorm2d(cin) if identity and not deploy else None
+        self.act = _act(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            out: torch.Tensor = self.fused(x)
+        else:
+            out = sum((c(x) for c in self.convs), self.skip(x) if self.skip is not None else torch.zeros(()))
+        return self.act(out)  # type: ignore[no-any-return]
+
+
+class GhostModule(nn.Module):
+    """GhostNet's module: primary conv to ceil(out/ratio), cheap grouped conv on it, cat, keep ``out``;
+    with ``dfc``, × sigmoid(DFC(avgpool 2×2 of the input)) upsampled (GhostNetV2); with ``rep`` branches
+    (GhostNetV3) both convs are :class:`RepConv` (the cheap one with a 1×1 scale and a BN identity branch)."""
+
+    def __init__(
+        self, cfg: _Cfg, cin: int, cout: int, k: int, ratio: int, dw: int, stride: int, act: bool, dfc: bool,
+        rep: int | None = None, deploy: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
         init = -(-cout // ratio)
         self.cout = cout
-        self.primary = conv_bn_act(cfg, cin, init, k, stride, act=act)
-        self.cheap = conv_bn_act(cfg, init, init * (ratio - 1), dw, 1, init, act=act)
+        self.primary: nn.Module
+        self.cheap: nn.Module
+        if rep is not None:
+            a = cfg.act if act else "none"
+            self.primary = RepConv(cin, init, k, stride, 1, rep, False, False, a, deploy)
+            self.cheap = RepConv(init, init, dw, 1, init, rep, True, True, a, deploy)
+        else:
+            self.primary = conv_bn_act(cfg, cin, init, k, stride, act=act)
+            self.cheap = conv_bn_act(cfg, init, init * (ratio - 1), dw, 1, init, act=act)
         self.short: nn.Module | None = None
         if dfc:
             self.short = nn.Sequential(
@@ -519,7 +555,9 @@ class GhostModule(nn.Module):
 def _ghost(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
     cout: int = layer.out_channels
     dfc = layer.attention == "dfc"
-    mod = GhostModule(cfg, cin, cout, layer.kernel, layer.ratio, layer.dw_kernel, stride, layer.activation_cheap, dfc)
+    rep = (layer.rep_branches, layer.form == "deployed")
+    k, d = layer.kernel, layer.dw_kernel
+    mod = GhostModule(cfg, cin, cout, k, layer.ratio, d, stride, layer.activation_cheap, dfc, *rep)
     return mod, cout
 
 
@@ -527,14 +565,17 @@ def _ghost_bottleneck(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.
     cout: int = layer.out_channels
     mid: int = layer.mid_channels
     k: int = layer.kernel
+    rep = (layer.rep_branches, layer.form == "deployed")
     mods: list[nn.Module] = [
-        GhostModule(cfg, cin, mid, 1, layer.ratio, layer.dw_kernel, 1, True, layer.attention == "dfc")
+        GhostModule(cfg, cin, mid, 1, layer.ratio, layer.dw_kernel, 1, True, layer.attention == "dfc", *rep)
     ]
-    if stride > 1:
+    if stride > 1 and layer.rep_branches is not None:
+        mods.append(RepConv(mid, mid, k, stride, mid, layer.rep_branches, True, False, "none", rep[1]))
+    elif stride > 1:
         mods.append(conv_bn_act(cfg, mid, mid, k, stride, mid, act=False))
     if layer.se is not None:
         mods.append(_se(layer, cfg, mid, cin))
-    mods.append(GhostModule(cfg, mid, cout, 1, layer.ratio, layer.dw_kernel, 1, False, False))
+    mods.append(GhostModule(cfg, mid, cout, 1, layer.ratio, layer.dw_kernel, 1, False, False, *rep))
     shortcut = None
     if stride > 1 or cin != cout:
         shortcut = nn.Sequential(
@@ -725,6 +766,54 @@ def _attention(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module,
     return Attention(layer, cfg, cin), int(layer.out_channels)
 
 
+class RepGhostModule(nn.Module):
+    """RepGhostNet's module: x1 = act(BN(k×k conv, Cin → C)); act(BN(d×d dw conv(x1)) [+ BN(x1)]); deploy:
+    act(d×d dw conv with bias (x1)) (timm's switch_to_deploy, only with the identity branch)."""
+
+    def __init__(self, cfg: _Cfg, cin: int, cout: int, k: int, d: int, s: int, act: bool, reparam: bool, deploy: bool):
+        super().__init__()
+        self.primary = conv_bn_act(cfg, cin, cout, k, s, act=act)
+        if deploy and reparam:
+            self.cheap: nn.Module = nn.Conv2d(cout, cout, d, 1, d // 2, groups=cout, bias=True)
+        else:
+            self.cheap = nn.Sequential(nn.Conv2d(cout, cout, d, 1, d // 2, groups=cout, bias=False), _bn(cfg, cout))
+        self.skip = _bn(cfg, cout) if reparam and not deploy else None
+        self.act = _act(cfg.act if act else "none")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.primary(x)
+        out = self.cheap(x1)
+        if self.skip is not None:
+            out = out + self.skip(x1)
+        return self.act(out)  # type: ignore[no-any-return]
+
+
+def _repghost(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    deploy = layer.form == "deployed"
+    args = (layer.kernel, layer.dw_kernel, stride, layer.activation_cheap, layer.reparam, deploy)
+    return RepGhostModule(cfg, cin, cout, *args), cout
+
+
+def _repghost_bottleneck(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    mid: int = layer.mid_channels
+    k: int = layer.kernel
+    rep = (layer.reparam, layer.form == "deployed")
+    mods: list[nn.Module] = [RepGhostModule(cfg, cin, mid, 1, layer.dw_kernel, 1, True, *rep)]
+    if stride > 1:
+        mods.append(conv_bn_act(cfg, mid, mid, k, stride, mid, act=False))
+    if layer.has_se:
+        mods.append(_se(layer, cfg, mid, cin))
+    mods.append(RepGhostModule(cfg, mid, cout, 1, layer.dw_kernel, 1, False, *rep))
+    shortcut = None
+    if stride > 1 or cin != cout:
+        shortcut = nn.Sequential(
+            conv_bn_act(cfg, cin, cin, k, stride, cin, act=False), conv_bn_act(cfg, cin, cout, 1, act=False)
+        )
+    return Block(nn.Sequential(*mods), True, shortcut), cout
+
+
 _ZOO: dict[str, Any] = {
     "mixconv": _mixconv,
     "ghost": _ghost,
@@ -733,5 +822,7 @@ _ZOO: dict[str, Any] = {
     "condconv": _condconv,
     "rep_dwsep": _rep_dwsep,
     "attention": _attention,
+    "repghost": _repghost,
+    "repghost_bottleneck": _repghost_bottleneck,
 }
 """Builders of the zoo's kinds (costmodel/spec/layers_zoo.py), written from the spec rules, not the engine."""

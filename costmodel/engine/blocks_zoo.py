@@ -11,6 +11,7 @@ from ..errors import SpecError
 from ..spec.scaling import make_divisible
 from . import ops
 from .blocks import BlockArgs, Flow, conv_unit, expanded_width, residual, se_unit
+from .blocks_rep import need_batchnorm, rep_conv_unit
 from .symbols import Num, floordiv, value
 
 
@@ -98,13 +99,25 @@ def ghost_unit(
     dw conv P → P·(ratio − 1), groups P → norm → act; concat; first ``out`` channels; [× DFC gate].
 
     params = P·Cin·k² + P(ratio−1)·d² + norms; MACs = N·Ho·Wo·(P·Cin·k² + P(ratio−1)·d²).
+
+    With ``rep_branches: b`` (GhostNetV3, ratio 2) both convs are re-parameterisable (:func:`rep_conv_unit`):
+    train MACs = N·Ho·Wo·(b·P·Cin·k² + P·(b·d² + 1)), params add b − 1 copies of each conv and its norm, the 1×1
+    scale conv P + its norm and the identity norm 2P; deploy: params P·Cin·k² + P + P·d² + P, no norms, the
+    plain module's MACs.
     """
     src = f.last
     ratio = layer.ratio
     primary = -floordiv(-out_channels, ratio)  # ceil(out / ratio)
     k = value(layer.kernel) if layer.kind == "ghost" else 1
-    x1 = conv_unit(f, a, stage, primary, k, stride, act=act)
-    x2 = conv_unit(f, a, stage, primary * (ratio - 1), value(layer.dw_kernel), 1, groups=primary, act=act)
+    d = value(layer.dw_kernel)
+    if layer.rep_branches is not None:
+        need_batchnorm(a, "rep_branches")
+        rep = {"branches": layer.rep_branches, "act": act, "form": layer.form}
+        x1 = rep_conv_unit(f, a, stage, src, primary, k, stride, scale=False, identity=False, **rep)
+        x2 = rep_conv_unit(f, a, stage, x1, primary, d, 1, primary, scale=True, identity=True, **rep)
+    else:
+        x1 = conv_unit(f, a, stage, primary, k, stride, act=act)
+        x2 = conv_unit(f, a, stage, primary * (ratio - 1), d, 1, groups=primary, act=act)
     out = f.add(stage, ops.concat((f.shape(x1), f.shape(x2)), a.n, out_channels), (x1, x2))
     if attention == "dfc":
         gate = dfc_attention(f, a, src, out_channels, k, stride)
@@ -122,7 +135,10 @@ def ghost(layer: Any, a: BlockArgs) -> Flow:
 
 def ghost_bottleneck(layer: Any, a: BlockArgs) -> Flow:
     """GhostNet bottleneck: ghost to M → [k×k dw (stride) → norm] → [SE] → ghost to Cout, no activation
-    → + shortcut (identity, or k×k dw (stride) → norm → 1×1 Cin → Cout → norm)."""
+    → + shortcut (identity, or k×k dw (stride) → norm → 1×1 Cin → Cout → norm).
+
+    With ``rep_branches: b`` (GhostNetV3) the ghost modules are re-parameterisable (:func:`ghost_unit`) and so is
+    the strided dw conv: train MACs N·Ho·Wo·M·(b·k² + 1), deploy one biased k×k dw conv (M·k² + M params)."""
     f = Flow(a.inp)
     cin = a.inp[0]
     mid = value(layer.mid_channels)
@@ -132,7 +148,10 @@ def ghost_bottleneck(layer: Any, a: BlockArgs) -> Flow:
     if not isinstance(a.stride, int):
         raise SpecError("ghost_bottleneck needs a numeric stride", (*a.path, "stride"))
     ghost_unit(f, a, "ghost1", layer, mid, 1, True, layer.attention)
-    if strided:
+    if strided and layer.rep_branches is not None:  # GhostNetV3: b k×k dw branches + a 1×1 dw scale branch
+        rep = {"branches": layer.rep_branches, "form": layer.form}
+        rep_conv_unit(f, a, "depthwise", f.last, mid, k, a.stride, mid, scale=True, identity=False, act=False, **rep)
+    elif strided:
         conv_unit(f, a, "depthwise", mid, k, a.stride, groups=mid, act=False)
     if layer.se is not None:
         se_unit(f, a, layer, cin)
