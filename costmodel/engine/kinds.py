@@ -119,10 +119,6 @@ from . import blocks_attention  # noqa: E402
 
 register(_Attention, blocks_attention.attention)
 
-_missing = sorted(set(LAYER_MODELS) - set(KINDS))
-if _missing:  # a layer model registered in the spec without a block function
-    raise ImportError(f"layer kinds without a block function: {', '.join(_missing)}")
-
 # RepGhostNet's kinds (spec/layers_rep.py, engine/blocks_rep.py); torchref builds them in its _ZOO table.
 from ..spec.layers_rep import RepGhostBottleneckLayer as _RepGhostBottleneck  # noqa: E402
 from ..spec.layers_rep import RepGhostLayer as _RepGhost  # noqa: E402
@@ -130,3 +126,7 @@ from . import blocks_rep  # noqa: E402
 
 register(_RepGhost, blocks_rep.repghost)
 register(_RepGhostBottleneck, blocks_rep.repghost_bottleneck)
+
+_missing = sorted(set(LAYER_MODELS) - set(KINDS))
+if _missing:  # a layer model registered in the spec without a block function
+    raise ImportError(f"layer kinds without a block function: {', '.join(_missing)}")
