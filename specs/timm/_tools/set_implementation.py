@@ -32,7 +32,7 @@ def classes(name: str) -> tuple[bool, bool, bool, bool]:
     import torch.nn as nn
 
     m = timm.create_model(name, pretrained=False, device="meta")
-    pad_same = type(m.conv_stem).__name__ == "Conv2dSame"
+    pad_same = type(getattr(m, "conv_stem", None)).__name__ == "Conv2dSame"
     stem_torch = type(getattr(m, "bn1", None)) is nn.BatchNorm2d
     linear_torch = type(m.get_classifier()) is nn.Linear
     head_torch = type(getattr(m, "conv_head", None)) is nn.Conv2d
@@ -52,9 +52,13 @@ def rewrite(text: str, pad_same: bool, stem_torch: bool, linear_torch: bool, hea
     """The spec text with its implementation fields set."""
     lines = [ln for ln in text.splitlines() if not ln.startswith("implementation:")]
     net = "implementation: {library: timm, pad_type: same}" if pad_same else "implementation: timm"
-    at = next(i for i, ln in enumerate(lines) if ln.startswith("input:"))
+    at = next((i for i, ln in enumerate(lines) if ln.startswith("input:")), None)
+    if at is None:
+        raise ValueError("no top-level `input:` line to put `implementation` after")
     lines.insert(at + 1, net)
     layers = [i for i, ln in enumerate(lines) if ln.startswith("  - {")]
+    if not layers:
+        raise ValueError("layers are not written one flow mapping a line (`  - {kind: …}`): set the field by hand")
     lines[layers[0]] = set_layer(lines[layers[0]], "torch" if stem_torch else None)
     linears = [i for i in layers if "kind: linear" in lines[i]]
     for i in linears:
@@ -65,10 +69,15 @@ def rewrite(text: str, pad_same: bool, stem_torch: bool, linear_torch: bool, hea
 
 def main(paths: list[str]) -> int:
     files = [Path(p) for p in paths] or sorted(TIMM.glob("*.yaml"))
+    failed = 0
     for path in files:
-        path.write_text(rewrite(path.read_text(), *classes(path.stem)))
-        print(path.name)
-    return 0
+        try:
+            path.write_text(rewrite(path.read_text(), *classes(path.stem)))
+            print(path.name)
+        except Exception as exc:  # noqa: BLE001 - report the spec and go on with the others
+            print(f"{path.name}: not set: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
