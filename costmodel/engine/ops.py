@@ -97,7 +97,9 @@ class Op:
     output: Shape
     category: str
     bias: bool = False
-    variant: str = ""  # how the op is implemented, where counters tell them apart (pool: module/functional/mean)
+    # how the op is implemented, where counters tell them apart (docs/conventions.md): pool module/functional/mean;
+    # timm's classes: conv2d same (Conv2dSame) / cond (CondConv2d), norms act (BatchNormAct2d …), linear timm
+    variant: str = ""
     state: Num = 0
     folds: bool = False
     attrs: dict[str, Num] = field(default_factory=dict)  # conv: kernel, stride, groups
@@ -226,7 +228,7 @@ def evonorm_s0(inp: Shape, n: Num, groups: Num = 1, act: bool = True) -> Op:
         inp,
         inp,
         "norm",
-        attrs={"groups": groups},
+        attrs={"groups": groups, "stats": groups if act else 0},  # stats: group std's computed per sample
     )
 
 
@@ -312,7 +314,8 @@ def avgpool(inp: Shape, n: Num, stride: Num = 2) -> Op:
     c, h, w = inp
     ho, wo = floordiv(h, stride), floordiv(w, stride)
     flops = n * c * ho * wo * (stride * stride + 1)
-    return Op("avgpool2d", f"{stride}×{stride} avg s{stride}", _costs(0, 0, 0, flops), inp, (c, ho, wo), "pool")
+    detail = f"{stride}×{stride} avg s{stride}"
+    return Op("avgpool2d", detail, _costs(0, 0, 0, flops), inp, (c, ho, wo), "pool", variant="module")
 
 
 def activation(inp: Shape, n: Num, name: str) -> Op:
@@ -409,6 +412,7 @@ def avgpool2d(inp: Shape, n: Num, kernel: int, stride: int) -> Op:
         inp,
         (c, ho, wo),
         "pool",
+        variant="functional",
     )
 
 
