@@ -85,6 +85,19 @@ class EvoNormB0(nn.Module):
         return y * self.weight.view(shape) + self.bias.view(shape)
 
 
+class RmsNorm2d(nn.Module):
+    """RMSNorm over the channels at each position (timm's RmsNorm2d): x / √(mean_c(x²) + ε) · γ, γ of C."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + self.eps)
+        return y * self.weight.view(1, -1, 1, 1)
+
+
 def _norm(name: str, channels: int, cfg: _Cfg, act: bool = False) -> nn.Module:
     """The norm module ``name`` on ``channels`` (groups from the spec's defaults, as the engine takes them)."""
     if name == "batchnorm":
@@ -93,6 +106,8 @@ def _norm(name: str, channels: int, cfg: _Cfg, act: bool = False) -> nn.Module:
         return LayerNorm2d(channels)
     if name == "evonorm_b0":
         return EvoNormB0(channels, act)
+    if name == "rmsnorm":
+        return RmsNorm2d(channels)
     groups = channels // cfg.norm_group_size if cfg.norm_group_size else (cfg.norm_groups or 32)
     if name == "groupnorm":
         return nn.GroupNorm(groups, channels)
@@ -105,6 +120,7 @@ _NORM: dict[str, Any] = {
     "layernorm": LayerNorm2d,
     "evonorm_s0": EvoNormS0,
     "evonorm_b0": EvoNormB0,
+    "rmsnorm": RmsNorm2d,
 }
 """The torch module of each norm name (built by ``_norm`` with its groups)."""
 
@@ -468,18 +484,54 @@ def _bn(cfg: _Cfg, c: int) -> nn.Module:
     return _NORM[cfg.norm](c) if cfg.norm != "none" else nn.Identity()
 
 
-class GhostModule(nn.Module):
-    """GhostNet's module: primary conv to ceil(out/ratio), cheap grouped conv on it, cat, keep ``out``;
-    with ``dfc``, × sigmoid(DFC(avgpool 2×2 of the input)) upsampled (GhostNetV2)."""
+class RepConv(nn.Module):
+    """A re-parameterisable conv: train — ``branches`` k×k conv (no bias) → BN, [1×1 conv → BN], [BN of the
+    input], summed; deploy — one k×k conv with bias. Then the activation (``act``)."""
 
     def __init__(
-        self, cfg: _Cfg, cin: int, cout: int, k: int, ratio: int, dw: int, stride: int, act: bool, dfc: bool
-    ) -> None:
+        self, cin: int, cout: int, k: int, s: int, g: int, branches: int, scale: bool, identity: bool, act: str,
+        deploy: bool,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.fused = nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=True) if deploy else None
+        self.convs = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(cout))
+            for _ in range(0 if deploy else branches)
+        )
+        if scale and not deploy:
+            self.convs.append(nn.Sequential(nn.Conv2d(cin, cout, 1, s, 0, groups=g, bias=False), nn.BatchNorm2d(cout)))
+        self.skip = nn.BatchNorm2d(cin) if identity and not deploy else None
+        self.act = _act(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            out: torch.Tensor = self.fused(x)
+        else:
+            out = sum((c(x) for c in self.convs), self.skip(x) if self.skip is not None else torch.zeros(()))
+        return self.act(out)  # type: ignore[no-any-return]
+
+
+class GhostModule(nn.Module):
+    """GhostNet's module: primary conv to ceil(out/ratio), cheap grouped conv on it, cat, keep ``out``;
+    with ``dfc``, × sigmoid(DFC(avgpool 2×2 of the input)) upsampled (GhostNetV2); with ``rep`` branches
+    (GhostNetV3) both convs are :class:`RepConv` (the cheap one with a 1×1 scale and a BN identity branch)."""
+
+    def __init__(
+        self, cfg: _Cfg, cin: int, cout: int, k: int, ratio: int, dw: int, stride: int, act: bool, dfc: bool,
+        rep: int | None = None, deploy: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
         init = -(-cout // ratio)
         self.cout = cout
-        self.primary = conv_bn_act(cfg, cin, init, k, stride, act=act)
-        self.cheap = conv_bn_act(cfg, init, init * (ratio - 1), dw, 1, init, act=act)
+        self.primary: nn.Module
+        self.cheap: nn.Module
+        if rep is not None:
+            a = cfg.act if act else "none"
+            self.primary = RepConv(cin, init, k, stride, 1, rep, False, False, a, deploy)
+            self.cheap = RepConv(init, init, dw, 1, init, rep, True, True, a, deploy)
+        else:
+            self.primary = conv_bn_act(cfg, cin, init, k, stride, act=act)
+            self.cheap = conv_bn_act(cfg, init, init * (ratio - 1), dw, 1, init, act=act)
         self.short: nn.Module | None = None
         if dfc:
             self.short = nn.Sequential(
@@ -503,7 +555,9 @@ class GhostModule(nn.Module):
 def _ghost(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
     cout: int = layer.out_channels
     dfc = layer.attention == "dfc"
-    mod = GhostModule(cfg, cin, cout, layer.kernel, layer.ratio, layer.dw_kernel, stride, layer.activation_cheap, dfc)
+    rep = (layer.rep_branches, layer.form == "deployed")
+    k, d = layer.kernel, layer.dw_kernel
+    mod = GhostModule(cfg, cin, cout, k, layer.ratio, d, stride, layer.activation_cheap, dfc, *rep)
     return mod, cout
 
 
@@ -511,14 +565,17 @@ def _ghost_bottleneck(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.
     cout: int = layer.out_channels
     mid: int = layer.mid_channels
     k: int = layer.kernel
+    rep = (layer.rep_branches, layer.form == "deployed")
     mods: list[nn.Module] = [
-        GhostModule(cfg, cin, mid, 1, layer.ratio, layer.dw_kernel, 1, True, layer.attention == "dfc")
+        GhostModule(cfg, cin, mid, 1, layer.ratio, layer.dw_kernel, 1, True, layer.attention == "dfc", *rep)
     ]
-    if stride > 1:
+    if stride > 1 and layer.rep_branches is not None:
+        mods.append(RepConv(mid, mid, k, stride, mid, layer.rep_branches, True, False, "none", rep[1]))
+    elif stride > 1:
         mods.append(conv_bn_act(cfg, mid, mid, k, stride, mid, act=False))
     if layer.se is not None:
         mods.append(_se(layer, cfg, mid, cin))
-    mods.append(GhostModule(cfg, mid, cout, 1, layer.ratio, layer.dw_kernel, 1, False, False))
+    mods.append(GhostModule(cfg, mid, cout, 1, layer.ratio, layer.dw_kernel, 1, False, False, *rep))
     shortcut = None
     if stride > 1 or cin != cout:
         shortcut = nn.Sequential(
@@ -613,11 +670,159 @@ def _condconv(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, 
     return CondConvBlock(layer, cfg, cin, stride), int(layer.out_channels)
 
 
+class RepDepthwise(nn.Module):
+    """PP-LCNetV2's re-parameterisable depthwise conv: the training form sums depthwise conv-norm branches of
+    kernels k, k − 2, …, 1 (no 1×1 at a stride ≠ 1), then the activation; the deployed form is one k×k
+    depthwise conv with bias, then the activation."""
+
+    def __init__(self, cfg: _Cfg, c: int, k: int, stride: int, deployed: bool) -> None:
+        super().__init__()
+        kernels = [k] if deployed else [ki for ki in range(k, 0, -2) if stride == 1 or ki != 1]
+        self.branches = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, c, ki, stride, ki // 2, groups=c, bias=True))
+            if deployed
+            else conv_bn_act(cfg, c, c, ki, stride, c, act=False)
+            for ki in kernels
+        )
+        self.act = _act(cfg.act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.branches[0](x)
+        for branch in self.branches[1:]:
+            out = out + branch(x)
+        return self.act(out)  # type: ignore[no-any-return]
+
+
+def _rep_dwsep(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    mods: list[nn.Module] = [RepDepthwise(cfg, cin, layer.kernel, stride, layer.form == "deployed")]
+    if layer.has_se:
+        mods.append(_se(layer, cfg, cin, cin))
+    if layer.mid_channels is not None:
+        mods += [conv_bn_act(cfg, cin, layer.mid_channels, 1), conv_bn_act(cfg, layer.mid_channels, cout, 1)]
+    else:
+        mods.append(conv_bn_act(cfg, cin, cout, 1))
+    return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
+
+
+class Attention(nn.Module):
+    """timm's MobileAttention from the spec rules: norm → multi-query attention (query 1×1 C → h·dk; key and value
+    [k×k dw conv (kv_stride, padding ((s − 1) + (k − 1))//2) → norm] → 1×1 to dk / dv) or MHSA (1×1 C → 3C, h
+    heads of C/h) → 1×1 output projection → [layer scale] (+ x). The attention runs as explicit matmuls
+    (q·kᵀ/√dk, softmax, ·v), which FlopCounterMode counts on every device (the CPU's fused SDPA it does not)."""
+
+    def __init__(self, layer: Any, cfg: _Cfg, cin: int) -> None:
+        super().__init__()
+        cout: int = layer.out_channels
+        self.heads: int = layer.heads
+        self.mq: bool = layer.multi_query
+        self.norm = self._norm(cfg, cin)
+        if self.mq:
+            self.dk: int = layer.key_dim
+            self.dv: int = layer.value_dim or layer.key_dim
+            self.query = nn.Conv2d(cin, self.heads * self.dk, 1, bias=cfg.bias)
+            self.key = self._kv(layer, cfg, cin, self.dk)
+            self.value = self._kv(layer, cfg, cin, self.dv)
+            width = self.heads * self.dv
+        else:
+            self.dk = self.dv = cin // self.heads
+            self.qkv = nn.Conv2d(cin, 3 * cin, 1, bias=cfg.bias)
+            width = cin
+        self.output = nn.Conv2d(width, cout, 1, bias=cfg.bias)
+        self.scale = LayerScale(cout) if layer.layer_scale else nn.Identity()
+        self.skip = _residual(layer.residual, 1, cin, cout)
+
+    @staticmethod
+    def _norm(cfg: _Cfg, c: int) -> nn.Module:
+        return nn.Identity() if cfg.norm == "none" else _norm(cfg.norm, c, cfg)
+
+    @staticmethod
+    def _kv(layer: Any, cfg: _Cfg, cin: int, out: int) -> nn.Module:
+        s, k = int(layer.kv_stride), int(layer.kv_kernel)
+        mods: list[nn.Module] = []
+        if s > 1:
+            conv = nn.Conv2d(cin, cin, k, s, ((s - 1) + (k - 1)) // 2, groups=cin, bias=False)
+            mods += [conv, Attention._norm(cfg, cin)]
+        return nn.Sequential(*mods, nn.Conv2d(cin, out, 1, bias=cfg.bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        y = self.norm(x)
+        if self.mq:
+            q = self.query(y).reshape(n, self.heads, self.dk, h * w).transpose(-1, -2)  # N, h, L, dk
+            k = self.key(y).flatten(2).unsqueeze(1)  # N, 1, dk, P
+            v = self.value(y).flatten(2).transpose(-1, -2).unsqueeze(1)  # N, 1, P, dv
+        else:
+            q, k, v = self.qkv(y).reshape(n, 3, self.heads, self.dk, h * w).unbind(1)  # N, h, d, L each
+            q, v = q.transpose(-1, -2), v.transpose(-1, -2)
+        attn = torch.softmax(torch.matmul(q * self.dk**-0.5, k), dim=-1)
+        o = torch.matmul(attn, v)  # N, h, L, dv
+        o = o.transpose(-1, -2).reshape(n, self.heads * self.dv, h, w)
+        out: torch.Tensor = self.scale(self.output(o))
+        return out + x if self.skip else out
+
+
+def _attention(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    return Attention(layer, cfg, cin), int(layer.out_channels)
+
+
+class RepGhostModule(nn.Module):
+    """RepGhostNet's module: x1 = act(BN(k×k conv, Cin → C)); act(BN(d×d dw conv(x1)) [+ BN(x1)]); deploy:
+    act(d×d dw conv with bias (x1)) (timm's switch_to_deploy, only with the identity branch)."""
+
+    def __init__(self, cfg: _Cfg, cin: int, cout: int, k: int, d: int, s: int, act: bool, reparam: bool, deploy: bool):
+        super().__init__()
+        self.primary = conv_bn_act(cfg, cin, cout, k, s, act=act)
+        if deploy and reparam:
+            self.cheap: nn.Module = nn.Conv2d(cout, cout, d, 1, d // 2, groups=cout, bias=True)
+        else:
+            self.cheap = nn.Sequential(nn.Conv2d(cout, cout, d, 1, d // 2, groups=cout, bias=False), _bn(cfg, cout))
+        self.skip = _bn(cfg, cout) if reparam and not deploy else None
+        self.act = _act(cfg.act if act else "none")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.primary(x)
+        out = self.cheap(x1)
+        if self.skip is not None:
+            out = out + self.skip(x1)
+        return self.act(out)  # type: ignore[no-any-return]
+
+
+def _repghost(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    deploy = layer.form == "deployed"
+    args = (layer.kernel, layer.dw_kernel, stride, layer.activation_cheap, layer.reparam, deploy)
+    return RepGhostModule(cfg, cin, cout, *args), cout
+
+
+def _repghost_bottleneck(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    mid: int = layer.mid_channels
+    k: int = layer.kernel
+    rep = (layer.reparam, layer.form == "deployed")
+    mods: list[nn.Module] = [RepGhostModule(cfg, cin, mid, 1, layer.dw_kernel, 1, True, *rep)]
+    if stride > 1:
+        mods.append(conv_bn_act(cfg, mid, mid, k, stride, mid, act=False))
+    if layer.has_se:
+        mods.append(_se(layer, cfg, mid, cin))
+    mods.append(RepGhostModule(cfg, mid, cout, 1, layer.dw_kernel, 1, False, *rep))
+    shortcut = None
+    if stride > 1 or cin != cout:
+        shortcut = nn.Sequential(
+            conv_bn_act(cfg, cin, cin, k, stride, cin, act=False), conv_bn_act(cfg, cin, cout, 1, act=False)
+        )
+    return Block(nn.Sequential(*mods), True, shortcut), cout
+
+
 _ZOO: dict[str, Any] = {
     "mixconv": _mixconv,
     "ghost": _ghost,
     "ghost_bottleneck": _ghost_bottleneck,
     "uir": _uir,
     "condconv": _condconv,
+    "rep_dwsep": _rep_dwsep,
+    "attention": _attention,
+    "repghost": _repghost,
+    "repghost_bottleneck": _repghost_bottleneck,
 }
 """Builders of the zoo's kinds (costmodel/spec/layers_zoo.py), written from the spec rules, not the engine."""

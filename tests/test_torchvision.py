@@ -38,9 +38,10 @@ def test_shipped_resolution(name):
     check(costmodel.load(NETWORKS / f"{name}.yaml"), getattr(models, name)())
 
 
+@pytest.mark.parametrize("resolution", [193, pytest.param(321, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", sorted(REFERENCE))
-def test_odd_resolution(name):
-    check(edited(name, 193), getattr(models, name)())
+def test_odd_resolution(name, resolution):
+    check(edited(name, resolution), getattr(models, name)())
 
 
 @pytest.mark.parametrize("width", [0.5, 0.75, 1.4])

@@ -1,8 +1,10 @@
 """The torchvision specs added with the zoo (docs/zoo.md) against torchvision's own models (skipped without it).
 
 params = sum(p.numel()), MACs = FlopCounterMode total // 2, output shape = a forward pass, batch 1, eval mode,
-``weights=None``: at each model's evaluation crop and at 193. The pinned figures are torchvision 0.29.1's; the
-engine-only check of them needs no torch.
+``weights=None``: at each model's evaluation crop, at 193 and, in the slow run (``-m slow``), at 321. The pinned
+figures are torchvision 0.29.1's; the engine-only check of them needs no torch. Models over 20 GMACs at the
+resolution tested are built and run on the meta device (the same modules and FlopCounterMode formulas, nothing
+allocated), as tests/test_timm.py does.
 """
 
 from __future__ import annotations
@@ -38,20 +40,27 @@ def test_pinned(name):
     assert costmodel.analyze(spec_at(name, 193)).totals["macs"] == macs_193
 
 
+CPU_MAX_MACS = 20_000_000_000
+
+
 @pytest.mark.torchvision
-@pytest.mark.parametrize("at_193", [False, True], ids=["shipped", "193"])
+@pytest.mark.parametrize(
+    "resolution", [None, 193, pytest.param(321, marks=pytest.mark.slow)], ids=["shipped", "193", "321"]
+)
 @pytest.mark.parametrize("name", sorted(ZOO))
-def test_against_torchvision(name, at_193):
+def test_against_torchvision(name, resolution):
     torch = pytest.importorskip("torch")
     models = pytest.importorskip("torchvision.models")
     from torch.utils.flop_counter import FlopCounterMode
 
-    res = 193 if at_193 else ZOO[name][0]
+    res = resolution or ZOO[name][0]
     spec = spec_at(name, res)
     r = costmodel.analyze(spec)
-    model = getattr(models, name)(weights=None).eval()
+    device = "cpu" if r.totals["macs"] <= CPU_MAX_MACS else "meta"
+    with torch.device(device):
+        model = getattr(models, name)(weights=None).eval()
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        y = model(torch.zeros(1, 3, res, res))
+        y = model(torch.zeros(1, 3, res, res, device=device))
     theirs = (sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2, tuple(y.shape[1:]))
     assert (r.totals["params"], r.totals["macs"], r.output) == theirs

@@ -7,7 +7,16 @@ terms ``coefficient × quantity``, where the quantities of a row are:
 * ``bias``   — output elements of a conv or linear that has a bias (one add each);
 * ``input``  — input elements, batch included;
 * ``output`` — output elements, batch included;
-* ``batch_params`` — batch × the op's learnable parameters.
+* ``batch_params`` — batch × the op's learnable parameters;
+* ``batch_channels`` — batch × the op's input channels;
+* ``param_positions`` — batch × the op's parameters × the output positions Ho·Wo of the conv it feeds
+  (``attrs['positions']``; CondConv's expert weights, which torchinfo multiplies like a conv's);
+* ``batch_stats`` — batch × the statistics the op computes per sample (``attrs['stats']``: EvoNorm-S0's group
+  standard deviations, one per group where it applies its nonlinearity).
+
+An op key is the op name with its variant, ``conv2d:same``: the variant names the module class where the
+tools count classes apart (timm's ``Conv2dSame``, ``BatchNormAct2d``, …; docs/conventions.md). A variant a
+convention does not list counts as its op.
 
 Ops a convention does not list count 0 in it. Each rule was read from the tool's own source at the
 version named, not fitted to totals; ``docs/conventions.md`` tabulates them, and
@@ -29,7 +38,22 @@ __all__ = ["CONVENTIONS", "QUANTITIES", "ZERO", "Convention", "Difference", "Rul
 _TORCH = {
     "conv2d": Rule(((1, "macs"),), "aten.convolution: 2 × MACs FLOPs, halved; bias not counted"),
     "linear": Rule(((1, "macs"),), "aten.addmm: 2 × MACs FLOPs, halved; bias not counted"),
+    "attention": Rule(
+        ((1, "macs"),),
+        "sdpa_flop / bmm_flop: q·kᵀ + attention·v (meta device, CUDA, timm's unfused path); the CPU's fused "
+        "_scaled_dot_product_flash_attention_for_cpu has no formula and counts 0",
+    ),
+    "blurpool": Rule(((1, "macs"),), "timm's BlurPool2d runs F.conv2d with its filter: aten.convolution"),
+    "expert_mix": Rule(((1, "macs"),), "CondConv2d's torch.matmul(routing, experts): aten.mm"),
 }
+
+# timm's module classes (variants of the op keys), as each tool sees them. Conv2dSame, CondConv2d, timm's Linear
+# and BatchNormAct2d / GroupNormAct / LayerNormAct2d subclass or wrap torch.nn classes, but thop and ptflops look
+# hooks up by exact type (thop: register_hooks[type(m)]; ptflops: type(module) in MODULES_MAPPING), so they see
+# none of them: a module without a hook counts only through its children (BatchNormAct2d's act) and, in
+# ptflops, through the torch functions it calls that ptflops patches (F.conv2d, F.linear, F.batch_norm are
+# not). torchinfo counts leaf modules only: the norm + act classes hold their act and drop as children.
+_TIMM_ZERO = "timm's class: no hook (exact-type lookup)"
 
 CONVENTIONS: dict[str, Convention] = {
     "costmodel": COSTMODEL,
@@ -62,6 +86,17 @@ CONVENTIONS: dict[str, Convention] = {
             "avgpool:module": Rule(((1, "input"),), "aten::adaptive_avg_pool2d: elementwise_flop_counter(1, 0)"),
             "avgpool:functional": Rule(((1, "input"),), "the same aten::adaptive_avg_pool2d op"),
             "avgpool:mean": Rule((), "aten::mean is not among the handled ops"),
+            "conv2d:same": Rule(((1, "macs"),), "Conv2dSame: F.pad (not handled), then aten::_convolution"),
+            "conv2d:cond": Rule(((1, "macs"),), "CondConv2d's aten::_convolution with groups N·g: N convs"),
+            "linear:timm": Rule(((1, "macs"),), "timm's Linear calls F.linear: aten::linear"),
+            "batchnorm2d:act": Rule(((2, "input"),), "BatchNormAct2d calls F.batch_norm: aten::batch_norm, eval"),
+            "groupnorm:act": Rule(((5, "input"),), "GroupNormAct: aten::group_norm, norm_flop_counter: 5 (affine)"),
+            "layernorm2d:act": Rule(((5, "input"),), "LayerNormAct2d: aten::layer_norm, norm_flop_counter: 5"),
+            "expert_mix": Rule(((1, "macs"),), "CondConv2d's torch.matmul: aten::matmul, matmul_flop_jit"),
+            "blurpool": Rule(((1, "macs"),), "BlurPool2d's F.conv2d with its fixed filter: aten::_convolution"),
+            "upsample": Rule(((1, "output"),), "aten::upsample_nearest2d: elementwise_flop_counter(0, 1)"),
+            "avgpool2d:module": Rule((), "aten::avg_pool2d is not among the handled ops"),
+            "avgpool2d:functional": Rule((), "aten::avg_pool2d is not among the handled ops"),
         },
     ),
     "ptflops": Convention(
@@ -90,6 +125,21 @@ CONVENTIONS: dict[str, Convention] = {
             ),
             "avgpool:functional": Rule(((1, "input"),), "the patched F.adaptive_avg_pool2d"),
             "avgpool:mean": Rule((), "Tensor.mean is not patched"),
+            "conv2d:same": Rule((), f"Conv2dSame — {_TIMM_ZERO}; F.conv2d is not patched"),
+            "conv2d:cond": Rule((), f"CondConv2d — {_TIMM_ZERO}; F.conv2d is not patched"),
+            "linear:timm": Rule((), f"timm's Linear — {_TIMM_ZERO}; F.linear is not patched"),
+            "batchnorm2d:act": Rule((), f"BatchNormAct2d — {_TIMM_ZERO}; F.batch_norm is not patched"),
+            "groupnorm:act": Rule((), f"GroupNormAct — {_TIMM_ZERO}; F.group_norm is not patched"),
+            "layernorm2d:act": Rule((), f"LayerNormAct2d — {_TIMM_ZERO}; F.layer_norm is not patched"),
+            "expert_mix": Rule(((1, "macs"),), "the patched torch.matmul: input elements × output columns"),
+            "upsample": Rule(((1, "output"),), "the patched F.interpolate: size × N·C = output elements"),
+            "avgpool2d:module": Rule(
+                ((2, "input"),), "pool_flops_counter_hook on nn.AvgPool2d, and again the patched F.avg_pool2d it calls"
+            ),
+            "avgpool2d:functional": Rule(((1, "input"),), "the patched F.avg_pool2d: input elements"),
+            "evonorm_s0": Rule(
+                ((1, "batch_stats"),), "EvoNorm2dS0's group_std: var(…).add(eps), a patched Tensor.add, 1 per group"
+            ),
         },
     ),
     "thop": Convention(
@@ -108,6 +158,11 @@ CONVENTIONS: dict[str, Convention] = {
             ),
             "avgpool:functional": Rule((), "not a module: no hook"),
             "avgpool:mean": Rule((), "not a module: no hook"),
+            "conv2d:same": Rule((), f"Conv2dSame — {_TIMM_ZERO}"),
+            "conv2d:cond": Rule((), f"CondConv2d — {_TIMM_ZERO}"),
+            "linear:timm": Rule((), f"timm's Linear — {_TIMM_ZERO}"),
+            "batchnorm2d:act": Rule((), f"BatchNormAct2d — {_TIMM_ZERO}"),
+            "avgpool2d:module": Rule(((1, "output"),), "count_avgpool on nn.AvgPool2d: 1 per output element"),
         },
     ),
     "torchinfo": Convention(
@@ -123,6 +178,16 @@ CONVENTIONS: dict[str, Convention] = {
             ),
             "linear": Rule(((1, "macs"), (1, "bias")), "calculate_macs: N × (weight + bias parameters)"),
             "batchnorm2d": Rule(((1, "batch_params"),), "calculate_macs: N × parameters (γ, β): 2C per sample"),
+            "conv2d:same": Rule(((1, "macs"), (1, "bias")), "Conv2dSame: a leaf whose class name has 'Conv'"),
+            "conv2d:cond": Rule((), "counted on the CondConv2d's parameters (expert_mix)"),
+            "expert_mix": Rule(
+                ((1, "param_positions"),), "CondConv2d, a 'Conv' leaf: its expert weights (E × P) × N·Ho·Wo"
+            ),
+            "linear:timm": Rule(((1, "macs"), (1, "bias")), "timm's Linear: a leaf, N × (weight + bias parameters)"),
+            "batchnorm2d:act": Rule((), "BatchNormAct2d holds act and drop: not a leaf, not counted"),
+            "groupnorm:act": Rule((), "GroupNormAct holds act and drop: not a leaf, not counted"),
+            "layernorm2d:act": Rule((), "LayerNormAct2d holds act and drop: not a leaf, not counted"),
+            "evonorm_s0": Rule(((2, "batch_channels"),), "EvoNorm2dS0, a leaf: N × (weight + bias), its v is neither"),
         },
     ),
 }
@@ -154,6 +219,12 @@ def quantity(row: Row, name: str, batch: Num) -> Num:
         return row.costs["activations"]
     if name == "batch_params":
         return batch * row.costs["params"]
+    if name == "batch_channels":
+        return batch * row.op.input[0]
+    if name == "param_positions":
+        return batch * row.costs["params"] * row.op.attrs.get("positions", 1)
+    if name == "batch_stats":
+        return batch * row.op.attrs.get("stats", 0)
     raise UsageError(f"unknown quantity {name!r}")  # pragma: no cover - rules are fixed data
 
 

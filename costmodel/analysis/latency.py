@@ -59,13 +59,16 @@ def op_class(row: Row) -> str:
 
 def op_bytes(row: Row, batch: int) -> int:
     """Bytes an eager kernel moves for one instance of ``row`` in float32: inputs read (both operands of an
-    add, the gate of a multiply), weights and inference state read, output written."""
+    add, the gate of a multiply, attention's q, k and v), weights and inference state read, output written."""
     op = row.op
     inputs = batch * numel(op.input)
     if op.category == "add":
         inputs *= 2
     elif op.category == "mul":
         inputs += batch * op.input[0]
+    elif op.category == "attention":  # q is op.input; k and v: kv_heads × keys × (dk + dv)
+        a = op.attrs
+        inputs += batch * a["kv_heads"] * a["keys"] * (a["key_dim"] + a["value_dim"])
     weights = row.costs["params"] + op.state
     return int(FLOAT32_BYTES * (inputs + weights + row.costs["activations"]))
 

@@ -34,6 +34,8 @@ class BlockArgs:
     path: tuple[str | int, ...]  # ("layers", i), for error messages
     norm_groups: int | None = None  # groupnorm / evonorm_s0: the number of groups (defaults.norm_groups)
     norm_group_size: int | None = None  # … or channels per group (defaults.norm_group_size)
+    library: str = "torch"  # whose module classes build the block: torch | timm (spec implementation)
+    pad_type: str = ""  # timm's pad_type: "same" (tf_ models) makes its dynamically padded convs Conv2dSame
 
 
 @dataclass(slots=True)
@@ -90,6 +92,28 @@ def norm_groups(a: BlockArgs, channels: Num) -> Num:
     return groups
 
 
+def dynamic_same(a: BlockArgs, padding: Num | str | None, kernel: Num, stride: Num, dilation: Num = 1) -> bool:
+    """Whether timm builds this conv as a Conv2dSame: padded 'same' (the layer's ``padding: same``, or its
+    default padding under ``pad_type: same``) where timm cannot pad statically — stride ≠ 1 or d(k − 1) odd
+    (timm's ``is_static_pad``)."""
+    same = padding == "same" or (padding is None and a.library == "timm" and a.pad_type == "same")
+    static = isinstance(stride, int) and stride == 1 and isinstance(kernel, int) and dilation * (kernel - 1) % 2 == 0
+    return same and not static
+
+
+def implemented(op: Op, a: BlockArgs) -> Op:
+    """``op`` marked with the module class timm builds it from, where the peers count it differently
+    (``op.variant``, read by the conventions; docs/conventions.md): under ``library: timm`` a BatchNorm,
+    GroupNorm or LayerNorm is timm's norm + act class (BatchNormAct2d, GroupNormAct, LayerNormAct2d: ``act``)
+    and a linear layer timm's Linear (``timm``). Under torch, nothing changes."""
+    if a.library == "timm" and not op.variant:
+        if op.name in ("batchnorm2d", "groupnorm", "layernorm2d"):
+            op.variant = "act"
+        elif op.name == "linear":
+            op.variant = "timm"
+    return op
+
+
 def conv_unit(
     f: Flow,
     a: BlockArgs,
@@ -116,12 +140,14 @@ def conv_unit(
     src = f.last if src is None else src
     anti = aa is not None and not (isinstance(stride, int) and stride == 1)
     conv = ops.conv2d(f.shape(src), a.n, out_channels, kernel, 1 if anti else stride, groups, a.bias, padding, dilation)
+    if dynamic_same(a, padding, kernel, 1 if anti else stride, dilation):
+        conv.variant = "same"
     t = f.add(stage, conv, (src,))
     act_name = a.activation if activation is None else activation
     with_act = act and act_name != "none"
     if a.norm != "none":
         g = norm_groups(a, conv.output[0]) if a.norm in ops.GROUPED_NORMS else 1
-        t = f.add(stage, ops.norm(a.norm, conv.output, a.n, g, with_act))
+        t = f.add(stage, implemented(ops.norm(a.norm, conv.output, a.n, g, with_act), a))
         if a.norm in ops.ACTIVATING_NORMS:
             with_act = False  # EvoNorm is the activation too
     if with_act:
@@ -187,7 +213,7 @@ def se_unit(f: Flow, a: BlockArgs, layer: Any, block_in_channels: Num) -> int:
             else:
                 squeeze = maximum(1, raw)
     act = layer.se_activation or a.activation
-    pooled = ops.global_avgpool(inp, a.n)
+    pooled = ops.global_avgpool(inp, a.n, "mean" if a.library == "timm" else "module")  # timm: x.mean((2, 3))
     f.add("se", pooled)
     bias = bool(getattr(layer, "se_bias", True))
     reduce = ops.conv2d(pooled.output, a.n, squeeze, 1, 1, 1, bias=bias)
@@ -374,7 +400,7 @@ def pool(layer: Any, a: BlockArgs) -> Flow:
 def linear(layer: Any, a: BlockArgs) -> Flow:
     """Fully connected layer on the flattened input, then its activation (if any)."""
     f = Flow(a.inp)
-    op = ops.linear(a.inp, a.n, value(layer.out_features), layer.bias)
+    op = implemented(ops.linear(a.inp, a.n, value(layer.out_features), layer.bias), a)
     f.add("classifier", op)
     if layer.activation != "none":
         f.add("classifier", ops.activation(op.output, a.n, layer.activation))

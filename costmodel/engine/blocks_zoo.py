@@ -5,12 +5,14 @@ Each returns a :class:`~costmodel.engine.blocks.Flow` like the built-in blocks; 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..errors import SpecError
 from ..spec.scaling import make_divisible
 from . import ops
-from .blocks import BlockArgs, Flow, conv_unit, expanded_width, residual, se_unit
+from .blocks import BlockArgs, Flow, conv_unit, dynamic_same, expanded_width, implemented, residual, se_unit
+from .blocks_rep import need_batchnorm, rep_conv_unit
 from .symbols import Num, floordiv, value
 
 
@@ -24,7 +26,7 @@ def split_channels(channels: Num, groups: int) -> list[Num]:
 def _norm_act(f: Flow, a: BlockArgs, stage: str, act: bool = True) -> int:
     shape = f.output
     if a.norm != "none":
-        f.add(stage, ops.norm(a.norm, shape, a.n))
+        f.add(stage, implemented(ops.norm(a.norm, shape, a.n), a))
     if act and a.activation != "none":
         f.add(stage, ops.activation(shape, a.n, a.activation))
     return f.last
@@ -53,6 +55,8 @@ def mixed_unit(
     parts = []
     for k, ci, co in zip(kernels, ins, outs, strict=True):
         conv = ops.conv2d((ci, h, w), a.n, co, k, stride, ci if depthwise else 1, a.bias)
+        if dynamic_same(a, None, k, stride):
+            conv.variant = "same"  # tf_mixnet: MixedConv2d of Conv2dSame
         parts.append(f.add(stage, conv, (src,)))
     f.add(stage, ops.concat(tuple(f.shape(p) for p in parts), a.n), tuple(parts))
     return _norm_act(f, a, stage, act)
@@ -98,13 +102,28 @@ def ghost_unit(
     dw conv P → P·(ratio − 1), groups P → norm → act; concat; first ``out`` channels; [× DFC gate].
 
     params = P·Cin·k² + P(ratio−1)·d² + norms; MACs = N·Ho·Wo·(P·Cin·k² + P(ratio−1)·d²).
+
+    With ``rep_branches: b`` (GhostNetV3, ratio 2) both convs are re-parameterisable (:func:`rep_conv_unit`):
+    train MACs = N·Ho·Wo·(b·P·Cin·k² + P·(b·d² + 1)), params add b − 1 copies of each conv and its norm, the 1×1
+    scale conv P + its norm and the identity norm 2P; deploy: params P·Cin·k² + P + P·d² + P, no norms, the
+    plain module's MACs.
+
+    timm builds the module from torch.nn classes (nn.Conv2d, nn.BatchNorm2d, nn.ReLU in nn.Sequential).
     """
+    a = replace(a, library="torch")
     src = f.last
     ratio = layer.ratio
     primary = -floordiv(-out_channels, ratio)  # ceil(out / ratio)
     k = value(layer.kernel) if layer.kind == "ghost" else 1
-    x1 = conv_unit(f, a, stage, primary, k, stride, act=act)
-    x2 = conv_unit(f, a, stage, primary * (ratio - 1), value(layer.dw_kernel), 1, groups=primary, act=act)
+    d = value(layer.dw_kernel)
+    if layer.rep_branches is not None:
+        need_batchnorm(a, "rep_branches")
+        rep = {"branches": layer.rep_branches, "act": act, "form": layer.form}
+        x1 = rep_conv_unit(f, a, stage, src, primary, k, stride, scale=False, identity=False, **rep)
+        x2 = rep_conv_unit(f, a, stage, x1, primary, d, 1, primary, scale=True, identity=True, **rep)
+    else:
+        x1 = conv_unit(f, a, stage, primary, k, stride, act=act)
+        x2 = conv_unit(f, a, stage, primary * (ratio - 1), d, 1, groups=primary, act=act)
     out = f.add(stage, ops.concat((f.shape(x1), f.shape(x2)), a.n, out_channels), (x1, x2))
     if attention == "dfc":
         gate = dfc_attention(f, a, src, out_channels, k, stride)
@@ -122,7 +141,10 @@ def ghost(layer: Any, a: BlockArgs) -> Flow:
 
 def ghost_bottleneck(layer: Any, a: BlockArgs) -> Flow:
     """GhostNet bottleneck: ghost to M → [k×k dw (stride) → norm] → [SE] → ghost to Cout, no activation
-    → + shortcut (identity, or k×k dw (stride) → norm → 1×1 Cin → Cout → norm)."""
+    → + shortcut (identity, or k×k dw (stride) → norm → 1×1 Cin → Cout → norm).
+
+    With ``rep_branches: b`` (GhostNetV3) the ghost modules are re-parameterisable (:func:`ghost_unit`) and so is
+    the strided dw conv: train MACs N·Ho·Wo·M·(b·k² + 1), deploy one biased k×k dw conv (M·k² + M params)."""
     f = Flow(a.inp)
     cin = a.inp[0]
     mid = value(layer.mid_channels)
@@ -132,14 +154,18 @@ def ghost_bottleneck(layer: Any, a: BlockArgs) -> Flow:
     if not isinstance(a.stride, int):
         raise SpecError("ghost_bottleneck needs a numeric stride", (*a.path, "stride"))
     ghost_unit(f, a, "ghost1", layer, mid, 1, True, layer.attention)
-    if strided:
-        conv_unit(f, a, "depthwise", mid, k, a.stride, groups=mid, act=False)
+    nn = replace(a, library="torch")  # conv_dw + bn_dw and the shortcut: nn.Conv2d, nn.BatchNorm2d; SE: timm's
+    if strided and layer.rep_branches is not None:  # GhostNetV3: b k×k dw branches + a 1×1 dw scale branch
+        rep = {"branches": layer.rep_branches, "form": layer.form}
+        rep_conv_unit(f, nn, "depthwise", f.last, mid, k, a.stride, mid, scale=True, identity=False, act=False, **rep)
+    elif strided:
+        conv_unit(f, nn, "depthwise", mid, k, a.stride, groups=mid, act=False)
     if layer.se is not None:
         se_unit(f, a, layer, cin)
     main = ghost_unit(f, a, "ghost2", layer, cout, 1, False, "none")
     if strided or cin != cout:
-        conv_unit(f, a, "shortcut", cin, k, a.stride, groups=cin, act=False, src=0)
-        short = conv_unit(f, a, "shortcut", cout, 1, act=False)
+        conv_unit(f, nn, "shortcut", cin, k, a.stride, groups=cin, act=False, src=0)
+        short = conv_unit(f, nn, "shortcut", cout, 1, act=False)
     else:
         short = 0
     f.add("residual", ops.add(f.shape(main), a.n, "F(x) + shortcut"), (main, short))
@@ -197,11 +223,14 @@ def cond_conv_unit(
     conv with groups N·g, which FlopCounterMode counts as N convs with groups g.
     """
     conv = ops.conv2d(f.shape(src), a.n, out_channels, kernel, stride, groups, a.bias)
-    mix = f.add(stage, ops.expert_mix(f.shape(route), a.n, conv.costs["params"]), (route,))
+    mixing = ops.expert_mix(f.shape(route), a.n, conv.costs["params"])
+    mixing.attrs["positions"] = conv.output[1] * conv.output[2]  # torchinfo: CondConv2d's params × N·Ho·Wo
+    mix = f.add(stage, mixing, (route,))
     out = conv_unit(f, a, stage, out_channels, kernel, stride, groups, act, src)
     step = f.steps[mix]  # the conv conv_unit added right after the mixing: tensor mix + 1 is steps[mix]
     step.op.costs = dict(step.op.costs) | {"params": 0}
     step.op.detail += " mixed"
+    step.op.variant = "cond"  # CondConv2d's F.conv2d with the mixed weights, inside one module with the mixing
     step.inputs = (src, mix)
     return out
 

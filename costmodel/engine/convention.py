@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 Term = tuple[int, str]
-QUANTITIES = ("macs", "bias", "input", "output", "batch_params")
+QUANTITIES = ("macs", "bias", "input", "output", "batch_params", "batch_channels", "param_positions", "batch_stats")
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,12 @@ class Convention:
     rules: Mapping[str, Rule] = field(default_factory=dict)
 
     def rule(self, key: str) -> Rule:
-        """The rule for an op key; ops the tool does not see count 0."""
-        return self.rules.get(key, ZERO)
+        """The rule for an op key; a variant the tool does not list (``conv2d:same``) counts as its op
+        (``conv2d``); ops the tool does not see count 0."""
+        rule = self.rules.get(key)
+        if rule is None:
+            rule = self.rules.get(key.partition(":")[0], ZERO) if ":" in key else ZERO
+        return rule
 
     @property
     def macs_title(self) -> str:
@@ -65,5 +69,11 @@ COSTMODEL = Convention(
     "totals.macs: multiply-accumulates of conv and linear layers, bias excluded",
     "this version",
     "docs/conventions.md",
-    {"conv2d": MACS, "linear": MACS},
+    {
+        "conv2d": MACS,
+        "linear": MACS,
+        "blurpool": MACS,
+        "expert_mix": MACS,
+        "attention": Rule(((1, "macs"),), "q·kᵀ + attention·v multiply-accumulates"),
+    },
 )

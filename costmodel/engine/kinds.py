@@ -107,6 +107,26 @@ _ZOO_KINDS: tuple[tuple[type[Layer], BlockFn], ...] = (
 for _zoo_model, _zoo_block in _ZOO_KINDS:
     register(_zoo_model, _zoo_block)
 
+# PP-LCNetV2's RepDepthwiseSeparable (spec/layers_lcnet.py, engine/blocks_lcnet.py); torchref's _ZOO builds it.
+from ..spec.layers_lcnet import RepDWSepLayer as _RepDWSep  # noqa: E402
+from . import blocks_lcnet  # noqa: E402
+
+register(_RepDWSep, blocks_lcnet.rep_dwsep)
+
+# Attention (spec/layers_attention.py, engine/blocks_attention.py); torchref builds it in its _ZOO table.
+from ..spec.layers_attention import AttentionLayer as _Attention  # noqa: E402
+from . import blocks_attention  # noqa: E402
+
+register(_Attention, blocks_attention.attention)
+
+# RepGhostNet's kinds (spec/layers_rep.py, engine/blocks_rep.py); torchref builds them in its _ZOO table.
+from ..spec.layers_rep import RepGhostBottleneckLayer as _RepGhostBottleneck  # noqa: E402
+from ..spec.layers_rep import RepGhostLayer as _RepGhost  # noqa: E402
+from . import blocks_rep  # noqa: E402
+
+register(_RepGhost, blocks_rep.repghost)
+register(_RepGhostBottleneck, blocks_rep.repghost_bottleneck)
+
 _missing = sorted(set(LAYER_MODELS) - set(KINDS))
 if _missing:  # a layer model registered in the spec without a block function
     raise ImportError(f"layer kinds without a block function: {', '.join(_missing)}")

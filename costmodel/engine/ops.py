@@ -97,7 +97,9 @@ class Op:
     output: Shape
     category: str
     bias: bool = False
-    variant: str = ""  # how the op is implemented, where counters tell them apart (pool: module/functional/mean)
+    # how the op is implemented, where counters tell them apart (docs/conventions.md): pool module/functional/mean;
+    # timm's classes: conv2d same (Conv2dSame) / cond (CondConv2d), norms act (BatchNormAct2d …), linear timm
+    variant: str = ""
     state: Num = 0
     folds: bool = False
     attrs: dict[str, Num] = field(default_factory=dict)  # conv: kernel, stride, groups
@@ -226,7 +228,7 @@ def evonorm_s0(inp: Shape, n: Num, groups: Num = 1, act: bool = True) -> Op:
         inp,
         inp,
         "norm",
-        attrs={"groups": groups},
+        attrs={"groups": groups, "stats": groups if act else 0},  # stats: group std's computed per sample
     )
 
 
@@ -312,7 +314,8 @@ def avgpool(inp: Shape, n: Num, stride: Num = 2) -> Op:
     c, h, w = inp
     ho, wo = floordiv(h, stride), floordiv(w, stride)
     flops = n * c * ho * wo * (stride * stride + 1)
-    return Op("avgpool2d", f"{stride}×{stride} avg s{stride}", _costs(0, 0, 0, flops), inp, (c, ho, wo), "pool")
+    detail = f"{stride}×{stride} avg s{stride}"
+    return Op("avgpool2d", detail, _costs(0, 0, 0, flops), inp, (c, ho, wo), "pool", variant="module")
 
 
 def activation(inp: Shape, n: Num, name: str) -> Op:
@@ -409,6 +412,7 @@ def avgpool2d(inp: Shape, n: Num, kernel: int, stride: int) -> Op:
         inp,
         (c, ho, wo),
         "pool",
+        variant="functional",
     )
 
 
@@ -442,3 +446,48 @@ def expert_mix(routing: Shape, n: Num, weight_numel: Num) -> Op:
         "linear",
         saves=None,
     )
+
+
+ATTENTION_SOFTMAX_FLOPS = 6  # per logit: scale 1, softmax 5 (max, subtract, exp, sum, divide)
+
+
+def attention(query: Shape, keys: Num, n: Num, heads: Num, key_dim: Num, value_dim: Num, kv_heads: Num = 1) -> Op:
+    """Scaled dot-product attention o = softmax(q·kᵀ/√dk)·v of ``heads`` query heads over the L = H·W positions
+    of ``query`` (h·dk, H, W), against ``keys`` = P key/value positions with ``kv_heads`` key and value heads
+    (multi-query: 1, shared by every query head; MHSA: h).
+
+    No params; MACs = N·h·L·P·(dk + dv) (q·kᵀ: h·L·P·dk, attention·v: h·L·P·dv) — what FlopCounterMode's
+    sdpa formula gives (CUDA's flash / efficient / cudnn kernels; the meta device; the bmm / matmul of the
+    unfused path), *not* what it gives on the CPU, where F.scaled_dot_product_attention dispatches to
+    ``aten._scaled_dot_product_flash_attention_for_cpu``, which torch 2.14 has no formula for (0; see
+    docs/conventions.md). FLOPs = 2·MACs + 6·N·h·L·P (scale and softmax per logit). Output (h·dv, H, W).
+    """
+    _, h, w = query
+    positions = h * w
+    logits = n * heads * positions * keys
+    macs = logits * (key_dim + value_dim)
+    detail = f"{'mqa' if kv_heads == 1 else 'mhsa'} h{heads} {h}×{w}·{keys} d{key_dim}"
+    return Op(
+        "attention",
+        detail + (f" v{value_dim}" if value_dim != key_dim else ""),
+        _costs(0, 0, macs, 2 * macs + ATTENTION_SOFTMAX_FLOPS * logits),
+        query,
+        (heads * value_dim, h, w),
+        "attention",
+        attrs={"heads": heads, "keys": keys, "key_dim": key_dim, "value_dim": value_dim, "kv_heads": kv_heads},
+        saves=None,  # training memory of the attention kernels is not modelled (analysis/training.py refuses)
+    )
+
+
+def rmsnorm2d(inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> Op:
+    """RMSNorm over the channels at each position (timm RmsNorm2d, MobileNetV5's norm):
+    y = x / √(mean_c(x²) + ε) · γ. params γ = C (no β); no buffers; no MACs (FlopCounterMode counts none of its
+    pow, mean, rsqrt and multiplies); FLOPs 4 per element (square, sum, normalize, scale) + 3 per position
+    (divide by C, add ε, rsqrt). Its statistics come from the input, so it does not fold into the conv before it.
+    """
+    c, h, w = inp
+    flops = 4 * n * numel(inp) + 3 * n * h * w
+    return Op("rmsnorm2d", f"{c}", _costs(c, 0, 0, flops), inp, inp, "norm")
+
+
+NORMS["rmsnorm"] = rmsnorm2d

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from ..errors import SpecError
 from ..spec.fields import assumption_fields
-from ..spec.network import NetworkSpec, symbol_uses
+from ..spec.network import LIBRARIES, NetworkSpec, symbol_uses
 from ..spec.scaling import needs_resolution, resolve
 from .blocks import BlockArgs
 from .kinds import KINDS
@@ -75,6 +75,8 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
         reps = value(getattr(layer, "repeat", 1))
         activation = getattr(layer, "activation", None) or d.activation
         norm = getattr(layer, "norm", None) or d.norm
+        own_impl = getattr(layer, "implementation", None)  # a pool's own `implementation` is how it pools
+        library = own_impl if own_impl in LIBRARIES else spec.implementation.library
         own_bias = getattr(layer, "bias", None)
         bias = d.bias if own_bias is None else own_bias
         instances: list[tuple[int, Num]] = (
@@ -92,6 +94,8 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                 path=("layers", i),
                 norm_groups=d.norm_groups,
                 norm_group_size=d.norm_group_size,
+                library=library,
+                pad_type=spec.implementation.pad_type,
             )
             flow = kind.block(layer, args)
             b = len(blocks)

@@ -27,7 +27,7 @@ Activation = Literal["relu", "relu6", "silu", "swish", "hardswish", "gelu", "non
 #: Gates (SE's last activation).
 Gate = Literal["sigmoid", "hardsigmoid"]
 #: Norms a layer may name; the engine has one op per name (engine/ops.py NORMS).
-Norm = Literal["batchnorm", "groupnorm", "layernorm", "evonorm_s0", "evonorm_b0", "none"]
+Norm = Literal["batchnorm", "groupnorm", "layernorm", "evonorm_s0", "evonorm_b0", "rmsnorm", "none"]
 #: Anti-aliased downsampling of the strided conv (timm's ``aa_layer``): a fixed 3×3 blur or a 2×2 average pool.
 AntiAlias = Literal["blur", "avg"]
 #: How the squeeze width is rounded: floor(base × se) (torchvision) or Python's round (timm).

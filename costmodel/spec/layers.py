@@ -110,6 +110,9 @@ class ConvLike(Layer):
         description="anti-aliased stride (timm aa_layer): the k×k conv at stride 1, then a fixed 3×3 blur (blur) "
         "or a 2×2 average pool (avg) at the stride, after the conv's norm and activation",
     )
+    implementation: Literal["torch", "timm"] | None = Field(
+        None, description="the module classes of this layer, if not the spec's implementation.library"
+    )
 
     _swish = field_validator("activation")(activation_alias)
 
@@ -289,6 +292,9 @@ class LinearLayer(Layer):
     bias: bool = True
     activation: Activation = "none"
     scale_width: bool = False
+    implementation: Literal["torch", "timm"] | None = Field(
+        None, description="nn.Linear (torch) or timm's Linear (timm); default: the spec's implementation.library"
+    )
 
     _swish = field_validator("activation")(activation_alias)
 

@@ -63,13 +63,60 @@ class MixConvLayer(Expanding, _PlainConvOnly):
         return out
 
 
+Form = Literal["training", "deployed"]
+"""Which form of a re-parameterisable block is counted: ``training``, the parallel conv-BN branches the model is
+built and trained with (what ``parameters()`` counts), or ``deployed``, each set of branches fused into one conv
+with a bias and no norm (timm's ``reparameterize_model``)."""
+
+FORM_DESCRIPTION = (
+    "the form counted: training (the parallel conv-BN branches timm builds; parameters() counts them) or deployed "
+    "(each branch set fused into one biased conv without norm, as timm.utils.reparameterize_model)"
+)
+
+
 class GhostFields(_PlainConvOnly):
-    """The Ghost module's own fields."""
+    """The Ghost module's own fields, and GhostNetV3's re-parameterisable branches (``rep_branches``, ``form``)."""
 
     ratio: PositiveInt = Field(2, description="output width / primary width (GhostNet: 2)")
     dw_kernel: Kernel = Field(3, description="kernel of the cheap depthwise conv")
+    rep_branches: PositiveInt | None = Field(
+        None,
+        description="GhostNetV3: the primary, cheap and strided depthwise convs each train as this many parallel "
+        "conv-BN branches (timm: 3), the cheap and depthwise ones beside a 1×1 conv-BN scale branch and the cheap "
+        "one beside a BN identity branch; none: plain convs (GhostNet, GhostNetV2)",
+    )
+    form: Form = Field("training", description=FORM_DESCRIPTION)
 
     _odd_dw = field_validator("dw_kernel")(_odd_kernel)
+
+    @model_validator(mode="after")
+    def _rep_rules(self) -> GhostFields:
+        if self.rep_branches is None:
+            if self.form != "training":
+                raise PydanticCustomError(
+                    "nothing_to_fuse", "form: deployed needs rep_branches (plain convs have nothing to fuse)",
+                    {"field": "form"},
+                )  # fmt: skip
+            return self
+        if self.ratio != 2:
+            raise PydanticCustomError(
+                "rep_ratio", "rep_branches needs ratio 2 (the cheap conv's BN identity branch keeps its width), "
+                "got {v}", {"v": self.ratio, "field": "ratio"},
+            )  # fmt: skip
+        for name in ("mid_channels", "out_channels"):
+            width = getattr(self, name, None)
+            if isinstance(width, int) and width % 2:
+                raise PydanticCustomError(
+                    "rep_even", "{name} must be even with rep_branches (GhostNetV3 concatenates both halves "
+                    "without cutting back to the width), got {v}", {"name": name, "v": width, "field": name},
+                )  # fmt: skip
+        return self
+
+    def extra_settings(self) -> list[str]:
+        """GhostNetV3's branches: ``rep3``, and ``deployed`` for the fused form."""
+        if self.rep_branches is None:
+            return []
+        return [f"rep{self.rep_branches}"] + (["deployed"] if self.form == "deployed" else [])
 
 
 class GhostLayer(GhostFields):
@@ -77,6 +124,9 @@ class GhostLayer(GhostFields):
     conv (groups P) to P·(ratio−1) → norm → act; concatenate; keep the first ``out_channels``.
 
     With ``attention: dfc`` (GhostNetV2), the output is multiplied by the DFC gate computed from the input.
+    With ``rep_branches: b`` (GhostNetV3's GhostModuleV3) the primary conv trains as b parallel k×k conv → norm
+    branches, summed, then act; the cheap conv as b dw_kernel² dw conv → norm branches + a 1×1 dw conv → norm
+    scale branch + a norm identity branch, summed, then act. ``form: deployed`` counts each as one conv with bias.
     """
 
     kind: Literal["ghost"]
@@ -90,7 +140,10 @@ class GhostBottleneckLayer(GhostFields, SEFields):
     ghost without activation (to out_channels) + shortcut.
 
     The shortcut is the identity when stride 1 and in == out, else k×k dw conv (stride) → norm → 1×1 conv →
-    norm. ``attention: dfc`` puts GhostNetV2's DFC attention on the first ghost module.
+    norm. ``attention: dfc`` puts GhostNetV2's DFC attention on the first ghost module. With ``rep_branches: b``
+    (GhostNetV3's GhostBottleneckV3) both ghost modules are re-parameterisable (see :class:`GhostLayer`) and the
+    strided dw conv trains as b k×k dw conv → norm branches + a 1×1 dw conv (stride) → norm scale branch, summed;
+    the shortcut, SE and DFC gate are plain. ``form: deployed`` counts each branch set as one conv with bias.
     """
 
     kind: Literal["ghost_bottleneck"]
@@ -98,8 +151,8 @@ class GhostBottleneckLayer(GhostFields, SEFields):
     attention: Literal["none", "dfc"] = "none"
 
     def extra_settings(self) -> list[str]:
-        """The mid width: ``mid72``, and ``dfc``."""
-        return [f"mid{self.mid_channels}"] + (["dfc"] if self.attention == "dfc" else [])
+        """The mid width: ``mid72``, ``dfc``, and GhostNetV3's ``rep3`` (``deployed``)."""
+        return [f"mid{self.mid_channels}"] + (["dfc"] if self.attention == "dfc" else []) + super().extra_settings()
 
 
 class UIRLayer(_PlainConvOnly):

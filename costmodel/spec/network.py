@@ -65,6 +65,29 @@ class Scaling(Model):
     depth_rounding: Literal["ceil", "round"] = "ceil"
 
 
+LIBRARIES = ("torch", "timm")
+"""The libraries whose module classes a spec can say the reference model is built from (``implementation``)."""
+
+
+class Implementation(Model):
+    """Which module classes build the reference model, where the peer counters (fvcore, ptflops, thop,
+    torchinfo) tell them apart; costs are the same either way (docs/conventions.md).
+
+    ``library: torch`` (default): torch.nn's classes, as torchvision builds its models. ``library: timm``: timm's
+    own (BatchNormAct2d and the other norm + act layers, SqueezeExcite pooling by ``x.mean``, timm's Linear,
+    Conv2dSame). ``pad_type: same``: timm's TensorFlow padding (the ``tf_`` ports), so that every conv timm cannot
+    pad statically (stride > 1 or an even kernel) is a Conv2dSame. A bare string is the library:
+    ``implementation: timm``. A layer may say ``implementation: torch`` where timm builds it from torch.nn.
+    """
+
+    library: Literal["torch", "timm"] = "torch"
+    pad_type: Literal["", "same"] = Field("", description="timm's pad_type: same = TensorFlow padding (tf_ models)")
+
+
+def _library_shorthand(value: Any) -> Any:
+    return {"library": value} if isinstance(value, str) else value
+
+
 class _AnyLayer:
     """Validates a layer as the union of every registered layer model, discriminated by ``kind`` (the
     union is built when the spec model is, and rebuilt when a kind is registered)."""
@@ -84,10 +107,15 @@ class NetworkSpec(Model):
     input: Input
     defaults: Defaults = Defaults()
     scaling: Scaling | None = None
+    implementation: Implementation = Field(
+        Implementation(), description="the module classes of the reference model (timm | torch): docs/conventions.md"
+    )
     layers: list[AnyLayer] = Field(min_length=1)
 
     # Where the spec came from (file name and line of each key), for error messages.
     _source: Any = PrivateAttr(default=None)
+
+    _library = field_validator("implementation", mode="before")(_library_shorthand)
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:

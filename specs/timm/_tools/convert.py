@@ -289,6 +289,7 @@ def uir_layer(b) -> dict:
             raise Unsupported(f"needs layer scale {type(ls).__name__}")
         d["layer_scale"] = True
     d.update({"_in": cin, "_mid": mid, "_skip": b.has_skip, "_auto": stride == 1 and cin == cout})
+    return d
 
 
 def cond_conv(conv, *, depthwise: bool) -> tuple[int, int]:
