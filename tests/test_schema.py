@@ -36,6 +36,7 @@ BAD = {
     "conv with neither width": {**BASE, "layers": [{"kind": "conv"}]},
     "conv with both widths": {**BASE, "layers": [{"kind": "conv", "out_channels": 8, "out_ratio": 2}]},
     "unknown key": mbconv(expansion=6, expand=6),
+    "unknown implementation library": {**mbconv(expansion=6), "implementation": "keras"},
 }
 
 
@@ -45,6 +46,15 @@ def test_schema_refuses_what_the_validator_refuses(name):
     with pytest.raises(costmodel.SpecError):
         costmodel.loads(yaml.safe_dump(BAD[name]))
     assert not jsonschema.Draft202012Validator(SCHEMA).is_valid(BAD[name])
+
+
+def test_schema_takes_the_implementation_shorthand():
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for impl in ("timm", "torch", {"library": "timm", "pad_type": "same"}):
+        data = {**mbconv(expansion=6), "implementation": impl}
+        costmodel.loads(yaml.safe_dump(data))  # the validator takes it
+        assert validator.is_valid(data), impl
 
 
 def test_schema_accepts_every_shipped_spec():

@@ -139,6 +139,10 @@ class NetworkSpec(Model):
                     d["then"] = {"properties": {"kernel": odd}}
                 else:
                     props["kernel"] = odd
+        impl = schema.get("properties", {}).get("implementation")
+        if isinstance(impl, dict) and "$ref" in impl:  # the bare-string shorthand: implementation: timm
+            ref = impl.pop("$ref")
+            impl["anyOf"] = [{"$ref": ref}, {"enum": list(LIBRARIES)}]
         return schema
 
 
