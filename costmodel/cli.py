@@ -810,6 +810,10 @@ def _write_samples(s: Any, done: list[Any], out: str) -> None:
         raise UsageError(f"--out {out}: {exc.strerror}") from None
 
 
+_IMPORT_WARNINGS_SHOWN = 20
+"""How many of an import's warnings go to stderr; the spec's header lists every one."""
+
+
 def _import(args: argparse.Namespace) -> str:
     from .api import import_model, import_report
     from .importers.core import to_yaml
@@ -826,8 +830,13 @@ def _import(args: argparse.Namespace) -> str:
             + " | spec: "
             + ", ".join(f"{k} {v}" for k, v in got.items())
         )
-        header.append("exact: every figure equal" if report.exact else "NOT exact: see the warnings costmodel printed")
-        for line in report.warnings():
+        header.append("exact: every figure equal" if report.exact else "NOT exact: see the warnings below")
+        warnings = report.warnings()
+        header.extend(f"warning: {line}" for line in warnings)  # all of them, in the spec's header
+        shown = warnings[:_IMPORT_WARNINGS_SHOWN]
+        if len(warnings) > len(shown):
+            shown.append(f"… and {len(warnings) - len(shown):,} more, listed in the spec's header")
+        for line in shown:
             print(f"costmodel: warning: {line}", file=sys.stderr)
     text = to_yaml(spec, header)
     return _write_out(text, args.out)
