@@ -124,7 +124,8 @@ def register_layer_model(model: type[Layer]) -> str:
             raise ValueError(f"a layer kind {kind!r} is registered already")
         return kind
     LAYER_MODELS[kind] = model
-    NetworkSpec.model_rebuild(force=True)
+    if NetworkSpec.__pydantic_complete__:  # built already (a spec was read): rebuild the union now
+        NetworkSpec.model_rebuild(force=True)
     return kind
 
 
