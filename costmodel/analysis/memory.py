@@ -129,11 +129,11 @@ def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> lis
         for r in report.rows:
             by_block.setdefault(r.block, []).append(r)
         groups = list(by_block.values())
-    else:
+    elif fusion == "conv-bn-act":
         rows = report.rows
         i = 0
         while i < len(rows):
-            length = _chain(rows, i) if fusion == "conv-bn-act" else 1
+            length = _chain(rows, i)
             groups.append(rows[i : i + length])
             i += length
     # Dropout is the identity at inference: no kernel, no bytes; its output is its input tensor.
@@ -141,6 +141,33 @@ def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> lis
     for r in report.rows:
         if r.op.category == "dropout" and r.inputs:
             alias[r.tensor] = alias.get(r.inputs[0], r.inputs[0])
+    if fusion == "none":  # one kernel per op: the loop below, with each group one row
+        for r in report.rows:
+            op = r.op
+            if op.category == "dropout":
+                continue
+            ins = r.inputs
+            if len(ins) == 1 and not alias:  # the common case, without the general dedup below
+                reads: tuple[int, ...] = () if ins[0] == r.tensor else ins
+            else:
+                reads = tuple(dict.fromkeys(alias.get(t, t) for t in ins if t != r.tensor))
+            costs = r.costs
+            out.append(
+                Kernel(
+                    f"{r.layer}.{r.repeat} {r.stage} {op.name}",
+                    r.block,
+                    r.stage,
+                    [r],
+                    0 + costs["flops"],
+                    (0 + sizes[reads[0]] if len(reads) == 1 else total(sizes[t] for t in reads)) * size,
+                    (0 + (costs["params"] + op.state)) * size,  # _inference_weights(r, fold=False)
+                    sizes[r.tensor] * size,
+                    r.times,
+                    reads,
+                    r.tensor,
+                )
+            )
+        return out
     for whole in groups:
         group = [r for r in whole if r.op.category != "dropout"]
         if not group:
@@ -234,8 +261,9 @@ def peak_activations(
     for i, k in enumerate(ks):
         for t in expire.pop(i - 1, ()):
             pending.discard(t)
-        alive = pending | set(k.reads) | {k.writes}
-        live = total(sizes[t] * size for t in sorted(alive))
+        alive = pending.union(k.reads)
+        alive.add(k.writes)
+        live = sum([sizes[t] for t in alive]) * size  # ints: the order of the sum does not matter
         if not isinstance(live, int):
             raise UsageError("peak memory needs numbers: bind the spec's symbols with --set")
         if live > best.bytes:

@@ -8,6 +8,7 @@ the registry (engine/kinds.py); tensors get network-wide ids (0 is the input) so
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from ..errors import SpecError
@@ -39,6 +40,10 @@ def analyze_spec(spec: NetworkSpec, report_class: type[R] = Report) -> R:  # typ
 
 def _same(x: Num) -> Num:
     return x
+
+
+#: The per-op metrics of an op's ``costs``, in OP_METRICS order, in one C call.
+op_metrics = itemgetter(*OP_METRICS)
 
 
 def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
@@ -97,24 +102,22 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
             b = len(blocks)
             described = layer.settings(stride) if r <= 1 else blocks[-1].settings
             base = next_id - 1  # block-local tensor t > 0 is global base + t
+            kind_name = layer.kind
             for step in flow.steps:
                 op = step.op
-                costs = {m: clean(op.costs[m]) for m in OP_METRICS}
-                costs["activations"] = clean(n * numel(op.output))
-                rows.append(
-                    Row(
-                        layer=i,
-                        repeat=r,
-                        block=b,
-                        kind=layer.kind,
-                        stage=step.stage,
-                        op=op,
-                        costs=costs,
-                        times=times,
-                        inputs=tuple(current if t == 0 else base + t for t in step.inputs),
-                        tensor=next_id,
-                    )
-                )
+                if symbols:
+                    costs = {m: clean(op.costs[m]) for m in OP_METRICS}
+                    costs["activations"] = clean(n * numel(op.output))
+                else:  # ints throughout: nothing to clean
+                    costs = dict(zip(OP_METRICS, op_metrics(op.costs)))
+                    costs["activations"] = n * numel(op.output)
+                reads = step.inputs
+                if len(reads) == 1:
+                    t = reads[0]
+                    inputs: tuple[int, ...] = (current if t == 0 else base + t,)
+                else:
+                    inputs = tuple(current if t == 0 else base + t for t in reads)
+                rows.append(Row(i, r, b, kind_name, step.stage, op, costs, times, inputs, next_id))
                 next_id += 1
             out = flow.output
             blocks.append(

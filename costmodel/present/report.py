@@ -48,7 +48,10 @@ def descriptions(report: Report) -> dict[str, str]:
 def to_dict(report: Report) -> dict[str, Any]:
     """The report as JSON-ready data: totals, output, and every per-op row."""
 
+    metrics = tuple(METRICS)
+
     def row(r: Row) -> dict[str, Any]:
+        op = r.op
         d: dict[str, Any] = {
             "block": block_id(r.layer, r.repeat),
             "index": r.block,
@@ -56,15 +59,17 @@ def to_dict(report: Report) -> dict[str, Any]:
             "repeat": r.repeat,
             "kind": r.kind,
             "stage": r.stage,
-            "op": r.op.name,
-            "detail": r.op.detail,
+            "op": op.name,
+            "detail": op.detail,
         }
         if r.times != 1:
             d["times"] = jsonable(r.times)
-        for m in METRICS:
-            d[m] = jsonable(r.costs[m])
-        d["input"] = [jsonable(s) for s in r.op.input]
-        d["output"] = [jsonable(s) for s in r.op.output]
+        costs = r.costs
+        for m in metrics:
+            v = costs[m]
+            d[m] = v if type(v) is int else jsonable(v)  # an int stays an int (jsonable's first case)
+        d["input"] = _shape_list(op.input)
+        d["output"] = _shape_list(op.output)
         return d
 
     return {
@@ -78,6 +83,15 @@ def to_dict(report: Report) -> dict[str, Any]:
         "totals": {m: jsonable(v) for m, v in report.totals.items()},
         "rows": [row(r) for r in report.rows],
     }
+
+
+def _shape_list(shape: tuple[Num, ...]) -> list[Any]:
+    """A shape as a JSON list: its ints as they are, symbolic sizes as text (``jsonable``)."""
+    out = list(shape)
+    for i, s in enumerate(out):
+        if type(s) is not int:
+            out[i] = jsonable(s)
+    return out
 
 
 def _pct(part: Num, whole: Num) -> str:

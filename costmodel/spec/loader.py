@@ -97,8 +97,25 @@ def _number_form_problem(text: str) -> str | None:
     return None
 
 
+#: Scalars already resolved, by (text, tag, plain): a spec repeats the same few keys and values.
+_RESOLVED: dict[tuple[str, str | None, bool], Any] = {}
+_RESOLVED_MAX = 4096  # entries kept (short texts only), so that a hostile file cannot grow it
+
+
 def _scalar(event: Any, path: Path) -> Any:
     """The value of a scalar event: None, bool, int, float or str (see the resolution rules above)."""
+    key = (event.value, event.tag, event.implicit[0])
+    try:
+        return _RESOLVED[key]
+    except KeyError:
+        pass
+    out = _resolve(event, path)  # raises on a refused scalar: nothing is kept then
+    if len(key[0]) <= 64 and len(_RESOLVED) < _RESOLVED_MAX:
+        _RESOLVED[key] = out
+    return out
+
+
+def _resolve(event: Any, path: Path) -> Any:
     value: str = event.value
     line = event.start_mark.line + 1
     tag = event.tag
