@@ -109,7 +109,7 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                     costs = {m: clean(op.costs[m]) for m in OP_METRICS}
                     costs["activations"] = clean(n * numel(op.output))
                 else:  # ints throughout: nothing to clean
-                    costs = dict(zip(OP_METRICS, op_metrics(op.costs)))
+                    costs = dict(zip(OP_METRICS, op_metrics(op.costs), strict=True))
                     costs["activations"] = n * numel(op.output)
                 reads = step.inputs
                 if len(reads) == 1:
