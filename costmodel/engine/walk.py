@@ -8,7 +8,8 @@ the registry (engine/kinds.py); tensors get network-wide ids (0 is the input) so
 
 from __future__ import annotations
 
-from operator import itemgetter
+from dataclasses import fields
+from operator import attrgetter, itemgetter
 from typing import Any, TypeVar
 
 from ..errors import SpecError
@@ -44,6 +45,8 @@ def _same(x: Num) -> Num:
 
 #: The per-op metrics of an op's ``costs``, in OP_METRICS order, in one C call.
 op_metrics = itemgetter(*OP_METRICS)
+#: What a block's result depends on besides its layer: every BlockArgs field except ``path``.
+_memo_args = attrgetter(*(f.name for f in fields(BlockArgs) if f.name != "path"))
 
 
 def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
@@ -60,6 +63,11 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
     current = 0  # the tensor id of the running feature map (0: the network input)
     next_id = 1
     assumptions: dict[tuple[str, str], None] = {}
+    # Numeric specs: a block function is a pure function of its layer and arguments (the path only names
+    # the field in an error, and a failure is never kept), so equal layers on equal inputs — repeats, and
+    # the copies a long spec is made of — share one flow of ops. Symbolic ones are not reused: sympy's
+    # Integer(16) equals and hashes as 16, and the flows would mix the two.
+    memo: dict[Any, list[Any]] | None = None if symbols else {}
     for i, layer in enumerate(spec.layers):
         kind = KINDS.get(layer.kind)
         if kind is None:
@@ -98,9 +106,25 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                 norm_groups=d.norm_groups,
                 norm_group_size=d.norm_group_size,
             )
-            flow = kind.block(layer, args)
+            entry = None
+            if memo is not None:
+                try:
+                    key: Any = (layer, _memo_args(args))
+                    entry = memo.get(key)
+                except TypeError:  # a field value that cannot be hashed (a list): no reuse for this layer
+                    key = None
+            if entry is None:
+                entry = [kind.block(layer, args), None]
+                if memo is not None and key is not None:
+                    memo[key] = entry
+            flow = entry[0]
             b = len(blocks)
-            described = layer.settings(stride) if r <= 1 else blocks[-1].settings
+            if r <= 1:
+                if entry[1] is None:
+                    entry[1] = layer.settings(stride)
+                described = entry[1]
+            else:
+                described = blocks[-1].settings
             base = next_id - 1  # block-local tensor t > 0 is global base + t
             kind_name = layer.kind
             for step in flow.steps:
