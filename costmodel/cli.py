@@ -389,15 +389,15 @@ def _table(args: argparse.Namespace) -> str:
         if args.by == "auto" and args.depth is None:
             args.by = "op"
     if args.format == "json" and not report.symbolic and args.block is None:
-        from .api import memory
-        from .present.emit import dumps
-        from .present.report import to_dict
+        from .analysis.memory import peak_activations
+        from .present.report import to_json
 
-        data = to_dict(report)
-        peak = memory(report, args.dtype, args.fusion).peak
-        data["totals"]["peak_activation_bytes"] = peak.bytes
-        data["peak"] = {"bytes": peak.bytes, "kernel": peak.kernel, "dtype": args.dtype, "fusion": args.fusion}
-        text = dumps(data)
+        peak = peak_activations(report, args.dtype, args.fusion)
+        text = to_json(
+            report,
+            {"peak_activation_bytes": peak.bytes},
+            {"peak": {"bytes": peak.bytes, "kernel": peak.kernel, "dtype": args.dtype, "fusion": args.fusion}},
+        )
     else:
         text = report.table(args.format, args.by, args.depth, args.units)
     if args.plot:

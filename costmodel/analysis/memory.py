@@ -114,12 +114,17 @@ def _chain(rows: list[Row], i: int) -> int:
     return j - i
 
 
-def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> list[Kernel]:
-    """The report's ops grouped into the kernels of an execution model, with bytes and FLOPs."""
+def check_kernels(report: Report, fusion: str) -> None:
+    """Refuse an unknown execution model, or a report with free symbols."""
     if fusion not in FUSIONS:
         raise UsageError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
     if report.symbolic:
         raise UsageError("memory and roofline need numbers: bind the spec's symbols with --set")
+
+
+def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> list[Kernel]:
+    """The report's ops grouped into the kernels of an execution model, with bytes and FLOPs."""
+    check_kernels(report, fusion)
     size = element_size(dtype)
     sizes = tensor_elements(report)
     out: list[Kernel] = []
@@ -238,38 +243,64 @@ def peak_activations(
     reads. ``ks`` may pass the kernels ``kernels(report, dtype, fusion)`` already gave.
     """
     size = element_size(dtype)
-    if ks is None:
+    io: list[tuple[tuple[int, ...], int]]  # (reads, writes) of each kernel
+    if ks is None and fusion == "none":  # one kernel per op: read off the rows, no Kernel objects
+        check_kernels(report, fusion)
+        rows = report.rows
+        io = [(r.inputs, r.tensor) for r in rows]
+        if any(r.op.category == "dropout" for r in rows) or any(len(ins) != 1 or ins[0] == w for ins, w in io):
+            ks = kernels(report, dtype, fusion)  # dropout aliases, several or self reads: the general rules
+        else:
+
+            def label(i: int) -> str:
+                r = rows[i]
+                return f"{r.layer}.{r.repeat} {r.stage} {r.op.name}"
+
+    elif ks is None:
         ks = kernels(report, dtype, fusion)
+    if ks is not None:
+        kernel_list = ks
+        io = [(k.reads, k.writes) for k in ks]
+
+        def label(i: int) -> str:
+            return kernel_list[i].label
+
     sizes = tensor_elements(report)
-    names: dict[int, str] = {0: "network input"}
+    writer: dict[int, int] = {}
     last_read: dict[int, int] = {}
-    for i, k in enumerate(ks):
-        names[k.writes] = f"{k.label} output"
-        for t in k.reads:
+    for i, (reads, writes) in enumerate(io):
+        writer[writes] = i
+        for t in reads:
             last_read[t] = i
-    best = Peak(-1, "")
+    best, at, best_alive = -1, -1, [0]
     # tensors written before kernel i and read at i or later, kept incrementally (linear in the kernels)
     pending: set[int] = set()
     expire: dict[int, list[int]] = {}
-
-    def keep(t: int, start: int) -> None:
-        if last_read.get(t, -1) >= start:
-            pending.add(t)
-            expire.setdefault(last_read[t], []).append(t)
-
-    keep(0, 0)
-    for i, k in enumerate(ks):
-        for t in expire.pop(i - 1, ()):
-            pending.discard(t)
-        alive = pending.union(k.reads)
-        alive.add(k.writes)
+    if last_read.get(0, -1) >= 0:
+        pending.add(0)
+        expire.setdefault(last_read[0], []).append(0)
+    for i, (reads, writes) in enumerate(io):
+        gone = expire.pop(i - 1, None)
+        if gone:
+            pending.difference_update(gone)
+        alive = pending.union(reads)
+        alive.add(writes)
         live = sum([sizes[t] for t in alive]) * size  # ints: the order of the sum does not matter
         if not isinstance(live, int):
             raise UsageError("peak memory needs numbers: bind the spec's symbols with --set")
-        if live > best.bytes:
-            best = Peak(live, k.label, [(names[t], sizes[t] * size) for t in sorted(alive)])
-        keep(k.writes, i + 1)
-    return best
+        if live > best:
+            best, at, best_alive = live, i, sorted(alive)
+        last = last_read.get(writes, -1)
+        if last >= i + 1:
+            pending.add(writes)
+            expire.setdefault(last, []).append(writes)
+    if at < 0:
+        return Peak(-1, "")
+
+    def name(t: int) -> str:
+        return "network input" if t == 0 and t not in writer else f"{label(writer[t])} output"
+
+    return Peak(best, label(at), [(name(t), sizes[t] * size) for t in best_alive])
 
 
 def memory_totals(ks: list[Kernel], peak: Peak) -> dict[str, Num]:
