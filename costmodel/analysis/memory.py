@@ -247,10 +247,15 @@ def peak_activations(
     if ks is None and fusion == "none":  # one kernel per op: read off the rows, no Kernel objects
         check_kernels(report, fusion)
         rows = report.rows
-        io = [(r.inputs, r.tensor) for r in rows]
-        if any(r.op.category == "dropout" for r in rows) or any(len(ins) != 1 or ins[0] == w for ins, w in io):
-            ks = kernels(report, dtype, fusion)  # dropout aliases, several or self reads: the general rules
-        else:
+        if any(r.op.category == "dropout" for r in rows):
+            ks = kernels(report, dtype, fusion)  # dropout's output is its input: the general rules
+        else:  # the reads of each kernel as kernels() gives them (no aliases here)
+            io = [
+                (r.inputs, r.tensor)
+                if len(r.inputs) == 1 and r.inputs[0] != r.tensor
+                else (tuple(dict.fromkeys(t for t in r.inputs if t != r.tensor)), r.tensor)
+                for r in rows
+            ]
 
             def label(i: int) -> str:
                 r = rows[i]

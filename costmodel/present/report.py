@@ -124,17 +124,14 @@ def to_json(report: Report, totals: dict[str, Any] | None = None, extra: dict[st
                 tail = tails[key] = _dumps_strict(d)[1:]
             except ValueError:  # a NaN or an infinity: dumps writes null for it, on the whole payload
                 return _slow_json(report, totals, extra)
-        pieces.append(f'{{"block":"{block_id(layer, repeat)}","index":{index},"layer":{layer},"repeat":{repeat},')
-        pieces.append(tail)
-        pieces.append(",")
-    if pieces:
-        pieces.pop()
+        # the block id is block_id(layer, repeat), written out here: this loop runs once per op
+        pieces.append(f'{{"block":"{layer}.{repeat}","index":{index},"layer":{layer},"repeat":{repeat},{tail}')
     try:
         head = _dumps_strict(data)[:-1]
         more = _dumps_strict(extra)[1:-1] if extra else ""
     except ValueError:
         return _slow_json(report, totals, extra)
-    return "".join([head, ',"rows":[', *pieces, "]", "," if more else "", more, "}"])
+    return "".join([head, ',"rows":[', ",".join(pieces), "]", "," if more else "", more, "}"])
 
 
 def _dumps_strict(payload: Any) -> str:
