@@ -284,19 +284,39 @@ def peak_activations(
     if last_read.get(0, -1) >= 0:
         pending.add(0)
         expire.setdefault(last_read[0], []).append(0)
+    exact = all(type(v) is int for v in sizes.values())
+    held = sum(sizes[t] for t in pending) if exact else 0  # elements of the pending tensors, kept as they change
     for i, (reads, writes) in enumerate(io):
         gone = expire.pop(i - 1, None)
         if gone:
-            pending.difference_update(gone)
-        alive = pending.union(reads)
-        alive.add(writes)
-        live = sum([sizes[t] for t in alive]) * size  # ints: the order of the sum does not matter
-        if not isinstance(live, int):
-            raise UsageError("peak memory needs numbers: bind the spec's symbols with --set")
-        if live > best:
-            best, at, best_alive = live, i, sorted(alive)
+            for t in gone:
+                if t in pending:
+                    pending.discard(t)
+                    held -= sizes[t] if exact else 0
+        if exact:  # ints: the live sum by parts, the same number as summing the live set
+            live = held
+            for t in reads:
+                if t not in pending:
+                    live += sizes[t]
+            if writes not in pending and writes not in reads:
+                live += sizes[writes]
+            live *= size
+            if live > best:
+                alive = pending.union(reads)
+                alive.add(writes)
+                best, at, best_alive = live, i, sorted(alive)
+        else:
+            alive = pending.union(reads)
+            alive.add(writes)
+            live = sum([sizes[t] for t in alive]) * size
+            if not isinstance(live, int):
+                raise UsageError("peak memory needs numbers: bind the spec's symbols with --set")
+            if live > best:
+                best, at, best_alive = live, i, sorted(alive)
         last = last_read.get(writes, -1)
         if last >= i + 1:
+            if exact and writes not in pending:
+                held += sizes[writes]
             pending.add(writes)
             expire.setdefault(last, []).append(writes)
     if at < 0:

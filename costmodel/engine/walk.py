@@ -68,6 +68,7 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
     # the copies a long spec is made of — share one flow of ops. Symbolic ones are not reused: sympy's
     # Integer(16) equals and hashes as 16, and the flows would mix the two.
     memo: dict[Any, list[Any]] | None = None if symbols else {}
+    op_costs: dict[int, dict[str, Num]] = {}
     for i, layer in enumerate(spec.layers):
         kind = KINDS.get(layer.kind)
         if kind is None:
@@ -132,9 +133,13 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                 if symbols:
                     costs = {m: clean(op.costs[m]) for m in OP_METRICS}
                     costs["activations"] = clean(n * numel(op.output))
-                else:  # ints throughout: nothing to clean
-                    costs = dict(zip(OP_METRICS, op_metrics(op.costs), strict=True))
-                    costs["activations"] = n * numel(op.output)
+                else:  # ints throughout: nothing to clean; an op shared by equal blocks is counted once
+                    made = op_costs.get(id(op))  # ids are unique here: every op stays referenced by a row
+                    if made is None:
+                        made = dict(zip(OP_METRICS, op_metrics(op.costs), strict=True))
+                        made["activations"] = n * numel(op.output)
+                        op_costs[id(op)] = made
+                    costs = made.copy()  # each row owns its dict
                 reads = step.inputs
                 if len(reads) == 1:
                     t = reads[0]
