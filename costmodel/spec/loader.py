@@ -220,7 +220,7 @@ def _build(text: str, src: Source) -> tuple[int, Any]:
         if type(event) is scalar_event and stack:  # most events: the same rules as below, fewer steps
             top = stack[-1]
             container = top.value
-            if type(container) is dict:
+            if isinstance(container, dict):
                 if top.key is None:  # a key
                     line = event.start_mark.line + 1
                     key = _scalar(event, top.path)
@@ -243,9 +243,9 @@ def _build(text: str, src: Source) -> tuple[int, Any]:
             else:  # a list item
                 path = (*top.path, len(container))
                 got = resolved.get((event.value, event.tag, event.implicit[0]), _MISS)
-                value = _scalar(event, path) if got is _MISS else got
+                item = _scalar(event, path) if got is _MISS else got
                 lines.setdefault(path, event.start_mark.line + 1)
-                container.append(value)
+                container.append(item)
             continue
         line = event.start_mark.line + 1
         if isinstance(event, yaml.DocumentStartEvent):
