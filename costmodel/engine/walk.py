@@ -8,6 +8,8 @@ the registry (engine/kinds.py); tensors get network-wide ids (0 is the input) so
 
 from __future__ import annotations
 
+from dataclasses import fields
+from operator import attrgetter, itemgetter
 from typing import Any, TypeVar
 
 from ..errors import SpecError
@@ -41,6 +43,12 @@ def _same(x: Num) -> Num:
     return x
 
 
+#: The per-op metrics of an op's ``costs``, in OP_METRICS order, in one C call.
+op_metrics = itemgetter(*OP_METRICS)
+#: What a block's result depends on besides its layer: every BlockArgs field except ``path``.
+_memo_args = attrgetter(*(f.name for f in fields(BlockArgs) if f.name != "path"))
+
+
 def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
     inp = spec.input
     n = value(inp.batch)
@@ -55,6 +63,12 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
     current = 0  # the tensor id of the running feature map (0: the network input)
     next_id = 1
     assumptions: dict[tuple[str, str], None] = {}
+    # Numeric specs: a block function is a pure function of its layer and arguments (the path only names
+    # the field in an error, and a failure is never kept), so equal layers on equal inputs — repeats, and
+    # the copies a long spec is made of — share one flow of ops. Symbolic ones are not reused: sympy's
+    # Integer(16) equals and hashes as 16, and the flows would mix the two.
+    memo: dict[Any, list[Any]] | None = None if symbols else {}
+    op_costs: dict[int, dict[str, Num]] = {}
     for i, layer in enumerate(spec.layers):
         kind = KINDS.get(layer.kind)
         if kind is None:
@@ -97,28 +111,46 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                 library=library,
                 pad_type=spec.implementation.pad_type,
             )
-            flow = kind.block(layer, args)
+            entry = None
+            if memo is not None:
+                try:
+                    key: Any = (layer, _memo_args(args))
+                    entry = memo.get(key)
+                except TypeError:  # a field value that cannot be hashed (a list): no reuse for this layer
+                    key = None
+            if entry is None:
+                entry = [kind.block(layer, args), None]
+                if memo is not None and key is not None:
+                    memo[key] = entry
+            flow = entry[0]
             b = len(blocks)
-            described = layer.settings(stride) if r <= 1 else blocks[-1].settings
+            if r <= 1:
+                if entry[1] is None:
+                    entry[1] = layer.settings(stride)
+                described = entry[1]
+            else:
+                described = blocks[-1].settings
             base = next_id - 1  # block-local tensor t > 0 is global base + t
+            kind_name = layer.kind
             for step in flow.steps:
                 op = step.op
-                costs = {m: clean(op.costs[m]) for m in OP_METRICS}
-                costs["activations"] = clean(n * numel(op.output))
-                rows.append(
-                    Row(
-                        layer=i,
-                        repeat=r,
-                        block=b,
-                        kind=layer.kind,
-                        stage=step.stage,
-                        op=op,
-                        costs=costs,
-                        times=times,
-                        inputs=tuple(current if t == 0 else base + t for t in step.inputs),
-                        tensor=next_id,
-                    )
-                )
+                if symbols:
+                    costs = {m: clean(op.costs[m]) for m in OP_METRICS}
+                    costs["activations"] = clean(n * numel(op.output))
+                else:  # ints throughout: nothing to clean; an op shared by equal blocks is counted once
+                    made = op_costs.get(id(op))  # ids are unique here: every op stays referenced by a row
+                    if made is None:
+                        made = dict(zip(OP_METRICS, op_metrics(op.costs), strict=True))
+                        made["activations"] = n * numel(op.output)
+                        op_costs[id(op)] = made
+                    costs = made.copy()  # each row owns its dict
+                reads = step.inputs
+                if len(reads) == 1:
+                    t = reads[0]
+                    inputs: tuple[int, ...] = (current if t == 0 else base + t,)
+                else:
+                    inputs = tuple(current if t == 0 else base + t for t in reads)
+                rows.append(Row(i, r, b, kind_name, step.stage, op, costs, times, inputs, next_id))
                 next_id += 1
             out = flow.output
             blocks.append(
