@@ -41,6 +41,26 @@ def _same(x: Num) -> Num:
     return x
 
 
+def _key(layer: Any, args: BlockArgs) -> Any:
+    """What a block's flow depends on: the layer's field values (with their types) and the walk's
+    arguments except ``path``, which only locates errors (a block that raised is never remembered).
+    None where some value is unhashable (a list field): that block is always built afresh."""
+    values = tuple(layer.__dict__.values())
+    key = (type(layer), tuple(map(type, values)), values, args.inp, args.n, args.stride, args.activation,
+           args.norm, args.bias, args.norm_groups, args.norm_group_size)  # fmt: skip
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _row_costs(op: Any, n: Num, clean: Any) -> dict[str, Num]:
+    costs = {m: clean(op.costs[m]) for m in OP_METRICS}
+    costs["activations"] = clean(n * numel(op.output))
+    return costs
+
+
 def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
     inp = spec.input
     n = value(inp.batch)
@@ -55,6 +75,7 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
     current = 0  # the tensor id of the running feature map (0: the network input)
     next_id = 1
     assumptions: dict[tuple[str, str], None] = {}
+    seen: dict[Any, Any] = {}  # identical layers on identical inputs: one block call (see _key)
     for i, layer in enumerate(spec.layers):
         kind = KINDS.get(layer.kind)
         if kind is None:
@@ -93,14 +114,19 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                 norm_groups=d.norm_groups,
                 norm_group_size=d.norm_group_size,
             )
-            flow = kind.block(layer, args)
+            key = _key(layer, args)
+            hit = None if key is None else seen.get(key)
+            if hit is None:
+                flow = kind.block(layer, args)
+                hit = (flow, [_row_costs(step.op, n, clean) for step in flow.steps])
+                if key is not None:
+                    seen[key] = hit
+            flow, step_costs = hit
             b = len(blocks)
             described = layer.settings(stride) if r <= 1 else blocks[-1].settings
             base = next_id - 1  # block-local tensor t > 0 is global base + t
-            for step in flow.steps:
+            for step, costs in zip(flow.steps, step_costs, strict=True):
                 op = step.op
-                costs = {m: clean(op.costs[m]) for m in OP_METRICS}
-                costs["activations"] = clean(n * numel(op.output))
                 rows.append(
                     Row(
                         layer=i,
