@@ -4,6 +4,8 @@ Scaling and ``out_ratio`` are resolved first (spec/scaling.py). Repeats after th
 and their input is the previous output, so in = out. With a symbolic repeat count ``n``, the repeated
 copies are identical: their rows stand once with ``times = n − 1``. Each layer's kind is looked up in
 the registry (engine/kinds.py); tensors get network-wide ids (0 is the input) so rows say what they read.
+A block function is a pure function of the layer's fields and its BlockArgs: identical layers on
+identical inputs (a long stack of one block) are built once and their flow and row costs shared.
 """
 
 from __future__ import annotations
