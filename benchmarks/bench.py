@@ -4,13 +4,18 @@
 
 1. cold: `costmodel table specs/networks/efficientnet_b7.yaml --format json` as a whole process, against
    FlopCounterMode, fvcore, ptflops, thop and torchinfo counting torchvision's efficientnet_b7 at 600×600
-   (each a whole process: import, build, count); wall time (median of --repeats) and peak RSS.
+   (each a whole process: import, build, count); wall and CPU time (medians of --repeats), peak RSS.
+   Targets (issue 10): ≥ 40× faster than FlopCounterMode, ≥ 20× than the fastest peer.
+1b. long: `costmodel table --format json` of a 10,000-layer spec (benchmarks/sweep_scale.py's), a whole
+   process; target < 1 s.
 2. warm: in-process analysis of EfficientNet-B7 (spec already loaded), median per call.
 3. sweep: params and MACs of one MBConv over 10⁷ design points, against a per-point loop over the engine
    and against FlopCounterMode per point (torch in this interpreter; skipped without it).
 4. symbolic: EfficientNet-B7 with a symbolic resolution R: analysis and the closed form of its MACs.
 
 Peers whose packages are missing from --peer-python are skipped with a note. Prints a Markdown report.
+``--sections cold,long`` runs only those sections, ``--peers flopcountermode`` only that peer. On a loaded
+machine compare the CPU columns (user + system seconds of each process) as well as the wall ones.
 """
 
 from __future__ import annotations
@@ -36,8 +41,8 @@ PEER_MODULE = {
 }
 
 
-def run_process(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (KiB) and stdout of one whole process."""
+def run_process(cmd: list[str]) -> tuple[float, int, str, float]:
+    """Wall seconds, peak RSS (KiB), stdout and CPU seconds (user + system) of one whole process."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
     out = proc.stdout.read() if proc.stdout else b""
@@ -45,43 +50,86 @@ def run_process(cmd: list[str]) -> tuple[float, int, str]:
     wall = time.perf_counter() - start
     if status != 0:
         raise RuntimeError(f"{cmd} exited with {status}")
-    return wall, usage.ru_maxrss, out.decode()
+    return wall, usage.ru_maxrss, out.decode(), usage.ru_utime + usage.ru_stime
+
+
+CPU: dict[str, float] = {}  # the median CPU seconds of each command last timed, by its text
 
 
 def median_run(cmd: list[str], repeats: int) -> tuple[float, int, str]:
     runs = [run_process(cmd) for _ in range(repeats)]
+    CPU[" ".join(cmd)] = statistics.median(r[3] for r in runs)
     return statistics.median(r[0] for r in runs), max(r[1] for r in runs), runs[-1][2]
+
+
+def load_text() -> str:
+    """The machine's load average, for the figures beside it."""
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    return f"load average {one:.1f} (5 min {five:.1f}) on {os.cpu_count()} cores"
 
 
 def has_module(python: str, module: str) -> bool:
     return subprocess.run([python, "-c", f"import {module}, torchvision"], capture_output=True).returncode == 0
 
 
-def cold(costmodel_cmd: list[str], peer_python: str | None, repeats: int) -> list[str]:
+def cold(costmodel_cmd: list[str], peer_python: str | None, repeats: int, peers: list[str]) -> list[str]:
     import json
 
-    lines = ["## 1. Cold start: the whole network, as a whole process", ""]
-    t, rss, out = median_run([*costmodel_cmd, "table", str(B7), "--format", "json"], repeats)
+    lines = ["## 1. Cold start: the whole network, as a whole process", "", f"Measured at {load_text()}.", ""]
+    own = [*costmodel_cmd, "table", str(B7), "--format", "json"]
+    t, rss, out = median_run(own, repeats)
     macs = json.loads(out)["totals"]["macs"]
-    rows = [("costmodel (spec → JSON table)", t, rss, macs)]
+    rows = [("costmodel (spec → JSON table)", t, CPU[" ".join(own)], rss, macs)]
     notes = []
-    for peer in PEERS:
+    for peer in peers:
         if peer_python is None or not has_module(peer_python, PEER_MODULE[peer]):
             notes.append(f"- {peer}: skipped (not installed in the peer interpreter)")
             continue
-        pt, prss, pout = median_run([peer_python, str(ROOT / "benchmarks" / "peer_count.py"), peer, "600"], repeats)
-        rows.append((f"{peer} (torchvision efficientnet_b7 @600)", pt, prss, int(pout.split()[-1])))
-    fastest_peer = min((r[1] for r in rows[1:]), default=None)
+        cmd = [peer_python, str(ROOT / "benchmarks" / "peer_count.py"), peer, "600"]
+        pt, prss, pout = median_run(cmd, repeats)
+        rows.append((f"{peer} (torchvision efficientnet_b7 @600)", pt, CPU[" ".join(cmd)], prss, int(pout.split()[-1])))
     lines += [
-        "| process | wall (median) | peak RSS | figure it reports | costmodel is faster by |",
-        "|---|---|---|---|---|",
+        "| process | wall (median) | CPU (median) | peak RSS | figure it reports | costmodel faster by (wall, CPU) |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, wall, mem, figure in rows:
-        ratio = "" if name.startswith("costmodel") else f"{wall / t:.1f}×"
-        lines.append(f"| {name} | {wall:.3f} s | {mem / 1024:.0f} MiB | {figure:,} | {ratio} |")
+    for name, wall, cpu, mem, figure in rows:
+        ratio = "" if name.startswith("costmodel") else f"{wall / t:.1f}×, {cpu / rows[0][2]:.1f}×"
+        lines.append(f"| {name} | {wall:.3f} s | {cpu:.3f} s | {mem / 1024:.0f} MiB | {figure:,} | {ratio} |")
+    flop = [r for r in rows[1:] if r[0].startswith("flopcountermode")]
+    if flop:
+        lines += ["", f"Against FlopCounterMode: **{flop[0][1] / t:.1f}×** wall (target ≥ 40×)."]
+    fastest_peer = min((r[1] for r in rows[1:]), default=None)
     if fastest_peer:
         lines += ["", f"Against the fastest peer: **{fastest_peer / t:.1f}×** (target ≥ 20×)."]
     return lines + [""] + notes
+
+
+def long_table(costmodel_cmd: list[str], repeats: int) -> list[str]:
+    """A 10,000-layer spec (benchmarks/sweep_scale.py's), ``table --format json``, as a whole process."""
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from sweep_scale import long_spec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "long.yaml")
+        path.write_text(long_spec(10_000, False))
+        cmd = [*costmodel_cmd, "table", str(path), "--format", "json"]
+        t, rss, out = median_run(cmd, repeats)
+    rows = len(out) and out.count('"block":')
+    return [
+        "## 1b. A 10,000-layer spec, `table --format json`, as a whole process",
+        "",
+        f"Measured at {load_text()}.",
+        "",
+        "| what | wall (median) | CPU (median) | peak RSS | rows |",
+        "|---|---|---|---|---|",
+        f"| 10,000 MBConv layers → JSON | {t:.3f} s (target < 1 s) | {CPU[' '.join(cmd)]:.3f} s | {rss / 1024:.0f} MiB "
+        f"| {rows:,} |",
+    ]
 
 
 def warm() -> list[str]:
@@ -185,11 +233,21 @@ def main() -> None:
     ap.add_argument("--peer-python", help="interpreter with torch, torchvision and the peers")
     ap.add_argument("--costmodel", default=None, help="command that runs costmodel (default: this python -m costmodel)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sections", default="cold,long,warm,sweep,symbolic", help="which sections, comma-separated")
+    ap.add_argument("--peers", default=",".join(PEERS), help="which peers, comma-separated")
     args = ap.parse_args()
     costmodel_cmd = args.costmodel.split() if args.costmodel else [sys.executable, "-m", "costmodel"]
+    peers = [p for p in args.peers.split(",") if p in PEERS]
+    sections = {
+        "cold": lambda: cold(costmodel_cmd, args.peer_python, args.repeats, peers),
+        "long": lambda: long_table(costmodel_cmd, args.repeats),
+        "warm": warm,
+        "sweep": sweep_bench,
+        "symbolic": symbolic,
+    }
     print(f"# Benchmarks ({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()})\n")
-    for section in (cold(costmodel_cmd, args.peer_python, args.repeats), warm(), sweep_bench(), symbolic()):
-        print("\n".join(section) + "\n")
+    for name in args.sections.split(","):
+        print("\n".join(sections[name]()) + "\n")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,16 @@ def _configured(args: argparse.Namespace, path: str) -> Any:
     return configure(path, **over)
 
 
-def _parser() -> _Parser:
+class _Unused:
+    """Stands for the parser of a command that is not being run: its options are not declared."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def _parser(only: str | None = None) -> _Parser:
+    """The whole command line; with ``only`` (the command being run), the other commands are named (for
+    usage and errors) but their options are not declared, nor their modules imported."""
     from ._version import __version__
     from .analysis.conventions import CONVENTIONS
     from .analysis.profiles import ROOFLINE_VIEWS, shipped_profiles
@@ -180,7 +189,10 @@ def _parser() -> _Parser:
         par[k] for k in ("spec", "values", "format", "convention", "memory", "shape")
     )
 
-    def command(name: str, help: str, example: str, parents: list[_Parser]) -> argparse.ArgumentParser:
+    def command(name: str, help: str, example: str, parents: list[_Parser]) -> Any:
+        if only is not None and name != only:
+            sub.add_parser(name, help=help)
+            return _Unused()
         return sub.add_parser(name, help=help, description=help, epilog=f"example: {example}", parents=parents)
 
     t = command("table", "per-op, per-stage or per-block cost table with totals",
@@ -301,9 +313,13 @@ def _parser() -> _Parser:
     f.add_argument("--training", action="store_true", help="training MACs and saved bytes (docs/training.md)")
     _space_parser(command, spec, fmt)
 
+    import_help = "a PyTorch / timm / torchvision model or an ONNX file → a YAML spec"
+    if only is not None and only != "import":
+        sub.add_parser("import", help=import_help)
+        return p
     i = sub.add_parser(
         "import",
-        help="a PyTorch / timm / torchvision model or an ONNX file → a YAML spec",
+        help=import_help,
         description="Trace a model on the meta device (or read an ONNX graph) and write the spec that describes it "
         "exactly; what the spec cannot say is named on stderr with the share of MACs and params covered. "
         "SOURCE is timm:NAME (pretrained=False), torchvision:NAME (weights=None), package.module:callable "
@@ -322,12 +338,14 @@ def _parser() -> _Parser:
 
 
 def _train_parser(command: Any, parents: list[_Parser]) -> None:
-    from .analysis.training import CHECKPOINTS, DEVICES, OPTIMIZERS, PRECISIONS, TRAIN_CONVENTIONS
-    from .present.training import TRAIN_VIEWS
-
     t = command("train", "costs of one training step: forward + backward MACs, saved activations, memory, batch",
                 "costmodel train specs/networks/efficientnet_b4.yaml --batch 64 --optimizer adamw",
                 parents)  # fmt: skip
+    if isinstance(t, _Unused):
+        return
+    from .analysis.training import CHECKPOINTS, DEVICES, OPTIMIZERS, PRECISIONS, TRAIN_CONVENTIONS
+    from .present.training import TRAIN_VIEWS
+
     t.add_argument("--optimizer", default="sgd", choices=list(OPTIMIZERS), help="optimizer state (default sgd)")
     t.add_argument("--dtype", default="float32", choices=list(PRECISIONS), help="float32 or autocast mixed")
     t.add_argument("--checkpoint", default="none", choices=CHECKPOINTS, help="recompute every block in backward")
@@ -371,15 +389,15 @@ def _table(args: argparse.Namespace) -> str:
         if args.by == "auto" and args.depth is None:
             args.by = "op"
     if args.format == "json" and not report.symbolic and args.block is None:
-        from .api import memory
-        from .present.emit import dumps
-        from .present.report import to_dict
+        from .analysis.memory import peak_activations
+        from .present.report import to_json
 
-        data = to_dict(report)
-        peak = memory(report, args.dtype, args.fusion).peak
-        data["totals"]["peak_activation_bytes"] = peak.bytes
-        data["peak"] = {"bytes": peak.bytes, "kernel": peak.kernel, "dtype": args.dtype, "fusion": args.fusion}
-        text = dumps(data)
+        peak = peak_activations(report, args.dtype, args.fusion)
+        text = to_json(
+            report,
+            {"peak_activation_bytes": peak.bytes},
+            {"peak": {"bytes": peak.bytes, "kernel": peak.kernel, "dtype": args.dtype, "fusion": args.fusion}},
+        )
     else:
         text = report.table(args.format, args.by, args.depth, args.units)
     if args.plot:
@@ -872,10 +890,23 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _tune_gc() -> None:
+    """Let the cyclic garbage collector run rarely in this short process: a long spec builds ~10⁶ objects
+    (rows, ops, JSON records) that live to the end, and the default thresholds traverse them over and over
+    (half the time of a 10,000-layer table). Everything imported so far is frozen out of its scans."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(200_000, 30, 30)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input or output that cannot be written)."""
+    if argv is None:  # the program itself (console script, python -m costmodel), not a caller's process
+        _tune_gc()
     try:
-        args = _parser().parse_args(argv)
+        words = sys.argv[1:] if argv is None else list(argv)
+        args = _parser(words[0] if words and words[0] in _COMMANDS else None).parse_args(argv)
         out = _COMMANDS[args.command](args)
     except CostModelError as err:
         _say(f"costmodel: error: {err}")

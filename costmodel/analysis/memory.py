@@ -114,12 +114,17 @@ def _chain(rows: list[Row], i: int) -> int:
     return j - i
 
 
-def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> list[Kernel]:
-    """The report's ops grouped into the kernels of an execution model, with bytes and FLOPs."""
+def check_kernels(report: Report, fusion: str) -> None:
+    """Refuse an unknown execution model, or a report with free symbols."""
     if fusion not in FUSIONS:
         raise UsageError(f"unknown fusion {fusion!r}; expected one of {', '.join(FUSIONS)}")
     if report.symbolic:
         raise UsageError("memory and roofline need numbers: bind the spec's symbols with --set")
+
+
+def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> list[Kernel]:
+    """The report's ops grouped into the kernels of an execution model, with bytes and FLOPs."""
+    check_kernels(report, fusion)
     size = element_size(dtype)
     sizes = tensor_elements(report)
     out: list[Kernel] = []
@@ -129,11 +134,11 @@ def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> lis
         for r in report.rows:
             by_block.setdefault(r.block, []).append(r)
         groups = list(by_block.values())
-    else:
+    elif fusion == "conv-bn-act":
         rows = report.rows
         i = 0
         while i < len(rows):
-            length = _chain(rows, i) if fusion == "conv-bn-act" else 1
+            length = _chain(rows, i)
             groups.append(rows[i : i + length])
             i += length
     # Dropout is the identity at inference: no kernel, no bytes; its output is its input tensor.
@@ -141,6 +146,33 @@ def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> lis
     for r in report.rows:
         if r.op.category == "dropout" and r.inputs:
             alias[r.tensor] = alias.get(r.inputs[0], r.inputs[0])
+    if fusion == "none":  # one kernel per op: the loop below, with each group one row
+        for r in report.rows:
+            op = r.op
+            if op.category == "dropout":
+                continue
+            ins = r.inputs
+            if len(ins) == 1 and not alias:  # the common case, without the general dedup below
+                reads: tuple[int, ...] = () if ins[0] == r.tensor else ins
+            else:
+                reads = tuple(dict.fromkeys(alias.get(t, t) for t in ins if t != r.tensor))
+            costs = r.costs
+            out.append(
+                Kernel(
+                    f"{r.layer}.{r.repeat} {r.stage} {op.name}",
+                    r.block,
+                    r.stage,
+                    [r],
+                    0 + costs["flops"],
+                    (0 + sizes[reads[0]] if len(reads) == 1 else total(sizes[t] for t in reads)) * size,
+                    (0 + (costs["params"] + op.state)) * size,  # _inference_weights(r, fold=False)
+                    sizes[r.tensor] * size,
+                    r.times,
+                    reads,
+                    r.tensor,
+                )
+            )
+        return out
     for whole in groups:
         group = [r for r in whole if r.op.category != "dropout"]
         if not group:
@@ -211,37 +243,89 @@ def peak_activations(
     reads. ``ks`` may pass the kernels ``kernels(report, dtype, fusion)`` already gave.
     """
     size = element_size(dtype)
-    if ks is None:
+    io: list[tuple[tuple[int, ...], int]]  # (reads, writes) of each kernel
+    if ks is None and fusion == "none":  # one kernel per op: read off the rows, no Kernel objects
+        check_kernels(report, fusion)
+        rows = report.rows
+        if any(r.op.category == "dropout" for r in rows):
+            ks = kernels(report, dtype, fusion)  # dropout's output is its input: the general rules
+        else:  # the reads of each kernel as kernels() gives them (no aliases here)
+            io = [
+                (r.inputs, r.tensor)
+                if len(r.inputs) == 1 and r.inputs[0] != r.tensor
+                else (tuple(dict.fromkeys(t for t in r.inputs if t != r.tensor)), r.tensor)
+                for r in rows
+            ]
+
+            def label(i: int) -> str:
+                r = rows[i]
+                return f"{r.layer}.{r.repeat} {r.stage} {r.op.name}"
+
+    elif ks is None:
         ks = kernels(report, dtype, fusion)
+    if ks is not None:
+        kernel_list = ks
+        io = [(k.reads, k.writes) for k in ks]
+
+        def label(i: int) -> str:
+            return kernel_list[i].label
+
     sizes = tensor_elements(report)
-    names: dict[int, str] = {0: "network input"}
+    writer: dict[int, int] = {}
     last_read: dict[int, int] = {}
-    for i, k in enumerate(ks):
-        names[k.writes] = f"{k.label} output"
-        for t in k.reads:
+    for i, (reads, writes) in enumerate(io):
+        writer[writes] = i
+        for t in reads:
             last_read[t] = i
-    best = Peak(-1, "")
+    best, at, best_alive = -1, -1, [0]
     # tensors written before kernel i and read at i or later, kept incrementally (linear in the kernels)
     pending: set[int] = set()
     expire: dict[int, list[int]] = {}
+    if last_read.get(0, -1) >= 0:
+        pending.add(0)
+        expire.setdefault(last_read[0], []).append(0)
+    exact = all(type(v) is int for v in sizes.values())
+    held = sum(sizes[t] for t in pending) if exact else 0  # elements of the pending tensors, kept as they change
+    for i, (reads, writes) in enumerate(io):
+        gone = expire.pop(i - 1, None)
+        if gone:
+            for t in gone:
+                if t in pending:
+                    pending.discard(t)
+                    held -= sizes[t] if exact else 0
+        if exact:  # ints: the live sum by parts, the same number as summing the live set
+            live = held
+            for t in reads:
+                if t not in pending:
+                    live += sizes[t]
+            if writes not in pending and writes not in reads:
+                live += sizes[writes]
+            live *= size
+            if live > best:
+                alive = pending.union(reads)
+                alive.add(writes)
+                best, at, best_alive = live, i, sorted(alive)
+        else:
+            alive = pending.union(reads)
+            alive.add(writes)
+            live = sum([sizes[t] for t in alive]) * size
+            if not isinstance(live, int):
+                raise UsageError("peak memory needs numbers: bind the spec's symbols with --set")
+            if live > best:
+                best, at, best_alive = live, i, sorted(alive)
+        last = last_read.get(writes, -1)
+        if last >= i + 1:
+            if exact and writes not in pending:
+                held += sizes[writes]
+            pending.add(writes)
+            expire.setdefault(last, []).append(writes)
+    if at < 0:
+        return Peak(-1, "")
 
-    def keep(t: int, start: int) -> None:
-        if last_read.get(t, -1) >= start:
-            pending.add(t)
-            expire.setdefault(last_read[t], []).append(t)
+    def name(t: int) -> str:
+        return "network input" if t == 0 and t not in writer else f"{label(writer[t])} output"
 
-    keep(0, 0)
-    for i, k in enumerate(ks):
-        for t in expire.pop(i - 1, ()):
-            pending.discard(t)
-        alive = pending | set(k.reads) | {k.writes}
-        live = total(sizes[t] * size for t in sorted(alive))
-        if not isinstance(live, int):
-            raise UsageError("peak memory needs numbers: bind the spec's symbols with --set")
-        if live > best.bytes:
-            best = Peak(live, k.label, [(names[t], sizes[t] * size) for t in sorted(alive)])
-        keep(k.writes, i + 1)
-    return best
+    return Peak(best, label(at), [(name(t), sizes[t] * size) for t in best_alive])
 
 
 def memory_totals(ks: list[Kernel], peak: Peak) -> dict[str, Num]:

@@ -19,6 +19,7 @@ sizes scale with. The costmodel convention (docs/conventions.md):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,10 +30,7 @@ Shape = tuple[Num, ...]  # (C, H, W) for feature maps, (F,) after a linear layer
 
 def numel(shape: Shape) -> Num:
     """Elements of one sample of this shape."""
-    total: Num = 1
-    for s in shape:
-        total = total * s
-    return total
+    return math.prod(shape)  # 1 · s0 · s1 · …, left to right, for ints and sympy alike
 
 
 #: FLOPs per element of each activation (and gate), under the costmodel convention.

@@ -80,6 +80,18 @@ class Group:
         return total(r.total(metric) for r in self.rows)
 
 
+def sum_rows(rows: list[Row]) -> dict[str, Num]:
+    """Each metric summed over ``rows`` (each row times the instances it stands for), added left to right."""
+    if all(r.times == 1 for r in rows):
+        costs = [r.costs for r in rows]
+        out: dict[str, Num] = {}
+        for m in METRICS:
+            s = sum([c[m] for c in costs])  # the same additions as total(); exact for ints and sympy
+            out[m] = total(c[m] for c in costs) if isinstance(s, float) else s
+        return out
+    return {m: total(r.total(m) for r in rows) for m in METRICS}
+
+
 @dataclass
 class Report:
     """Rows, totals and views of one analysed spec.
@@ -105,7 +117,7 @@ class Report:
     def totals(self) -> dict[str, Num]:
         """Each metric summed over every row."""
         if self._totals is None:
-            self._totals = {m: total(r.total(m) for r in self.rows) for m in METRICS}
+            self._totals = sum_rows(self.rows)
         return self._totals
 
     @property

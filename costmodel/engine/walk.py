@@ -4,12 +4,12 @@ Scaling and ``out_ratio`` are resolved first (spec/scaling.py). Repeats after th
 and their input is the previous output, so in = out. With a symbolic repeat count ``n``, the repeated
 copies are identical: their rows stand once with ``times = n − 1``. Each layer's kind is looked up in
 the registry (engine/kinds.py); tensors get network-wide ids (0 is the input) so rows say what they read.
-A block function is a pure function of the layer's fields and its BlockArgs: identical layers on
-identical inputs (a long stack of one block) are built once and their flow and row costs shared.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
+from operator import attrgetter, itemgetter
 from typing import Any, TypeVar
 
 from ..errors import SpecError
@@ -43,24 +43,10 @@ def _same(x: Num) -> Num:
     return x
 
 
-def _key(layer: Any, args: BlockArgs) -> Any:
-    """What a block's flow depends on: the layer's field values (with their types) and the walk's
-    arguments except ``path``, which only locates errors (a block that raised is never remembered).
-    None where some value is unhashable (a list field): that block is always built afresh."""
-    values = tuple(layer.__dict__.values())
-    key = (type(layer), tuple(map(type, values)), values, args.inp, args.n, args.stride, args.activation,
-           args.norm, args.bias, args.norm_groups, args.norm_group_size)  # fmt: skip
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
-
-
-def _row_costs(op: Any, n: Num, clean: Any) -> dict[str, Num]:
-    costs = {m: clean(op.costs[m]) for m in OP_METRICS}
-    costs["activations"] = clean(n * numel(op.output))
-    return costs
+#: The per-op metrics of an op's ``costs``, in OP_METRICS order, in one C call.
+op_metrics = itemgetter(*OP_METRICS)
+#: What a block's result depends on besides its layer: every BlockArgs field except ``path``.
+_memo_args = attrgetter(*(f.name for f in fields(BlockArgs) if f.name != "path"))
 
 
 def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
@@ -77,7 +63,13 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
     current = 0  # the tensor id of the running feature map (0: the network input)
     next_id = 1
     assumptions: dict[tuple[str, str], None] = {}
-    seen: dict[Any, Any] = {}  # identical layers on identical inputs: one block call (see _key)
+    # A block function is a pure function of its layer and arguments (the path only names the field in
+    # an error, and a failure is never kept), so equal layers on equal inputs — repeats, and the copies a
+    # long spec is made of — share one flow of ops. In symbolic specs the key also holds the types of
+    # the input sizes, batch and stride: sympy's Integer(16) equals and hashes as 16, and the flows must
+    # not mix the two.
+    memo: dict[Any, list[Any]] | None = {}
+    op_costs: dict[int, dict[str, Num]] = {}
     for i, layer in enumerate(spec.layers):
         kind = KINDS.get(layer.kind)
         if kind is None:
@@ -116,33 +108,49 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                 norm_groups=d.norm_groups,
                 norm_group_size=d.norm_group_size,
             )
-            key = _key(layer, args)
-            hit = None if key is None else seen.get(key)
-            if hit is None:
-                flow = kind.block(layer, args)
-                hit = (flow, [_row_costs(step.op, n, clean) for step in flow.steps])
-                if key is not None:
-                    seen[key] = hit
-            flow, step_costs = hit
+            entry = None
+            if memo is not None:
+                try:
+                    key: Any = (layer, _memo_args(args))
+                    if symbols:
+                        key += (tuple(map(type, args.inp)), type(args.n), type(args.stride))
+                    entry = memo.get(key)
+                except TypeError:  # a field value that cannot be hashed (a list): no reuse for this layer
+                    key = None
+            if entry is None:
+                entry = [kind.block(layer, args), None]
+                if memo is not None and key is not None:
+                    memo[key] = entry
+            flow = entry[0]
             b = len(blocks)
-            described = layer.settings(stride) if r <= 1 else blocks[-1].settings
+            if r <= 1:
+                if entry[1] is None:
+                    entry[1] = layer.settings(stride)
+                described = entry[1]
+            else:
+                described = blocks[-1].settings
             base = next_id - 1  # block-local tensor t > 0 is global base + t
-            for step, costs in zip(flow.steps, step_costs, strict=True):
+            kind_name = layer.kind
+            for step in flow.steps:
                 op = step.op
-                rows.append(
-                    Row(
-                        layer=i,
-                        repeat=r,
-                        block=b,
-                        kind=layer.kind,
-                        stage=step.stage,
-                        op=op,
-                        costs=costs,
-                        times=times,
-                        inputs=tuple(current if t == 0 else base + t for t in step.inputs),
-                        tensor=next_id,
-                    )
-                )
+                # an op shared by equal blocks is counted once (sympy arithmetic included)
+                made = op_costs.get(id(op))  # ids are unique here: every op stays referenced by a row
+                if made is None:
+                    if symbols:
+                        made = {m: clean(op.costs[m]) for m in OP_METRICS}
+                        made["activations"] = clean(n * numel(op.output))
+                    else:  # ints throughout: nothing to clean
+                        made = dict(zip(OP_METRICS, op_metrics(op.costs), strict=True))
+                        made["activations"] = n * numel(op.output)
+                    op_costs[id(op)] = made
+                costs = made.copy()  # each row owns its dict
+                reads = step.inputs
+                if len(reads) == 1:
+                    t = reads[0]
+                    inputs: tuple[int, ...] = (current if t == 0 else base + t,)
+                else:
+                    inputs = tuple(current if t == 0 else base + t for t in reads)
+                rows.append(Row(i, r, b, kind_name, step.stage, op, costs, times, inputs, next_id))
                 next_id += 1
             out = flow.output
             blocks.append(

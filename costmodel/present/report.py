@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from ..engine.convention import Convention
@@ -9,7 +10,7 @@ from ..engine.metrics import METRICS, TABLE_METRICS
 from ..engine.report import Group, Report, Row
 from ..engine.symbols import Num, total
 from ..errors import UsageError
-from .emit import Cell, Column, Table, emit, jsonable, shape_cell
+from .emit import Cell, Column, Table, dumps, emit, jsonable, shape_cell
 
 VIEW_NAMES = ("auto", "op", "stage", "block", "layer")
 
@@ -48,7 +49,10 @@ def descriptions(report: Report) -> dict[str, str]:
 def to_dict(report: Report) -> dict[str, Any]:
     """The report as JSON-ready data: totals, output, and every per-op row."""
 
+    metrics = tuple(METRICS)
+
     def row(r: Row) -> dict[str, Any]:
+        op = r.op
         d: dict[str, Any] = {
             "block": block_id(r.layer, r.repeat),
             "index": r.block,
@@ -56,17 +60,26 @@ def to_dict(report: Report) -> dict[str, Any]:
             "repeat": r.repeat,
             "kind": r.kind,
             "stage": r.stage,
-            "op": r.op.name,
-            "detail": r.op.detail,
+            "op": op.name,
+            "detail": op.detail,
         }
         if r.times != 1:
             d["times"] = jsonable(r.times)
-        for m in METRICS:
-            d[m] = jsonable(r.costs[m])
-        d["input"] = [jsonable(s) for s in r.op.input]
-        d["output"] = [jsonable(s) for s in r.op.output]
+        costs = r.costs
+        for m in metrics:
+            v = costs[m]
+            d[m] = v if type(v) is int else jsonable(v)  # an int stays an int (jsonable's first case)
+        d["input"] = _shape_list(op.input)
+        d["output"] = _shape_list(op.output)
         return d
 
+    head = _head(report)
+    head["rows"] = [row(r) for r in report.rows]
+    return head
+
+
+def _head(report: Report) -> dict[str, Any]:
+    """Everything of ``to_dict`` but the rows, in the same order."""
     return {
         "name": report.name,
         "convention": report.convention.name,
@@ -76,8 +89,72 @@ def to_dict(report: Report) -> dict[str, Any]:
         "symbols": list(report.symbols),
         "conventions": descriptions(report),
         "totals": {m: jsonable(v) for m, v in report.totals.items()},
-        "rows": [row(r) for r in report.rows],
     }
+
+
+def to_json(report: Report, totals: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> str:
+    """The text ``dumps(to_dict(report))`` gives, with ``totals`` added to its totals and ``extra``'s keys after
+    the rows, byte for byte; built without a dict per row: a row is its block id, index, layer and repeat,
+    then a tail (kind, stage, op, costs, shapes) that a long spec repeats, encoded once per distinct tail."""
+    data = _head(report)
+    data["totals"].update(totals or {})
+    tails: dict[tuple[Any, ...], str] = {}
+    metrics = tuple(METRICS)
+    values = itemgetter(*metrics)
+    pieces: list[str] = []
+    for r in report.rows:
+        layer, repeat, index = r.layer, r.repeat, r.block
+        if not (type(layer) is int and type(repeat) is int and type(index) is int):
+            return _slow_json(report, totals, extra)
+        op = r.op
+        key = (id(op), r.kind, r.stage, r.times, values(r.costs))
+        try:
+            tail = tails.get(key)
+        except TypeError:  # a value that cannot be hashed
+            return _slow_json(report, totals, extra)
+        if tail is None:
+            d: dict[str, Any] = {"kind": r.kind, "stage": r.stage, "op": op.name, "detail": op.detail}
+            if r.times != 1:
+                d["times"] = jsonable(r.times)
+            for m in metrics:
+                d[m] = jsonable(r.costs[m])
+            d["input"] = _shape_list(op.input)
+            d["output"] = _shape_list(op.output)
+            try:
+                tail = tails[key] = _dumps_strict(d)[1:]
+            except ValueError:  # a NaN or an infinity: dumps writes null for it, on the whole payload
+                return _slow_json(report, totals, extra)
+        # the block id is block_id(layer, repeat), written out here: this loop runs once per op
+        pieces.append(f'{{"block":"{layer}.{repeat}","index":{index},"layer":{layer},"repeat":{repeat},{tail}')
+    try:
+        head = _dumps_strict(data)[:-1]
+        more = _dumps_strict(extra)[1:-1] if extra else ""
+    except ValueError:
+        return _slow_json(report, totals, extra)
+    return "".join([head, ',"rows":[', ",".join(pieces), "]", "," if more else "", more, "}"])
+
+
+def _dumps_strict(payload: Any) -> str:
+    """``dumps`` without its NaN fallback: raises ValueError where a NaN or an infinity is."""
+    import json
+
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _slow_json(report: Report, totals: dict[str, Any] | None, extra: dict[str, Any] | None) -> str:
+    data = to_dict(report)
+    data["totals"].update(totals or {})
+    data.update(extra or {})
+    return dumps(data)
+
+
+def _shape_list(shape: tuple[Num, ...]) -> list[Any]:
+    """A shape as a JSON list: its ints as they are, symbolic sizes as text (``jsonable``)."""
+    out = list(shape)
+    for i, s in enumerate(out):
+        if type(s) is not int:
+            out[i] = jsonable(s)
+    return out
 
 
 def _pct(part: Num, whole: Num) -> str:

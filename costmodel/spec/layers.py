@@ -38,7 +38,7 @@ from .fields import (
 class Model(BaseModel):
     """Base of every spec model: unknown keys refused, immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Layer(Model):

@@ -97,8 +97,26 @@ def _number_form_problem(text: str) -> str | None:
     return None
 
 
+#: Scalars already resolved, by (text, tag, plain): a spec repeats the same few keys and values.
+_RESOLVED: dict[tuple[str, str | None, bool], Any] = {}
+_MISS = object()
+_RESOLVED_MAX = 4096  # entries kept (short texts only), so that a hostile file cannot grow it
+
+
 def _scalar(event: Any, path: Path) -> Any:
     """The value of a scalar event: None, bool, int, float or str (see the resolution rules above)."""
+    key = (event.value, event.tag, event.implicit[0])
+    try:
+        return _RESOLVED[key]
+    except KeyError:
+        pass
+    out = _resolve(event, path)  # raises on a refused scalar: nothing is kept then
+    if len(key[0]) <= 64 and len(_RESOLVED) < _RESOLVED_MAX:
+        _RESOLVED[key] = out
+    return out
+
+
+def _resolve(event: Any, path: Path) -> Any:
     value: str = event.value
     line = event.start_mark.line + 1
     tag = event.tag
@@ -197,7 +215,38 @@ def _build(text: str, src: Source) -> tuple[int, Any]:
             return (*top.path, len(top.value))
         return (*top.path, top.key) if top.key is not None else top.path
 
+    scalar_event, resolved, lines = yaml.ScalarEvent, _RESOLVED, src.lines
     for event in _events(text):
+        if type(event) is scalar_event and stack:  # most events: the same rules as below, fewer steps
+            top = stack[-1]
+            container = top.value
+            if isinstance(container, dict):
+                if top.key is None:  # a key
+                    line = event.start_mark.line + 1
+                    key = _scalar(event, top.path)
+                    if not isinstance(key, str):
+                        raise SpecError(f"keys must be text, got {key!r}", top.path, line=line)
+                    if key == "<<" and event.implicit[0]:
+                        raise SpecError("YAML merge keys (<<) are not supported", top.path, line=line)
+                    if key in container:
+                        raise SpecError(
+                            f"duplicate key {key!r} (first on line {lines[(*top.path, key)]})",
+                            (*top.path, key),
+                            line=line,
+                        )
+                    lines[(*top.path, key)] = line
+                    top.key = key
+                else:  # a mapping's value
+                    got = resolved.get((event.value, event.tag, event.implicit[0]), _MISS)
+                    container[top.key] = _scalar(event, (*top.path, top.key)) if got is _MISS else got
+                    top.key = None
+            else:  # a list item
+                path = (*top.path, len(container))
+                got = resolved.get((event.value, event.tag, event.implicit[0]), _MISS)
+                item = _scalar(event, path) if got is _MISS else got
+                lines.setdefault(path, event.start_mark.line + 1)
+                container.append(item)
+            continue
         line = event.start_mark.line + 1
         if isinstance(event, yaml.DocumentStartEvent):
             docs += 1

@@ -124,7 +124,8 @@ def register_layer_model(model: type[Layer]) -> str:
             raise ValueError(f"a layer kind {kind!r} is registered already")
         return kind
     LAYER_MODELS[kind] = model
-    NetworkSpec.model_rebuild(force=True)
+    if NetworkSpec.__pydantic_complete__:  # built already (a spec was read): rebuild the union now
+        NetworkSpec.model_rebuild(force=True)
     return kind
 
 
@@ -139,14 +140,27 @@ def integer_fields(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(name for name, f in model.model_fields.items() if is_symbol_field(f.annotation, f.metadata))
 
 
+_PLAIN = frozenset({int, float, bool})
+
+
+@cache
+def _field_kinds(model: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
+    """``(field, takes a symbol)`` for every field of ``model``, in order."""
+    ints = integer_fields(model)
+    return tuple((name, name in ints) for name in model.model_fields)
+
+
 def symbol_uses(model: BaseModel, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
     """Every integer field of ``model`` (recursively) that holds a symbol: ``[(path, name), …]``."""
     out: list[tuple[tuple[str | int, ...], str]] = []
-    ints = integer_fields(type(model))
-    for name in type(model).model_fields:
-        v = getattr(model, name)
-        if isinstance(v, str) and name in ints:
-            out.append(((*path, name), v))
+    values = model.__dict__
+    for name, is_int in _field_kinds(type(model)):
+        v = values[name] if name in values else getattr(model, name)
+        if v is None or type(v) in _PLAIN:  # the common case: nothing to look into
+            continue
+        if isinstance(v, str):
+            if is_int:
+                out.append(((*path, name), v))
         elif isinstance(v, BaseModel):
             out += symbol_uses(v, (*path, name))
         elif isinstance(v, list):
