@@ -44,12 +44,14 @@ def _same(x: Num) -> Num:
 
 
 def _key(layer: Any, args: BlockArgs) -> Any:
-    """What a block's flow depends on: the layer's field values (with their types) and the walk's
-    arguments except ``path``, which only locates errors (a block that raised is never remembered).
-    None where some value is unhashable (a list field): that block is always built afresh."""
+    """What a block's flow depends on: the layer's field values and the walk's arguments except ``path``,
+    which only locates errors (a block that raised is never remembered), each with its type — sympy's
+    Integer(16) equals and hashes as 16, and the flows must not mix the two. None where some value is
+    unhashable (a list field): that block is always built afresh."""
     values = tuple(layer.__dict__.values())
-    key = (type(layer), tuple(map(type, values)), values, args.inp, args.n, args.stride, args.activation,
-           args.norm, args.bias, args.norm_groups, args.norm_group_size)  # fmt: skip
+    key = (type(layer), tuple(map(type, values)), values, args.inp, tuple(map(type, args.inp)), args.n,
+           type(args.n), args.stride, type(args.stride), args.activation, args.norm, args.bias,
+           args.norm_groups, args.norm_group_size)  # fmt: skip
     try:
         hash(key)
     except TypeError:
