@@ -28,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sweep_scale import long_spec  # noqa: E402
 
 
-def run(code: Path, args: list[str]) -> tuple[float, float, int, str]:
-    """Wall seconds, peak RSS of this child (MiB, from wait4), exit status and stdout of
-    ``python -m costmodel ARGS`` with ``code`` first on the path (run from a neutral directory)."""
+def run(code: Path, args: list[str]) -> tuple[float, float, float, int, str]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS of this child (MiB, from wait4), exit status
+    and stdout of ``python -m costmodel ARGS`` with ``code`` first on the path (run from a neutral
+    directory). Under load the CPU time is the steadier figure."""
     env = {**os.environ, "PYTHONPATH": str(code)}
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -43,7 +44,8 @@ def run(code: Path, args: list[str]) -> tuple[float, float, int, str]:
     out = proc.stdout.read().decode() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
-    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), out
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), out
 
 
 def main() -> None:
@@ -69,8 +71,10 @@ def main() -> None:
             cells = [what]
             outs = []
             for _, code in codes:
-                wall, rss, status, out = run(code, ["formula", str(path)])
-                cells.append(f"{wall:.2f} s, {rss:.0f} MiB" + ("" if status == 0 else f" (exit {status})"))
+                wall, cpu, rss, status, out = run(code, ["formula", str(path)])
+                cells.append(
+                    f"{wall:.2f} s wall, {cpu:.2f} s CPU, {rss:.0f} MiB" + ("" if status == 0 else f" (exit {status})")
+                )
                 outs.append(out)
             if len(outs) == 2:
                 cells.append("same" if outs[0] == outs[1] else "differs")
