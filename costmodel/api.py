@@ -203,7 +203,8 @@ def _sweep_class() -> type[SweepResult]:
 
 
 def _sweep_plan(spec: SpecLike, metrics: Sequence[str], convention: str, values: Mapping[str, object]) -> Any:
-    from .analysis.sweep import prepare
+    from .analysis.conventions import convention as lookup
+    from .analysis.sweep import limits, prepare
 
     fixed: dict[str, int] = {}
     axes: dict[str, Sequence[int]] = {}
@@ -216,12 +217,14 @@ def _sweep_plan(spec: SpecLike, metrics: Sequence[str], convention: str, values:
     both = sorted(set(axes) & set(fixed))
     if both:  # pragma: no cover - keywords are unique
         raise UsageError(f"{both[0]} is given both as an axis and as a fixed value")
-    report = _count(spec, convention, fixed)
+    lookup(convention)  # refuse an unknown name before reading the spec
+    loaded = _spec(spec, fixed)
+    report = _count(loaded, convention, {})
 
     def reanalyze(bound: dict[str, int]) -> Report:
         return _count(spec, convention, {**fixed, **bound})
 
-    plan = prepare(report, axes, list(metrics), reanalyze, _sweep_class())
+    plan = prepare(report, axes, list(metrics), reanalyze, _sweep_class(), limits(loaded))
     plan.fixed = fixed
     return plan
 

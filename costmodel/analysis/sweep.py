@@ -323,7 +323,10 @@ class Plan:
             for i, f in enumerate(piece.compiled):
                 v = np.asarray(f(**sub))
                 if v.ndim == 0:
-                    v = np.full(count if idx is None else len(idx), int(v), dtype=np.int64)
+                    one = int(v)
+                    v = np.full(
+                        count if idx is None else len(idx), one, dtype=np.int64 if abs(one) <= INT64_MAX else object
+                    )
                 if idx is None:
                     values[i] = v
                     continue
@@ -379,19 +382,42 @@ def _checks(report: Any, ranges: Mapping[str, tuple[int, int]]) -> list[Any]:
     return out
 
 
+def limits(spec: Any) -> dict[str, tuple[int, str]]:
+    """For each free symbol of ``spec`` (a NetworkSpec): the largest value that every field holding it
+    accepts — 2³¹ − 1 for an integer field, 10,000 for a repeat (spec/fields.py ``field_limit``) — and
+    the path of the field that sets it. ``table --set`` refuses a value beyond; so does a sweep."""
+    from ..spec.fields import field_limit
+    from ..spec.network import symbol_uses
+
+    out: dict[str, tuple[int, str]] = {}
+    for path, name in symbol_uses(spec):
+        owner = spec
+        for step in path[:-1]:
+            owner = owner[step] if isinstance(step, int) else getattr(owner, step)
+        top = field_limit(type(owner), str(path[-1]))
+        if name not in out or top < out[name][0]:
+            out[name] = (top, ".".join(map(str, path)))
+    return out
+
+
 def prepare(
     report: Any,
     axes: Mapping[str, Sequence[int]],
     metrics: Sequence[str],
     reanalyze: Callable[[dict[str, int]], Any] | None = None,
     result_class: type[SweepResult] | None = None,
+    bounds: Mapping[str, tuple[int, str]] | None = None,
 ) -> Plan:
     """Validate a sweep of ``metrics`` over the grid of ``axes`` and compile it (every free symbol an axis).
 
     Everything a sweep can refuse is refused here, before any point is evaluated. The formulas assume
     what the report's ``assumptions`` say (a symbolic expansion ≠ 1, a symbolic kernel odd). An even
     kernel value is refused; grid points where an expansion symbol is 1 are evaluated with the formula
-    ``reanalyze({name: 1})`` derives, so every point is exact.
+    ``reanalyze({name: 1})`` derives, so every point is exact. With ``bounds`` (:func:`limits` of the
+    spec), an axis value beyond what its field accepts is refused, as ``table --set`` refuses it.
+    Within the bounds, intermediate products can still pass int64 (C² · k² · H² at C = 2³¹ − 1): the
+    compiled evaluator bounds every intermediate first and then computes in exact Python integers
+    (engine/compile.py), so no value is ever wrapped.
     """
     from ..engine.metrics import METRIC_NAMES
 
@@ -416,6 +442,13 @@ def prepare(
             raise UsageError(f"{name}: the values of an axis must be positive integers")
         if axis.hi() > INT64_MAX:
             raise UsageError(f"{name}: axis values must be at most 2^63 - 1 = {INT64_MAX:,}")
+        if bounds and name in bounds and axis.hi() > bounds[name][0]:
+            top, where = bounds[name]
+            v = axis.hi()
+            raise UsageError(
+                f"--vary {name}={v}: {name} is {where}, which must be at most {top:,} "
+                f"(table --set {name}={v} refuses it)"
+            )
         size *= len(axis)
     if size > MAX_POINTS:
         raise UsageError(f"the grid has {size:,} points; the limit is {MAX_POINTS:,}")

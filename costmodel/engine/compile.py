@@ -125,6 +125,7 @@ class _FloorDiv(_Node):
 
     def bounds(self, ranges: Mapping[str, Interval], peak: list[int]) -> Interval:
         lo, hi = self.p.bounds(ranges, peak)
+        _seen((self.q, self.q), peak)  # the divisor is an operand too
         return _seen((lo // self.q, hi // self.q), peak)
 
 

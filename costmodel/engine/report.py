@@ -211,7 +211,14 @@ class Report:
         layers: dict[int, list[Any]] = {}
         for r in rows:
             layers.setdefault(r.layer, []).append(r.total(metric))
-        return tidy(sympy.Add(*(sympy.Add(*t) for t in layers.values())), [sympy.Add(*t) for t in layers.values()])
+        # identical layers (a long stack of the same block) are summed once and counted: linear in the rows
+        same: dict[tuple[Any, ...], int] = {}
+        for t in layers.values():
+            key = tuple(t)
+            same[key] = same.get(key, 0) + 1
+        parts = [sympy.Add(*t) for t in same]
+        counts = list(same.values())
+        return tidy(sympy.Add(*(c * p for c, p in zip(counts, parts, strict=True))), parts, counts)
 
     def compile(self, metric: str = "macs") -> Any:
         """A fast exact numeric function of the free symbols: ``report.compile("macs")(t=np.arange(1, 9), …)``.
@@ -239,7 +246,7 @@ FACTOR_SYMBOLS = 6
 """A multi-part formula is factored whole only with at most this many free symbols (cost grows with them)."""
 
 
-def tidy(expr: Any, parts: list[Any] | None = None) -> Any:
+def tidy(expr: Any, parts: list[Any] | None = None, counts: list[int] | None = None) -> Any:
     """``expr`` factored where that is cheap, never a crash or a long wait; the value is the same either way.
 
     Without ``parts``, ``expr`` is factored when it has at most ``FACTOR_OPS`` operations. With ``parts``
@@ -247,8 +254,9 @@ def tidy(expr: Any, parts: list[Any] | None = None) -> Any:
     on its own until ``FACTOR_BUDGET_S`` seconds are spent (the rest stay expanded), and the sum is
     factored whole again only when it is small (``FACTOR_OPS``) in at most ``FACTOR_SYMBOLS`` symbols —
     multivariate factoring grows fast with the number of symbols (30 layers of symbolic widths and
-    kernels took 86 s in one sympy.factor call). A RecursionError or other failure of sympy.factor
-    leaves that part as it is.
+    kernels took 86 s in one sympy.factor call). With ``counts``, the formula is the sum of each part
+    times its count (identical layers are factored once). A RecursionError or other failure of
+    sympy.factor leaves that part as it is.
     """
     import time
 
@@ -260,7 +268,7 @@ def tidy(expr: Any, parts: list[Any] | None = None) -> Any:
         except (RecursionError, ValueError, TypeError, NotImplementedError):
             return e
 
-    if not parts or len(parts) == 1:
+    if not parts or (len(parts) == 1 and (not counts or counts[0] == 1)):
         return factor(expr) if sympy.count_ops(expr) <= FACTOR_OPS else expr
     deadline = time.perf_counter() + FACTOR_BUDGET_S
     out = []
@@ -269,7 +277,7 @@ def tidy(expr: Any, parts: list[Any] | None = None) -> Any:
             out.append(factor(p))
         else:
             out.append(p)
-    whole = sympy.Add(*out)
+    whole = sympy.Add(*(out if counts is None else (c * p for c, p in zip(counts, out, strict=True))))
     if len(whole.free_symbols) <= FACTOR_SYMBOLS and sympy.count_ops(whole) <= FACTOR_OPS:
         return factor(whole)
     return whole

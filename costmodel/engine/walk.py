@@ -63,11 +63,12 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
     current = 0  # the tensor id of the running feature map (0: the network input)
     next_id = 1
     assumptions: dict[tuple[str, str], None] = {}
-    # Numeric specs: a block function is a pure function of its layer and arguments (the path only names
-    # the field in an error, and a failure is never kept), so equal layers on equal inputs — repeats, and
-    # the copies a long spec is made of — share one flow of ops. Symbolic ones are not reused: sympy's
-    # Integer(16) equals and hashes as 16, and the flows would mix the two.
-    memo: dict[Any, list[Any]] | None = None if symbols else {}
+    # A block function is a pure function of its layer and arguments (the path only names the field in
+    # an error, and a failure is never kept), so equal layers on equal inputs — repeats, and the copies a
+    # long spec is made of — share one flow of ops. In symbolic specs the key also holds the types of
+    # the input sizes, batch and stride: sympy's Integer(16) equals and hashes as 16, and the flows must
+    # not mix the two.
+    memo: dict[Any, list[Any]] | None = {}
     op_costs: dict[int, dict[str, Num]] = {}
     for i, layer in enumerate(spec.layers):
         kind = KINDS.get(layer.kind)
@@ -115,6 +116,8 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
             if memo is not None:
                 try:
                     key: Any = (layer, _memo_args(args))
+                    if symbols:
+                        key += (tuple(map(type, args.inp)), type(args.n), type(args.stride))
                     entry = memo.get(key)
                 except TypeError:  # a field value that cannot be hashed (a list): no reuse for this layer
                     key = None
@@ -134,16 +137,17 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
             kind_name = layer.kind
             for step in flow.steps:
                 op = step.op
-                if symbols:
-                    costs = {m: clean(op.costs[m]) for m in OP_METRICS}
-                    costs["activations"] = clean(n * numel(op.output))
-                else:  # ints throughout: nothing to clean; an op shared by equal blocks is counted once
-                    made = op_costs.get(id(op))  # ids are unique here: every op stays referenced by a row
-                    if made is None:
+                # an op shared by equal blocks is counted once (sympy arithmetic included)
+                made = op_costs.get(id(op))  # ids are unique here: every op stays referenced by a row
+                if made is None:
+                    if symbols:
+                        made = {m: clean(op.costs[m]) for m in OP_METRICS}
+                        made["activations"] = clean(n * numel(op.output))
+                    else:  # ints throughout: nothing to clean
                         made = dict(zip(OP_METRICS, op_metrics(op.costs), strict=True))
                         made["activations"] = n * numel(op.output)
-                        op_costs[id(op)] = made
-                    costs = made.copy()  # each row owns its dict
+                    op_costs[id(op)] = made
+                costs = made.copy()  # each row owns its dict
                 reads = step.inputs
                 if len(reads) == 1:
                     t = reads[0]

@@ -198,6 +198,16 @@ def _repeat(value: int | str) -> int | str:
 #: A layer's repeat count: an integer in [1, MAX_REPEAT] or a symbol.
 Repeat = Annotated[IntOrSym, AfterValidator(_repeat)]
 
+
+def field_limit(model: type[BaseModel], name: str) -> int:
+    """The largest integer the field ``name`` of ``model`` accepts: ``MAX_REPEAT`` for a repeat count,
+    ``MAX_INT`` for every other integer field (what validation refuses beyond, e.g. under ``--set``)."""
+    f = model.model_fields[name]
+    if any(isinstance(m, AfterValidator) and m.func is _repeat for m in _markers(f.annotation, f.metadata)):
+        return MAX_REPEAT
+    return MAX_INT
+
+
 #: A channel width (scaled by ``scaling.width``).
 ChannelsField = Annotated[IntOrSym, Channels()]
 
