@@ -222,7 +222,7 @@ def _build(text: str, src: Source) -> tuple[int, Any]:
             container = top.value
             if isinstance(container, dict):
                 if top.key is None:  # a key
-                    line = event.start_mark.line + 1
+                    line = event.start_mark.line + 1  # type: ignore[union-attr]  # the parser sets marks
                     key = _scalar(event, top.path)
                     if not isinstance(key, str):
                         raise SpecError(f"keys must be text, got {key!r}", top.path, line=line)
@@ -244,7 +244,7 @@ def _build(text: str, src: Source) -> tuple[int, Any]:
                 path = (*top.path, len(container))
                 got = resolved.get((event.value, event.tag, event.implicit[0]), _MISS)
                 item = _scalar(event, path) if got is _MISS else got
-                lines.setdefault(path, event.start_mark.line + 1)
+                lines.setdefault(path, event.start_mark.line + 1)  # type: ignore[union-attr]  # the parser sets marks
                 container.append(item)
             continue
         line = event.start_mark.line + 1
