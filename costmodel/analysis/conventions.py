@@ -97,6 +97,11 @@ CONVENTIONS: dict[str, Convention] = {
             "upsample": Rule(((1, "output"),), "aten::upsample_nearest2d: elementwise_flop_counter(0, 1)"),
             "avgpool2d:module": Rule((), "aten::avg_pool2d is not among the handled ops"),
             "avgpool2d:functional": Rule((), "aten::avg_pool2d is not among the handled ops"),
+            "attention": Rule(
+                (),
+                "timm's default fused path: aten::scaled_dot_product_attention is not among the handled ops "
+                "(timm's unfused q @ k, attn @ v would count as aten::matmul: TIMM_FUSED_ATTN=0 adds the MACs)",
+            ),
         },
     ),
     "ptflops": Convention(
@@ -140,6 +145,10 @@ CONVENTIONS: dict[str, Convention] = {
             "evonorm_s0": Rule(
                 ((1, "batch_stats"),), "EvoNorm2dS0's group_std: var(…).add(eps), a patched Tensor.add, 1 per group"
             ),
+            "attention": Rule(
+                (),
+                "F.scaled_dot_product_attention is not patched (nor, unfused, the @ operator, Tensor.softmax)",
+            ),
         },
     ),
     "thop": Convention(
@@ -163,6 +172,7 @@ CONVENTIONS: dict[str, Convention] = {
             "linear:timm": Rule((), f"timm's Linear — {_TIMM_ZERO}"),
             "batchnorm2d:act": Rule((), f"BatchNormAct2d — {_TIMM_ZERO}"),
             "avgpool2d:module": Rule(((1, "output"),), "count_avgpool on nn.AvgPool2d: 1 per output element"),
+            "attention": Rule((), "MultiQueryAttention2d / Attention2d: no hook; SDPA (or q @ k) is not a module"),
         },
     ),
     "torchinfo": Convention(
@@ -188,6 +198,7 @@ CONVENTIONS: dict[str, Convention] = {
             "groupnorm:act": Rule((), "GroupNormAct holds act and drop: not a leaf, not counted"),
             "layernorm2d:act": Rule((), "LayerNormAct2d holds act and drop: not a leaf, not counted"),
             "evonorm_s0": Rule(((2, "batch_channels"),), "EvoNorm2dS0, a leaf: N × (weight + bias), its v is neither"),
+            "attention": Rule((), "the attention product runs in no leaf module: not counted"),
         },
     ),
 }
