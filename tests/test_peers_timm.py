@@ -97,7 +97,14 @@ def peer_counts(name: str, res: int | None) -> tuple[tuple[int, ...], dict[str, 
     logging.disable(logging.CRITICAL)
 
     def build():
-        return timm.create_model(name, pretrained=False).eval()
+        # timm's default, fused attention (F.scaled_dot_product_attention), whatever tests/test_timm.py set for the
+        # process: MultiQueryAttention2d and Attention2d read use_fused_attn() when they are built
+        was = timm.layers.use_fused_attn()
+        timm.layers.set_fused_attn(True)
+        try:
+            return timm.create_model(name, pretrained=False).eval()
+        finally:
+            timm.layers.set_fused_attn(was)
 
     m = build()
     size = tuple(m.pretrained_cfg["input_size"])
