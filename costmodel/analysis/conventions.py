@@ -124,6 +124,11 @@ CONVENTIONS: dict[str, Convention] = {
                 ((1, "output"),), "relu_flops_counter_hook on nn.ReLU6 (its forward calls F.hardtanh, not patched)"
             ),
             "silu": Rule(((1, "output"),), "the patched F.silu that nn.SiLU.forward calls (no module hook)"),
+            "gelu": Rule(
+                ((1, "output"),),
+                "timm's GELU (timm.layers.activations.GELU, no hook) calls the patched F.gelu; an nn.GELU would "
+                "count twice (relu_flops_counter_hook + F.gelu), and no shipped spec builds one",
+            ),
             "avgpool:module": Rule(
                 ((2, "input"),),
                 "pool_flops_counter_hook on nn.AdaptiveAvgPool2d, and again the patched F.adaptive_avg_pool2d it calls",
