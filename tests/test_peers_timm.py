@@ -6,8 +6,9 @@ torchinfo are installed, at the versions docs/conventions.md names (torch 2.14.1
 0.1.5.post20221221, ptflops 0.7.5, thop 0.1.1.post2209072238, torchinfo 1.8.0). Models are built with
 ``timm.create_model(name, pretrained=False)``: no weights are downloaded. The set covers every module class the
 shipped timm specs use (Conv2dSame, MixedConv2d, CondConv2d, BlurPool2d, nn.AvgPool2d, BatchNormAct2d,
-GroupNormAct, LayerNormAct2d, EvoNorm2dS0, the Ghost modules, timm's Linear and SqueezeExcite, nn.Hardswish,
-nn.ReLU6, …). The tests without those packages check the field and the op keys it gives, by hand count.
+GroupNormAct, LayerNormAct2d, EvoNorm2dS0, the Ghost and RepGhost modules, GhostNetV3's and PP-LCNetV2's
+re-parameterisable branches, MobileAttention, timm's Linear and SqueezeExcite, nn.Hardswish, nn.ReLU6, …). The
+tests without those packages check the field and the op keys it gives, by hand count.
 
     python -m pytest tests/test_peers_timm.py -m "peers and timm"
 """
@@ -52,13 +53,27 @@ REPRESENTATIVE = {
     "efficientnet_lite0": "nn.ReLU6",
     "efficientnet_b1_pruned": "timm's Linear on an EfficientNet (pruned model adaptation)",
     "efficientnet_x_b3": "space-to-depth Conv2dSame (2×2, padding same) on a symmetric-padding model",
+    "lcnetv2_small": "RepDepthwiseSeparable: parallel dw conv branches of nn.Conv2d + BatchNormAct2d, summed",
+    "repghostnet_100": "RepGhost modules of torch.nn classes (nn.BatchNorm2d fusion_bn identity branch), timm's SE",
+    "ghostnetv3_050": "GhostNetV3: timm's ConvBnAct branches (BatchNormAct2d) + nn.BatchNorm2d skip, DFC shortcut",
+    "mobilenetv4_hybrid_medium_075": "MobileAttention: BatchNormAct2d pre-norm, nn.BatchNorm2d key/value norms, SDPA",
+    "mobilenetv4_hybrid_large_075": "timm's GELU (not nn.GELU): ptflops counts only the patched F.gelu",
 }
+# models with attention: timm runs F.scaled_dot_product_attention (use_fused_attn(), the default), which
+# FlopCounterMode counts on the meta device and CUDA but not in the CPU's fused kernel
+ATTENTION = {"mobilenetv4_hybrid_medium_075", "mobilenetv4_hybrid_large_075"}
 PEERS = ("torch", "fvcore", "ptflops", "thop", "torchinfo")
 
 # Where a peer's count cannot be reproduced from a spec: {(name, peer): reason}; each case is xfail(strict=True),
 # so a case that starts to match fails until it is taken out.
-# None remain at these versions (docs/conventions.md, "The presets on timm models").
-IRREPRODUCIBLE: dict[tuple[str, str], str] = {}
+# At these versions only FlopCounterMode on the CPU on attention (docs/conventions.md, "The presets on timm
+# models"): the torch preset counts the attention product, as FlopCounterMode does on the meta device
+# (test_torch_preset_counts_attention_as_on_meta checks it exactly).
+_CPU_SDPA = (
+    "FlopCounterMode on the CPU: the fused _scaled_dot_product_flash_attention_for_cpu has no flop formula and "
+    "counts 0; the torch preset counts q·kᵀ + attention·v as on the meta device, CUDA or timm's unfused path"
+)
+IRREPRODUCIBLE: dict[tuple[str, str], str] = {(name, "torch"): _CPU_SDPA for name in ATTENTION}
 
 
 def spec_at(name: str, res: int | None) -> costmodel.NetworkSpec:
@@ -83,7 +98,14 @@ def peer_counts(name: str, res: int | None) -> tuple[tuple[int, ...], dict[str, 
     logging.disable(logging.CRITICAL)
 
     def build():
-        return timm.create_model(name, pretrained=False).eval()
+        # timm's default, fused attention (F.scaled_dot_product_attention), whatever tests/test_timm.py set for the
+        # process: MultiQueryAttention2d and Attention2d read use_fused_attn() when they are built
+        was = timm.layers.use_fused_attn()
+        timm.layers.set_fused_attn(True)
+        try:
+            return timm.create_model(name, pretrained=False).eval()
+        finally:
+            timm.layers.set_fused_attn(was)
 
     m = build()
     size = tuple(m.pretrained_cfg["input_size"])
@@ -129,6 +151,25 @@ def test_presets_match_the_peers_on_timm(name, res, peer):
     spec = spec_at(name, res)
     assert (spec.input.channels, spec.input.height, spec.input.width) == size
     assert apply(costmodel.analyze(spec), peer).totals["macs"] == peers[peer]
+
+
+@pytest.mark.peers
+@pytest.mark.timm
+@pytest.mark.parametrize("res", [None, 193], ids=["default", "193"])
+@pytest.mark.parametrize("name", sorted(ATTENTION))
+def test_torch_preset_counts_attention_as_on_meta(name, res):
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = timm.create_model(name, pretrained=False).eval().to("meta")
+    size, cpu = peer_counts(name, res)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        m(torch.zeros(1, *size, device="meta"))
+    meta = counter.get_total_flops() // 2
+    assert meta > cpu["torch"]  # the CPU's fused attention counts 0
+    assert apply(costmodel.analyze(spec_at(name, res)), "torch").totals["macs"] == meta
 
 
 # --------------------------------------------------------------------------- the field, without torch
@@ -193,3 +234,24 @@ def test_implementation_field_forms():
     for bad in ("keras", {"library": "timm", "pad_type": "valid"}, {"library": "timm", "padding": "same"}):
         with pytest.raises((SpecError, ValueError)):
             costmodel.NetworkSpec.model_validate({**base, "implementation": bad})
+
+
+def test_rep_and_attention_blocks_op_keys():
+    # RepGhostNet: RepGhostModule, conv_dw + bn_dw and the shortcut are nn.BatchNorm2d; only the final ConvBnAct
+    # (1×1 to 960) has a BatchNormAct2d. 16 blocks × (primary, cheap, fusion_bn) × 2 modules + the stem's bn1 +
+    # 4 strided bn_dw + 5 shortcuts × 2 (the 4 strided blocks and 80 → 112)
+    k = keys("repghostnet_100")
+    assert k["batchnorm2d:act"] == 1
+    assert k["batchnorm2d"] == 16 * 3 * 2 + 1 + 4 + 5 * 2
+    # GhostNetV3: the rep branches are timm's ConvBnAct (BatchNormAct2d): per GhostModuleV3 3 primary + 3 cheap
+    # + 1 cheap scale, two modules in each of the 16 blocks, + 3 dw branches + 1 dw scale in the 4 strided ones,
+    # + the final ConvBnAct. nn.BatchNorm2d: stem, cheap_rpr_skip × 2 per block, DFC short_conv's 3 in the 14
+    # 'shortcut'-mode ghost1 modules, and 5 shortcuts × 2 (4 strided blocks and 40 → 56)
+    k = keys("ghostnetv3_050")
+    assert k["batchnorm2d:act"] == 16 * 2 * 7 + 4 * 4 + 1
+    assert k["batchnorm2d"] == 1 + 16 * 2 + 14 * 3 + 5 * 2
+    # MobileNetV4 hybrid: MobileAttention's norm is BatchNormAct2d (8 blocks), the key and value down_conv norms
+    # nn.BatchNorm2d (the 4 blocks with kv_stride 2)
+    k = keys("mobilenetv4_hybrid_medium_075")
+    assert k["batchnorm2d"] == 4 * 2
+    assert k["attention"] == 8

@@ -97,6 +97,11 @@ CONVENTIONS: dict[str, Convention] = {
             "upsample": Rule(((1, "output"),), "aten::upsample_nearest2d: elementwise_flop_counter(0, 1)"),
             "avgpool2d:module": Rule((), "aten::avg_pool2d is not among the handled ops"),
             "avgpool2d:functional": Rule((), "aten::avg_pool2d is not among the handled ops"),
+            "attention": Rule(
+                (),
+                "timm's default fused path: aten::scaled_dot_product_attention is not among the handled ops "
+                "(timm's unfused q @ k, attn @ v would count as aten::matmul: TIMM_FUSED_ATTN=0 adds the MACs)",
+            ),
         },
     ),
     "ptflops": Convention(
@@ -119,6 +124,11 @@ CONVENTIONS: dict[str, Convention] = {
                 ((1, "output"),), "relu_flops_counter_hook on nn.ReLU6 (its forward calls F.hardtanh, not patched)"
             ),
             "silu": Rule(((1, "output"),), "the patched F.silu that nn.SiLU.forward calls (no module hook)"),
+            "gelu": Rule(
+                ((1, "output"),),
+                "timm's GELU (timm.layers.activations.GELU, no hook) calls the patched F.gelu; an nn.GELU would "
+                "count twice (relu_flops_counter_hook + F.gelu), and no shipped spec builds one",
+            ),
             "avgpool:module": Rule(
                 ((2, "input"),),
                 "pool_flops_counter_hook on nn.AdaptiveAvgPool2d, and again the patched F.adaptive_avg_pool2d it calls",
@@ -139,6 +149,10 @@ CONVENTIONS: dict[str, Convention] = {
             "avgpool2d:functional": Rule(((1, "input"),), "the patched F.avg_pool2d: input elements"),
             "evonorm_s0": Rule(
                 ((1, "batch_stats"),), "EvoNorm2dS0's group_std: var(…).add(eps), a patched Tensor.add, 1 per group"
+            ),
+            "attention": Rule(
+                (),
+                "F.scaled_dot_product_attention is not patched (nor, unfused, the @ operator, Tensor.softmax)",
             ),
         },
     ),
@@ -163,6 +177,7 @@ CONVENTIONS: dict[str, Convention] = {
             "linear:timm": Rule((), f"timm's Linear — {_TIMM_ZERO}"),
             "batchnorm2d:act": Rule((), f"BatchNormAct2d — {_TIMM_ZERO}"),
             "avgpool2d:module": Rule(((1, "output"),), "count_avgpool on nn.AvgPool2d: 1 per output element"),
+            "attention": Rule((), "MultiQueryAttention2d / Attention2d: no hook; SDPA (or q @ k) is not a module"),
         },
     ),
     "torchinfo": Convention(
@@ -188,6 +203,7 @@ CONVENTIONS: dict[str, Convention] = {
             "groupnorm:act": Rule((), "GroupNormAct holds act and drop: not a leaf, not counted"),
             "layernorm2d:act": Rule((), "LayerNormAct2d holds act and drop: not a leaf, not counted"),
             "evonorm_s0": Rule(((2, "batch_channels"),), "EvoNorm2dS0, a leaf: N × (weight + bias), its v is neither"),
+            "attention": Rule((), "the attention product runs in no leaf module: not counted"),
         },
     ),
 }

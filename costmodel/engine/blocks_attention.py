@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import SpecError
 from . import ops
-from .blocks import BlockArgs, Flow, norm_groups, residual
+from .blocks import BlockArgs, Flow, implemented, norm_groups, residual
 from .symbols import Num, divides, floordiv, value
 
 
@@ -18,12 +18,15 @@ def kv_padding(kernel: int, stride: int) -> int:
     return ((stride - 1) + (kernel - 1)) // 2
 
 
-def _norm(f: Flow, a: BlockArgs, stage: str, src: int) -> int:
+def _norm(f: Flow, a: BlockArgs, stage: str, src: int, timm_class: bool = False) -> int:
+    """norm on ``src``; ``timm_class``: MobileAttention's own norm, timm's norm + act class (BatchNormAct2d with
+    apply_act=False) under ``implementation: timm`` — the key/value norms are the plain norm_layer (nn.BatchNorm2d)."""
     shape = f.shape(src)
     if a.norm == "none":
         return src
     g = norm_groups(a, shape[0]) if a.norm in ops.GROUPED_NORMS else 1
-    return f.add(stage, ops.norm(a.norm, shape, a.n, g, False), (src,))
+    op = ops.norm(a.norm, shape, a.n, g, False)
+    return f.add(stage, implemented(op, a) if timm_class else op, (src,))
 
 
 def _kv(f: Flow, a: BlockArgs, stage: str, src: int, out: Num, kernel: int, stride: int) -> int:
@@ -52,7 +55,7 @@ def attention(layer: Any, a: BlockArgs) -> Flow:
     c = a.inp[0]
     cout = value(layer.out_channels)
     heads = layer.heads
-    x = _norm(f, a, "norm", 0)
+    x = _norm(f, a, "norm", 0, timm_class=True)
     if layer.multi_query:
         dk = layer.key_dim
         dv = layer.value_dim or dk

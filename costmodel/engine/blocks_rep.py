@@ -83,6 +83,7 @@ def repghost_unit(f: Flow, a: BlockArgs, stage: str, layer: Any, out_channels: N
     cheap conv and its norms are one d×d depthwise conv with bias: params C·Cin·k² + 2C + C·d² + C, same MACs.
     """
     need_batchnorm(a, "form")
+    a = dataclasses.replace(a, library="torch")  # timm builds it from nn.Conv2d, nn.BatchNorm2d, nn.ReLU
     k = value(layer.kernel) if layer.kind == "repghost" else 1
     x1 = conv_unit(f, a, stage, out_channels, k, stride, act=act)
     d = value(layer.dw_kernel)
@@ -120,15 +121,16 @@ def repghost_bottleneck(layer: Any, a: BlockArgs) -> Flow:
     if not isinstance(a.stride, int):
         raise SpecError("repghost_bottleneck needs a numeric stride", (*a.path, "stride"))
     strided = a.stride != 1
+    nn = dataclasses.replace(a, library="torch")  # conv_dw + bn_dw and the shortcut: nn.Conv2d, nn.BatchNorm2d
     repghost_unit(f, a, "ghost1", layer, mid, 1, True)
     if strided:
-        conv_unit(f, a, "depthwise", mid, k, a.stride, groups=mid, act=False)
+        conv_unit(f, nn, "depthwise", mid, k, a.stride, groups=mid, act=False)
     if layer.has_se:
         se_unit(f, a, layer, cin)
     main = repghost_unit(f, a, "ghost2", layer, cout, 1, False)
     if strided or cin != cout:
-        conv_unit(f, a, "shortcut", cin, k, a.stride, groups=cin, act=False, src=0)
-        short = conv_unit(f, a, "shortcut", cout, 1, act=False)
+        conv_unit(f, nn, "shortcut", cin, k, a.stride, groups=cin, act=False, src=0)
+        short = conv_unit(f, nn, "shortcut", cout, 1, act=False)
     else:
         short = 0
     f.add("residual", ops.add(f.shape(main), a.n, "F(x) + shortcut"), (main, short))

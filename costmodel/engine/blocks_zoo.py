@@ -108,8 +108,11 @@ def ghost_unit(
     scale conv P + its norm and the identity norm 2P; deploy: params P·Cin·k² + P + P·d² + P, no norms, the
     plain module's MACs.
 
-    timm builds the module from torch.nn classes (nn.Conv2d, nn.BatchNorm2d, nn.ReLU in nn.Sequential).
+    timm builds the module from torch.nn classes (nn.Conv2d, nn.BatchNorm2d, nn.ReLU in nn.Sequential); GhostNetV3's
+    conv branches are timm's ConvBnAct (nn.Conv2d, statically padded, + BatchNormAct2d), its identity branch an
+    nn.BatchNorm2d.
     """
+    branch = replace(a, pad_type="")  # ConvBnAct(pad_type=k // 2): static padding, the layer's library
     a = replace(a, library="torch")
     src = f.last
     ratio = layer.ratio
@@ -119,8 +122,8 @@ def ghost_unit(
     if layer.rep_branches is not None:
         need_batchnorm(a, "rep_branches")
         rep = {"branches": layer.rep_branches, "act": act, "form": layer.form}
-        x1 = rep_conv_unit(f, a, stage, src, primary, k, stride, scale=False, identity=False, **rep)
-        x2 = rep_conv_unit(f, a, stage, x1, primary, d, 1, primary, scale=True, identity=True, **rep)
+        x1 = rep_conv_unit(f, branch, stage, src, primary, k, stride, scale=False, identity=False, **rep)
+        x2 = rep_conv_unit(f, branch, stage, x1, primary, d, 1, primary, scale=True, identity=True, **rep)
     else:
         x1 = conv_unit(f, a, stage, primary, k, stride, act=act)
         x2 = conv_unit(f, a, stage, primary * (ratio - 1), d, 1, groups=primary, act=act)
@@ -156,8 +159,9 @@ def ghost_bottleneck(layer: Any, a: BlockArgs) -> Flow:
     ghost_unit(f, a, "ghost1", layer, mid, 1, True, layer.attention)
     nn = replace(a, library="torch")  # conv_dw + bn_dw and the shortcut: nn.Conv2d, nn.BatchNorm2d; SE: timm's
     if strided and layer.rep_branches is not None:  # GhostNetV3: b k×k dw branches + a 1×1 dw scale branch
-        rep = {"branches": layer.rep_branches, "form": layer.form}
-        rep_conv_unit(f, nn, "depthwise", f.last, mid, k, a.stride, mid, scale=True, identity=False, act=False, **rep)
+        rep = {"branches": layer.rep_branches, "form": layer.form}  # dw_rpr_conv, dw_rpr_scale: ConvBnAct
+        dw = replace(a, pad_type="")
+        rep_conv_unit(f, dw, "depthwise", f.last, mid, k, a.stride, mid, scale=True, identity=False, act=False, **rep)
     elif strided:
         conv_unit(f, nn, "depthwise", mid, k, a.stride, groups=mid, act=False)
     if layer.se is not None:
