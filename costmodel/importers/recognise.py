@@ -102,6 +102,10 @@ class Unit:
     shortcut: list[Unit] | None = None
     post: Node | None = None
     branches: list[list[Unit]] = field(default_factory=list)
+    #: a conv unit that is a sum of parallel branches (re-parameterisable): the other branches (each a list
+    #: of units: a conv unit, a norm, or none for the identity) and the adds joining them
+    rep: list[list[Unit]] | None = None
+    rep_joins: list[Node] = field(default_factory=list)
 
     # conv units
     @property
@@ -129,7 +133,11 @@ class Unit:
         for b in self.branches:
             for u in b:
                 out += u.all_nodes()
+        for b in self.rep or []:
+            for u in b:
+                out += u.all_nodes()
         out += self.nodes
+        out += self.rep_joins
         if self.post is not None:
             out.append(self.post)
         return out
@@ -389,11 +397,67 @@ def merge(units: list[Unit]) -> list[Unit]:
     return _ghosts(out)
 
 
+def _rep_leaves(u: Unit) -> tuple[list[list[Unit]], list[Node]] | None:
+    """The branches of a sum of parallel branches (read as a residual with a shortcut, nested; the
+    identity as an empty branch) and the adds joining them, when every branch is one conv unit without an
+    activation or a norm alone (the re-parameterisable branch pattern); else None."""
+    if u.kind != "residual" or u.post is not None or any(x.kind == "dropped" or _passive(x) for x in u.inner):
+        return None
+    parts = [u.inner, *([u.shortcut] if u.shortcut is not None else [[]])]
+    leaves: list[list[Unit]] = []
+    joins = list(u.nodes)
+    for part in parts:
+        if any(x.kind == "dropped" or _passive(x) for x in part):
+            return None
+        if len(part) == 1 and part[0].kind == "residual":
+            sub = _rep_leaves(part[0])
+            if sub is None:
+                return None
+            leaves += sub[0]
+            joins = sub[1] + joins
+        elif len(part) == 1 and part[0].kind == "conv" and part[0].rep is not None and part[0].act is None:
+            leaves += [[Unit("conv", list(part[0].nodes))], *part[0].rep]  # a sum already read as one
+            joins = part[0].rep_joins + joins
+        elif (
+            not part
+            or len(part) == 1
+            and (part[0].kind == "conv" and part[0].act is None and part[0].rep is None or part[0].kind == "norm")
+        ):
+            leaves.append(part)
+        else:
+            return None
+    return leaves, joins
+
+
+def _rep_sum(u: Unit, post: Node | None = None) -> Unit | None:
+    """A sum of parallel conv(-norm) branches, the identity and norm-only branches among them (timm's
+    re-parameterisable branches: PP-LCNetV2, RepGhostNet, GhostNetV3), as one conv unit: its heaviest conv
+    (by params) with the activation after the sum, the others in ``rep``; None when ``u`` is not one."""
+    post = u.post if post is None else post
+    found = _rep_leaves(Unit("residual", u.nodes, u.inner, u.shortcut)) if u.kind == "residual" else None
+    if found is None:
+        return None
+    leaves, joins = found
+    convs = [b for b in leaves if b and b[0].kind == "conv"]
+    if not convs or len(leaves) < 2:
+        return None
+    main = max(convs, key=lambda b: b[0].conv.params)
+    nodes = [*main[0].nodes, *([post] if post is not None else [])]
+    return Unit("conv", nodes, rep=[b for b in leaves if b is not main], rep_joins=joins)
+
+
+def _unrep(u: Unit) -> tuple[Unit, list[Node]]:
+    """A conv unit without its parallel branches (its heaviest conv) and the nodes left out."""
+    if u.rep is None:
+        return u, []
+    return Unit("conv", list(u.nodes)), [n for b in u.rep for x in b for n in x.all_nodes()] + u.rep_joins
+
+
 def _sum_to_conv(u: Unit) -> tuple[Unit, list[Node]] | None:
     """A conv unit, or a sum of parallel conv branches (re-parameterisable branches, read as a residual
     with a shortcut, nested) as its heaviest conv and the nodes of the others (left out); else None."""
     if u.kind == "conv":
-        return u, []
+        return _unrep(u)
     if u.kind != "residual" or u.shortcut is None:
         return None
     found = []
@@ -420,6 +484,10 @@ def _ghosts(units: list[Unit]) -> list[Unit]:
     A sum of parallel conv branches becomes its heaviest conv first, the others left out."""
     reduced: list[Unit] = []
     for u in units:
+        rep = _rep_sum(u) if u.kind == "residual" and u.shortcut is not None else None
+        if rep is not None:
+            reduced.append(rep)
+            continue
         r = _sum_to_conv(u) if u.kind == "residual" else None
         reduced += [r[0], Unit("dropped", r[1])] if r is not None else [u]
     units = reduced
@@ -478,6 +546,7 @@ class Fit:
         self.ok = True
         self.kx: dict[str, Any] = {}
         self.groupnorms: list[tuple[int, int]] = []
+        self.dropped: list[Node] = []
 
     def conv(
         self,
@@ -490,13 +559,18 @@ class Fit:
         kxk: bool = False,
         grouped: bool = False,
         options: tuple[str, ...] = ("padding", "dilation", "aa"),
+        rep: bool = False,
     ) -> Unit:
         """Check one conv unit; ``act``: whether it must carry the block activation; ``kxk``: it is the
-        block's k×k conv, whose ``options`` the layer can say; ``grouped``: any groups (group_size)."""
+        block's k×k conv, whose ``options`` the layer can say; ``grouped``: any groups (group_size);
+        ``rep``: it may be a sum of parallel branches (which the matcher then checks)."""
         spec = conv_spec(u) if u.kind == "conv" else None
         if spec is None:
             self.ok = False
             return u
+        if u.rep is not None and not rep:  # branches the layer cannot say: its heaviest conv is counted
+            u, rest = _unrep(u)
+            self.dropped += rest
         c = u.conv
         a = c.attrs
         extra = {k: v for k, v in spec.items() if k in ("padding", "dilation", "aa")}
@@ -556,6 +630,8 @@ class Fit:
         out = {"activation": act, "norm": self.norm or "none", "bias": bool(self.bias), **self.kx}
         if self.groupnorms:
             out["_gn"] = list(self.groupnorms)
+        if self.dropped:
+            out["_dropped"] = list(self.dropped)
         return out
 
 
@@ -871,6 +947,60 @@ def match_dwsep(units: list[Unit], residual: bool) -> Layer | None:
     return {**layer, **f.fields(), "residual": residual}
 
 
+def _rep_kernels(u: Unit, f: Fit, *, depthwise: bool) -> list[int] | None:
+    """The kernels of a sum of parallel conv-norm branches (``u`` a conv unit with ``rep``), each branch one
+    conv of the main conv's stride, groups and widths with the fitted norm and bias and no activation, padded
+    k // 2; None when a branch is anything else (an identity or a norm alone)."""
+    c = u.conv
+    kernels = [c.attrs["kernel"]]
+    for b in u.rep or []:
+        if len(b) != 1 or b[0].kind != "conv":
+            return None
+        x = b[0]
+        spec = conv_spec(x)
+        a = x.conv.attrs
+        if spec is None or set(spec) != {"kernel", "stride"} or x.act is not None or x.rep is not None:
+            return None
+        if norm_name(x) != f.norm or bool(a["bias"]) != bool(f.bias) or a["stride"] != c.attrs["stride"]:
+            return None
+        if (a["groups"], a["in_channels"], x.conv.shape[1]) != (c.attrs["groups"], c.attrs["in_channels"], c.shape[1]):
+            return None
+        if depthwise and a["groups"] != a["in_channels"]:
+            return None
+        kernels.append(a["kernel"])
+    return kernels
+
+
+def match_rep_dwsep(units: list[Unit], residual: bool) -> Layer | None:
+    """PP-LCNetV2's RepDepthwiseSeparable (``kind: rep_dwsep``, training form): parallel depthwise conv-norm
+    branches k, k − 2, …, 1 (no 1×1 at a stride ≠ 1), summed, + act → [SE] → 1×1 + act [→ 1×1 + act]."""
+    if not 2 <= len(units) <= 4 or units[0].kind != "conv" or units[0].rep is None:
+        return None
+    us = list(units)
+    f = Fit()
+    dw = f.conv(us.pop(0), act=True, depthwise=True, kxk=True, options=(), rep=True)
+    se = us.pop(0) if us and us[0].kind == "se" else None
+    if not us or len(us) > 2:
+        return None
+    pws = [f.conv(x, act=True, kernel1=True, depthwise=False, stride1=True) for x in us]
+    kernels = _rep_kernels(dw, f, depthwise=True) if f.ok else None
+    if kernels is None:
+        return None
+    k, s = dw.conv.attrs["kernel"], dw.conv.attrs["stride"]
+    if sorted(kernels, reverse=True) != [x for x in range(k, 0, -2) if s == 1 or x != 1]:
+        return None
+    cin = dw.conv.attrs["in_channels"]
+    layer: Layer = {"kind": "rep_dwsep", "kernel": k, "stride": s, "out_channels": pws[-1].conv.shape[1]}
+    if len(pws) == 2:
+        layer["mid_channels"] = pws[0].conv.shape[1]
+    if se is not None:
+        fields = se_fields(se, cin, cin)
+        if fields is None:
+            return None
+        layer.update(fields)
+    return {**layer, **f.fields(), "residual": residual}
+
+
 def match_basic(units: list[Unit], residual: bool) -> Layer | None:
     """Two k×k conv + act of the same kernel and width (the first strided)."""
     if len(units) != 2:
@@ -946,7 +1076,15 @@ def match_conv(units: list[Unit], residual: bool) -> Layer | None:
 
 #: Body matchers, highest level first: each takes the units of one block and whether a residual add
 #: wraps them, and returns a layer dict or None. Add a matcher here for a new block kind.
-MATCHERS: list[BodyMatcher] = [match_uir, match_mbconv, match_fused, match_basic, match_dwsep, match_conv]
+MATCHERS: list[BodyMatcher] = [
+    match_rep_dwsep,
+    match_uir,
+    match_mbconv,
+    match_fused,
+    match_basic,
+    match_dwsep,
+    match_conv,
+]
 
 
 def _ghost_fields(g: Unit, act: bool) -> Layer | None:
@@ -1024,6 +1162,7 @@ def match_ghost_bottleneck(u: Unit) -> Layer | None:
         return None
     if not f.ok or (dw is not None and stride == 1):
         return None
+    dropped = [*g1.pop("_dropped", []), *g2.pop("_dropped", []), *f.dropped]
     if any(g1.get(k) != g2.get(k) for k in ("ratio", "dw_kernel", "norm", "bias")):
         return None
     if f.norm is not None and (f.norm != g1["norm"] or bool(f.bias) != g1["bias"]):
@@ -1038,7 +1177,8 @@ def match_ghost_bottleneck(u: Unit) -> Layer | None:
         if fields is None:
             return None
         layer.update(fields)
-    return {**layer, "activation": g1["activation"], "norm": g1["norm"], "bias": g1["bias"]}
+    layer.update(activation=g1["activation"], norm=g1["norm"], bias=g1["bias"])
+    return {**layer, "_dropped": dropped} if dropped else layer
 
 
 def match_bottleneck(u: Unit) -> Layer | None:
@@ -1403,6 +1543,9 @@ def recognise(nodes: Sequence[Node], output: int) -> Recognised:
     for layer in layers:
         layer.pop("_in")
         layer.pop("_out")
+        for n in layer.pop("_dropped", []):  # parallel branches of a conv the layer counts as one conv
+            what = "the add joining parallel branches" if n.op == "add" else "on a parallel branch"
+            problems.append(Problem(n.name, n.scope, f"{what} the layer list cannot say (not counted)"))
     return Recognised(layers, problems, Counter(layer["kind"] for layer in layers))
 
 
@@ -1479,7 +1622,12 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
                 del d["se_base"]
             if "residual" in d:
                 auto = _auto(d, layers, input_shape)
-                if auto is not None and d["residual"] == auto:
+                if d["kind"] in _RESIDUAL_OFF:  # their residual defaults to false, not auto
+                    if d["residual"] is False:
+                        del d["residual"]
+                    elif auto:
+                        d["residual"] = "auto"
+                elif auto is not None and d["residual"] == auto:
                     del d["residual"]
         else:
             if d["kind"] == "linear":
@@ -1499,6 +1647,10 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
     spec["defaults"] = defaults
     spec["layers"] = layers
     return spec
+
+
+#: Kinds whose ``residual`` defaults to false (spec/layers.py dwsep, spec/layers_lcnet.py rep_dwsep).
+_RESIDUAL_OFF = frozenset({"dwsep", "rep_dwsep"})
 
 
 def _auto(d: Layer, previous: list[Layer], input_shape: tuple[int, int, int]) -> bool | None:
