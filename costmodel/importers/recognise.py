@@ -1181,6 +1181,74 @@ def match_ghost_bottleneck(u: Unit) -> Layer | None:
     return {**layer, "_dropped": dropped} if dropped else layer
 
 
+def _repghost_module(primary: Unit, cheap: Unit, f: Fit, act: bool) -> tuple[int, int] | None:
+    """timm's RepGhostModule in its training form: primary k×k conv → norm [→ act]; cheap d×d depthwise conv
+    → norm on it, plus a norm alone on the primary output (the identity branch), summed [→ act]: the
+    primary kernel and d, or None when it is not one."""
+    if primary.kind != "conv" or cheap.kind != "conv":
+        return None
+    f.conv(primary, act=act, depthwise=False)
+    f.conv(cheap, act=act, depthwise=True, rep=True)
+    c, p = cheap.conv, primary.conv
+    if not f.ok or cheap.rep is None or len(cheap.rep) != 1 or [x.kind for x in cheap.rep[0]] != ["norm"]:
+        return None
+    bn = cheap.rep[0][0].nodes[0]
+    if bn.attrs.get("name") != f.norm or not bn.attrs.get("affine", True) or bn.inputs[0] != c.inputs[0]:
+        return None
+    if c.attrs["stride"] != 1 or c.attrs["groups"] != p.shape[1] or c.shape[1] != p.shape[1]:
+        return None
+    return p.attrs["kernel"], c.attrs["kernel"]
+
+
+def match_repghost_bottleneck(u: Unit) -> Layer | None:
+    """RepGhostNet's bottleneck (``kind: repghost_bottleneck``, training form with the identity branch):
+    repghost + act → [k×k dw (stride) + norm] → [SE] → repghost without act, + the identity or a shortcut
+    k×k dw (stride) + norm → 1×1 + norm."""
+    us = list(u.inner)
+    if u.post is not None or len(us) < 4:
+        return None
+    f = Fit()
+    g1 = _repghost_module(us[0], us[1], f, True)
+    f2 = Fit()
+    g2 = _repghost_module(us[-2], us[-1], f2, False)
+    us = us[2:-2]
+    if g1 is None or g2 is None or g1 != g2 or g1[0] != 1 or (f2.norm, f2.bias) != (f.norm, f.bias):
+        return None
+    dw = f.conv(us.pop(0), act=False, depthwise=True) if us and us[0].kind == "conv" else None
+    se = us.pop(0) if us and us[0].kind == "se" else None
+    if us or dw is not None and dw.conv.attrs["stride"] == 1:
+        return None
+    cin = u.inner[0].conv.attrs["in_channels"]
+    mid = u.inner[0].conv.shape[1]
+    cout = u.inner[-1].conv.shape[1]
+    stride = dw.conv.attrs["stride"] if dw is not None else 1
+    kernel = dw.conv.attrs["kernel"] if dw is not None else None
+    if u.shortcut:
+        if len(u.shortcut) != 2:
+            return None
+        sd = f.conv(u.shortcut[0], act=False, depthwise=True)
+        f.conv(u.shortcut[1], act=False, kernel1=True, depthwise=False, stride1=True)
+        if not f.ok or sd.conv.attrs["stride"] != stride or kernel not in (None, sd.conv.attrs["kernel"]):
+            return None
+        kernel = sd.conv.attrs["kernel"]
+    elif stride != 1 or cin != cout:
+        return None
+    if not f.ok:
+        return None
+    layer: Layer = {"kind": "repghost_bottleneck", "kernel": kernel or 3, "mid_channels": mid, "stride": stride}
+    layer["out_channels"] = cout
+    if g1[1] != 3:
+        layer["dw_kernel"] = g1[1]
+    if se is not None:
+        fields = se_fields(se, cin, mid)
+        if fields is None:
+            return None
+        layer.update(fields)
+    fields = f.fields()
+    fields.pop("_gn", None)
+    return {**layer, **fields}
+
+
 def match_bottleneck(u: Unit) -> Layer | None:
     """Residual with a shortcut branch (or the identity) and an activation after the add: ResNet's
     bottleneck 1×1 reduce + act → k×k + act → 1×1 linear expand, shortcut 1×1 + norm."""
@@ -1311,6 +1379,8 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
             continue
         if u.kind == "residual":
             layer = match_bottleneck(u) if u.post is not None else match_ghost_bottleneck(u)
+            if layer is None and u.post is None:
+                layer = match_repghost_bottleneck(u)
             post = None
             if layer is None and u.shortcut is None:
                 for m in MATCHERS:
