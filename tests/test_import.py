@@ -100,13 +100,13 @@ def test_custom_mbconv_net_imports_exactly():
 
 def test_unknown_activation_is_reported_with_its_module_path():
     pytest.importorskip("torch")
-    from tests.import_fixtures.custom_mbconv import GeluNet
+    from tests.import_fixtures.custom_mbconv import MishNet
 
-    spec = costmodel.from_torch(GeluNet(), (3, 9, 9))
+    spec = costmodel.from_torch(MishNet(), (3, 9, 9))
     report = costmodel.import_report(spec)
     assert not report.exact
-    assert [(p.op, p.scope) for p in report.problems] == [("aten.gelu.default", "act")]
-    assert report.coverage("macs") == 1.0  # GELU has no MACs; conv 3→4 3×3 on 9×9: 4·81·27
+    assert [(p.op, p.scope) for p in report.problems] == [("aten.mish.default", "act")]
+    assert report.coverage("macs") == 1.0  # Mish has no MACs; conv 3→4 3×3 on 9×9: 4·81·27
     assert report.spec["macs"] == 4 * 81 * 27
 
 
@@ -172,8 +172,8 @@ def test_cli_import_errors(run_cli):
     assert err.startswith("costmodel: error: ") and "--input" in err and "Traceback" not in err
     status, out, err = run_cli("import", "tests.import_fixtures.custom_mbconv:nothing", "--input", "3x8x8")
     assert (status, out) == (2, "") and "no callable" in err
-    status, out, err = run_cli("import", "tests.import_fixtures.custom_mbconv:GeluNet", "--input", "3x8x8")
-    assert status == 0 and "costmodel: warning: aten.gelu.default at act" in err
+    status, out, err = run_cli("import", "tests.import_fixtures.custom_mbconv:MishNet", "--input", "3x8x8")
+    assert status == 0 and "costmodel: warning: aten.mish.default at act" in err
 
 
 # ----------------------------------------------------------------------------------- torchvision
@@ -236,6 +236,7 @@ IMPORTED_KINDS = {
     "condconv",
     "rep_dwsep",
     "repghost_bottleneck",
+    "attention",
     "pool",
     "linear",
     "dropout",
@@ -393,7 +394,7 @@ def test_timm_newer_kinds_equal_the_model_at_an_odd_size(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mobilenetv4_hybrid_medium_075", "ghostnetv3_050"])
+@pytest.mark.parametrize("name", ["ghostnetv3_050"])
 def test_timm_model_without_a_spec_kind_imports_and_names_what_it_leaves_out(name):
     timm = pytest.importorskip("timm")
     model = timm.create_model(name, pretrained=False, device="meta")
@@ -463,3 +464,27 @@ def test_repghost_bottlenecks_import_exactly():
     rows = costmodel.analyze(spec).rows
     want = 12 * 24 + 48 + 24 * 9 + 48 + 48 + 24 * 12 + 24 + 12 * 9 + 24 + 24
     assert sum(r.costs["params"] for r in rows if r.layer == 2) == want
+
+
+@pytest.mark.timm
+@pytest.mark.parametrize("fused", [True, False])
+def test_mobile_attention_imports_exactly(fused):
+    """MobileNetV4-Hybrid's MobileAttention (multi-query attention, key/value stride 2, layer scale), with timm's
+    fused attention (F.scaled_dot_product_attention, the math path on the meta device) and with it turned off
+    (q @ kᵀ, softmax, @ v: timm.layers.set_fused_attn(False), as docs/conventions.md counts it)."""
+    timm = pytest.importorskip("timm")
+    was = timm.layers.use_fused_attn()
+    timm.layers.set_fused_attn(fused)
+    try:
+        model = timm.create_model("mobilenetv4_hybrid_medium", pretrained=False, device="meta")
+    finally:
+        timm.layers.set_fused_attn(was)
+    shape = tuple(model.pretrained_cfg["input_size"])
+    spec = costmodel.from_torch(model, shape)
+    attn = [layer for layer in spec.layers if layer.kind == "attention"]
+    shipped = costmodel.load(ROOT / "specs" / "timm" / "mobilenetv4_hybrid_medium.yaml")
+    assert len(attn) == sum(layer.repeat for layer in shipped.layers if layer.kind == "attention")
+    a = attn[0]
+    assert (a.heads, a.key_dim, a.kv_stride, a.layer_scale, a.multi_query) == (4, 64, 2, True, True)
+    assert costmodel.import_report(spec).exact
+    _assert_exact(model, spec, shape, (193, 321))

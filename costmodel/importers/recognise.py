@@ -36,7 +36,7 @@ from ..errors import UsageError
 from ..spec.scaling import make_divisible
 
 #: Activations the spec's ``activation`` can name, and the gates SE's ``se_gate`` can name.
-ACTIVATIONS = frozenset({"relu", "relu6", "silu", "hardswish"})
+ACTIVATIONS = frozenset({"relu", "relu6", "silu", "hardswish", "gelu"})
 GATES = frozenset({"sigmoid", "hardsigmoid"})
 
 
@@ -1249,6 +1249,79 @@ def match_repghost_bottleneck(u: Unit) -> Layer | None:
     return {**layer, **fields}
 
 
+#: ops of an attention region that read no weights and are not counted as MACs besides its two matmuls
+_ATTENTION_OPS = ("bmm", "matmul", "mm", "softmax", "_safe_softmax", "mul", "div", "expand", "clone", "transpose")
+
+
+def match_attention(u: Unit) -> Layer | None:
+    """timm's MobileAttention with multi-query attention (``kind: attention``, MultiQueryAttention2d):
+    norm → [query 1×1 C → h·dk; key and value: [k×k dw (kv_stride) → norm] → 1×1 C → dk] → q·kᵀ → softmax →
+    ·v (two matmuls) → 1×1 output projection h·dk → Cout → [layer scale] + the input. The key and value widths
+    must be equal (value_dim is not read from the graph)."""
+    us = list(u.inner)
+    if u.post is not None or u.shortcut is not None or len(us) not in (3, 4):
+        return None
+    scale = us[-1].kind == "scale"
+    if scale:
+        us.pop()
+    if len(us) != 3 or us[0].kind != "norm" or us[1].kind not in ("multi", "opaque") or us[2].kind != "conv":
+        return None
+    pre, region, proj = us[0].nodes[0], us[1], us[2]
+    norm = norm_name(Unit("conv", [pre]))
+    if norm not in ("batchnorm", "layernorm"):
+        return None
+    n, c, h, w = pre.shape
+    nodes = region.all_nodes()
+    convs = [x for x in nodes if x.op == "conv"]
+    norms = [x for x in nodes if x.op == "norm"]
+    mms = [x for x in nodes if x.op == "other" and x.name.split(".")[-2 if "." in x.name else 0] in ("bmm", "matmul")]
+    if any(x.op not in ("conv", "norm", "other") for x in nodes) or len(mms) != 2:
+        return None
+    if any(x.op == "other" and (x.params or not any(k in x.name for k in _ATTENTION_OPS)) for x in nodes):
+        return None
+    dws = [x for x in convs if x.attrs["groups"] != 1]
+    pws = [x for x in convs if x.attrs["groups"] == 1]
+    if len(pws) != 3 or len(dws) not in (0, 2) or len(norms) != len(dws):
+        return None
+    if any(x.attrs["kernel"] != 1 or x.attrs["stride"] != 1 or x.attrs["in_channels"] != c for x in pws):
+        return None
+    if any(norm_name(Unit("conv", [x])) != norm for x in norms):
+        return None
+    kv_stride, kv_kernel = 1, 3
+    if dws:
+        k, s = dws[0].attrs["kernel"], dws[0].attrs["stride"]
+        for x in dws:
+            a = x.attrs
+            if (a["kernel"], a["stride"], a["groups"], a["in_channels"], x.shape[1]) != (k, s, c, c, c) or a["bias"]:
+                return None
+            if a.get("dilation", 1) != 1 or a.get("padding") != ((s - 1) + (k - 1)) // 2 or s == 1:
+                return None
+        kv_stride, kv_kernel = s, k
+    direct = [x for x in pws if x.inputs[0] == pre.out]
+    q = max(direct or pws, key=lambda x: x.shape[1])
+    kv = [x for x in pws if x is not q]
+    dk = kv[0].shape[1]
+    if kv[1].shape[1] != dk or q.shape[1] % dk:
+        return None
+    heads = q.shape[1] // dk
+    pk = kv[0].shape[2] * kv[0].shape[3]
+    if math.prod(mms[0].shape) != n * heads * h * w * pk or math.prod(mms[1].shape) != n * heads * h * w * dk:
+        return None
+    f = Fit()
+    f.conv(proj, act=False, kernel1=True, depthwise=False, stride1=True)
+    pa = proj.conv.attrs
+    if not f.ok or f.norm != "none" or pa["in_channels"] != heads * dk:
+        return None
+    if len({bool(x.attrs["bias"]) for x in [*pws, proj.conv]}) != 1:
+        return None
+    layer: Layer = {"kind": "attention", "out_channels": proj.conv.shape[1], "heads": heads, "key_dim": dk}
+    if kv_stride != 1:
+        layer.update(kv_stride=kv_stride, **({"kv_kernel": kv_kernel} if kv_kernel != 3 else {}))
+    if scale:
+        layer["layer_scale"] = True
+    return {**layer, "norm": norm, "bias": bool(pa["bias"]), "residual": True}
+
+
 def match_bottleneck(u: Unit) -> Layer | None:
     """Residual with a shortcut branch (or the identity) and an activation after the add: ResNet's
     bottleneck 1×1 reduce + act → k×k + act → 1×1 linear expand, shortcut 1×1 + norm."""
@@ -1380,7 +1453,7 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
         if u.kind == "residual":
             layer = match_bottleneck(u) if u.post is not None else match_ghost_bottleneck(u)
             if layer is None and u.post is None:
-                layer = match_repghost_bottleneck(u)
+                layer = match_repghost_bottleneck(u) or match_attention(u)
             post = None
             if layer is None and u.shortcut is None:
                 for m in MATCHERS:
@@ -1424,10 +1497,12 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
             i += 1
             continue
         done = False
-        for length in (4, 3, 2, 1):
+        for length in (5, 4, 3, 2, 1):
             body = units[i : i + length]
-            if len(body) < length or any(b.kind not in ("conv", "se") for b in body):
+            if len(body) < length or any(b.kind not in ("conv", "se") for b in body[:-1]):
                 continue
+            if body[-1].kind not in ("conv", "se", "scale") or body[-1].kind == "scale" and length < 3:
+                continue  # a trailing layer scale belongs to the block (MobileNetV4's UIR without residual)
             for m in MATCHERS:
                 layer = m(body, False)
                 if layer is not None:
