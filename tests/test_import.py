@@ -257,6 +257,8 @@ NEW_KINDS = {
     "efficientnet_blur_b0": "mbconv",
     "lcnetv2_small": "rep_dwsep",
     "repghostnet_050": "repghost_bottleneck",
+    "ghostnetv3_050": "ghost_bottleneck",
+    "mobilenetv4_hybrid_large_075": "attention",
 }
 
 
@@ -393,19 +395,26 @@ def test_timm_newer_kinds_equal_the_model_at_an_odd_size(name):
     assert _spec_figures(costmodel.loads(to_yaml(spec))) == _spec_figures(spec)  # the YAML the CLI writes
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["ghostnetv3_050"])
-def test_timm_model_without_a_spec_kind_imports_and_names_what_it_leaves_out(name):
-    timm = pytest.importorskip("timm")
-    model = timm.create_model(name, pretrained=False, device="meta")
-    shape = tuple(model.pretrained_cfg["input_size"])
-    spec = costmodel.from_torch(model, shape)  # never fails
+def test_a_block_without_a_spec_kind_is_left_out_and_named():
+    """timm's MobileAttention with MHSA (Attention2d, multi_query false: no import matcher) between two convs:
+    it keeps the shape, so it is left out whole, every op named, and the convs around it still chain."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from timm.models._efficientnet_blocks import MobileAttention
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, 2, 1, bias=False),
+        MobileAttention(16, 16, num_heads=2, key_dim=8, value_dim=8, use_multi_query=False),
+        torch.nn.Conv2d(16, 8, 1, bias=False),
+    )
+    spec = costmodel.from_torch(model, (3, 9, 7))  # never fails
     report = costmodel.import_report(spec)
-    want = _torch_figures(model, shape)
-    assert not report.exact and report.problems
-    assert all(p.scope for p in report.problems)  # each names its module path
-    assert 0.3 < report.coverage("macs") < 1 and report.source["macs"] == want["macs"]
-    assert report.spec["output"] == want["output"]  # the layers it leaves out keep the shape
+    want = _torch_figures(model, (3, 9, 7))
+    assert [layer.kind for layer in spec.layers] == ["conv", "conv"] and not report.exact
+    assert report.problems and all(p.scope.startswith("1") for p in report.problems)  # each names its module
+    # what the spec counts is the two convs: 3·16·9 MACs per output pixel on 5×4, 16·8 on 5×4
+    assert report.spec["macs"] == 20 * (16 * 27 + 8 * 16) and report.source["macs"] == want["macs"]
+    assert report.spec["macs"] < want["macs"] and report.spec["output"] == want["output"]
 
 
 def test_rep_depthwise_separable_branches_import_exactly():

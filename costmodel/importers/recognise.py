@@ -401,12 +401,15 @@ def _rep_leaves(u: Unit) -> tuple[list[list[Unit]], list[Node]] | None:
     """The branches of a sum of parallel branches (read as a residual with a shortcut, nested; the
     identity as an empty branch) and the adds joining them, when every branch is one conv unit without an
     activation or a norm alone (the re-parameterisable branch pattern); else None."""
-    if u.kind != "residual" or u.post is not None or any(x.kind == "dropped" or _passive(x) for x in u.inner):
+    if u.kind != "residual" or u.post is not None:
         return None
     parts = [u.inner, *([u.shortcut] if u.shortcut is not None else [[]])]
     leaves: list[list[Unit]] = []
     joins = list(u.nodes)
     for part in parts:
+        zeros = [x for x in part if _passive(x) and _plus_zero(x.nodes[0])]  # x1 = 0; x1 += conv(x)
+        part = [x for x in part if x not in zeros]
+        joins = [n for z in zeros for n in z.nodes] + joins
         if any(x.kind == "dropped" or _passive(x) for x in part):
             return None
         if len(part) == 1 and part[0].kind == "residual":
@@ -427,6 +430,11 @@ def _rep_leaves(u: Unit) -> tuple[list[list[Unit]], list[Node]] | None:
         else:
             return None
     return leaves, joins
+
+
+def _plus_zero(n: Node) -> bool:
+    """``t + 0`` (a Python sum started at 0): no weights, no MACs, the shape kept."""
+    return n.name.split(".")[1:2] == ["add"] and len(n.inputs) == 1
 
 
 def _rep_sum(u: Unit, post: Node | None = None) -> Unit | None:
@@ -457,7 +465,7 @@ def _sum_to_conv(u: Unit) -> tuple[Unit, list[Node]] | None:
     """A conv unit, or a sum of parallel conv branches (re-parameterisable branches, read as a residual
     with a shortcut, nested) as its heaviest conv and the nodes of the others (left out); else None."""
     if u.kind == "conv":
-        return _unrep(u)
+        return u, []  # its parallel branches, if any, stay with it (Fit.conv counts the heaviest where needed)
     if u.kind != "residual" or u.shortcut is None:
         return None
     found = []
@@ -1087,13 +1095,56 @@ MATCHERS: list[BodyMatcher] = [
 ]
 
 
+def _rep_shape(u: Unit, f: Fit, *, scale: bool, identity: bool) -> int | None:
+    """GhostNetV3's branch set on a conv unit: b convs of the main conv's kernel, [one 1×1 scale conv], [one
+    norm alone (identity)], every conv of the main conv's stride, groups and widths with the fitted norm and
+    no bias or activation: b, or None when the branches are anything else (or there are none)."""
+    if u.rep is None:
+        return None
+    c = u.conv
+    convs = [b for b in u.rep if b and b[0].kind == "conv"]
+    norms = [b for b in u.rep if b and b[0].kind == "norm"]
+    if len(norms) != int(identity) or len(convs) + len(norms) != len(u.rep) or any(len(b) != 1 for b in u.rep):
+        return None
+    if identity and (norm_name(norms[0][0]) != f.norm or norms[0][0].nodes[0].inputs[0] != c.inputs[0]):
+        return None
+    ones = [b for b in convs if b[0].conv.attrs["kernel"] == 1 and c.attrs["kernel"] != 1]
+    if len(ones) != int(scale):
+        return None
+    for b in convs:
+        x = b[0]
+        a = x.conv.attrs
+        spec = conv_spec(x)
+        if spec is None or set(spec) != {"kernel", "stride"} or x.act is not None or x.rep is not None:
+            return None
+        if norm_name(x) != f.norm or a["bias"] or a["stride"] != c.attrs["stride"] or x.conv.inputs != c.inputs:
+            return None
+        if (a["groups"], a["in_channels"], x.conv.shape[1]) != (c.attrs["groups"], c.attrs["in_channels"], c.shape[1]):
+            return None
+        if b not in ones and a["kernel"] != c.attrs["kernel"]:
+            return None
+    return len(convs) - len(ones) + 1
+
+
 def _ghost_fields(g: Unit, act: bool) -> Layer | None:
     """The Ghost module's fields (primary k×k conv → cheap depthwise conv, concatenated, sliced to the
-    output width), or None when this one is not the spec's."""
+    output width), or None when this one is not the spec's. With GhostNetV3's branches (b primary conv-norm
+    branches; b cheap ones + a 1×1 scale + a norm identity) ``rep_branches: b``; other branches: the heaviest
+    conv is counted, the rest named."""
     primary, cheap = g.inner
-    f = Fit()
-    f.conv(primary, act=act, depthwise=False)
-    f.conv(cheap, act=act, depthwise=True, grouped=True)
+    reps: int | None = None
+    if primary.rep is not None and cheap.rep is not None:
+        f = Fit()
+        f.conv(primary, act=act, depthwise=False, rep=True)
+        f.conv(cheap, act=act, depthwise=True, grouped=True, rep=True)
+        bp = _rep_shape(primary, f, scale=False, identity=False) if f.ok else None
+        bc = _rep_shape(cheap, f, scale=True, identity=True) if f.ok else None
+        if bp is not None and bp == bc and f.ok:
+            reps = bp
+    if reps is None:
+        f = Fit()
+        f.conv(primary, act=act, depthwise=False)
+        f.conv(cheap, act=act, depthwise=True, grouped=True)
     if not f.ok or cheap.conv.attrs["groups"] != primary.conv.shape[1] or cheap.conv.attrs["stride"] != 1:
         return None
     p, c = primary.conv.shape[1], cheap.conv.shape[1]
@@ -1116,6 +1167,8 @@ def _ghost_fields(g: Unit, act: bool) -> Layer | None:
         if [x.conv.attrs["kernel"] for x in gate[1:4]] != [primary.conv.attrs["kernel"], (1, 5), (5, 1)]:
             return None
         layer["attention"] = "dfc"
+    if reps is not None:
+        layer["rep_branches"] = reps
     return {**layer, **f.fields()}
 
 
@@ -1141,7 +1194,12 @@ def match_ghost_bottleneck(u: Unit) -> Layer | None:
     if g1 is None or g2 is None or g2.get("attention") or g1["stride"] != 1 or g2["stride"] != 1:
         return None
     f = Fit()
-    dw = f.conv(us.pop(0), act=False, depthwise=True) if us and us[0].kind == "conv" else None
+    reps = g1.get("rep_branches")
+    first = us[0] if us and us[0].kind == "conv" else None
+    rep_dw = reps is not None and first is not None and first.rep is not None
+    dw = f.conv(us.pop(0), act=False, depthwise=True, rep=rep_dw) if first is not None else None
+    if rep_dw and dw is not None and _rep_shape(dw, f, scale=True, identity=False) != reps:
+        return None
     se = us.pop(0) if us and us[0].kind == "se" else None
     if us:
         return None
@@ -1163,13 +1221,13 @@ def match_ghost_bottleneck(u: Unit) -> Layer | None:
     if not f.ok or (dw is not None and stride == 1):
         return None
     dropped = [*g1.pop("_dropped", []), *g2.pop("_dropped", []), *f.dropped]
-    if any(g1.get(k) != g2.get(k) for k in ("ratio", "dw_kernel", "norm", "bias")):
+    if any(g1.get(k) != g2.get(k) for k in ("ratio", "dw_kernel", "norm", "bias", "rep_branches")):
         return None
     if f.norm is not None and (f.norm != g1["norm"] or bool(f.bias) != g1["bias"]):
         return None
     layer: Layer = {"kind": "ghost_bottleneck", "kernel": kernel or 3, "mid_channels": mid, "stride": stride}
     layer["out_channels"] = cout
-    for k in ("ratio", "dw_kernel", "attention"):
+    for k in ("ratio", "dw_kernel", "attention", "rep_branches"):
         if k in g1:
             layer[k] = g1[k]
     if se is not None:
