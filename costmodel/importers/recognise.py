@@ -16,12 +16,15 @@ Recognition runs in two passes:
 2. **kinds** (:data:`MATCHERS`): each matcher turns a run of units into one layer dict of the spec,
    tried highest-level first (UIR, MBConv / MixConv / CondConv, Fused-MBConv, basic, depthwise-separable,
    then the primitives conv, pool, linear; Ghost and GhostNet's bottleneck; bottleneck). A new block kind
-   plugs in as one more matcher.
+   plugs in as one more matcher. A sum of parallel conv-norm branches (re-parameterisable: PP-LCNetV2,
+   RepGhostNet, GhostNetV3) is one conv unit carrying its branches (``Unit.rep``): rep_dwsep,
+   repghost_bottleneck and the ghost kinds' rep_branches count them; elsewhere its heaviest conv counts.
+   MobileNetV4-Hybrid's MobileAttention is read by :func:`match_attention`.
 
 What matches nothing is kept as a primitive where the spec can say it, else reported as a
 :class:`Problem` (the op, its module path, why) — never dropped silently, and never a failure: a block
-no kind says is left out whole where it keeps the shape, a sum of parallel branches keeps its heaviest
-conv, and where an unsaid op changes the shape the spec stops there (every count it gives stays exact).
+no kind says is left out whole where it keeps the shape, a sum of parallel branches no kind says keeps
+its heaviest conv, and where an unsaid op changes the shape the spec stops there (every count it gives stays exact).
 """
 
 from __future__ import annotations
