@@ -100,13 +100,13 @@ def test_custom_mbconv_net_imports_exactly():
 
 def test_unknown_activation_is_reported_with_its_module_path():
     pytest.importorskip("torch")
-    from tests.import_fixtures.custom_mbconv import GeluNet
+    from tests.import_fixtures.custom_mbconv import MishNet
 
-    spec = costmodel.from_torch(GeluNet(), (3, 9, 9))
+    spec = costmodel.from_torch(MishNet(), (3, 9, 9))
     report = costmodel.import_report(spec)
     assert not report.exact
-    assert [(p.op, p.scope) for p in report.problems] == [("aten.gelu.default", "act")]
-    assert report.coverage("macs") == 1.0  # GELU has no MACs; conv 3→4 3×3 on 9×9: 4·81·27
+    assert [(p.op, p.scope) for p in report.problems] == [("aten.mish.default", "act")]
+    assert report.coverage("macs") == 1.0  # Mish has no MACs; conv 3→4 3×3 on 9×9: 4·81·27
     assert report.spec["macs"] == 4 * 81 * 27
 
 
@@ -172,8 +172,8 @@ def test_cli_import_errors(run_cli):
     assert err.startswith("costmodel: error: ") and "--input" in err and "Traceback" not in err
     status, out, err = run_cli("import", "tests.import_fixtures.custom_mbconv:nothing", "--input", "3x8x8")
     assert (status, out) == (2, "") and "no callable" in err
-    status, out, err = run_cli("import", "tests.import_fixtures.custom_mbconv:GeluNet", "--input", "3x8x8")
-    assert status == 0 and "costmodel: warning: aten.gelu.default at act" in err
+    status, out, err = run_cli("import", "tests.import_fixtures.custom_mbconv:MishNet", "--input", "3x8x8")
+    assert status == 0 and "costmodel: warning: aten.mish.default at act" in err
 
 
 # ----------------------------------------------------------------------------------- torchvision
@@ -234,6 +234,9 @@ IMPORTED_KINDS = {
     "ghost_bottleneck",
     "uir",
     "condconv",
+    "rep_dwsep",
+    "repghost_bottleneck",
+    "attention",
     "pool",
     "linear",
     "dropout",
@@ -252,6 +255,10 @@ NEW_KINDS = {
     "efficientnet_x_b3": "mbconv",
     "lcnet_050": "dwsep",
     "efficientnet_blur_b0": "mbconv",
+    "lcnetv2_small": "rep_dwsep",
+    "repghostnet_050": "repghost_bottleneck",
+    "ghostnetv3_050": "ghost_bottleneck",
+    "mobilenetv4_hybrid_large_075": "attention",
 }
 
 
@@ -388,16 +395,105 @@ def test_timm_newer_kinds_equal_the_model_at_an_odd_size(name):
     assert _spec_figures(costmodel.loads(to_yaml(spec))) == _spec_figures(spec)  # the YAML the CLI writes
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["repghostnet_050", "mobilenetv4_hybrid_medium_075", "lcnetv2_small"])
-def test_timm_model_without_a_spec_kind_imports_and_names_what_it_leaves_out(name):
-    timm = pytest.importorskip("timm")
-    model = timm.create_model(name, pretrained=False, device="meta")
-    shape = tuple(model.pretrained_cfg["input_size"])
-    spec = costmodel.from_torch(model, shape)  # never fails
+def test_a_block_without_a_spec_kind_is_left_out_and_named():
+    """timm's MobileAttention with MHSA (Attention2d, multi_query false: no import matcher) between two convs:
+    it keeps the shape, so it is left out whole, every op named, and the convs around it still chain."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from timm.models._efficientnet_blocks import MobileAttention
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, 2, 1, bias=False),
+        MobileAttention(16, 16, num_heads=2, key_dim=8, value_dim=8, use_multi_query=False),
+        torch.nn.Conv2d(16, 8, 1, bias=False),
+    )
+    spec = costmodel.from_torch(model, (3, 9, 7))  # never fails
     report = costmodel.import_report(spec)
-    want = _torch_figures(model, shape)
-    assert not report.exact and report.problems
-    assert all(p.scope for p in report.problems)  # each names its module path
-    assert 0.5 < report.coverage("macs") < 1 and report.source["macs"] == want["macs"]
-    assert report.spec["output"] == want["output"]  # the layers it leaves out keep the shape
+    want = _torch_figures(model, (3, 9, 7))
+    assert [layer.kind for layer in spec.layers] == ["conv", "conv"] and not report.exact
+    assert report.problems and all(p.scope.startswith("1") for p in report.problems)  # each names its module
+    # what the spec counts is the two convs: 3·16·9 MACs per output pixel on 5×4, 16·8 on 5×4
+    assert report.spec["macs"] == 20 * (16 * 27 + 8 * 16) and report.source["macs"] == want["macs"]
+    assert report.spec["macs"] < want["macs"] and report.spec["output"] == want["output"]
+
+
+def test_rep_depthwise_separable_branches_import_exactly():
+    """timm's RepDepthwiseSeparable (PP-LCNetV2) as it trains: parallel depthwise conv-BN branches 5×5, 3×3,
+    1×1 (no 1×1 at stride 2) summed, then ReLU, [SE], pointwise [split]; a small net of them at odd sizes."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from timm.models.lcnetv2 import RepDepthwiseSeparable as Rep
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, 2, 1, bias=False),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        Rep(8, 16, stride=2, dw_kernel_size=5, split_pw=True, use_rep=True, use_se=True),
+        Rep(16, 16, stride=1, dw_kernel_size=5, use_rep=True, use_shortcut=True),
+        Rep(16, 24, stride=1, dw_kernel_size=3, use_rep=True),
+    )
+    spec = costmodel.from_torch(model, (3, 37, 29))
+    assert [layer.kind for layer in spec.layers] == ["conv", "rep_dwsep", "rep_dwsep", "rep_dwsep"]
+    first, second = spec.layers[1], spec.layers[2]
+    assert (first.kernel, first.stride, first.mid_channels, first.form) == (5, 2, 8, "training")
+    assert second.residual in (True, "auto") and spec.layers[3].residual is False
+    report = costmodel.import_report(spec)
+    assert report.exact and report.problems == []
+    _assert_exact(model, spec, (3, 37, 29), (23, 41))
+    # hand arithmetic: the stride-1 5×5 block's branches 5×5, 3×3, 1×1 on C = 16: 16·(25 + 9 + 1) weights
+    # + 3 BNs of 2·16; its pointwise 16·16 + one BN 2·16
+    rows = costmodel.analyze(spec).rows
+    assert sum(r.costs["params"] for r in rows if r.layer == 2) == 16 * 35 + 3 * 32 + 16 * 16 + 32
+
+
+def test_repghost_bottlenecks_import_exactly():
+    """timm's RepGhostBottleneck as it trains: each RepGhostModule's cheap depthwise conv-BN plus a BN alone on
+    the primary output (the identity branch), summed; strided with a shortcut, with SE, and the identity."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from timm.models.repghost import RepGhostBottleneck as Block
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, 2, 1, bias=False),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        Block(8, 16, 12, dw_kernel_size=5, stride=2, se_ratio=0.25),
+        Block(12, 24, 12),
+    )
+    spec = costmodel.from_torch(model, (3, 37, 29))
+    assert [layer.kind for layer in spec.layers] == ["conv", "repghost_bottleneck", "repghost_bottleneck"]
+    first, second = spec.layers[1], spec.layers[2]
+    assert (first.kernel, first.stride, first.mid_channels, first.form) == (5, 2, 16, "training")
+    assert (second.stride, second.mid_channels, second.reparam) == (1, 24, True)
+    report = costmodel.import_report(spec)
+    assert report.exact and report.problems == []
+    _assert_exact(model, spec, (3, 37, 29), (23, 41))
+    # hand arithmetic, the identity block 12 → 24 → 12: ghost1 primary 12·24 + BN 48, cheap 24·9 + BN 48,
+    # identity BN 48; ghost2 primary 24·12 + BN 24, cheap 12·9 + BN 24, identity BN 24
+    rows = costmodel.analyze(spec).rows
+    want = 12 * 24 + 48 + 24 * 9 + 48 + 48 + 24 * 12 + 24 + 12 * 9 + 24 + 24
+    assert sum(r.costs["params"] for r in rows if r.layer == 2) == want
+
+
+@pytest.mark.timm
+@pytest.mark.parametrize("fused", [True, False])
+def test_mobile_attention_imports_exactly(fused):
+    """MobileNetV4-Hybrid's MobileAttention (multi-query attention, key/value stride 2, layer scale), with timm's
+    fused attention (F.scaled_dot_product_attention, the math path on the meta device) and with it turned off
+    (q @ kᵀ, softmax, @ v: timm.layers.set_fused_attn(False), as docs/conventions.md counts it)."""
+    timm = pytest.importorskip("timm")
+    was = timm.layers.use_fused_attn()
+    timm.layers.set_fused_attn(fused)
+    try:
+        model = timm.create_model("mobilenetv4_hybrid_medium", pretrained=False, device="meta")
+    finally:
+        timm.layers.set_fused_attn(was)
+    shape = tuple(model.pretrained_cfg["input_size"])
+    spec = costmodel.from_torch(model, shape)
+    attn = [layer for layer in spec.layers if layer.kind == "attention"]
+    shipped = costmodel.load(ROOT / "specs" / "timm" / "mobilenetv4_hybrid_medium.yaml")
+    assert len(attn) == sum(layer.repeat for layer in shipped.layers if layer.kind == "attention")
+    a = attn[0]
+    assert (a.heads, a.key_dim, a.kv_stride, a.layer_scale, a.multi_query) == (4, 64, 2, True, True)
+    assert costmodel.import_report(spec).exact
+    _assert_exact(model, spec, shape, (193, 321))

@@ -144,6 +144,8 @@ def read(path: str) -> tuple[list[Node], int, tuple[int, int, int], dict[str, An
             kind, attrs = "act", {"name": _ACTS[op]}
         elif op in _ACTS_OTHER:
             kind, attrs = "act", {"name": _ACTS_OTHER[op]}
+            if op == "Gelu" and a.get("approximate", "none") not in ("none", b"none"):
+                attrs["name"] = "gelu_tanh"  # not the spec's gelu (the erf form)
         elif op == "Clip":
             lo = consts.get(n.input[1]) if len(n.input) > 1 and n.input[1] else a.get("min")
             hi = consts.get(n.input[2]) if len(n.input) > 2 and n.input[2] else a.get("max")

@@ -16,12 +16,15 @@ Recognition runs in two passes:
 2. **kinds** (:data:`MATCHERS`): each matcher turns a run of units into one layer dict of the spec,
    tried highest-level first (UIR, MBConv / MixConv / CondConv, Fused-MBConv, basic, depthwise-separable,
    then the primitives conv, pool, linear; Ghost and GhostNet's bottleneck; bottleneck). A new block kind
-   plugs in as one more matcher.
+   plugs in as one more matcher. A sum of parallel conv-norm branches (re-parameterisable: PP-LCNetV2,
+   RepGhostNet, GhostNetV3) is one conv unit carrying its branches (``Unit.rep``): rep_dwsep,
+   repghost_bottleneck and the ghost kinds' rep_branches count them; elsewhere its heaviest conv counts.
+   MobileNetV4-Hybrid's MobileAttention is read by :func:`match_attention`.
 
 What matches nothing is kept as a primitive where the spec can say it, else reported as a
 :class:`Problem` (the op, its module path, why) — never dropped silently, and never a failure: a block
-no kind says is left out whole where it keeps the shape, a sum of parallel branches keeps its heaviest
-conv, and where an unsaid op changes the shape the spec stops there (every count it gives stays exact).
+no kind says is left out whole where it keeps the shape, a sum of parallel branches no kind says keeps
+its heaviest conv, and where an unsaid op changes the shape the spec stops there (every count it gives stays exact).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from ..errors import UsageError
 from ..spec.scaling import make_divisible
 
 #: Activations the spec's ``activation`` can name, and the gates SE's ``se_gate`` can name.
-ACTIVATIONS = frozenset({"relu", "relu6", "silu", "hardswish"})
+ACTIVATIONS = frozenset({"relu", "relu6", "silu", "hardswish", "gelu"})
 GATES = frozenset({"sigmoid", "hardsigmoid"})
 
 
@@ -102,6 +105,10 @@ class Unit:
     shortcut: list[Unit] | None = None
     post: Node | None = None
     branches: list[list[Unit]] = field(default_factory=list)
+    #: a conv unit that is a sum of parallel branches (re-parameterisable): the other branches (each a list
+    #: of units: a conv unit, a norm, or none for the identity) and the adds joining them
+    rep: list[list[Unit]] | None = None
+    rep_joins: list[Node] = field(default_factory=list)
 
     # conv units
     @property
@@ -129,7 +136,11 @@ class Unit:
         for b in self.branches:
             for u in b:
                 out += u.all_nodes()
+        for b in self.rep or []:
+            for u in b:
+                out += u.all_nodes()
         out += self.nodes
+        out += self.rep_joins
         if self.post is not None:
             out.append(self.post)
         return out
@@ -389,11 +400,75 @@ def merge(units: list[Unit]) -> list[Unit]:
     return _ghosts(out)
 
 
+def _rep_leaves(u: Unit) -> tuple[list[list[Unit]], list[Node]] | None:
+    """The branches of a sum of parallel branches (read as a residual with a shortcut, nested; the
+    identity as an empty branch) and the adds joining them, when every branch is one conv unit without an
+    activation or a norm alone (the re-parameterisable branch pattern); else None."""
+    if u.kind != "residual" or u.post is not None:
+        return None
+    parts = [u.inner, *([u.shortcut] if u.shortcut is not None else [[]])]
+    leaves: list[list[Unit]] = []
+    joins = list(u.nodes)
+    for part in parts:
+        zeros = [x for x in part if _passive(x) and _plus_zero(x.nodes[0])]  # x1 = 0; x1 += conv(x)
+        part = [x for x in part if x not in zeros]
+        joins = [n for z in zeros for n in z.nodes] + joins
+        if any(x.kind == "dropped" or _passive(x) for x in part):
+            return None
+        if len(part) == 1 and part[0].kind == "residual":
+            sub = _rep_leaves(part[0])
+            if sub is None:
+                return None
+            leaves += sub[0]
+            joins = sub[1] + joins
+        elif len(part) == 1 and part[0].kind == "conv" and part[0].rep is not None and part[0].act is None:
+            leaves += [[Unit("conv", list(part[0].nodes))], *part[0].rep]  # a sum already read as one
+            joins = part[0].rep_joins + joins
+        elif (
+            not part
+            or len(part) == 1
+            and (part[0].kind == "conv" and part[0].act is None and part[0].rep is None or part[0].kind == "norm")
+        ):
+            leaves.append(part)
+        else:
+            return None
+    return leaves, joins
+
+
+def _plus_zero(n: Node) -> bool:
+    """``t + 0`` (a Python sum started at 0): no weights, no MACs, the shape kept."""
+    return n.name.split(".")[1:2] == ["add"] and len(n.inputs) == 1
+
+
+def _rep_sum(u: Unit, post: Node | None = None) -> Unit | None:
+    """A sum of parallel conv(-norm) branches, the identity and norm-only branches among them (timm's
+    re-parameterisable branches: PP-LCNetV2, RepGhostNet, GhostNetV3), as one conv unit: its heaviest conv
+    (by params) with the activation after the sum, the others in ``rep``; None when ``u`` is not one."""
+    post = u.post if post is None else post
+    found = _rep_leaves(Unit("residual", u.nodes, u.inner, u.shortcut)) if u.kind == "residual" else None
+    if found is None:
+        return None
+    leaves, joins = found
+    convs = [b for b in leaves if b and b[0].kind == "conv"]
+    if not convs or len(leaves) < 2:
+        return None
+    main = max(convs, key=lambda b: b[0].conv.params)
+    nodes = [*main[0].nodes, *([post] if post is not None else [])]
+    return Unit("conv", nodes, rep=[b for b in leaves if b is not main], rep_joins=joins)
+
+
+def _unrep(u: Unit) -> tuple[Unit, list[Node]]:
+    """A conv unit without its parallel branches (its heaviest conv) and the nodes left out."""
+    if u.rep is None:
+        return u, []
+    return Unit("conv", list(u.nodes)), [n for b in u.rep for x in b for n in x.all_nodes()] + u.rep_joins
+
+
 def _sum_to_conv(u: Unit) -> tuple[Unit, list[Node]] | None:
     """A conv unit, or a sum of parallel conv branches (re-parameterisable branches, read as a residual
     with a shortcut, nested) as its heaviest conv and the nodes of the others (left out); else None."""
     if u.kind == "conv":
-        return u, []
+        return u, []  # its parallel branches, if any, stay with it (Fit.conv counts the heaviest where needed)
     if u.kind != "residual" or u.shortcut is None:
         return None
     found = []
@@ -420,6 +495,10 @@ def _ghosts(units: list[Unit]) -> list[Unit]:
     A sum of parallel conv branches becomes its heaviest conv first, the others left out."""
     reduced: list[Unit] = []
     for u in units:
+        rep = _rep_sum(u) if u.kind == "residual" and u.shortcut is not None else None
+        if rep is not None:
+            reduced.append(rep)
+            continue
         r = _sum_to_conv(u) if u.kind == "residual" else None
         reduced += [r[0], Unit("dropped", r[1])] if r is not None else [u]
     units = reduced
@@ -478,6 +557,7 @@ class Fit:
         self.ok = True
         self.kx: dict[str, Any] = {}
         self.groupnorms: list[tuple[int, int]] = []
+        self.dropped: list[Node] = []
 
     def conv(
         self,
@@ -490,13 +570,18 @@ class Fit:
         kxk: bool = False,
         grouped: bool = False,
         options: tuple[str, ...] = ("padding", "dilation", "aa"),
+        rep: bool = False,
     ) -> Unit:
         """Check one conv unit; ``act``: whether it must carry the block activation; ``kxk``: it is the
-        block's k×k conv, whose ``options`` the layer can say; ``grouped``: any groups (group_size)."""
+        block's k×k conv, whose ``options`` the layer can say; ``grouped``: any groups (group_size);
+        ``rep``: it may be a sum of parallel branches (which the matcher then checks)."""
         spec = conv_spec(u) if u.kind == "conv" else None
         if spec is None:
             self.ok = False
             return u
+        if u.rep is not None and not rep:  # branches the layer cannot say: its heaviest conv is counted
+            u, rest = _unrep(u)
+            self.dropped += rest
         c = u.conv
         a = c.attrs
         extra = {k: v for k, v in spec.items() if k in ("padding", "dilation", "aa")}
@@ -556,6 +641,8 @@ class Fit:
         out = {"activation": act, "norm": self.norm or "none", "bias": bool(self.bias), **self.kx}
         if self.groupnorms:
             out["_gn"] = list(self.groupnorms)
+        if self.dropped:
+            out["_dropped"] = list(self.dropped)
         return out
 
 
@@ -871,6 +958,60 @@ def match_dwsep(units: list[Unit], residual: bool) -> Layer | None:
     return {**layer, **f.fields(), "residual": residual}
 
 
+def _rep_kernels(u: Unit, f: Fit, *, depthwise: bool) -> list[int] | None:
+    """The kernels of a sum of parallel conv-norm branches (``u`` a conv unit with ``rep``), each branch one
+    conv of the main conv's stride, groups and widths with the fitted norm and bias and no activation, padded
+    k // 2; None when a branch is anything else (an identity or a norm alone)."""
+    c = u.conv
+    kernels = [c.attrs["kernel"]]
+    for b in u.rep or []:
+        if len(b) != 1 or b[0].kind != "conv":
+            return None
+        x = b[0]
+        spec = conv_spec(x)
+        a = x.conv.attrs
+        if spec is None or set(spec) != {"kernel", "stride"} or x.act is not None or x.rep is not None:
+            return None
+        if norm_name(x) != f.norm or bool(a["bias"]) != bool(f.bias) or a["stride"] != c.attrs["stride"]:
+            return None
+        if (a["groups"], a["in_channels"], x.conv.shape[1]) != (c.attrs["groups"], c.attrs["in_channels"], c.shape[1]):
+            return None
+        if depthwise and a["groups"] != a["in_channels"]:
+            return None
+        kernels.append(a["kernel"])
+    return kernels
+
+
+def match_rep_dwsep(units: list[Unit], residual: bool) -> Layer | None:
+    """PP-LCNetV2's RepDepthwiseSeparable (``kind: rep_dwsep``, training form): parallel depthwise conv-norm
+    branches k, k − 2, …, 1 (no 1×1 at a stride ≠ 1), summed, + act → [SE] → 1×1 + act [→ 1×1 + act]."""
+    if not 2 <= len(units) <= 4 or units[0].kind != "conv" or units[0].rep is None:
+        return None
+    us = list(units)
+    f = Fit()
+    dw = f.conv(us.pop(0), act=True, depthwise=True, kxk=True, options=(), rep=True)
+    se = us.pop(0) if us and us[0].kind == "se" else None
+    if not us or len(us) > 2:
+        return None
+    pws = [f.conv(x, act=True, kernel1=True, depthwise=False, stride1=True) for x in us]
+    kernels = _rep_kernels(dw, f, depthwise=True) if f.ok else None
+    if kernels is None:
+        return None
+    k, s = dw.conv.attrs["kernel"], dw.conv.attrs["stride"]
+    if sorted(kernels, reverse=True) != [x for x in range(k, 0, -2) if s == 1 or x != 1]:
+        return None
+    cin = dw.conv.attrs["in_channels"]
+    layer: Layer = {"kind": "rep_dwsep", "kernel": k, "stride": s, "out_channels": pws[-1].conv.shape[1]}
+    if len(pws) == 2:
+        layer["mid_channels"] = pws[0].conv.shape[1]
+    if se is not None:
+        fields = se_fields(se, cin, cin)
+        if fields is None:
+            return None
+        layer.update(fields)
+    return {**layer, **f.fields(), "residual": residual}
+
+
 def match_basic(units: list[Unit], residual: bool) -> Layer | None:
     """Two k×k conv + act of the same kernel and width (the first strided)."""
     if len(units) != 2:
@@ -946,16 +1087,67 @@ def match_conv(units: list[Unit], residual: bool) -> Layer | None:
 
 #: Body matchers, highest level first: each takes the units of one block and whether a residual add
 #: wraps them, and returns a layer dict or None. Add a matcher here for a new block kind.
-MATCHERS: list[BodyMatcher] = [match_uir, match_mbconv, match_fused, match_basic, match_dwsep, match_conv]
+MATCHERS: list[BodyMatcher] = [
+    match_rep_dwsep,
+    match_uir,
+    match_mbconv,
+    match_fused,
+    match_basic,
+    match_dwsep,
+    match_conv,
+]
+
+
+def _rep_shape(u: Unit, f: Fit, *, scale: bool, identity: bool) -> int | None:
+    """GhostNetV3's branch set on a conv unit: b convs of the main conv's kernel, [one 1×1 scale conv], [one
+    norm alone (identity)], every conv of the main conv's stride, groups and widths with the fitted norm and
+    no bias or activation: b, or None when the branches are anything else (or there are none)."""
+    if u.rep is None:
+        return None
+    c = u.conv
+    convs = [b for b in u.rep if b and b[0].kind == "conv"]
+    norms = [b for b in u.rep if b and b[0].kind == "norm"]
+    if len(norms) != int(identity) or len(convs) + len(norms) != len(u.rep) or any(len(b) != 1 for b in u.rep):
+        return None
+    if identity and (norm_name(norms[0][0]) != f.norm or norms[0][0].nodes[0].inputs[0] != c.inputs[0]):
+        return None
+    ones = [b for b in convs if b[0].conv.attrs["kernel"] == 1 and c.attrs["kernel"] != 1]
+    if len(ones) != int(scale):
+        return None
+    for b in convs:
+        x = b[0]
+        a = x.conv.attrs
+        spec = conv_spec(x)
+        if spec is None or set(spec) != {"kernel", "stride"} or x.act is not None or x.rep is not None:
+            return None
+        if norm_name(x) != f.norm or a["bias"] or a["stride"] != c.attrs["stride"] or x.conv.inputs != c.inputs:
+            return None
+        if (a["groups"], a["in_channels"], x.conv.shape[1]) != (c.attrs["groups"], c.attrs["in_channels"], c.shape[1]):
+            return None
+        if b not in ones and a["kernel"] != c.attrs["kernel"]:
+            return None
+    return len(convs) - len(ones) + 1
 
 
 def _ghost_fields(g: Unit, act: bool) -> Layer | None:
     """The Ghost module's fields (primary k×k conv → cheap depthwise conv, concatenated, sliced to the
-    output width), or None when this one is not the spec's."""
+    output width), or None when this one is not the spec's. With GhostNetV3's branches (b primary conv-norm
+    branches; b cheap ones + a 1×1 scale + a norm identity) ``rep_branches: b``; other branches: the heaviest
+    conv is counted, the rest named."""
     primary, cheap = g.inner
-    f = Fit()
-    f.conv(primary, act=act, depthwise=False)
-    f.conv(cheap, act=act, depthwise=True, grouped=True)
+    reps: int | None = None
+    if primary.rep is not None and cheap.rep is not None:
+        f = Fit()
+        f.conv(primary, act=act, depthwise=False, rep=True)
+        f.conv(cheap, act=act, depthwise=True, grouped=True, rep=True)
+        bp = _rep_shape(primary, f, scale=False, identity=False) if f.ok else None
+        bc = _rep_shape(cheap, f, scale=True, identity=True) if f.ok else None
+        if bp is not None and bp == bc and f.ok:
+            reps = bp
+    if reps is None:
+        f = Fit()
+        f.conv(primary, act=act, depthwise=False)
+        f.conv(cheap, act=act, depthwise=True, grouped=True)
     if not f.ok or cheap.conv.attrs["groups"] != primary.conv.shape[1] or cheap.conv.attrs["stride"] != 1:
         return None
     p, c = primary.conv.shape[1], cheap.conv.shape[1]
@@ -978,6 +1170,8 @@ def _ghost_fields(g: Unit, act: bool) -> Layer | None:
         if [x.conv.attrs["kernel"] for x in gate[1:4]] != [primary.conv.attrs["kernel"], (1, 5), (5, 1)]:
             return None
         layer["attention"] = "dfc"
+    if reps is not None:
+        layer["rep_branches"] = reps
     return {**layer, **f.fields()}
 
 
@@ -1003,7 +1197,12 @@ def match_ghost_bottleneck(u: Unit) -> Layer | None:
     if g1 is None or g2 is None or g2.get("attention") or g1["stride"] != 1 or g2["stride"] != 1:
         return None
     f = Fit()
-    dw = f.conv(us.pop(0), act=False, depthwise=True) if us and us[0].kind == "conv" else None
+    reps = g1.get("rep_branches")
+    first = us[0] if us and us[0].kind == "conv" else None
+    rep_dw = reps is not None and first is not None and first.rep is not None
+    dw = f.conv(us.pop(0), act=False, depthwise=True, rep=rep_dw) if first is not None else None
+    if rep_dw and dw is not None and _rep_shape(dw, f, scale=True, identity=False) != reps:
+        return None
     se = us.pop(0) if us and us[0].kind == "se" else None
     if us:
         return None
@@ -1024,13 +1223,14 @@ def match_ghost_bottleneck(u: Unit) -> Layer | None:
         return None
     if not f.ok or (dw is not None and stride == 1):
         return None
-    if any(g1.get(k) != g2.get(k) for k in ("ratio", "dw_kernel", "norm", "bias")):
+    dropped = [*g1.pop("_dropped", []), *g2.pop("_dropped", []), *f.dropped]
+    if any(g1.get(k) != g2.get(k) for k in ("ratio", "dw_kernel", "norm", "bias", "rep_branches")):
         return None
     if f.norm is not None and (f.norm != g1["norm"] or bool(f.bias) != g1["bias"]):
         return None
     layer: Layer = {"kind": "ghost_bottleneck", "kernel": kernel or 3, "mid_channels": mid, "stride": stride}
     layer["out_channels"] = cout
-    for k in ("ratio", "dw_kernel", "attention"):
+    for k in ("ratio", "dw_kernel", "attention", "rep_branches"):
         if k in g1:
             layer[k] = g1[k]
     if se is not None:
@@ -1038,7 +1238,149 @@ def match_ghost_bottleneck(u: Unit) -> Layer | None:
         if fields is None:
             return None
         layer.update(fields)
-    return {**layer, "activation": g1["activation"], "norm": g1["norm"], "bias": g1["bias"]}
+    layer.update(activation=g1["activation"], norm=g1["norm"], bias=g1["bias"])
+    return {**layer, "_dropped": dropped} if dropped else layer
+
+
+def _repghost_module(primary: Unit, cheap: Unit, f: Fit, act: bool) -> tuple[int, int] | None:
+    """timm's RepGhostModule in its training form: primary k×k conv → norm [→ act]; cheap d×d depthwise conv
+    → norm on it, plus a norm alone on the primary output (the identity branch), summed [→ act]: the
+    primary kernel and d, or None when it is not one."""
+    if primary.kind != "conv" or cheap.kind != "conv":
+        return None
+    f.conv(primary, act=act, depthwise=False)
+    f.conv(cheap, act=act, depthwise=True, rep=True)
+    c, p = cheap.conv, primary.conv
+    if not f.ok or cheap.rep is None or len(cheap.rep) != 1 or [x.kind for x in cheap.rep[0]] != ["norm"]:
+        return None
+    bn = cheap.rep[0][0].nodes[0]
+    if bn.attrs.get("name") != f.norm or not bn.attrs.get("affine", True) or bn.inputs[0] != c.inputs[0]:
+        return None
+    if c.attrs["stride"] != 1 or c.attrs["groups"] != p.shape[1] or c.shape[1] != p.shape[1]:
+        return None
+    return p.attrs["kernel"], c.attrs["kernel"]
+
+
+def match_repghost_bottleneck(u: Unit) -> Layer | None:
+    """RepGhostNet's bottleneck (``kind: repghost_bottleneck``, training form with the identity branch):
+    repghost + act → [k×k dw (stride) + norm] → [SE] → repghost without act, + the identity or a shortcut
+    k×k dw (stride) + norm → 1×1 + norm."""
+    us = list(u.inner)
+    if u.post is not None or len(us) < 4:
+        return None
+    f = Fit()
+    g1 = _repghost_module(us[0], us[1], f, True)
+    f2 = Fit()
+    g2 = _repghost_module(us[-2], us[-1], f2, False)
+    us = us[2:-2]
+    if g1 is None or g2 is None or g1 != g2 or g1[0] != 1 or (f2.norm, f2.bias) != (f.norm, f.bias):
+        return None
+    dw = f.conv(us.pop(0), act=False, depthwise=True) if us and us[0].kind == "conv" else None
+    se = us.pop(0) if us and us[0].kind == "se" else None
+    if us or dw is not None and dw.conv.attrs["stride"] == 1:
+        return None
+    cin = u.inner[0].conv.attrs["in_channels"]
+    mid = u.inner[0].conv.shape[1]
+    cout = u.inner[-1].conv.shape[1]
+    stride = dw.conv.attrs["stride"] if dw is not None else 1
+    kernel = dw.conv.attrs["kernel"] if dw is not None else None
+    if u.shortcut:
+        if len(u.shortcut) != 2:
+            return None
+        sd = f.conv(u.shortcut[0], act=False, depthwise=True)
+        f.conv(u.shortcut[1], act=False, kernel1=True, depthwise=False, stride1=True)
+        if not f.ok or sd.conv.attrs["stride"] != stride or kernel not in (None, sd.conv.attrs["kernel"]):
+            return None
+        kernel = sd.conv.attrs["kernel"]
+    elif stride != 1 or cin != cout:
+        return None
+    if not f.ok:
+        return None
+    layer: Layer = {"kind": "repghost_bottleneck", "kernel": kernel or 3, "mid_channels": mid, "stride": stride}
+    layer["out_channels"] = cout
+    if g1[1] != 3:
+        layer["dw_kernel"] = g1[1]
+    if se is not None:
+        fields = se_fields(se, cin, mid)
+        if fields is None:
+            return None
+        layer.update(fields)
+    fields = f.fields()
+    fields.pop("_gn", None)
+    return {**layer, **fields}
+
+
+#: ops of an attention region that read no weights and are not counted as MACs besides its two matmuls
+_ATTENTION_OPS = ("bmm", "matmul", "mm", "softmax", "_safe_softmax", "mul", "div", "expand", "clone", "transpose")
+
+
+def match_attention(u: Unit) -> Layer | None:
+    """timm's MobileAttention with multi-query attention (``kind: attention``, MultiQueryAttention2d):
+    norm → [query 1×1 C → h·dk; key and value: [k×k dw (kv_stride) → norm] → 1×1 C → dk] → q·kᵀ → softmax →
+    ·v (two matmuls) → 1×1 output projection h·dk → Cout → [layer scale] + the input. The key and value widths
+    must be equal (value_dim is not read from the graph)."""
+    us = list(u.inner)
+    if u.post is not None or u.shortcut is not None or len(us) not in (3, 4):
+        return None
+    scale = us[-1].kind == "scale"
+    if scale:
+        us.pop()
+    if len(us) != 3 or us[0].kind != "norm" or us[1].kind not in ("multi", "opaque") or us[2].kind != "conv":
+        return None
+    pre, region, proj = us[0].nodes[0], us[1], us[2]
+    norm = norm_name(Unit("conv", [pre]))
+    if norm not in ("batchnorm", "layernorm"):
+        return None
+    n, c, h, w = pre.shape
+    nodes = region.all_nodes()
+    convs = [x for x in nodes if x.op == "conv"]
+    norms = [x for x in nodes if x.op == "norm"]
+    mms = [x for x in nodes if x.op == "other" and x.name.split(".")[-2 if "." in x.name else 0] in ("bmm", "matmul")]
+    if any(x.op not in ("conv", "norm", "other") for x in nodes) or len(mms) != 2:
+        return None
+    if any(x.op == "other" and (x.params or not any(k in x.name for k in _ATTENTION_OPS)) for x in nodes):
+        return None
+    dws = [x for x in convs if x.attrs["groups"] != 1]
+    pws = [x for x in convs if x.attrs["groups"] == 1]
+    if len(pws) != 3 or len(dws) not in (0, 2) or len(norms) != len(dws):
+        return None
+    if any(x.attrs["kernel"] != 1 or x.attrs["stride"] != 1 or x.attrs["in_channels"] != c for x in pws):
+        return None
+    if any(norm_name(Unit("conv", [x])) != norm for x in norms):
+        return None
+    kv_stride, kv_kernel = 1, 3
+    if dws:
+        k, s = dws[0].attrs["kernel"], dws[0].attrs["stride"]
+        for x in dws:
+            a = x.attrs
+            if (a["kernel"], a["stride"], a["groups"], a["in_channels"], x.shape[1]) != (k, s, c, c, c) or a["bias"]:
+                return None
+            if a.get("dilation", 1) != 1 or a.get("padding") != ((s - 1) + (k - 1)) // 2 or s == 1:
+                return None
+        kv_stride, kv_kernel = s, k
+    direct = [x for x in pws if x.inputs[0] == pre.out]
+    q = max(direct or pws, key=lambda x: x.shape[1])
+    kv = [x for x in pws if x is not q]
+    dk = kv[0].shape[1]
+    if kv[1].shape[1] != dk or q.shape[1] % dk:
+        return None
+    heads = q.shape[1] // dk
+    pk = kv[0].shape[2] * kv[0].shape[3]
+    if math.prod(mms[0].shape) != n * heads * h * w * pk or math.prod(mms[1].shape) != n * heads * h * w * dk:
+        return None
+    f = Fit()
+    f.conv(proj, act=False, kernel1=True, depthwise=False, stride1=True)
+    pa = proj.conv.attrs
+    if not f.ok or f.norm != "none" or pa["in_channels"] != heads * dk:
+        return None
+    if len({bool(x.attrs["bias"]) for x in [*pws, proj.conv]}) != 1:
+        return None
+    layer: Layer = {"kind": "attention", "out_channels": proj.conv.shape[1], "heads": heads, "key_dim": dk}
+    if kv_stride != 1:
+        layer.update(kv_stride=kv_stride, **({"kv_kernel": kv_kernel} if kv_kernel != 3 else {}))
+    if scale:
+        layer["layer_scale"] = True
+    return {**layer, "norm": norm, "bias": bool(pa["bias"]), "residual": True}
 
 
 def match_bottleneck(u: Unit) -> Layer | None:
@@ -1171,6 +1513,8 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
             continue
         if u.kind == "residual":
             layer = match_bottleneck(u) if u.post is not None else match_ghost_bottleneck(u)
+            if layer is None and u.post is None:
+                layer = match_repghost_bottleneck(u) or match_attention(u)
             post = None
             if layer is None and u.shortcut is None:
                 for m in MATCHERS:
@@ -1214,10 +1558,12 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
             i += 1
             continue
         done = False
-        for length in (4, 3, 2, 1):
+        for length in (5, 4, 3, 2, 1):
             body = units[i : i + length]
-            if len(body) < length or any(b.kind not in ("conv", "se") for b in body):
+            if len(body) < length or any(b.kind not in ("conv", "se") for b in body[:-1]):
                 continue
+            if body[-1].kind not in ("conv", "se", "scale") or body[-1].kind == "scale" and length < 3:
+                continue  # a trailing layer scale belongs to the block (MobileNetV4's UIR without residual)
             for m in MATCHERS:
                 layer = m(body, False)
                 if layer is not None:
@@ -1403,6 +1749,9 @@ def recognise(nodes: Sequence[Node], output: int) -> Recognised:
     for layer in layers:
         layer.pop("_in")
         layer.pop("_out")
+        for n in layer.pop("_dropped", []):  # parallel branches of a conv the layer counts as one conv
+            what = "the add joining parallel branches" if n.op == "add" else "on a parallel branch"
+            problems.append(Problem(n.name, n.scope, f"{what} the layer list cannot say (not counted)"))
     return Recognised(layers, problems, Counter(layer["kind"] for layer in layers))
 
 
@@ -1479,7 +1828,12 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
                 del d["se_base"]
             if "residual" in d:
                 auto = _auto(d, layers, input_shape)
-                if auto is not None and d["residual"] == auto:
+                if d["kind"] in _RESIDUAL_OFF:  # their residual defaults to false, not auto
+                    if d["residual"] is False:
+                        del d["residual"]
+                    elif auto:
+                        d["residual"] = "auto"
+                elif auto is not None and d["residual"] == auto:
                     del d["residual"]
         else:
             if d["kind"] == "linear":
@@ -1499,6 +1853,10 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
     spec["defaults"] = defaults
     spec["layers"] = layers
     return spec
+
+
+#: Kinds whose ``residual`` defaults to false (spec/layers.py dwsep, spec/layers_lcnet.py rep_dwsep).
+_RESIDUAL_OFF = frozenset({"dwsep", "rep_dwsep"})
 
 
 def _auto(d: Layer, previous: list[Layer], input_shape: tuple[int, int, int]) -> bool | None:

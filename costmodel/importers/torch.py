@@ -155,6 +155,8 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
                 self.track(t, node.out)
             return out
         node = self._node(base, str(func), args, data, params, first, tuple(x.shape))
+        if base == "gelu" and kwargs.get("approximate", "none") != "none":
+            node.attrs["name"] = "gelu_tanh"  # not the spec's gelu (the erf form)
         self.nodes.append(node)
         self.track(first, node.out)
         return out
