@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,3 +136,26 @@ def edited(name: str, resolution: int | None = None, **scaling: float):
     if scaling:
         data.setdefault("scaling", {}).update(scaling)
     return loader.validate(data, src)
+
+
+def small_spec(layers: list[dict[str, Any]], c: Any = 16, h: Any = 9, w: Any = None, **defaults: Any) -> Any:
+    """A spec for the block tests: a c×h×w input (w = h unless given), the layers, and the defaults relu /
+    batchnorm / no bias, each overridden by ``defaults``."""
+    import costmodel
+
+    return costmodel.NetworkSpec.model_validate(
+        {
+            "name": "t",
+            "input": {"channels": c, "height": h, "width": h if w is None else w},
+            "defaults": {"activation": "relu", "norm": "batchnorm", "bias": False, **defaults},
+            "layers": layers,
+        }
+    )
+
+
+def totals(s: Any) -> tuple[Any, ...]:
+    """(params, buffers, MACs, output shape) of a spec, as costmodel counts them."""
+    import costmodel
+
+    r = costmodel.analyze(s)
+    return r.totals["params"], r.totals["buffers"], r.totals["macs"], r.output

@@ -10,25 +10,9 @@ from typing import Any
 import pytest
 
 import costmodel
+from conftest import small_spec as spec
+from conftest import totals
 from costmodel.errors import SpecError
-
-
-def spec(layers: list[dict[str, Any]], c: int = 16, h: int | str = 9, w: int | str | None = None,
-         bias: bool = False, norm: str = "batchnorm") -> costmodel.NetworkSpec:  # fmt: skip
-    return costmodel.NetworkSpec.model_validate(
-        {
-            "name": "t",
-            "input": {"channels": c, "height": h, "width": h if w is None else w},
-            "defaults": {"activation": "relu", "norm": norm, "bias": bias},
-            "layers": layers,
-        }
-    )
-
-
-def totals(s: costmodel.NetworkSpec) -> tuple[Any, ...]:
-    r = costmodel.analyze(s)
-    return r.totals["params"], r.totals["buffers"], r.totals["macs"], r.output
-
 
 MQA = {"kind": "attention", "heads": 4, "key_dim": 8, "kv_stride": 2, "out_channels": 16, "layer_scale": True}
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import costmodel
+from conftest import totals
 
 
 def spec(layer: dict[str, Any], c: int = 16, h: int = 9, w: int | None = None, act: str = "relu",
@@ -20,11 +21,6 @@ def spec(layer: dict[str, Any], c: int = 16, h: int = 9, w: int | None = None, a
             "layers": [layer],
         }
     )
-
-
-def totals(s: costmodel.NetworkSpec) -> tuple[Any, ...]:
-    r = costmodel.analyze(s)
-    return r.totals["params"], r.totals["buffers"], r.totals["macs"], r.output
 
 
 def test_condconv_by_hand():

@@ -13,6 +13,7 @@ import pytest
 import sympy
 
 import costmodel
+from conftest import totals
 from costmodel.engine import ops
 from costmodel.errors import SpecError
 from costmodel.spec.scaling import make_divisible, scaled_depth, stage_depths
@@ -23,11 +24,6 @@ def spec(layers: list[dict[str, Any]], c: int = 8, h: int = 9, w: int | None = N
     if defaults:
         data["defaults"] = defaults
     return costmodel.NetworkSpec.model_validate(data)
-
-
-def totals(s) -> tuple[Any, ...]:
-    r = costmodel.analyze(s)
-    return (r.totals["params"], r.totals["buffers"], r.totals["macs"], r.output)
 
 
 # ------------------------------------------------------------------------------ hand arithmetic (no torch)

@@ -10,25 +10,10 @@ from typing import Any
 import pytest
 
 import costmodel
+from conftest import small_spec as spec
+from conftest import totals
 from costmodel.engine.blocks_zoo import split_channels
 from costmodel.errors import SpecError
-
-
-def spec(layers: list[dict[str, Any]], c: int = 16, h: int = 9, w: int | None = None) -> costmodel.NetworkSpec:
-    return costmodel.NetworkSpec.model_validate(
-        {
-            "name": "t",
-            "input": {"channels": c, "height": h, "width": h if w is None else w},
-            "defaults": {"activation": "relu", "norm": "batchnorm", "bias": False},
-            "layers": layers,
-        }
-    )
-
-
-def totals(s: costmodel.NetworkSpec) -> tuple[Any, ...]:
-    r = costmodel.analyze(s)
-    return r.totals["params"], r.totals["buffers"], r.totals["macs"], r.output
-
 
 # ------------------------------------------------------------------------------------ hand arithmetic
 

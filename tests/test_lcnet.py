@@ -11,26 +11,10 @@ from typing import Any
 import pytest
 
 import costmodel
-from conftest import SPECS
+from conftest import SPECS, totals
+from conftest import small_spec as spec
 from costmodel.engine.blocks_lcnet import rep_branch_kernels
 from costmodel.errors import SpecError
-
-
-def spec(layers: list[dict[str, Any]], c: Any = 16, h: Any = 9, w: Any = None) -> costmodel.NetworkSpec:
-    return costmodel.NetworkSpec.model_validate(
-        {
-            "name": "t",
-            "input": {"channels": c, "height": h, "width": h if w is None else w},
-            "defaults": {"activation": "relu", "norm": "batchnorm", "bias": False},
-            "layers": layers,
-        }
-    )
-
-
-def totals(s: costmodel.NetworkSpec) -> tuple[Any, ...]:
-    r = costmodel.analyze(s)
-    return r.totals["params"], r.totals["buffers"], r.totals["macs"], r.output
-
 
 SPLIT_SE = {"kind": "rep_dwsep", "kernel": 5, "out_channels": 32, "mid_channels": 24, "se": 0.25}
 

@@ -12,28 +12,13 @@ from typing import Any
 import pytest
 
 import costmodel
-from conftest import SPECS
+from conftest import SPECS, totals
+from conftest import small_spec as spec
 
 REP_SPECS = sorted(
     p.stem for p in (SPECS / "timm").glob("*.yaml") if p.stem.startswith(("ghostnetv3_", "repghostnet_"))
 )
 SE = {"se": 0.25, "se_base": "expanded", "se_divisor": 4, "se_gate": "hardsigmoid"}  # timm's _SE_LAYER
-
-
-def spec(layers: list[dict[str, Any]], c: int = 16, h: Any = 9, w: Any = None) -> costmodel.NetworkSpec:
-    return costmodel.NetworkSpec.model_validate(
-        {
-            "name": "t",
-            "input": {"channels": c, "height": h, "width": h if w is None else w},
-            "defaults": {"activation": "relu", "norm": "batchnorm", "bias": False},
-            "layers": layers,
-        }
-    )
-
-
-def totals(s: costmodel.NetworkSpec) -> tuple[Any, ...]:
-    r = costmodel.analyze(s)
-    return r.totals["params"], r.totals["buffers"], r.totals["macs"], r.output
 
 
 # ------------------------------------------------------------------------------------ hand arithmetic

@@ -128,7 +128,15 @@ def repghost_bottleneck(layer: Any, a: BlockArgs) -> Flow:
     if layer.has_se:
         se_unit(f, a, layer, cin)
     main = repghost_unit(f, a, "ghost2", layer, cout, 1, False)
-    if strided or cin != cout:
+    return ghost_shortcut_add(f, a, main, cin, cout, k)
+
+
+def ghost_shortcut_add(f: Flow, a: BlockArgs, main: int, cin: Num, cout: Num, k: Num) -> Flow:
+    """GhostNet's residual, shared by ghost_bottleneck and repghost_bottleneck: F(x) + shortcut(x), where the
+    shortcut is the identity when the block keeps its shape, else k×k dw conv (stride s) → norm → 1×1 conv
+    to Cout → norm on the block input (torch.nn classes in timm): params Cin·k² + Cin·Cout + 2·(Cin + Cout)."""
+    if a.stride != 1 or cin != cout:
+        nn = dataclasses.replace(a, library="torch")
         conv_unit(f, nn, "shortcut", cin, k, a.stride, groups=cin, act=False, src=0)
         short = conv_unit(f, nn, "shortcut", cout, 1, act=False)
     else:

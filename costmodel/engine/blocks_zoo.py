@@ -12,7 +12,7 @@ from ..errors import SpecError
 from ..spec.scaling import make_divisible
 from . import ops
 from .blocks import BlockArgs, Flow, conv_unit, dynamic_same, expanded_width, implemented, residual, se_unit
-from .blocks_rep import need_batchnorm, rep_conv_unit
+from .blocks_rep import ghost_shortcut_add, need_batchnorm, rep_conv_unit
 from .symbols import Num, floordiv, value
 
 
@@ -167,13 +167,7 @@ def ghost_bottleneck(layer: Any, a: BlockArgs) -> Flow:
     if layer.se is not None:
         se_unit(f, a, layer, cin)
     main = ghost_unit(f, a, "ghost2", layer, cout, 1, False, "none")
-    if strided or cin != cout:
-        conv_unit(f, nn, "shortcut", cin, k, a.stride, groups=cin, act=False, src=0)
-        short = conv_unit(f, nn, "shortcut", cout, 1, act=False)
-    else:
-        short = 0
-    f.add("residual", ops.add(f.shape(main), a.n, "F(x) + shortcut"), (main, short))
-    return f
+    return ghost_shortcut_add(f, a, main, cin, cout, k)
 
 
 def uir(layer: Any, a: BlockArgs) -> Flow:

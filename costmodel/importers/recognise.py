@@ -1186,6 +1186,20 @@ def match_ghost(u: Unit) -> Layer | None:
     return None
 
 
+def _ghost_shortcut(u: Unit, f: Fit, cin: Any, cout: Any, stride: Any, kernel: Any) -> tuple[bool, Any]:
+    """GhostNet's shortcut, shared by the ghost and repghost bottlenecks: none where the block keeps its shape,
+    else a k×k dw conv at the block's stride (and kernel, if known) → 1×1 conv. Returns (fits, kernel)."""
+    if not u.shortcut:
+        return stride == 1 and cin == cout, kernel
+    if len(u.shortcut) != 2:
+        return False, kernel
+    sd = f.conv(u.shortcut[0], act=False, depthwise=True)
+    f.conv(u.shortcut[1], act=False, kernel1=True, depthwise=False, stride1=True)
+    if not f.ok or sd.conv.attrs["stride"] != stride or kernel not in (None, sd.conv.attrs["kernel"]):
+        return False, kernel
+    return True, sd.conv.attrs["kernel"]
+
+
 def match_ghost_bottleneck(u: Unit) -> Layer | None:
     """GhostNet's bottleneck: ghost + act → [k×k dw (stride) + norm] → [SE] → ghost without act, + the
     identity or a shortcut k×k dw (stride) + norm → 1×1 + norm."""
@@ -1211,15 +1225,8 @@ def match_ghost_bottleneck(u: Unit) -> Layer | None:
     cout = g2["out_channels"]
     stride = dw.conv.attrs["stride"] if dw is not None else 1
     kernel = dw.conv.attrs["kernel"] if dw is not None else None
-    if u.shortcut:
-        if len(u.shortcut) != 2:
-            return None
-        sd = f.conv(u.shortcut[0], act=False, depthwise=True)
-        f.conv(u.shortcut[1], act=False, kernel1=True, depthwise=False, stride1=True)
-        if sd.conv.attrs["stride"] != stride or kernel not in (None, sd.conv.attrs["kernel"]):
-            return None
-        kernel = sd.conv.attrs["kernel"]
-    elif stride != 1 or cin != cout:
+    fits, kernel = _ghost_shortcut(u, f, cin, cout, stride, kernel)
+    if not fits:
         return None
     if not f.ok or (dw is not None and stride == 1):
         return None
@@ -1284,15 +1291,8 @@ def match_repghost_bottleneck(u: Unit) -> Layer | None:
     cout = u.inner[-1].conv.shape[1]
     stride = dw.conv.attrs["stride"] if dw is not None else 1
     kernel = dw.conv.attrs["kernel"] if dw is not None else None
-    if u.shortcut:
-        if len(u.shortcut) != 2:
-            return None
-        sd = f.conv(u.shortcut[0], act=False, depthwise=True)
-        f.conv(u.shortcut[1], act=False, kernel1=True, depthwise=False, stride1=True)
-        if not f.ok or sd.conv.attrs["stride"] != stride or kernel not in (None, sd.conv.attrs["kernel"]):
-            return None
-        kernel = sd.conv.attrs["kernel"]
-    elif stride != 1 or cin != cout:
+    fits, kernel = _ghost_shortcut(u, f, cin, cout, stride, kernel)
+    if not fits:
         return None
     if not f.ok:
         return None
