@@ -12,6 +12,7 @@ what torch says about the module it builds is an independent check of the engine
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ _ACT: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "hardsigmoid": nn.Hardsigmoid,
     "gelu": nn.GELU,
+    "gelu_tanh": functools.partial(nn.GELU, approximate="tanh"),  # type: ignore[dict-item]
 }
 
 
