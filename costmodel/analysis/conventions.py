@@ -95,6 +95,7 @@ CONVENTIONS: dict[str, Convention] = {
             "expert_mix": Rule(((1, "macs"),), "CondConv2d's torch.matmul: aten::matmul, matmul_flop_jit"),
             "blurpool": Rule(((1, "macs"),), "BlurPool2d's F.conv2d with its fixed filter: aten::_convolution"),
             "upsample": Rule(((1, "output"),), "aten::upsample_nearest2d: elementwise_flop_counter(0, 1)"),
+            "upsample:bilinear": Rule(((4, "output"),), "aten::upsample_bilinear2d: elementwise_flop_counter(0, 4)"),
             "avgpool2d:module": Rule((), "aten::avg_pool2d is not among the handled ops"),
             "avgpool2d:functional": Rule((), "aten::avg_pool2d is not among the handled ops"),
             "attention": Rule(
@@ -128,6 +129,10 @@ CONVENTIONS: dict[str, Convention] = {
                 ((1, "output"),),
                 "timm's GELU (timm.layers.activations.GELU, no hook) calls the patched F.gelu; an nn.GELU would "
                 "count twice (relu_flops_counter_hook + F.gelu), and no shipped spec builds one",
+            ),
+            "gelu_tanh": Rule(
+                ((1, "output"),),
+                "timm's GELU(approximate='tanh') (MobileNetV5) calls the patched F.gelu, as gelu",
             ),
             "avgpool:module": Rule(
                 ((2, "input"),),
