@@ -72,9 +72,11 @@ def spec_of(name: str) -> dict:
         layers.append({"kind": "flatten"})
         if m.num_classes > 0:
             layers.append({"kind": "linear", "out_features": m.num_classes})
-    for d in layers:  # timm's MobileNetV5 GELU is GELU(approximate='tanh') throughout
+    if spec["defaults"]["activation"] != "gelu":
+        raise base.Unsupported("a default activation other than GELU")
+    for d in layers:  # timm's MobileNetV5 GELU is GELU(approximate='tanh') throughout: the default
         if d.get("activation") == "gelu":
-            d["activation"] = "gelu_tanh"
+            del d["activation"]
     spec["defaults"]["activation"] = "gelu_tanh"
     return spec
 
