@@ -4,9 +4,9 @@ a concat reads, the refusals (exit 2, one line) and, with torch, costmodel.torch
 from __future__ import annotations
 
 import pytest
-from conftest import small_spec, totals
 
 import costmodel
+from conftest import small_spec, totals
 from costmodel.errors import SpecError
 
 A = {"name": "a", "kind": "conv", "kernel": 1, "out_channels": 8}  # 16×8×8 → 8×8×8
@@ -34,7 +34,9 @@ def test_concat_nearest_counts_and_tensors():
 
 
 def test_concat_order_and_previous_layer():
-    s = _spec([A, {"name": "c", "kind": "conv", "kernel": 1, "out_channels": 2}, {"kind": "concat", "inputs": ["c", "a"]}])
+    s = _spec(
+        [A, {"name": "c", "kind": "conv", "kernel": 1, "out_channels": 2}, {"kind": "concat", "inputs": ["c", "a"]}]
+    )
     (cat,) = _rows(s, "concat")
     assert (cat.inputs, cat.op.output) == ((6, 3), (10, 8, 8))  # c (the previous layer) first, then a
 

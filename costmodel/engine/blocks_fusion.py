@@ -27,9 +27,7 @@ def _less(a: Num, b: Num, path: tuple[str | int, ...]) -> bool:
     rel = sympy.Lt(a, b)
     if rel in (sympy.true, sympy.false):
         return bool(rel)
-    raise UndecidableError(
-        f"cannot decide whether {a} < {b}: it depends on symbols; bind them with --set", path
-    )
+    raise UndecidableError(f"cannot decide whether {a} < {b}: it depends on symbols; bind them with --set", path)
 
 
 def _interpolate(inp: Shape, n: Num, size: tuple[Num, Num], mode: str) -> Op:
