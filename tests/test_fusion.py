@@ -125,3 +125,13 @@ def test_torchref_matches():
     assert isinstance(model, torchref.Network)
     act = torchref._act("gelu_tanh")
     assert isinstance(act, torch.nn.GELU) and act.approximate == "tanh"
+
+
+def test_memory_keeps_a_named_input_alive():
+    # 2×8×8 → a (8×8×8) → b (4×4×4) → concat [a, b]: at the concat, a's output is still alive though b ran after it.
+    s = _spec([A, B, {"kind": "concat", "inputs": ["a", "b"]}], c=2, norm="none", activation="none")
+    peak = costmodel.memory(s).peak
+    # float32: a's 8·8·8 = 512 elements, b resized to 4·8·8 = 256, the concat's 12·8·8 = 768 → 1536 · 4 bytes
+    assert peak.bytes == (512 + 256 + 768) * 4
+    assert "concat" in peak.kernel
+    assert any(name.startswith("0.0 ") for name, _ in peak.alive)  # a's output, by its block
