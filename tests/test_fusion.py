@@ -135,3 +135,17 @@ def test_memory_keeps_a_named_input_alive():
     assert peak.bytes == (512 + 256 + 768) * 4
     assert "concat" in peak.kernel
     assert any(name.startswith("0.0 ") for name, _ in peak.alive)  # a's output, by its block
+
+
+@pytest.mark.slow
+def test_torchref_builds_mobilenetv5_base():
+    # torchref's modules for the shipped spec at 193 agree with timm's mobilenetv5_base (timm 1.0.31,
+    # pretrained=False: params = sum(p.numel()), MACs = FlopCounterMode // 2 on the meta device, output (1000,)).
+    pytest.importorskip("torch")
+    from conftest import SPECS
+    from costmodel import torchref
+
+    spec = costmodel.load(SPECS / "timm" / "mobilenetv5_base.yaml")
+    spec = spec.model_copy(update={"input": spec.input.model_copy(update={"height": 193, "width": 193})})
+    m = torchref.measure(spec)
+    assert (m["params"], m["macs"], m["output"]) == (82_647_976, 12_845_005_632, (1000,))

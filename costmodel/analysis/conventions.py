@@ -198,6 +198,9 @@ CONVENTIONS: dict[str, Convention] = {
             ),
             "linear": Rule(((1, "macs"), (1, "bias")), "calculate_macs: N × (weight + bias parameters)"),
             "batchnorm2d": Rule(((1, "batch_params"),), "calculate_macs: N × parameters (γ, β): 2C per sample"),
+            "rmsnorm2d:alone": Rule(
+                ((1, "batch_params"),), "timm's RmsNorm2d, a leaf with a weight: calculate_macs N × parameters (γ)"
+            ),
             "conv2d:same": Rule(((1, "macs"), (1, "bias")), "Conv2dSame: a leaf whose class name has 'Conv'"),
             "conv2d:cond": Rule((), "counted on the CondConv2d's parameters (expert_mix)"),
             "expert_mix": Rule(

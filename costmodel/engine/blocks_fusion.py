@@ -116,13 +116,16 @@ def _avgpool(inp: Shape, n: Num, kh: Num, kw: Num) -> Op:
 
 
 def norm(layer: Any, a: BlockArgs) -> Flow:
-    """A standalone norm (the layer's ``norm``, else the spec's default): params/buffers/FLOPs of ops.norm."""
+    """A standalone norm (the layer's ``norm``, else the spec's default): params/buffers/FLOPs of ops.norm,
+    marked ``variant: alone`` (the peers see a leaf norm module; docs/conventions.md)."""
     f = Flow(a.inp)
     name = layer.norm or a.norm
     if name == "none":
         raise SpecError("a norm layer needs a norm (the field or defaults.norm)", (*a.path, "norm"))
     g = norm_groups(a, a.inp[0]) if name in ops.GROUPED_NORMS else 1
-    f.add("norm", ops.norm(name, a.inp, a.n, g, False))
+    op = ops.norm(name, a.inp, a.n, g, False)
+    op.variant = "alone"  # a module of its own (timm's RmsNorm2d), not a conv unit's norm + act (RmsNormAct2d)
+    f.add("norm", op)
     return f
 
 
