@@ -131,8 +131,9 @@ CONVENTIONS: dict[str, Convention] = {
                 "count twice (relu_flops_counter_hook + F.gelu), and no shipped spec builds one",
             ),
             "gelu_tanh": Rule(
-                ((1, "output"),),
-                "timm's GELU(approximate='tanh') (MobileNetV5) calls the patched F.gelu, as gelu",
+                ((2, "output"),),
+                "MobileNetV5's nn.GELU(approximate='tanh') (torch's module, not timm's GELU): "
+                "relu_flops_counter_hook on it, and again the patched F.gelu its forward calls",
             ),
             "avgpool:module": Rule(
                 ((2, "input"),),
