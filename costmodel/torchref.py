@@ -12,6 +12,7 @@ what torch says about the module it builds is an independent check of the engine
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ _ACT: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "hardsigmoid": nn.Hardsigmoid,
     "gelu": nn.GELU,
+    "gelu_tanh": functools.partial(nn.GELU, approximate="tanh"),  # type: ignore[dict-item]
 }
 
 
@@ -377,33 +379,118 @@ def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int
     raise UsageError(f"torchref cannot build kind {kind!r}: register it with a torch= builder")
 
 
-def _spatial(blocks: list[nn.Module], inp: Any) -> int:
+def _spatial(blocks: list[nn.Module], names: list[str | None], inp: Any) -> int:
     """H·W of the tensor the modules built so far produce (a dry run on a zero input)."""
     with torch.no_grad():
-        y = nn.Sequential(*blocks).eval()(torch.zeros(1, inp.channels, inp.height, inp.width))
+        y = Network(blocks, names).eval()(torch.zeros(1, inp.channels, inp.height, inp.width))
     return int(y.shape[2] * y.shape[3])
 
 
+class Concat(nn.Module):
+    """Channel concat of earlier named outputs (the ``concat`` kind): each input with a smaller H or W is
+    resized to the first one's with F.interpolate(mode), then torch.cat(dim=1)."""
+
+    def __init__(self, inputs: list[str], mode: str) -> None:
+        super().__init__()
+        self.inputs = list(inputs)
+        self.mode = mode
+
+    def forward(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        xs = [outputs[name] for name in self.inputs]
+        size = xs[0].shape[-2:]
+        xs = [
+            nn.functional.interpolate(x, size=size, mode=self.mode)
+            if x.shape[-2] < size[0] or x.shape[-1] < size[1]
+            else x
+            for x in xs
+        ]
+        return torch.cat(xs, dim=1)
+
+
+class Resize(nn.Module):
+    """The ``resize`` kind: avg = F.avg_pool2d(k = H/h, stride k); bilinear / nearest = F.interpolate;
+    timm = nothing at size, avg when divisible, else bilinear (MobileNetV5's adapter)."""
+
+    def __init__(self, size: tuple[int, int], mode: str) -> None:
+        super().__init__()
+        self.size = size
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        th, tw = self.size
+        mode = self.mode
+        if mode == "timm":
+            if (h, w) == (th, tw):
+                return x
+            mode = "avg" if h % th == 0 and w % tw == 0 else "bilinear"
+        if mode == "avg":
+            k = (h // th, w // tw)
+            return nn.functional.avg_pool2d(x, kernel_size=k, stride=k)
+        return nn.functional.interpolate(x, size=(th, tw), mode=mode)
+
+
+class Network(nn.Module):
+    """The blocks in order, keeping each named block's output for the concat blocks that read it."""
+
+    def __init__(self, blocks: list[nn.Module], names: list[str | None]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.names = list(names)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs: dict[str, torch.Tensor] = {}
+        for block, name in zip(self.blocks, self.names, strict=True):
+            x = block(outputs) if isinstance(block, Concat) else block(x)
+            if name is not None:
+                outputs[name] = x
+        return x
+
+
+def _fusion(layer: Any, cfg: _Cfg, cin: int, channels: dict[str, int]) -> tuple[nn.Module, int] | None:
+    """The module of a fusion kind (concat, resize, norm, flatten) and its output channels; None for others."""
+    kind = layer.kind
+    if kind == "concat":
+        return Concat(layer.inputs, layer.resize), sum(channels[name] for name in layer.inputs)
+    if kind == "resize":
+        return Resize(layer.hw(), layer.mode), cin
+    if kind == "norm":
+        return _norm(cfg.norm, cin, cfg), cin
+    if kind == "flatten":
+        return nn.Flatten(1), cin
+    return None
+
+
 def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
-    """The torch module equivalent to ``spec`` and the input shape (N, C, H, W) it takes."""
+    """The torch module equivalent to ``spec`` and the input shape (N, C, H, W) it takes (an
+    nn.Sequential, or a :class:`Network` keeping named outputs when the spec has a concat)."""
     uses = symbol_uses(spec)
     if uses:
         path, name = uses[0]
         raise UsageError(f"{'.'.join(map(str, path))} is the symbol {name!r}: bind it before building a torch module")
     spec = resolve(spec)
     blocks: list[nn.Module] = []
+    names: list[str | None] = []
+    channels: dict[str, int] = {}
     inp: Any = spec.input  # every integer field is an int here (checked above)
     c: int = inp.channels
     flat = False
     for layer in spec.layers:
         if type(layer).flattens and not flat:
-            c = c * _spatial(blocks, inp)  # Flatten: the linear layer sees C·H·W features
+            c = c * _spatial(blocks, names, inp)  # Flatten: the linear layer sees C·H·W features
             flat = True
         cfg = _Cfg(layer, spec)
         lay: Any = layer
         for r in range(getattr(lay, "repeat", 1)):
-            block, c = _block(layer, cfg, c, getattr(lay, "stride", 1) if r == 0 else 1)
+            fused = _fusion(layer, cfg, c, channels)
+            block, c = fused if fused is not None else _block(layer, cfg, c, getattr(lay, "stride", 1) if r == 0 else 1)
             blocks.append(block)
+            names.append(None)
+        if layer.name is not None:
+            names[-1] = layer.name
+            channels[layer.name] = c
+    if any(isinstance(b, Concat) for b in blocks):
+        return Network(blocks, names), (inp.batch, inp.channels, inp.height, inp.width)
     return nn.Sequential(*blocks), (inp.batch, inp.channels, inp.height, inp.width)
 
 

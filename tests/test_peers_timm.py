@@ -58,10 +58,11 @@ REPRESENTATIVE = {
     "ghostnetv3_050": "GhostNetV3: timm's ConvBnAct branches (BatchNormAct2d) + nn.BatchNorm2d skip, DFC shortcut",
     "mobilenetv4_hybrid_medium_075": "MobileAttention: BatchNormAct2d pre-norm, nn.BatchNorm2d key/value norms, SDPA",
     "mobilenetv4_hybrid_large_075": "timm's GELU (not nn.GELU): ptflops counts only the patched F.gelu",
+    "mobilenetv5_base": "MSFA (F.interpolate nearest/bilinear, F.avg_pool2d, a leaf RmsNorm2d), nn.GELU(tanh), SDPA",
 }
 # models with attention: timm runs F.scaled_dot_product_attention (use_fused_attn(), the default), which
 # FlopCounterMode counts on the meta device and CUDA but not in the CPU's fused kernel
-ATTENTION = {"mobilenetv4_hybrid_medium_075", "mobilenetv4_hybrid_large_075"}
+ATTENTION = {"mobilenetv4_hybrid_medium_075", "mobilenetv4_hybrid_large_075", "mobilenetv5_base"}
 PEERS = ("torch", "fvcore", "ptflops", "thop", "torchinfo")
 
 # Where a peer's count cannot be reproduced from a spec: {(name, peer): reason}; each case is xfail(strict=True),

@@ -140,3 +140,10 @@ def test_lcnetv2_specs_shipped():
     listed = set(timm.list_models("lcnetv2*"))
     assert listed == {"lcnetv2_small", "lcnetv2_base", "lcnetv2_large"}
     assert listed <= set(NAMES)
+
+
+def test_mobilenetv5_specs_shipped():
+    # MobileNetV5 (the fusion kinds, tests/test_fusion.py): every mobilenetv5 model timm lists has a spec.
+    listed = set(timm.list_models("mobilenetv5*"))
+    assert listed == {"mobilenetv5_300m", "mobilenetv5_300m_enc", "mobilenetv5_base"}
+    assert listed <= set(NAMES)

@@ -95,6 +95,7 @@ CONVENTIONS: dict[str, Convention] = {
             "expert_mix": Rule(((1, "macs"),), "CondConv2d's torch.matmul: aten::matmul, matmul_flop_jit"),
             "blurpool": Rule(((1, "macs"),), "BlurPool2d's F.conv2d with its fixed filter: aten::_convolution"),
             "upsample": Rule(((1, "output"),), "aten::upsample_nearest2d: elementwise_flop_counter(0, 1)"),
+            "upsample:bilinear": Rule(((4, "output"),), "aten::upsample_bilinear2d: elementwise_flop_counter(0, 4)"),
             "avgpool2d:module": Rule((), "aten::avg_pool2d is not among the handled ops"),
             "avgpool2d:functional": Rule((), "aten::avg_pool2d is not among the handled ops"),
             "attention": Rule(
@@ -128,6 +129,11 @@ CONVENTIONS: dict[str, Convention] = {
                 ((1, "output"),),
                 "timm's GELU (timm.layers.activations.GELU, no hook) calls the patched F.gelu; an nn.GELU would "
                 "count twice (relu_flops_counter_hook + F.gelu), and no shipped spec builds one",
+            ),
+            "gelu_tanh": Rule(
+                ((2, "output"),),
+                "MobileNetV5's nn.GELU(approximate='tanh') (torch's module, not timm's GELU): "
+                "relu_flops_counter_hook on it, and again the patched F.gelu its forward calls",
             ),
             "avgpool:module": Rule(
                 ((2, "input"),),
@@ -193,6 +199,9 @@ CONVENTIONS: dict[str, Convention] = {
             ),
             "linear": Rule(((1, "macs"), (1, "bias")), "calculate_macs: N × (weight + bias parameters)"),
             "batchnorm2d": Rule(((1, "batch_params"),), "calculate_macs: N × parameters (γ, β): 2C per sample"),
+            "rmsnorm2d:alone": Rule(
+                ((1, "batch_params"),), "timm's RmsNorm2d, a leaf with a weight: calculate_macs N × parameters (γ)"
+            ),
             "conv2d:same": Rule(((1, "macs"), (1, "bias")), "Conv2dSame: a leaf whose class name has 'Conv'"),
             "conv2d:cond": Rule((), "counted on the CondConv2d's parameters (expert_mix)"),
             "expert_mix": Rule(

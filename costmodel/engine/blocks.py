@@ -36,6 +36,7 @@ class BlockArgs:
     norm_group_size: int | None = None  # … or channels per group (defaults.norm_group_size)
     library: str = "torch"  # whose module classes build the block: torch | timm (spec implementation)
     pad_type: str = ""  # timm's pad_type: "same" (tf_ models) makes its dynamically padded convs Conv2dSame
+    sources: tuple[Shape, ...] = ()  # a concat's inputs: the shapes of the earlier layers it names
 
 
 @dataclass(slots=True)

@@ -127,6 +127,18 @@ from . import blocks_rep  # noqa: E402
 register(_RepGhost, blocks_rep.repghost)
 register(_RepGhostBottleneck, blocks_rep.repghost_bottleneck)
 
+# Fusion and map-shaping kinds (spec/layers_fusion.py, engine/blocks_fusion.py); torchref builds them itself.
+from ..spec.layers_fusion import ConcatLayer as _Concat  # noqa: E402
+from ..spec.layers_fusion import FlattenLayer as _Flatten  # noqa: E402
+from ..spec.layers_fusion import NormLayer as _NormLayer  # noqa: E402
+from ..spec.layers_fusion import ResizeLayer as _Resize  # noqa: E402
+from . import blocks_fusion  # noqa: E402
+
+register(_Concat, blocks_fusion.concat)
+register(_Resize, blocks_fusion.resize)
+register(_NormLayer, blocks_fusion.norm)
+register(_Flatten, blocks_fusion.flatten)
+
 _missing = sorted(set(LAYER_MODELS) - set(KINDS))
 if _missing:  # a layer model registered in the spec without a block function
     raise ImportError(f"layer kinds without a block function: {', '.join(_missing)}")

@@ -42,6 +42,8 @@ ACTIVATION_FLOPS: dict[str, int] = {
     "hardsigmoid": 4,  # min(max(x + 3, 0), 6) / 6: add, max, min, divide
     "hardswish": 5,  # x · hardsigmoid(x)
     "gelu": 5,  # x · ½(1 + erf(x / √2)): divide, erf, add, multiply, halve
+    # x · ½(1 + tanh(√(2/π)(x + 0.044715x³))): cube (2), scale, add, scale, tanh, add, multiply, halve
+    "gelu_tanh": 9,
 }
 
 BN_FLOPS_PER_ELEMENT = 2  # inference BatchNorm folds to a·x + b
@@ -57,6 +59,7 @@ ACTIVATION_SAVES: dict[str, tuple[str, ...]] = {
     "hardsigmoid": ("input",),  # hardsigmoid_backward(grad, self)
     "hardswish": ("input",),  # hardswish_backward(grad, self)
     "gelu": ("input",),  # gelu_backward(grad, self)
+    "gelu_tanh": ("input",),  # gelu_backward(grad, self, approximate='tanh')
 }
 
 SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask")
@@ -418,6 +421,31 @@ def upsample(inp: Shape, n: Num, size: tuple[Num, Num]) -> Op:
     """Nearest-neighbour resize to ``size`` (F.interpolate mode='nearest'): a gather, no FLOPs or MACs."""
     c, h, w = inp
     return Op("upsample", f"{h}×{w}→{size[0]}×{size[1]}", _costs(0, 0, 0, 0), inp, (c, size[0], size[1]), "upsample")
+
+
+BILINEAR_FLOPS = 7  # a bilinear output element: 4 weighted neighbours (4 multiplies, 3 adds)
+
+
+def bilinear(inp: Shape, n: Num, size: tuple[Num, Num]) -> Op:
+    """Bilinear resize to ``size`` (F.interpolate mode='bilinear', align_corners=False): no params or MACs
+    (FlopCounterMode counts none); FLOPs = BILINEAR_FLOPS (4 multiplies + 3 adds) per output element,
+    N·C·h·w·7."""
+    c, h, w = inp
+    out = (c, size[0], size[1])
+    return Op(
+        "upsample",
+        f"{h}×{w}→{size[0]}×{size[1]} bilinear",
+        _costs(0, 0, 0, BILINEAR_FLOPS * n * numel(out)),
+        inp,
+        out,
+        "upsample",
+        variant="bilinear",
+    )
+
+
+def flatten(inp: Shape, n: Num) -> Op:
+    """(C, H, W) → (C·H·W,) (nn.Flatten(1)): a view, no cost."""
+    return Op("flatten", "", _costs(0, 0, 0, 0), inp, (numel(inp),), "reshape", saves=())
 
 
 def layer_scale(inp: Shape, n: Num) -> Op:

@@ -70,6 +70,7 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
     # not mix the two.
     memo: dict[Any, list[Any]] | None = {}
     op_costs: dict[int, dict[str, Num]] = {}
+    named: dict[str, tuple[Any, int]] = {}  # a named layer's output: (shape, tensor id), for concat's inputs
     for i, layer in enumerate(spec.layers):
         kind = KINDS.get(layer.kind)
         if kind is None:
@@ -94,6 +95,18 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
         library = own_impl if own_impl in LIBRARIES else spec.implementation.library
         own_bias = getattr(layer, "bias", None)
         bias = d.bias if own_bias is None else own_bias
+        sources: tuple[Any, ...] = ()
+        source_ids: tuple[int, ...] = ()
+        wanted = getattr(layer, "inputs", None)
+        if isinstance(wanted, list):
+            for j, want in enumerate(wanted):
+                if want not in named:
+                    raise SpecError(
+                        f"{want!r} names no earlier layer (inputs name layers before this one by their `name`)",
+                        ("layers", i, "inputs", j),
+                    )
+            sources = tuple(named[w][0] for w in wanted)
+            source_ids = tuple(named[w][1] for w in wanted)
         instances: list[tuple[int, Num]] = (
             [(r, 1) for r in range(reps)] if isinstance(reps, int) else [(0, 1), (1, reps - 1)]
         )
@@ -111,6 +124,7 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                 norm_group_size=d.norm_group_size,
                 library=library,
                 pad_type=spec.implementation.pad_type,
+                sources=sources,
             )
             entry = None
             if memo is not None:
@@ -149,9 +163,13 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                     op_costs[id(op)] = made
                 costs = made.copy()  # each row owns its dict
                 reads = step.inputs
-                if len(reads) == 1:
+                if source_ids:  # a concat: tensor −(j + 1) is its j-th named input
+                    inputs: tuple[int, ...] = tuple(
+                        source_ids[-t - 1] if t < 0 else current if t == 0 else base + t for t in reads
+                    )
+                elif len(reads) == 1:
                     t = reads[0]
-                    inputs: tuple[int, ...] = (current if t == 0 else base + t,)
+                    inputs = (current if t == 0 else base + t,)
                 else:
                     inputs = tuple(current if t == 0 else base + t for t in reads)
                 rows.append(Row(i, r, b, kind_name, step.stage, op, costs, times, inputs, next_id))
@@ -172,6 +190,8 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
             )
             shape = out
             current = next_id - 1
+        if layer.name is not None:
+            named[layer.name] = (shape, current)
     return report_class(
         name=spec.name,
         assumptions=tuple(assumptions),

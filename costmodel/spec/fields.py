@@ -23,7 +23,7 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMERAL = re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?$")
 
 #: Activations a layer may name; the engine has one op per name (engine/ops.py ACTIVATION_FLOPS).
-Activation = Literal["relu", "relu6", "silu", "swish", "hardswish", "gelu", "none"]
+Activation = Literal["relu", "relu6", "silu", "swish", "hardswish", "gelu", "gelu_tanh", "none"]
 #: Gates (SE's last activation).
 Gate = Literal["sigmoid", "hardsigmoid"]
 #: Norms a layer may name; the engine has one op per name (engine/ops.py NORMS).

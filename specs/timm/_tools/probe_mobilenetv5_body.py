@@ -3,8 +3,8 @@
     cd specs/timm/_tools && PYTHONPATH=../../.. python probe_mobilenetv5_body.py mobilenetv5_base 256 [out.yaml]
 
 MobileNetV5's stem (3×3 conv with bias, RMSNorm, GELU) and blocks (Fused-MBConv, UIR, multi-query attention with
-RMSNorm, layer scale) are all spec kinds now; what no spec can say yet is its MultiScaleFusionAdapter, which
-concatenates the last stage's output with the previous stage's (a layer reading an earlier layer's output). This
+RMSNorm, layer scale) are all spec kinds; convert_mobilenetv5.py adds the MultiScaleFusionAdapter and the head
+(concat, uir, resize, norm, pool, flatten, linear) to this body and writes the shipped specs. This
 writes the body's spec (convert_attention.py's block mapping) and compares params, MACs and output shape with
 ``nn.Sequential(model.conv_stem, model.blocks)`` under FlopCounterMode on the meta device.
 """
