@@ -39,7 +39,7 @@ from ..errors import UsageError
 from ..spec.scaling import make_divisible
 
 #: Activations the spec's ``activation`` can name, and the gates SE's ``se_gate`` can name.
-ACTIVATIONS = frozenset({"relu", "relu6", "silu", "hardswish", "gelu"})
+ACTIVATIONS = frozenset({"relu", "relu6", "silu", "hardswish", "gelu", "gelu_tanh"})
 GATES = frozenset({"sigmoid", "hardsigmoid"})
 
 
@@ -656,6 +656,8 @@ def norm_name(u: Unit) -> str | None:
         return str(name)
     if name in ("evonorm_s0", "evonorm_b0"):
         return str(name)
+    if name == "rmsnorm" and n.attrs.get("affine", True):
+        return "rmsnorm"
     return None
 
 
