@@ -1331,7 +1331,7 @@ def match_attention(u: Unit) -> Layer | None:
         return None
     pre, region, proj = us[0].nodes[0], us[1], us[2]
     norm = norm_name(Unit("conv", [pre]))
-    if norm not in ("batchnorm", "layernorm"):
+    if norm not in ("batchnorm", "layernorm", "rmsnorm"):
         return None
     n, c, h, w = pre.shape
     nodes = region.all_nodes()
