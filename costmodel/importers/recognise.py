@@ -1596,6 +1596,12 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
                 i += 1
                 used.append(units[i])
             out.append(_tag(layer, used))
+        elif u.kind == "catself" and u.nodes[0].op == "cat" and (fused := _concat(u, out, problems)) is not None:
+            out += fused
+        elif u.kind in ("upsample", "avgpool") and (resize := _resize(u)) is not None:
+            out.append(_tag(resize, [u]))
+        elif u.kind == "norm" and len(u.nodes[0].shape) == 4 and norm_name(Unit("conv", u.nodes)) not in (None, "none"):
+            out.append(_tag({"kind": "norm", "name": u.scope, "norm": norm_name(Unit("conv", u.nodes))}, [u]))
         elif (
             u.kind == "opaque"
             or u.kind in ("multi", "catself", "gated", "other")
@@ -1612,6 +1618,67 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
                 problems.append(Problem(n.name, n.scope, _why(n)))
         i += 1
     return out
+
+
+def _resize_mode(n: Node) -> str | None:
+    """``nearest`` / ``bilinear`` for an upsample node the concat and resize kinds can say."""
+    if "nearest" in n.name and "exact" not in n.name:
+        return "nearest"
+    if "bilinear" in n.name:
+        return "bilinear"
+    return None
+
+
+def _resize(u: Unit) -> Layer | None:
+    """A map resized to a fixed h×w (``kind: resize``): an upsample (nearest / bilinear ``F.interpolate``) or a
+    k×k average pool with stride k and no padding on an H×W divisible by k (MobileNetV5's adapter)."""
+    n = u.nodes[0]
+    if len(n.shape) != 4 or len(n.in_shape) != 4:
+        return None
+    hw = (n.shape[2], n.shape[3])
+    if u.kind == "upsample":
+        mode = _resize_mode(n)
+    else:
+        k, st = n.attrs.get("kernel"), n.attrs.get("stride")
+        pool_ok = k is not None and st in (None, k) and isinstance(k, int) and "avg_pool2d.default" in n.name
+        divisible = n.in_shape[2] == hw[0] * (k or 0) and n.in_shape[3] == hw[1] * (k or 0)
+        mode = "avg" if pool_ok and divisible else None
+    if mode is None:
+        return None
+    return {"kind": "resize", "name": u.scope, "size": hw[0] if hw[0] == hw[1] else list(hw), "mode": mode}
+
+
+def _concat(u: Unit, before: list[Layer], problems: list[Problem]) -> list[Layer] | None:
+    """``cat([x, F(x)], 1)`` where ``x`` is the output of the layer before and ``F`` a chain of layers,
+    its end resized (nearest / bilinear) to x's H×W or already there (MobileNetV5's multi-scale fusion
+    adapter): F's layers, then ``kind: concat`` reading the two by name, in the cat's order."""
+    cat = u.nodes[0]
+    if not before or not before[-1].get("name") or len(cat.inputs) != 2:
+        return None
+    branch = list(u.inner)
+    resize = "nearest"
+    tail: list[Unit] = []
+    if branch and branch[-1].kind == "upsample":
+        mode = _resize_mode(branch[-1].nodes[0])
+        if mode is None:
+            return None
+        resize, tail = mode, [branch.pop()]
+    ends = {n.out for x in u.inner for n in x.all_nodes()}
+    if sum(t in ends for t in cat.inputs) != 1:
+        return None
+    sub_problems: list[Problem] = []
+    sub = _layers(branch, sub_problems)
+    x_shape = tuple(before[-1]["_out"])
+    end = tuple(branch[-1].all_nodes()[-1].shape[1:]) if branch else ()
+    if sub_problems or not _chains(sub, x_shape, end) or not sub[-1].get("name"):
+        return None
+    names = {cat.inputs[0]: "", cat.inputs[1]: ""}
+    for t in cat.inputs:
+        names[t] = sub[-1]["name"] if t in ends else before[-1]["name"]
+    layer: Layer = {"kind": "concat", "inputs": [names[t] for t in cat.inputs], "resize": resize}
+    tagged = _tag(layer, [*tail, Unit("prim", [cat])] if tail else [Unit("prim", [cat])])
+    tagged["_in"] = sub[-1]["_out"]
+    return [*sub, tagged]
 
 
 def _chains(layers: list[Layer], start: tuple[int, ...], end: tuple[int, ...]) -> bool:
