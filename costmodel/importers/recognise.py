@@ -1320,7 +1320,8 @@ def match_attention(u: Unit) -> Layer | None:
     """timm's MobileAttention with multi-query attention (``kind: attention``, MultiQueryAttention2d):
     norm → [query 1×1 C → h·dk; key and value: [k×k dw (kv_stride) → norm] → 1×1 C → dk] → q·kᵀ → softmax →
     ·v (two matmuls) → 1×1 output projection h·dk → Cout → [layer scale] + the input. The key and value widths
-    must be equal (value_dim is not read from the graph)."""
+    must be equal (value_dim is not read from the graph). A kv down conv with 'same' padding (an explicit pad,
+    timm's pad_type='same') is read where its map equals the symmetric padding's, (H + 2p − k) // s + 1."""
     us = list(u.inner)
     if u.post is not None or u.shortcut is not None or len(us) not in (3, 4):
         return None
@@ -1338,7 +1339,8 @@ def match_attention(u: Unit) -> Layer | None:
     convs = [x for x in nodes if x.op == "conv"]
     norms = [x for x in nodes if x.op == "norm"]
     mms = [x for x in nodes if x.op == "other" and x.name.split(".")[-2 if "." in x.name else 0] in ("bmm", "matmul")]
-    if any(x.op not in ("conv", "norm", "other") for x in nodes) or len(mms) != 2:
+    pads = {x.out: x for x in nodes if x.op == "pad" and "mode" not in x.attrs}
+    if any(x.op not in ("conv", "norm", "other") and x.out not in pads for x in nodes) or len(mms) != 2:
         return None
     if any(x.op == "other" and (x.params or not any(k in x.name for k in _ATTENTION_OPS)) for x in nodes):
         return None
@@ -1357,7 +1359,16 @@ def match_attention(u: Unit) -> Layer | None:
             a = x.attrs
             if (a["kernel"], a["stride"], a["groups"], a["in_channels"], x.shape[1]) != (k, s, c, c, c) or a["bias"]:
                 return None
-            if a.get("dilation", 1) != 1 or a.get("padding") != ((s - 1) + (k - 1)) // 2 or s == 1:
+            p = ((s - 1) + (k - 1)) // 2
+            pad = pads.get(x.inputs[0])
+            if pad is not None:  # 'same' padding (F.pad, then an unpadded conv): the spec's symmetric padding
+                # must give the same map at this input, which keeps every count equal
+                hw = pad.in_shape[2:]
+                if a.get("padding") != 0 or tuple(x.shape[2:]) != tuple((d + 2 * p - k) // s + 1 for d in hw):
+                    return None
+            elif a.get("padding") != p:
+                return None
+            if a.get("dilation", 1) != 1 or s == 1:
                 return None
         kv_stride, kv_kernel = s, k
     direct = [x for x in pws if x.inputs[0] == pre.out]
