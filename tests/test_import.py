@@ -98,6 +98,47 @@ def test_custom_mbconv_net_imports_exactly():
     assert sum(r.costs["params"] for r in rows if r.layer == 5) == 24 * 40 + 40
 
 
+@pytest.mark.parametrize(("h", "w", "mode"), [(64, 64, "avg"), (64, 48, "avg"), (50, 50, "bilinear")])
+def test_concat_of_earlier_outputs_resize_and_rmsnorm_import_exactly(h, w, mode):
+    """cat([s1, nearest(s2)]) → 1×1 conv → resize to 4×4 → RMS norm → mean → linear (tests/import_fixtures/
+    fusion_net.py): concat names the two stages, the resize is how the model resized at this input."""
+    pytest.importorskip("torch")
+    from tests.import_fixtures.fusion_net import build
+
+    model = build()
+    spec = costmodel.from_torch(model, (3, h, w))
+    kinds = [layer.kind for layer in spec.layers]
+    assert kinds == ["conv", "conv", "conv", "concat", "conv", "resize", "norm", "pool", "linear"]
+    cat, resize, norm = spec.layers[3], spec.layers[5], spec.layers[6]
+    assert cat.inputs == ["s1", "s2"] and cat.resize == "nearest"
+    assert (resize.size, resize.mode) == (4, mode) and norm.norm == "rmsnorm"
+    assert spec.layers[0].activation == "gelu_tanh" and spec.layers[0].norm == "rmsnorm"
+    report = costmodel.import_report(spec)
+    assert report.exact and report.problems == []
+    assert _spec_figures(spec) == _torch_figures(model, (3, h, w))
+    assert _spec_figures(costmodel.loads(to_yaml(spec))) == _spec_figures(spec)  # the YAML the CLI writes
+    rows = costmodel.analyze(spec).rows
+    # hand arithmetic: the RMS norm holds γ only (32); the 1×1 conv reads the 16 + 24 concatenated channels,
+    # its batch norm γ and β
+    assert sum(r.costs["params"] for r in rows if r.layer == 6) == 32
+    assert sum(r.costs["params"] for r in rows if r.layer == 4) == (16 + 24) * 32 + 2 * 32
+
+
+def test_concat_whose_branch_the_spec_cannot_say_is_named():
+    """The same network with an op no kind says (a max pool) on the concatenated branch: the concat is not
+    emitted, its ops are named, and the spec stops there."""
+    torch = pytest.importorskip("torch")
+    from tests.import_fixtures.fusion_net import build
+
+    model = build()
+    model.s2.append(torch.nn.MaxPool2d(3, 1, 1))
+    spec = costmodel.from_torch(model, (3, 64, 64))
+    report = costmodel.import_report(spec)
+    assert "concat" not in [layer.kind for layer in spec.layers] and not report.exact
+    assert any(p.scope.startswith("s2") for p in report.problems)
+    assert report.spec["macs"] < _torch_figures(model, (3, 64, 64))["macs"]
+
+
 def test_unknown_activation_is_reported_with_its_module_path():
     pytest.importorskip("torch")
     from tests.import_fixtures.custom_mbconv import MishNet

@@ -1651,8 +1651,9 @@ def _resize(u: Unit) -> Layer | None:
         mode = _resize_mode(n)
     else:
         k, st = n.attrs.get("kernel"), n.attrs.get("stride")
-        pool_ok = k is not None and st in (None, k) and isinstance(k, int) and "avg_pool2d.default" in n.name
-        divisible = n.in_shape[2] == hw[0] * (k or 0) and n.in_shape[3] == hw[1] * (k or 0)
+        kh, kw = (k, k) if isinstance(k, int) else tuple(k) if isinstance(k, (list, tuple)) and len(k) == 2 else (0, 0)
+        pool_ok = st in (None, (), k) and "avg_pool2d.default" in n.name
+        divisible = kh > 0 and n.in_shape[2] == hw[0] * kh and n.in_shape[3] == hw[1] * kw
         mode = "avg" if pool_ok and divisible else None
     if mode is None:
         return None
