@@ -281,6 +281,10 @@ IMPORTED_KINDS = {
     "pool",
     "linear",
     "dropout",
+    "concat",
+    "resize",
+    "norm",
+    "flatten",
 }
 #: one model per newer kind or option, checked against timm itself at its size and at an odd one
 NEW_KINDS = {
@@ -316,7 +320,12 @@ def test_timm_import_reproduces_the_shipped_spec(name):
     report = costmodel.import_report(spec)
     assert report.exact, report.warnings()
     assert _spec_figures(spec) == _spec_figures(shipped)
-    assert _spec_figures(spec, 193, 193) == _spec_figures(shipped, 193, 193)
+    if any(layer.kind == "resize" for layer in shipped.layers):  # a resize is read as the model ran it at one size
+        spec = costmodel.from_torch(model, (shape[0], 193, 193))
+        assert costmodel.import_report(spec).exact
+        assert _spec_figures(spec) == _spec_figures(shipped, 193, 193)
+    else:
+        assert _spec_figures(spec, 193, 193) == _spec_figures(shipped, 193, 193)
     if name == FAST_TIMM[1]:  # tf_efficientnet_b0: Conv2dSame padding
         _assert_exact(model, spec, shape, (193, 321))
 
@@ -538,3 +547,21 @@ def test_mobile_attention_imports_exactly(fused):
     assert (a.heads, a.key_dim, a.kv_stride, a.layer_scale, a.multi_query) == (4, 64, 2, True, True)
     assert costmodel.import_report(spec).exact
     _assert_exact(model, spec, shape, (193, 321))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenetv5_base", "mobilenetv5_300m", "mobilenetv5_300m_enc"])
+def test_mobilenetv5_imports_exactly_at_its_size_and_193(name):
+    """MobileNetV5 whole: stem and blocks (RMS norm, GELU tanh, UIR, Fused-MBConv, multi-query attention with
+    kv stride, layer scale), the multi-scale fusion adapter (concat, UIR, resize, RMS norm) and the head, each
+    size imported on its own (the adapter resizes only where the map is not already 16×16)."""
+    timm = pytest.importorskip("timm")
+    model = timm.create_model(name, pretrained=False, device="meta")
+    c, h, w = tuple(model.pretrained_cfg["input_size"])
+    for shape in [(c, h, w), (c, 193, 193)]:
+        spec = costmodel.from_torch(model, shape)
+        report = costmodel.import_report(spec)
+        assert report.exact and report.problems == [], report.problems[:3]
+        assert _spec_figures(spec) == _torch_figures(model, shape)
+        assert "concat" in {layer.kind for layer in spec.layers}
+    assert _spec_figures(costmodel.loads(to_yaml(spec))) == _spec_figures(spec)
