@@ -1642,7 +1642,9 @@ def _resize_mode(n: Node) -> str | None:
 
 def _resize(u: Unit) -> Layer | None:
     """A map resized to a fixed h×w (``kind: resize``): an upsample (nearest / bilinear ``F.interpolate``) or a
-    k×k average pool with stride k and no padding on an H×W divisible by k (MobileNetV5's adapter)."""
+    k×k average pool with stride k on an H×W divisible by k (MobileNetV5's adapter). Where the op is the one
+    the fixed-size rule picks at this input (avg pool if h×w divides H×W, else bilinear), the mode is ``timm``,
+    so the spec stays the model's at other sizes that need a resize."""
     n = u.nodes[0]
     if len(n.shape) != 4 or len(n.in_shape) != 4:
         return None
@@ -1657,6 +1659,9 @@ def _resize(u: Unit) -> Layer | None:
         mode = "avg" if pool_ok and divisible else None
     if mode is None:
         return None
+    divides = n.in_shape[2] % hw[0] == 0 and n.in_shape[3] % hw[1] == 0
+    if (mode == "avg") == divides and mode in ("avg", "bilinear"):
+        mode = "timm"  # the fixed-size rule (avg pool where the size divides H×W, else bilinear) chose it here
     return {"kind": "resize", "name": u.scope, "size": hw[0] if hw[0] == hw[1] else list(hw), "mode": mode}
 
 
