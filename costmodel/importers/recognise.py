@@ -387,7 +387,12 @@ def merge(units: list[Unit]) -> list[Unit]:
             group.append(units[i].nodes[0])
             i += 1
         nxt = [x.nodes[0] for x in units[i : i + 2] if x.kind == "prim"]
-        if nxt and nxt[0].op == "avgpool" and nxt[0].attrs.get("kernel") == 2 and nxt[0].attrs.get("stride") in (2, None):
+        if (
+            nxt
+            and nxt[0].op == "avgpool"
+            and nxt[0].attrs.get("kernel") == 2
+            and nxt[0].attrs["stride"] in (2, None, ())
+        ):
             group.append(nxt[0])  # anti-aliased stride: a 2×2 average pool after the stride-1 conv
             i += 1
         elif nxt and nxt[0].op == "conv" and nxt[0].attrs.get("fixed"):
