@@ -19,7 +19,9 @@ Recognition runs in two passes:
    plugs in as one more matcher. A sum of parallel conv-norm branches (re-parameterisable: PP-LCNetV2,
    RepGhostNet, GhostNetV3) is one conv unit carrying its branches (``Unit.rep``): rep_dwsep,
    repghost_bottleneck and the ghost kinds' rep_branches count them; elsewhere its heaviest conv counts.
-   MobileNetV4-Hybrid's MobileAttention is read by :func:`match_attention`.
+   MobileNetV4-Hybrid's MobileAttention is read by :func:`match_attention`. ``cat([x, F(x)])`` of the
+   layer before and a chain (MobileNetV5's fusion adapter) is F's layers then ``concat`` (:func:`_concat`);
+   a fixed-size upsample / avg pool is ``resize``, a norm with no conv before it ``norm``.
 
 What matches nothing is kept as a primitive where the spec can say it, else reported as a
 :class:`Problem` (the op, its module path, why) — never dropped silently, and never a failure: a block
