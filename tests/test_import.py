@@ -98,6 +98,51 @@ def test_custom_mbconv_net_imports_exactly():
     assert sum(r.costs["params"] for r in rows if r.layer == 5) == 24 * 40 + 40
 
 
+@pytest.mark.parametrize(("h", "w"), [(64, 64), (64, 48), (50, 50)])
+def test_concat_of_earlier_outputs_resize_and_rmsnorm_import_exactly(h, w):
+    """cat([s1, nearest(s2)]) → 1×1 conv → resize to 4×4 → RMS norm → mean → linear (tests/import_fixtures/
+    fusion_net.py): concat names the two stages, the resize is how the model resized at this input."""
+    pytest.importorskip("torch")
+    from tests.import_fixtures.fusion_net import build
+
+    model = build()
+    spec = costmodel.from_torch(model, (3, h, w))
+    kinds = [layer.kind for layer in spec.layers]
+    assert kinds == ["conv", "conv", "conv", "concat", "conv", "resize", "norm", "pool", "linear"]
+    cat, resize, norm = spec.layers[3], spec.layers[5], spec.layers[6]
+    assert cat.inputs == ["s1", "s2"] and cat.resize == "nearest"
+    # the resize: avg pool at 64×64 and 64×48 (16×16, 16×12 divisible by 4), bilinear at 50 (13×13): the rule
+    # of mode timm both times, so the spec also holds at the other sizes
+    assert (resize.size, resize.mode) == (4, "timm") and norm.norm == "rmsnorm"
+    for other in [(64, 64), (64, 48), (50, 50)]:
+        assert _spec_figures(spec, *other) == _torch_figures(model, (3, *other))
+    assert spec.layers[0].activation == "gelu_tanh" and spec.layers[0].norm == "rmsnorm"
+    report = costmodel.import_report(spec)
+    assert report.exact and report.problems == []
+    assert _spec_figures(spec) == _torch_figures(model, (3, h, w))
+    assert _spec_figures(costmodel.loads(to_yaml(spec))) == _spec_figures(spec)  # the YAML the CLI writes
+    rows = costmodel.analyze(spec).rows
+    # hand arithmetic: the RMS norm holds γ only (32); the 1×1 conv reads the 16 + 24 concatenated channels,
+    # its batch norm γ and β
+    assert sum(r.costs["params"] for r in rows if r.layer == 6) == 32
+    assert sum(r.costs["params"] for r in rows if r.layer == 4) == (16 + 24) * 32 + 2 * 32
+
+
+def test_concat_whose_branch_the_spec_cannot_say_is_named():
+    """The same network with an op no kind says (a max pool) on the concatenated branch: the concat is not
+    emitted, its ops are named, and the spec stops there."""
+    torch = pytest.importorskip("torch")
+    from tests.import_fixtures.fusion_net import build
+
+    model = build()
+    model.s2.append(torch.nn.MaxPool2d(3, 1, 1))
+    spec = costmodel.from_torch(model, (3, 64, 64))
+    report = costmodel.import_report(spec)
+    assert "concat" not in [layer.kind for layer in spec.layers] and not report.exact
+    assert any(p.scope.startswith("s2") for p in report.problems)
+    assert report.spec["macs"] < _torch_figures(model, (3, 64, 64))["macs"]
+
+
 def test_unknown_activation_is_reported_with_its_module_path():
     pytest.importorskip("torch")
     from tests.import_fixtures.custom_mbconv import MishNet
@@ -240,6 +285,10 @@ IMPORTED_KINDS = {
     "pool",
     "linear",
     "dropout",
+    "concat",
+    "resize",
+    "norm",
+    "flatten",
 }
 #: one model per newer kind or option, checked against timm itself at its size and at an odd one
 NEW_KINDS = {
@@ -275,7 +324,12 @@ def test_timm_import_reproduces_the_shipped_spec(name):
     report = costmodel.import_report(spec)
     assert report.exact, report.warnings()
     assert _spec_figures(spec) == _spec_figures(shipped)
-    assert _spec_figures(spec, 193, 193) == _spec_figures(shipped, 193, 193)
+    if any(layer.kind == "resize" for layer in shipped.layers):  # a resize is read as the model ran it at one size
+        spec = costmodel.from_torch(model, (shape[0], 193, 193))
+        assert costmodel.import_report(spec).exact
+        assert _spec_figures(spec) == _spec_figures(shipped, 193, 193)
+    else:
+        assert _spec_figures(spec, 193, 193) == _spec_figures(shipped, 193, 193)
     if name == FAST_TIMM[1]:  # tf_efficientnet_b0: Conv2dSame padding
         _assert_exact(model, spec, shape, (193, 321))
 
@@ -497,3 +551,21 @@ def test_mobile_attention_imports_exactly(fused):
     assert (a.heads, a.key_dim, a.kv_stride, a.layer_scale, a.multi_query) == (4, 64, 2, True, True)
     assert costmodel.import_report(spec).exact
     _assert_exact(model, spec, shape, (193, 321))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenetv5_base", "mobilenetv5_300m", "mobilenetv5_300m_enc"])
+def test_mobilenetv5_imports_exactly_at_its_size_and_193(name):
+    """MobileNetV5 whole: stem and blocks (RMS norm, GELU tanh, UIR, Fused-MBConv, multi-query attention with
+    kv stride, layer scale), the multi-scale fusion adapter (concat, UIR, resize, RMS norm) and the head, each
+    size imported on its own (the adapter resizes only where the map is not already 16×16)."""
+    timm = pytest.importorskip("timm")
+    model = timm.create_model(name, pretrained=False, device="meta")
+    c, h, w = tuple(model.pretrained_cfg["input_size"])
+    for shape in [(c, h, w), (c, 193, 193)]:
+        spec = costmodel.from_torch(model, shape)
+        report = costmodel.import_report(spec)
+        assert report.exact and report.problems == [], report.problems[:3]
+        assert _spec_figures(spec) == _torch_figures(model, shape)
+        assert "concat" in {layer.kind for layer in spec.layers}
+    assert _spec_figures(costmodel.loads(to_yaml(spec))) == _spec_figures(spec)

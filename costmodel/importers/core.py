@@ -91,6 +91,11 @@ def build(
     report = ImportReport(origin, source, {}, rec.problems, notes, dict(rec.kinds))
     spec = validate(data, ImportSource(origin, report))
     r: Any = analyze_spec(spec)
+    out = tuple(source.get("output", ()))
+    if len(out) == 1 and tuple(r.output) == (*out, 1, 1) and data["layers"][-1].get("kind") == "pool":
+        data["layers"].append({"kind": "flatten"})  # a pooled model without a classifier returns the flat vector
+        spec = validate(data, ImportSource(origin, report))
+        r = analyze_spec(spec)
     report.spec = {"params": r.totals["params"], "buffers": r.totals["buffers"], "macs": r.totals["macs"]}
     report.spec["output"] = tuple(r.output)
     report.spec = {k: v for k, v in report.spec.items() if k in source or k == "output"}

@@ -19,7 +19,9 @@ Recognition runs in two passes:
    plugs in as one more matcher. A sum of parallel conv-norm branches (re-parameterisable: PP-LCNetV2,
    RepGhostNet, GhostNetV3) is one conv unit carrying its branches (``Unit.rep``): rep_dwsep,
    repghost_bottleneck and the ghost kinds' rep_branches count them; elsewhere its heaviest conv counts.
-   MobileNetV4-Hybrid's MobileAttention is read by :func:`match_attention`.
+   MobileNetV4-Hybrid's MobileAttention is read by :func:`match_attention`. ``cat([x, F(x)])`` of the
+   layer before and a chain (MobileNetV5's fusion adapter) is F's layers then ``concat`` (:func:`_concat`);
+   a fixed-size upsample / avg pool is ``resize``, a norm with no conv before it ``norm``.
 
 What matches nothing is kept as a primitive where the spec can say it, else reported as a
 :class:`Problem` (the op, its module path, why) — never dropped silently, and never a failure: a block
@@ -39,7 +41,7 @@ from ..errors import UsageError
 from ..spec.scaling import make_divisible
 
 #: Activations the spec's ``activation`` can name, and the gates SE's ``se_gate`` can name.
-ACTIVATIONS = frozenset({"relu", "relu6", "silu", "hardswish", "gelu"})
+ACTIVATIONS = frozenset({"relu", "relu6", "silu", "hardswish", "gelu", "gelu_tanh"})
 GATES = frozenset({"sigmoid", "hardsigmoid"})
 
 
@@ -387,7 +389,12 @@ def merge(units: list[Unit]) -> list[Unit]:
             group.append(units[i].nodes[0])
             i += 1
         nxt = [x.nodes[0] for x in units[i : i + 2] if x.kind == "prim"]
-        if nxt and nxt[0].op == "avgpool":
+        if (
+            nxt
+            and nxt[0].op == "avgpool"
+            and nxt[0].attrs.get("kernel") == 2
+            and nxt[0].attrs["stride"] in (2, None, ())
+        ):
             group.append(nxt[0])  # anti-aliased stride: a 2×2 average pool after the stride-1 conv
             i += 1
         elif nxt and nxt[0].op == "conv" and nxt[0].attrs.get("fixed"):
@@ -656,6 +663,8 @@ def norm_name(u: Unit) -> str | None:
         return str(name)
     if name in ("evonorm_s0", "evonorm_b0"):
         return str(name)
+    if name == "rmsnorm" and n.attrs.get("affine", True):
+        return "rmsnorm"
     return None
 
 
@@ -1318,7 +1327,8 @@ def match_attention(u: Unit) -> Layer | None:
     """timm's MobileAttention with multi-query attention (``kind: attention``, MultiQueryAttention2d):
     norm → [query 1×1 C → h·dk; key and value: [k×k dw (kv_stride) → norm] → 1×1 C → dk] → q·kᵀ → softmax →
     ·v (two matmuls) → 1×1 output projection h·dk → Cout → [layer scale] + the input. The key and value widths
-    must be equal (value_dim is not read from the graph)."""
+    must be equal (value_dim is not read from the graph). A kv down conv with 'same' padding (an explicit pad,
+    timm's pad_type='same') is read where its map equals the symmetric padding's, (H + 2p − k) // s + 1."""
     us = list(u.inner)
     if u.post is not None or u.shortcut is not None or len(us) not in (3, 4):
         return None
@@ -1329,14 +1339,15 @@ def match_attention(u: Unit) -> Layer | None:
         return None
     pre, region, proj = us[0].nodes[0], us[1], us[2]
     norm = norm_name(Unit("conv", [pre]))
-    if norm not in ("batchnorm", "layernorm"):
+    if norm not in ("batchnorm", "layernorm", "rmsnorm"):
         return None
     n, c, h, w = pre.shape
     nodes = region.all_nodes()
     convs = [x for x in nodes if x.op == "conv"]
     norms = [x for x in nodes if x.op == "norm"]
     mms = [x for x in nodes if x.op == "other" and x.name.split(".")[-2 if "." in x.name else 0] in ("bmm", "matmul")]
-    if any(x.op not in ("conv", "norm", "other") for x in nodes) or len(mms) != 2:
+    pads = {x.out: x for x in nodes if x.op == "pad" and "mode" not in x.attrs}
+    if any(x.op not in ("conv", "norm", "other") and x.out not in pads for x in nodes) or len(mms) != 2:
         return None
     if any(x.op == "other" and (x.params or not any(k in x.name for k in _ATTENTION_OPS)) for x in nodes):
         return None
@@ -1355,7 +1366,16 @@ def match_attention(u: Unit) -> Layer | None:
             a = x.attrs
             if (a["kernel"], a["stride"], a["groups"], a["in_channels"], x.shape[1]) != (k, s, c, c, c) or a["bias"]:
                 return None
-            if a.get("dilation", 1) != 1 or a.get("padding") != ((s - 1) + (k - 1)) // 2 or s == 1:
+            p = ((s - 1) + (k - 1)) // 2
+            pad = pads.get(x.inputs[0])
+            if pad is not None:  # 'same' padding (F.pad, then an unpadded conv): the spec's symmetric padding
+                # must give the same map at this input, which keeps every count equal
+                hw = pad.in_shape[2:]
+                if a.get("padding") != 0 or tuple(x.shape[2:]) != tuple((d + 2 * p - k) // s + 1 for d in hw):
+                    return None
+            elif a.get("padding") != p:
+                return None
+            if a.get("dilation", 1) != 1 or s == 1:
                 return None
         kv_stride, kv_kernel = s, k
     direct = [x for x in pws if x.inputs[0] == pre.out]
@@ -1594,6 +1614,12 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
                 i += 1
                 used.append(units[i])
             out.append(_tag(layer, used))
+        elif u.kind == "catself" and u.nodes[0].op == "cat" and (fused := _concat(u, out, problems)) is not None:
+            out += fused
+        elif u.kind in ("upsample", "avgpool") and (resize := _resize(u)) is not None:
+            out.append(_tag(resize, [u]))
+        elif u.kind == "norm" and len(u.nodes[0].shape) == 4 and norm_name(Unit("conv", u.nodes)) not in (None, "none"):
+            out.append(_tag({"kind": "norm", "name": u.scope, "norm": norm_name(Unit("conv", u.nodes))}, [u]))
         elif (
             u.kind == "opaque"
             or u.kind in ("multi", "catself", "gated", "other")
@@ -1610,6 +1636,73 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
                 problems.append(Problem(n.name, n.scope, _why(n)))
         i += 1
     return out
+
+
+def _resize_mode(n: Node) -> str | None:
+    """``nearest`` / ``bilinear`` for an upsample node the concat and resize kinds can say."""
+    if "nearest" in n.name and "exact" not in n.name:
+        return "nearest"
+    if "bilinear" in n.name:
+        return "bilinear"
+    return None
+
+
+def _resize(u: Unit) -> Layer | None:
+    """A map resized to a fixed h×w (``kind: resize``): an upsample (nearest / bilinear ``F.interpolate``) or a
+    k×k average pool with stride k on an H×W divisible by k (MobileNetV5's adapter). Where the op is the one
+    the fixed-size rule picks at this input (avg pool if h×w divides H×W, else bilinear), the mode is ``timm``,
+    so the spec stays the model's at other sizes that need a resize."""
+    n = u.nodes[0]
+    if len(n.shape) != 4 or len(n.in_shape) != 4:
+        return None
+    hw = (n.shape[2], n.shape[3])
+    if u.kind == "upsample":
+        mode = _resize_mode(n)
+    else:
+        k, st = n.attrs.get("kernel"), n.attrs.get("stride")
+        kh, kw = (k, k) if isinstance(k, int) else tuple(k) if isinstance(k, (list, tuple)) and len(k) == 2 else (0, 0)
+        pool_ok = st in (None, (), k) and "avg_pool2d.default" in n.name
+        divisible = kh > 0 and n.in_shape[2] == hw[0] * kh and n.in_shape[3] == hw[1] * kw
+        mode = "avg" if pool_ok and divisible else None
+    if mode is None:
+        return None
+    divides = n.in_shape[2] % hw[0] == 0 and n.in_shape[3] % hw[1] == 0
+    if (mode == "avg") == divides and mode in ("avg", "bilinear"):
+        mode = "timm"  # the fixed-size rule (avg pool where the size divides H×W, else bilinear) chose it here
+    return {"kind": "resize", "name": u.scope, "size": hw[0] if hw[0] == hw[1] else list(hw), "mode": mode}
+
+
+def _concat(u: Unit, before: list[Layer], problems: list[Problem]) -> list[Layer] | None:
+    """``cat([x, F(x)], 1)`` where ``x`` is the output of the layer before and ``F`` a chain of layers,
+    its end resized (nearest / bilinear) to x's H×W or already there (MobileNetV5's multi-scale fusion
+    adapter): F's layers, then ``kind: concat`` reading the two by name, in the cat's order."""
+    cat = u.nodes[0]
+    if not before or not before[-1].get("name") or len(cat.inputs) != 2:
+        return None
+    branch = list(u.inner)
+    resize = "nearest"
+    tail: list[Unit] = []
+    if branch and branch[-1].kind == "upsample":
+        mode = _resize_mode(branch[-1].nodes[0])
+        if mode is None:
+            return None
+        resize, tail = mode, [branch.pop()]
+    ends = {n.out for x in u.inner for n in x.all_nodes()}
+    if sum(t in ends for t in cat.inputs) != 1:
+        return None
+    sub_problems: list[Problem] = []
+    sub = _layers(branch, sub_problems)
+    x_shape = tuple(before[-1]["_out"])
+    end = tuple(branch[-1].all_nodes()[-1].shape[1:]) if branch else ()
+    if sub_problems or not _chains(sub, x_shape, end) or not sub[-1].get("name"):
+        return None
+    names = {cat.inputs[0]: "", cat.inputs[1]: ""}
+    for t in cat.inputs:
+        names[t] = sub[-1]["name"] if t in ends else before[-1]["name"]
+    layer: Layer = {"kind": "concat", "inputs": [names[t] for t in cat.inputs], "resize": resize}
+    tagged = _tag(layer, [*tail, Unit("prim", [cat])] if tail else [Unit("prim", [cat])])
+    tagged["_in"] = sub[-1]["_out"]
+    return [*sub, tagged]
 
 
 def _chains(layers: list[Layer], start: tuple[int, ...], end: tuple[int, ...]) -> bool:

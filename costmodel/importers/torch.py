@@ -74,6 +74,8 @@ _NORMS = {
     "native_group_norm": "groupnorm",
     "native_layer_norm": "layernorm",
 }
+#: timm's channel-first RMS norms (MobileNetV5): x · rsqrt(mean_c(x²) + eps) · weight, run as small ops
+_RMS_NORMS = frozenset({"RmsNorm2d", "RmsNormAct2d"})
 _IGNORED = frozenset(
     {"empty", "zeros", "ones", "full", "scalar_tensor", "arange", "empty_like", "zeros_like", "_local_scalar_dense"}
 )
@@ -335,8 +337,8 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> Trace:
 
 
 def _fold_modules(module: nn.Module, tr: Trace) -> None:
-    """Norms that run as many small ops (timm's EvoNorm2dS0 / B0) become one norm node each, read off the
-    module: its groups and whether it applies its nonlinearity."""
+    """Norms that run as many small ops (timm's EvoNorm2dS0 / B0, RmsNorm2d / RmsNormAct2d) become one norm
+    node each, read off the module: its groups and whether it applies its nonlinearity."""
     mods = dict(module.named_modules())
     out: list[Node] = []
     i = 0
@@ -344,6 +346,17 @@ def _fold_modules(module: nn.Module, tr: Trace) -> None:
     while i < len(nodes):
         n = nodes[i]
         kind = tr.scope_types.get(n.scope, "")
+        if kind in _RMS_NORMS:  # timm's RmsNorm2d runs as pow, mean, add, rsqrt, mul, mul (its act is a child)
+            j = i
+            while j < len(nodes) and nodes[j].scope == n.scope:
+                j += 1
+            m = mods[n.scope]
+            attrs = {"name": "rmsnorm", "affine": getattr(m, "weight", None) is not None}
+            params = sum(x.params for x in nodes[i:j])
+            last = nodes[j - 1]
+            out.append(Node("norm", n.inputs[:1], last.out, last.shape, n.in_shape, n.scope, kind, attrs, params))
+            i = j
+            continue
         if kind.startswith("EvoNorm2d") and kind[9:11] in ("S0", "B0"):
             j = i
             while j < len(nodes) and nodes[j].scope == n.scope:
