@@ -92,27 +92,10 @@ def resize(layer: Any, a: BlockArgs) -> Flow:
             if not ok:
                 raise SpecError(f"mode avg needs the size {d} to divide the input's {axis} = {size}", (*a.path, "size"))
         kh, kw = floordiv(h, th), floordiv(w, tw)
-        f.add("resize", _avgpool(a.inp, a.n, kh, kw))
+        f.add("resize", ops.avgpool2d(a.inp, a.n, (kh, kw), (kh, kw)))
     else:
         f.add("resize", _interpolate(a.inp, a.n, (th, tw), mode))
     return f
-
-
-def _avgpool(inp: Shape, n: Num, kh: Num, kw: Num) -> Op:
-    """kh×kw average pool with stride kh×kw (F.avg_pool2d): FLOPs = N·C·Ho·Wo·kh·kw, no MACs."""
-    if kh == kw and isinstance(kh, int):
-        return ops.avgpool2d(inp, n, kh, kh)
-    c, h, w = inp
-    ho, wo = floordiv(h, kh), floordiv(w, kw)
-    return Op(
-        "avgpool2d",
-        f"{kh}×{kw} s{kh}×{kw}",
-        {"params": 0, "buffers": 0, "macs": 0, "flops": n * c * ho * wo * kh * kw},
-        inp,
-        (c, ho, wo),
-        "pool",
-        variant="functional",
-    )
 
 
 def norm(layer: Any, a: BlockArgs) -> Flow:

@@ -401,19 +401,17 @@ def concat(inputs: tuple[Shape, ...], n: Num, keep: Num | None = None) -> Op:
     return Op("concat", detail, _costs(0, 0, 0, 0), (total, h, w), (out, h, w), "concat")
 
 
-def avgpool2d(inp: Shape, n: Num, kernel: int, stride: int) -> Op:
-    """Local k×k average pool, stride s, no padding: Ho = floor((H − k)/s) + 1; FLOPs = N·C·Ho·Wo·k²
-    (k² − 1 adds and a divide per output). FlopCounterMode counts no MACs (GhostNetV2's F.avg_pool2d(x, 2, 2))."""
+def avgpool2d(inp: Shape, n: Num, kernel: Num | tuple[Num, Num], stride: Num | tuple[Num, Num]) -> Op:
+    """Local kh×kw average pool, stride sh×sw, no padding (one number: square): Ho = floor((H − kh)/sh) + 1,
+    Wo likewise; FLOPs = N·C·Ho·Wo·kh·kw (kh·kw − 1 adds and a divide per output). FlopCounterMode counts no
+    MACs (GhostNetV2's F.avg_pool2d(x, 2, 2), MobileNetV5's adapter pool)."""
     c, h, w = inp
-    ho, wo = floordiv(h - kernel, stride) + 1, floordiv(w - kernel, stride) + 1
+    kh, kw = kernel if isinstance(kernel, tuple) else (kernel, kernel)
+    sh, sw = stride if isinstance(stride, tuple) else (stride, stride)
+    ho, wo = floordiv(h - kh, sh) + 1, floordiv(w - kw, sw) + 1
+    label = f"{kh}×{kw} s{sh}" if (kh, sh) == (kw, sw) else f"{kh}×{kw} s{sh}×{sw}"
     return Op(
-        "avgpool2d",
-        f"{kernel}×{kernel} s{stride}",
-        _costs(0, 0, 0, n * c * ho * wo * kernel * kernel),
-        inp,
-        (c, ho, wo),
-        "pool",
-        variant="functional",
+        "avgpool2d", label, _costs(0, 0, 0, n * c * ho * wo * kh * kw), inp, (c, ho, wo), "pool", variant="functional"
     )
 
 
