@@ -1618,8 +1618,12 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
             out += fused
         elif u.kind in ("upsample", "avgpool") and (resize := _resize(u)) is not None:
             out.append(_tag(resize, [u]))
-        elif u.kind == "norm" and len(u.nodes[0].shape) == 4 and norm_name(Unit("conv", u.nodes)) not in (None, "none"):
-            out.append(_tag({"kind": "norm", "name": u.scope, "norm": norm_name(Unit("conv", u.nodes))}, [u]))
+        elif (
+            u.kind == "norm"
+            and len(u.nodes[0].shape) == 4
+            and (alone := norm_name(Unit("conv", u.nodes))) not in (None, "none")
+        ):
+            out.append(_tag({"kind": "norm", "name": u.scope, "norm": alone}, [u]))
         elif (
             u.kind == "opaque"
             or u.kind in ("multi", "catself", "gated", "other")
