@@ -15,7 +15,7 @@ from typing import Any
 from ..analysis.sweep import SweepResult
 from ..engine.convention import Convention
 from ..errors import UsageError
-from .emit import Column, Table, emit
+from .emit import PAYLOAD, Column, Table, decide, emit
 
 STREAMED = ("csv", "jsonl")
 """Formats written chunk by chunk, for grids of any size."""
@@ -29,7 +29,7 @@ def check_size(points: int, fmt: str) -> None:
     """Refuse a grid too large for a format built whole (tables, json); csv and jsonl stream any size."""
     if fmt in STREAMED:
         return
-    limit, what = (JSON_LIMIT, "--format json") if fmt == "json" else (TABLE_LIMIT, "a table format")
+    limit, what = (JSON_LIMIT, f"--format {fmt}") if decide(fmt) == PAYLOAD else (TABLE_LIMIT, "a table format")
     if points > limit:
         raise UsageError(
             f"the grid has {points:,} points; {what} prints at most {limit:,}: "
@@ -78,9 +78,7 @@ def render_sweep(result: SweepResult, fmt: str = "github", convention: Conventio
     if fmt in STREAMED:
         return "".join(_stream([result], list(result.columns), fmt, True)).rstrip("\n")
     check_size(len(result), fmt)
-    if fmt == "json":
-        return emit([], fmt, sweep_payload(result, convention))
-    return emit(sweep_table(result, convention), fmt)
+    return emit(lambda: sweep_table(result, convention), fmt, lambda: sweep_payload(result, convention))
 
 
 def stream_sweep(chunks: Iterator[SweepResult], columns: Sequence[str], fmt: str) -> Iterator[str]:
