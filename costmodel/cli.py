@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from . import api
 from .errors import CostModelError, UsageError
-from .present.emit import check_format
+from .present import emit
 
 _SET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\S+)$")
 
@@ -137,7 +137,7 @@ def apply_shared(args: argparse.Namespace, command: Command) -> None:
     given stay in ``args.path`` / ``args.paths``."""
     shared = command.shared
     if "format" in shared and args.format not in command.streamed:
-        check_format(args.format)
+        emit.decide(args.format)  # the emitter's one decision; refuses an unknown format
     if "values" in shared:
         args.values = parse_set(args.set)
     if "spec" in shared:
@@ -196,7 +196,7 @@ class Command:
     shared: tuple[str, ...]
     options: Callable[[_Parser], None]
     run: Handler
-    streamed: tuple[str, ...] = ()  # formats besides json, csv and tabulate's (sweep: jsonl)
+    streamed: tuple[str, ...] = ()  # formats besides the emitter's (sweep: jsonl)
 
 
 # ---- each command's own options ------------------------------------------------------------------
@@ -445,7 +445,9 @@ def _train(a: argparse.Namespace) -> str:
 def _schema(a: argparse.Namespace) -> str:
     import json
 
-    return json.dumps(api.NetworkSpec.model_json_schema(), indent=2)
+    from .spec import NetworkSpec
+
+    return json.dumps(NetworkSpec.model_json_schema(), indent=2)
 
 
 def _space(a: argparse.Namespace) -> str:
@@ -490,7 +492,7 @@ def _formula(a: argparse.Namespace) -> str:
     metrics = [a.metric] if a.metric else ["params", "macs", "flops"]
     if a.at:
         if a.format != "text":
-            check_format(a.format)
+            emit.decide(a.format)
         items = api.sensitivity(a.spec, parse_set([a.at]), metrics, **a.values)
         return items.table("github" if a.format == "text" else a.format)
     _formula_format(a.format)
@@ -544,7 +546,7 @@ def _formula_training(a: argparse.Namespace) -> str:
 
 def _sweep(a: argparse.Namespace) -> Any:
     from .analysis.sweep import CHUNK, parse_vary
-    from .present.sweep import STREAMED, check_size
+    from .present.sweep import check_size, streamed
 
     axes = parse_vary(a.vary)
     both = sorted(set(axes) & set(a.values))
@@ -559,7 +561,7 @@ def _sweep(a: argparse.Namespace) -> Any:
         from .present.plot import plot_sweep
 
         plot_sweep(_whole(plan), a.plot, plan.convention)
-    if a.format in STREAMED:
+    if streamed(a.format):
         return _invalid_note(plan, a.format, progress, a.spec)
     result = _whole(plan, progress)
     text = result.table(a.format)
@@ -764,7 +766,7 @@ COMMANDS: tuple[Command, ...] = (
             ("spec", "format", "values", "shape"), _explain_options, _explain),
     Command("sweep", "exact costs over a grid of symbol values",
             "costmodel sweep specs/symbolic_mbconv.yaml --vary t=1,2,4,6 --set C=16,k=3,H=32,W=32",
-            ("spec", "format", "convention", "values", "shape"), _sweep_options, _sweep, ("csv", "jsonl")),
+            ("spec", "format", "convention", "values", "shape"), _sweep_options, _sweep, ("jsonl",)),
     Command("memory", "bytes each kernel moves, arithmetic intensity, peak activation memory",
             "costmodel memory specs/seed_mbconv.yaml --fusion block",
             ("spec", "format", "memory", "values", "shape"), _no_options, _memory),
