@@ -15,16 +15,31 @@ Choices come from the library's own constants and registries.
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import math
+import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import yaml
+
 from . import api
+from ._version import __version__
+from .analysis.conventions import CONVENTIONS
+from .analysis.design import difference, parse_budget
+from .analysis.memory import DTYPES, FUSIONS
+from .analysis.profiles import ROOFLINE_VIEWS, shipped_profiles
+from .engine.kinds import KINDS
+from .engine.metrics import METRIC_NAMES
 from .errors import CostModelError, UsageError
 from .present import emit
+from .present.report import UNITS, VIEW_NAMES
+from .spec import NetworkSpec
 
 _SET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\S+)$")
 
@@ -75,8 +90,6 @@ def _format_option(p: _Parser) -> None:
 
 
 def _convention_option(p: _Parser) -> None:
-    from .analysis.conventions import CONVENTIONS
-
     p.add_argument(
         "--convention",
         default="costmodel",
@@ -86,8 +99,6 @@ def _convention_option(p: _Parser) -> None:
 
 
 def _memory_options(p: _Parser) -> None:
-    from .analysis.memory import DTYPES, FUSIONS
-
     p.add_argument("--dtype", default="float32", choices=list(DTYPES), help="element size (default float32)")
     p.add_argument(
         "--fusion",
@@ -176,7 +187,7 @@ def _resolution(text: str) -> tuple[int, int]:
 
 def _configured(args: argparse.Namespace, path: str) -> Any:
     """The spec at ``path`` with the shape options applied (the path itself when none is given)."""
-    over = {k: getattr(args, k, None) for k in ("resolution", "width_mult", "depth_mult", "batch")}
+    over = {k: getattr(args, k, None) for k in SHAPE}
     if all(v is None for v in over.values()):
         return path
     return api.configure(path, **over)
@@ -203,8 +214,6 @@ class Command:
 
 
 def _table_options(t: _Parser) -> None:
-    from .present.report import UNITS, VIEW_NAMES
-
     t.add_argument(
         "--by",
         default="auto",
@@ -232,8 +241,6 @@ def _table_options(t: _Parser) -> None:
 
 
 def _formula_options(f: _Parser) -> None:
-    from .engine.metrics import METRIC_NAMES
-
     f.add_argument("--metric", choices=METRIC_NAMES, help="one metric (default params, macs, flops)")
     f.add_argument("--stage", help="sum only this stage over all layers (e.g. depthwise)")
     f.add_argument("--format", "-f", default="text", help="text, latex or python (with --at: a table format or json)")
@@ -257,8 +264,6 @@ def _solve_options(v: _Parser) -> None:
 
 
 def _explain_options(e: _Parser) -> None:
-    from .analysis.conventions import CONVENTIONS
-
     e.add_argument(
         "--vs",
         action="append",
@@ -269,8 +274,6 @@ def _explain_options(e: _Parser) -> None:
 
 
 def _sweep_options(s: _Parser) -> None:
-    from .engine.metrics import METRIC_NAMES
-
     s.add_argument(
         "--vary", action="append", required=True, metavar="NAME=VALUES", help="an axis: t=1,2,4,6 or H=32:224:32"
     )
@@ -289,8 +292,6 @@ def _no_options(p: _Parser) -> None:
 
 
 def _roofline_options(r: _Parser) -> None:
-    from .analysis.profiles import ROOFLINE_VIEWS, shipped_profiles
-
     r.add_argument(
         "--hardware",
         required=True,
@@ -392,8 +393,6 @@ def _compare(a: argparse.Namespace) -> str:
 
 
 def _solve(a: argparse.Namespace) -> str:
-    from .analysis.design import parse_budget
-
     budgets = [parse_budget(b) for b in a.budget]
     return api.solve(a.spec, a.symbol, budgets, a.convention, a.smallest, a.max, **a.values).table(a.format)
 
@@ -443,10 +442,6 @@ def _train(a: argparse.Namespace) -> str:
 
 
 def _schema(a: argparse.Namespace) -> str:
-    import json
-
-    from .spec import NetworkSpec
-
     return json.dumps(NetworkSpec.model_json_schema(), indent=2)
 
 
@@ -475,8 +470,6 @@ def _space(a: argparse.Namespace) -> str:
     summary = s.summary(budgets, a.peak)
     text = summary.table(a.format)
     if a.plot:
-        import os
-
         from .analysis.space import cdf
         from .present.space import plot_cdf
 
@@ -498,7 +491,6 @@ def _formula(a: argparse.Namespace) -> str:
     _formula_format(a.format)
     if a.diff and a.stage:
         raise UsageError("--diff and --stage cannot be combined")
-    from .analysis.design import difference
 
     lines = []
     limit = sys.getrecursionlimit()
@@ -572,8 +564,6 @@ def _sweep(a: argparse.Namespace) -> Any:
 
 
 def _calibrate(args: argparse.Namespace) -> str:
-    import yaml
-
     from .analysis.hardware import calibrate
 
     if not args.seconds > 0 or args.seconds == float("inf"):
@@ -607,11 +597,6 @@ def _space_progress(done: int, total: int) -> None:
 
 
 def _write_samples(s: Any, done: list[Any], out: str) -> None:
-    import json
-    import os
-
-    import yaml
-
     try:
         if os.path.isdir(out):
             for i, (sub, c) in enumerate(done):
@@ -797,7 +782,6 @@ _BY_NAME = {c.name: c for c in COMMANDS}
 
 def _kinds() -> str:
     """The registered layer kinds, for the help (engine/kinds.py's registry: a new kind appears here)."""
-    from .engine.kinds import KINDS
 
     return ", ".join(KINDS)
 
@@ -805,16 +789,10 @@ def _kinds() -> str:
 def _parser(only: str | None = None) -> _Parser:
     """The whole command line; with ``only`` (the command being run), the other commands are named (for
     usage and errors) but their options are not declared, nor their modules imported."""
-    import textwrap
-
-    from ._version import __version__
 
     p = _Parser(prog="costmodel", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"costmodel {__version__}")
     if only is None:  # the program's own help: built only when it may be shown
-        from .analysis.conventions import CONVENTIONS
-        from .analysis.profiles import shipped_profiles
-
         description = (
             "Static, exact costs of mobile CNNs from a YAML spec: params, MACs, FLOPs, shapes, formulas, "
             "memory and latency.\n\n"
@@ -880,7 +858,6 @@ def _say(text: str) -> None:
 
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
-    import os
 
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -893,7 +870,6 @@ def _tune_gc() -> None:
     """Let the cyclic garbage collector run rarely in this short process: a long spec builds ~10⁶ objects
     (rows, ops, JSON records) that live to the end, and the default thresholds traverse them over and over
     (half the time of a 10,000-layer table). Everything imported so far is frozen out of its scans."""
-    import gc
 
     gc.freeze()
     gc.set_threshold(200_000, 30, 30)

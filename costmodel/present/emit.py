@@ -128,6 +128,9 @@ def tabulated(table: Table, fmt: str) -> str:
     )
 
 
+grid = tabulated  # the name it had before ``emit`` took a ``grid`` hook
+
+
 def _csv_cell(c: Any) -> Any:
     if isinstance(c, Cell):
         return c.csv if c.csv is not None else jsonable(c.value)
