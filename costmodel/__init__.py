@@ -17,6 +17,7 @@ from .api import (
     compare,
     configure,
     count,
+    explain,
     from_onnx,
     from_torch,
     import_model,
@@ -33,6 +34,7 @@ from .api import (
     sweep,
     sweep_chunks,
     train,
+    train_vs_torch,
 )
 from .engine.kinds import register
 from .engine.report import Row
@@ -70,6 +72,7 @@ __all__ = [
     "compare",
     "configure",
     "count",
+    "explain",
     "largest_batch",
     "latency",
     "from_onnx",
@@ -86,5 +89,6 @@ __all__ = [
     "space",
     "sweep",
     "train",
+    "train_vs_torch",
     "sweep_chunks",
 ]
