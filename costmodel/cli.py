@@ -20,8 +20,8 @@ from .errors import CostModelError, UsageError
 _SET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\S+)$")
 
 SPEC_HELP = (
-    "a YAML spec file: input, optional scaling, layers (docs/spec.md; shipped ones under specs/ and "
-    "specs/networks/, e.g. specs/networks/mobilenet_v2.yaml)"
+    "a YAML spec file (input, optional scaling, layers: docs/spec.md) or a shipped spec's name, from any "
+    "directory: e.g. mobilenet_v2, timm/mixnet_s, specs/networks/efficientnet_b0.yaml (`costmodel list`)"
 )
 
 
@@ -156,8 +156,8 @@ def _parser(only: str | None = None) -> _Parser:
         "SPEC is a YAML file describing a network or a block: its input (channels, height, width, batch), "
         "optional scaling, and a list of layers (conv, mbconv, fused_mbconv, dwsep, basic, bottleneck, pool, "
         "dropout, linear); integers may be symbol names bound with --set. Format: docs/spec.md; shipped "
-        "specs: specs/ (seeds) and specs/networks/ (torchvision's networks), `costmodel schema` for the "
-        "JSON Schema.",
+        "specs work by name from any directory (mobilenet_v2, timm/mixnet_s; `costmodel list` shows them), "
+        "`costmodel schema` for the JSON Schema.",
         epilog="conventions (--convention, explain --vs): "
         + ", ".join(CONVENTIONS)
         + " (docs/conventions.md; default costmodel: params learnable only, MACs = FlopCounterMode / 2)\n"
@@ -309,6 +309,7 @@ def _parser(only: str | None = None) -> _Parser:
     )
 
     command("schema", "JSON Schema of the spec format", "costmodel schema > costmodel.schema.json", [])
+    command("list", "the shipped specs: each name works as SPEC from any directory", "costmodel list -f json", [fmt])
     _train_parser(command, [spec, fmt, values, par["shape"]])
     f.add_argument("--training", action="store_true", help="training MACs and saved bytes (docs/training.md)")
     _space_parser(command, spec, fmt)
@@ -514,6 +515,15 @@ def _schema(args: argparse.Namespace) -> str:
     from .spec import NetworkSpec
 
     return json.dumps(NetworkSpec.model_json_schema(), indent=2)
+
+
+def _list(args: argparse.Namespace) -> str:
+    from .api import shipped
+    from .present.emit import check_format
+    from .present.shipped import render_shipped
+
+    check_format(args.format)
+    return render_shipped(shipped(), args.format)
 
 
 def _explain(args: argparse.Namespace) -> str:
@@ -874,6 +884,7 @@ _COMMANDS: dict[str, Any] = {
     "compare": _compare,
     "solve": _solve,
     "schema": _schema,
+    "list": _list,
     "train": _train,
 }
 
