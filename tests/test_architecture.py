@@ -4,6 +4,8 @@ a new kind is its spec model plus its block function (shipped data installing wi
 from __future__ import annotations
 
 import ast
+import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -186,3 +188,27 @@ def test_a_registered_kind_is_refused_twice_and_a_model_needs_a_kind_tag():
     with pytest.raises(ValueError, match="registered already"):
         costmodel.register(MBConvLayer, lambda layer, a: None)
     assert costmodel.analyze(PKG.parent / "specs" / "seed_mbconv.yaml").totals["params"] == 408  # mbconv untouched
+
+
+def _package_modules() -> list[str]:
+    """Every module file under costmodel/, relative to it (links not followed: data/specs is the shipped specs)."""
+    out = []
+    for top, dirs, files in os.walk(PKG):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        out += [Path(top, f).relative_to(PKG).as_posix() for f in files if f.endswith(".py")]
+    return sorted(out)
+
+
+def test_every_module_is_named_in_the_architecture_doc():
+    doc = (PKG.parent / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`([\w/]+\.py)`", doc))
+    modules = _package_modules()
+    assert len(modules) > 60 and "engine/blocks_zoo.py" in modules and "importers/recognise.py" in modules
+    assert [m for m in modules if m not in named] == []
+
+
+def test_the_doc_check_fails_on_a_missing_module(tmp_path):
+    """The check above can fail: a module it has not seen in the doc is reported."""
+    doc = (PKG.parent / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`([\w/]+\.py)`", doc.replace("`engine/blocks_zoo.py`", "blocks_zoo")))
+    assert [m for m in _package_modules() if m not in named] == ["engine/blocks_zoo.py"]
