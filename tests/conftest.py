@@ -11,9 +11,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
+# One thread for torch's and BLAS's pools: on the tests' tiny tensors the hand-offs and spin-waits of a second
+# thread cost more than the work (test_torch_agreement + test_networks_torch: 52 s of CPU with 2 threads, 10 s
+# with 1, on a busy 2-core machine). Set before torch or numpy is imported; a value in the environment wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Commands that run torch (or numpy's threaded BLAS) must not run in a fork of a process that has started
-# their thread pools: they always get a fresh interpreter.
+# their thread pools: they get a fresh interpreter, unless the pools are single-threaded (no pool is started).
 _FRESH = {"import", "calibrate"}
 
 
@@ -92,12 +96,14 @@ def _forked(
 
 @pytest.fixture
 def run_cli():
-    """Run ``costmodel ARGS`` as a user would; returns (status, stdout, stderr). Most commands run in a fork of
-    the test process; torch-running ones, and all with COSTMODEL_TEST_SUBPROCESS=1, in ``python -m costmodel``."""
+    """Run ``costmodel ARGS`` as a user would; returns (status, stdout, stderr). Commands run in a fork of the
+    test process; torch-running ones with multi-threaded pools, and all with COSTMODEL_TEST_SUBPROCESS=1, in
+    ``python -m costmodel``."""
 
     def run(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
         where = cwd or ROOT
-        if os.environ.get("COSTMODEL_TEST_SUBPROCESS") or (args and args[0] in _FRESH):
+        fresh = args and args[0] in _FRESH and os.environ.get("OMP_NUM_THREADS") != "1"
+        if os.environ.get("COSTMODEL_TEST_SUBPROCESS") or fresh:
             return _subprocess(args, where)
         return _forked(args, where)
 
