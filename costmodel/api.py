@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         Training,
         TrainingGap,
     )
+    from .spec.shipped import Shipped
 
 SpecLike = NetworkSpec | str | os.PathLike[str]
 
@@ -172,7 +173,12 @@ def _axis_or_value(name: str, v: object) -> int | Sequence[int]:
 
 
 def load(path: str | os.PathLike[str], **values: int) -> NetworkSpec:
-    """Load and validate a YAML spec; ``values`` bind symbols (``C=16``) before validation."""
+    """Load and validate a YAML spec; ``values`` bind symbols (``C=16``) before validation.
+
+    ``path`` is a file or a shipped spec's name: ``load("efficientnet_b0")`` (torchvision's),
+    ``load("timm/mixnet_s")``, ``load("specs/networks/mobilenet_v2.yaml")`` work from any directory; a path
+    that exists is read as a path first (the rule: spec/shipped.py; the names: :func:`shipped`). Every
+    function here that takes a spec path takes a name as well."""
     return loader.load(path, bind=_check_values(values))
 
 
@@ -488,6 +494,15 @@ def roofline(
     profile.peak(dtype)  # refuse a dtype the profile has no peak for
     mem = memory(spec, dtype, fusion, **values)
     return Roofline(mem, profile, estimate(mem.kernels, profile, dtype))
+
+
+def shipped() -> list[Shipped]:
+    """The specs that ship with the package: ``name`` (what to pass as a spec, e.g. ``mobilenet_v2`` or
+    ``timm/efficientnet_b0``), ``group`` (seed, network, timm, space) and ``file`` (``specs/...yaml``), as
+    ``costmodel list`` prints them. Directory listings only: fast."""
+    from .spec.shipped import shipped as listing
+
+    return listing()
 
 
 def hardware_profiles() -> list[str]:

@@ -44,8 +44,8 @@ from .spec import NetworkSpec
 _SET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\S+)$")
 
 SPEC_HELP = (
-    "a YAML spec file: input, optional scaling, layers (docs/spec.md; shipped ones under specs/ and "
-    "specs/networks/, e.g. specs/networks/mobilenet_v2.yaml)"
+    "a YAML spec file (input, optional scaling, layers: docs/spec.md) or a shipped spec's name, from any "
+    "directory: e.g. mobilenet_v2, timm/mixnet_s, specs/networks/efficientnet_b0.yaml (`costmodel list`)"
 )
 
 
@@ -445,6 +445,12 @@ def _schema(a: argparse.Namespace) -> str:
     return json.dumps(NetworkSpec.model_json_schema(), indent=2)
 
 
+def _list(a: argparse.Namespace) -> str:
+    from .present.shipped import render_shipped
+
+    return render_shipped(api.shipped(), a.format)
+
+
 def _space(a: argparse.Namespace) -> str:
     from .analysis.space import parse_budgets
 
@@ -765,6 +771,8 @@ COMMANDS: tuple[Command, ...] = (
             ("spec", "format", "values", "shape"), _latency_options, _latency),
     Command("schema", "JSON Schema of the spec format", "costmodel schema > costmodel.schema.json",
             (), _no_options, _schema),
+    Command("list", "the shipped specs: each name works as SPEC from any directory", "costmodel list -f json",
+            ("format",), _no_options, _list),
     Command("train", "costs of one training step: forward + backward MACs, saved activations, memory, batch",
             "costmodel train specs/networks/efficientnet_b4.yaml --batch 64 --optimizer adamw",
             ("spec", "format", "values", "shape"), _train_options, _train),
@@ -799,8 +807,8 @@ def _parser(only: str | None = None) -> _Parser:
             "memory and latency.\n\n"
             "SPEC is a YAML file describing a network or a block: its input (channels, height, width, batch), "
             f"optional scaling, and a list of layers of any registered kind ({_kinds()}); integers may be "
-            "symbol names bound with --set. Format: docs/spec.md; shipped specs: specs/ (seeds) and "
-            "specs/networks/ (torchvision's networks), `costmodel schema` for the JSON Schema."
+            "symbol names bound with --set. Format: docs/spec.md; shipped specs work by name from any directory "
+            "(mobilenet_v2, timm/mixnet_s; `costmodel list` shows them), `costmodel schema` for the JSON Schema."
         )
         epilog = (
             "conventions (--convention, explain --vs): "

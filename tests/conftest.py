@@ -11,10 +11,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
+# One thread for torch's and BLAS's pools: on the tests' tiny tensors the hand-offs and spin-waits of a second
+# thread cost more than the work (test_torch_agreement + test_networks_torch: 52 s of CPU with 2 threads, 10 s
+# with 1, on a busy 2-core machine). Set before torch or numpy is imported; a value in the environment wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Commands that run torch (or numpy's threaded BLAS) must not run in a fork of a process that has started
-# their thread pools: calibrate (timings) gets a fresh interpreter; import runs in this process itself (no
-# fork: torch is imported once per test session instead of once per command, ~20 s each on 2 cores).
+# their thread pools: calibrate (timings) gets a fresh interpreter unless the pools are single-threaded (no
+# pool is started); import runs in this process itself (no fork: torch is imported once per test session
+# instead of once per command, ~20 s each on 2 cores).
 _FRESH = {"calibrate"}
 _IN_PROCESS = {"import"}
 
@@ -116,12 +121,13 @@ def _forked(
 @pytest.fixture
 def run_cli():
     """Run ``costmodel ARGS`` as a user would; returns (status, stdout, stderr). Most commands run in a fork of
-    the test process, import in the test process itself, calibrate (and all, with COSTMODEL_TEST_SUBPROCESS=1)
-    in ``python -m costmodel``."""
+    the test process, import in the test process itself, calibrate with multi-threaded pools (and all, with
+    COSTMODEL_TEST_SUBPROCESS=1) in ``python -m costmodel``."""
 
     def run(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
         where = cwd or ROOT
-        if os.environ.get("COSTMODEL_TEST_SUBPROCESS") or (args and args[0] in _FRESH):
+        fresh = args and args[0] in _FRESH and os.environ.get("OMP_NUM_THREADS") != "1"
+        if os.environ.get("COSTMODEL_TEST_SUBPROCESS") or fresh:
             return _subprocess(args, where)
         if args and args[0] in _IN_PROCESS:
             return _in_process(args, where)
