@@ -136,6 +136,7 @@ def _cases(profile: str) -> list[tuple[list[str], object]]:
         (["space", SPACE, "--pareto", "macs,params"], lambda: api.space(SPACE).front("macs", "params").to_dict()),
         (["space", SPACE, "--sample", "3", "--seed", "1"], lambda: api.space(SPACE).draw(3, 1).to_dict()),
         (["space", SPACE, "--table"], lambda: api.space(SPACE).blocks().to_dict()),
+        (["list"], lambda: [s.to_dict() for s in api.shipped()]),
     ]  # fmt: skip
 
 
@@ -233,6 +234,7 @@ def _format_runs(profile: str) -> list[list[str]]:
         ["space", SPACE, "--pareto", "macs,params"],
         ["space", SPACE, "--sample", "2"],
         ["space", SPACE, "--table"],
+        ["list"],
     ]
 
 
