@@ -276,6 +276,17 @@ def _parser(only: str | None = None) -> _Parser:
                 "costmodel memory specs/seed_mbconv.yaml --fusion block", [spec, fmt, mem, values, shape])  # fmt: skip
     del m
 
+    dp = command("deploy", "int8 on a microcontroller runtime: peak SRAM or arena, Flash, live-tensor timeline",
+                 "costmodel deploy specs/networks/mobilenet_v2.yaml --runtime tinyengine --patch 4x4 --patch-until 3.0",
+                 [spec, fmt, values, shape])  # fmt: skip
+    dp.add_argument(
+        "--runtime", required=True, choices=("tinyengine", "tflm"), help="whose memory rules (docs/deploy.md)"
+    )
+    dp.add_argument("--dtype", default="int8", choices=("int8",), help="element size (int8 only)")
+    dp.add_argument("--patch", type=_resolution, metavar="PxQ", help="tinyengine: patch-based inference, e.g. 4x4")
+    dp.add_argument("--patch-until", metavar="BLOCK", help="the last block run patch by patch (LAYER.REPEAT, e.g. 3.0)")
+    dp.add_argument("--no-input", action="store_true", help="tinyengine: leave the input image out of SRAM")
+
     r = command("roofline", "roofline time per kernel on a hardware profile; compute- or memory-bound",
                 "costmodel roofline specs/networks/efficientnet_b0.yaml --hardware mobile_soc",
                 [spec, fmt, mem, values, shape])  # fmt: skip
@@ -754,6 +765,24 @@ def _memory(args: argparse.Namespace) -> str:
     return render_memory(result.report, result.kernels, result.peak, args.format, args.dtype, args.fusion)
 
 
+def _deploy(args: argparse.Namespace) -> str:
+    from .api import deploy
+    from .present.deploy import render_deploy
+    from .present.emit import check_format
+
+    check_format(args.format)
+    result = deploy(
+        _configured(args, args.spec),
+        args.runtime,
+        args.dtype,
+        include_input=not args.no_input,
+        patch=args.patch,
+        patch_until=args.patch_until,
+        **parse_set(args.set),
+    )
+    return render_deploy(result, args.format)
+
+
 def _space_progress(done: int, total: int) -> None:
     if sys.stderr.isatty():
         end = "\n" if done == total else ""
@@ -866,6 +895,7 @@ _COMMANDS: dict[str, Any] = {
     "roofline": _roofline,
     "calibrate": _calibrate,
     "memory": _memory,
+    "deploy": _deploy,
     "latency": _latency,
     "table": _table,
     "formula": _formula,
