@@ -98,16 +98,18 @@ def test_tflm_three_layer_arena_by_hand() -> None:
     #   input 3·9·9 = 243 → 256, [0, 1]     conv1 8·5·5 = 200 → 208, [1, 2]    conv2 12·5·5 = 300 → 304, [2, 3]
     #   MEAN 12 → 16, [3, 4]                FC 10 → 16, [4, 4] (the output lives to the end)
     #   MEAN's scratch, [3, 3]: 4·12 = 48, 4·rank 4 = 16, 4·2 axes = 8 → 16
-    # largest first: conv2 at 0; the input at 0 (not alive with conv2); conv1 meets both: after conv2, 304;
-    # scratch 48 at 304 (conv1 is dead by time 3); MEAN at 352; FC at 0; the two small scratches 368, 384.
+    # largest first, equal sizes in the reverse of the order added (tensors in op order, then scratch):
+    # conv2 at 0; the input at 0 (not alive with conv2); conv1 meets both: after conv2, 304; scratch 48 at 304
+    # (conv1 is dead by time 3); scratch 2 at 352, scratch 1 at 368; FC at 0 (alone at time 4); MEAN, alive with
+    # conv2, FC, and the scratches: 384.
     d = costmodel.deploy(THREE, "tflm")
     plan = {b.name: (b.size, b.first, b.last, b.offset) for b in d.buffers}
     assert plan["input"] == (256, 0, 1, 0)
     assert plan["0.0 conv CONV_2D"] == (208, 1, 2, 304)
     assert plan["1.0 conv CONV_2D"] == (304, 2, 3, 0)
-    assert plan["2.0 pool MEAN"] == (16, 3, 4, 352)
+    assert plan["2.0 pool MEAN"] == (16, 3, 4, 384)
     assert plan["3.0 classifier FULLY_CONNECTED"] == (16, 4, 4, 0)
-    assert [plan[f"2.0 pool MEAN scratch {k}"][3] for k in range(3)] == [304, 368, 384]
+    assert [plan[f"2.0 pool MEAN scratch {k}"][3] for k in range(3)] == [304, 368, 352]
     assert d.peak_bytes == 304 + 208 == 512
     f = d.flash()
     # weights 8·3·9 + 12·8 + 10·12 = 216 + 96 + 120; int32 biases 4·(8 + 12 + 10); MEAN's axes int32[2]
@@ -160,6 +162,18 @@ def test_deploy_refuses_unmodelled() -> None:
         costmodel.deploy(MBV2, "tinyengine", dtype="float32")
     with pytest.raises(UsageError, match="unknown runtime"):
         costmodel.deploy(MBV2, "tvm")
-    # MobileNetV3's SE gate is a hardsigmoid: no TFLite op is modelled for it
-    with pytest.raises(UsageError, match="hardsigmoid"):
-        costmodel.deploy(str(ROOT / "specs/networks/mobilenet_v3_small.yaml"), "tflm")
+    # MixNet's mixed kernels concatenate channel groups; a GroupNorm has statistics of its own: neither is modelled
+    with pytest.raises(UsageError, match="2.0 expansion concat: op category 'concat' is not modelled"):
+        costmodel.deploy(str(ROOT / "specs/timm/mixnet_s.yaml"), "tflm")
+    with pytest.raises(UsageError, match="0.0 conv groupnorm: a norm that does not fold"):
+        costmodel.deploy(str(ROOT / "specs/timm/efficientnet_b0_gn.yaml"), "tinyengine")
+
+
+def test_tflm_hardsigmoid_is_clamp_and_mul() -> None:
+    # MobileNetV3's SE gate: conv → hardsigmoid becomes CONV_2D (+3 in the bias, relu6 clamp) and MUL by the
+    # int8 scalar 1/6 (what TensorFlow's converter writes); the scalar, like MEAN's axes, is stored once
+    d = costmodel.deploy(str(ROOT / "specs/networks/mobilenet_v3_small.yaml"), "tflm")
+    gate = [i for i, s in enumerate(d.steps) if s.label == "1.0 se MUL" and s.reads[0] < 0]
+    assert len(gate) == 1 and d.steps[gate[0] - 1].label == "1.0 se CONV_2D"
+    assert d.steps[gate[0]].shape == (16, 1, 1)
+    assert d.flash()["const_bytes"] == 8 + 1

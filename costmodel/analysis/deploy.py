@@ -2,8 +2,9 @@
 
 The graph is lowered as int8 converters lower it: conv → BatchNorm → ReLU/ReLU6 is one op (the norm folded
 into the conv's weights and int32 bias, the activation clamped in the requantization); any other activation
-is an op of its own; dropout is gone (its output is its input); a residual add, the SE multiply, a pool and
-the classifier are ops. Tensors are int8: one byte per element.
+is an op of its own (TFLM: hardsigmoid after a conv becomes its clamp and a MUL by 1/6); dropout is gone
+(its output is its input); a residual add, the SE multiply, a pool and the classifier are ops. Tensors are
+int8: one byte per element.
 
 Runtimes (``runtime``):
 
@@ -24,10 +25,12 @@ Runtimes (``runtime``):
   rounded up to 16 bytes, alive from the op that writes it to the last op that reads it (the model input from
   time 0, the model output to the end); op ``i`` runs at time ``i + 1``. A global average pool is MEAN, which
   asks for three scratch buffers (an int32 accumulator per output element, 4 × rank of the input and 4 × the
-  number of axes bytes), alive during that op. GreedyMemoryPlanner places buffers by size, largest first (ties
-  in tensor order, then scratch buffers in request order), each at the lowest offset whose gap to the next
-  buffer alive at the same time is large enough; the arena is the highest end. Flash: int8 weights and int32
-  biases (the constant buffers, conv and fully connected alike), MEAN's int32 axes (8 B); the quantization
+  number of axes bytes), alive during that op. GreedyMemoryPlanner places buffers by size, largest first
+  (ties in the reverse of the order they are added: tensors in op order, then scratch buffers in request
+  order), each at the lowest offset whose gap to the next buffer alive at the same time is large enough; the
+  arena is the highest end. Flash: int8 weights and int32
+  biases (the constant buffers, conv and fully connected alike), MEAN's int32 axes (8 B) and hardsigmoid's
+  int8 1/6 (1 B), each stored once (the converter shares identical constant buffers); the quantization
   parameters (per output channel a float32 scale and an int64 zero point, for the weights and for the bias;
   one of each for fully connected, which converters quantize per tensor) are counted apart.
 """
@@ -207,7 +210,8 @@ def lower(report: Report, runtime: str) -> list[Step]:
                 if readers.get(group[-1].tensor, 0) != 1:
                     break
                 folds = nxt.op.category == "norm" and nxt.op.folds and all(g.op.category != "act" for g in group)
-                clamps = nxt.op.category == "act" and nxt.op.name in FUSED_ACTS and group[-1].op.category != "act"
+                clamps = nxt.op.category == "act" and group[-1].op.category != "act"
+                clamps = clamps and (nxt.op.name in FUSED_ACTS or (runtime == "tflm" and nxt.op.name == "hardsigmoid"))
                 if not (folds or clamps):
                     break
                 group.append(nxt)
@@ -222,6 +226,9 @@ def lower(report: Report, runtime: str) -> list[Step]:
             else:
                 names = "+".join(g.op.name for g in group)
             last = group[-1]
+            # hardsigmoid = relu6(x + 3) / 6: the + 3 goes into the bias, relu6 is the clamp, / 6 a MUL by an
+            # int8 scalar constant (1 B) writing a tensor of its own
+            hsig = last.op.name == "hardsigmoid"
             steps.append(
                 Step(
                     _label(r, names),
@@ -229,7 +236,7 @@ def lower(report: Report, runtime: str) -> list[Step]:
                     r.block,
                     tuple(g.op.name for g in group),
                     reads,
-                    last.tensor,
+                    -last.tensor if hsig else last.tensor,
                     tuple(_int(x, "shape") for x in last.op.output),
                     macs=_int(r.costs["macs"], "macs"),
                     weight_bytes=w,
@@ -239,10 +246,17 @@ def lower(report: Report, runtime: str) -> list[Step]:
                     geometry=_geometry(r),
                 )
             )
+            if hsig:
+                shape = tuple(_int(x, "shape") for x in last.op.output)
+                steps.append(
+                    Step(
+                        _label(last, "MUL"), bid, r.block, ("MUL",), (-last.tensor,), last.tensor, shape, const_bytes=1
+                    )
+                )
             i = j
             continue
         if cat == "norm":
-            raise UsageError(f"{_label(r, r.op.name)}: a norm that does not follow a conv does not fold (not modelled)")
+            raise UsageError(f"{_label(r, r.op.name)}: a norm that does not fold into a conv before it (not modelled)")
         if cat == "act":
             if runtime == "tflm":
                 if r.op.name not in TFLM_ACTS:
@@ -522,8 +536,17 @@ def tflm_plan(steps: list[Step], sizes: dict[int, int], names: dict[int, str]) -
     for i, s in enumerate(steps):
         for k, b in enumerate(s.scratch):
             buffers.append(Buffer(f"{s.label} scratch {k}", -(-b // ALIGN) * ALIGN, i + 1, i + 1))
-    # a stable sort by size, largest first (ReverseSortInPlace swaps only strictly smaller neighbours)
-    ranked = sorted(range(len(buffers)), key=lambda k: -buffers[k].size)
+    place(buffers)
+    return buffers
+
+
+def place(buffers: list[Buffer]) -> None:
+    """GreedyMemoryPlanner: set each buffer's offset, largest first, at the lowest gap that fits among the
+    buffers alive at the same time."""
+    # CalculateOffsetsIfNeeded fills its list from the tail (the last buffer added first), then sorts it by
+    # size, largest first, with a bubble sort that swaps only strictly smaller neighbours: a stable sort, so
+    # buffers of equal size are placed in the reverse of the order they were added
+    ranked = sorted(reversed(range(len(buffers))), key=lambda k: -buffers[k].size)
     placed: list[Buffer] = []  # by offset; a new one goes after those with an equal offset
     for rank, k in enumerate(ranked):
         want = buffers[k]
@@ -543,7 +566,6 @@ def tflm_plan(steps: list[Step], sizes: dict[int, int], names: dict[int, str]) -
                 at = j
                 break
         placed.insert(at, want)
-    return buffers
 
 
 def deploy(
@@ -566,6 +588,12 @@ def deploy(
     sizes = tensor_bytes(report, steps)
     names = _names(report, steps)
     if runtime == "tflm":
+        seen: set[str] = set()
+        for s in steps:  # MEAN's axes are always [1, 2], hardsigmoid's 1/6 always the same int8: the converter
+            if s.const_bytes:  # stores identical constant buffers once
+                kind = s.label.split(" ")[-1]
+                s.const_bytes = 0 if kind in seen else s.const_bytes
+                seen.add(kind)
         buffers = tflm_plan(steps, sizes, names)
         for i, s in enumerate(steps):
             time = i + 1
