@@ -144,6 +144,8 @@ def test_deploy_cli(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["--runtime", "tflm", "--patch", "4x4", "--patch-until", "3.0"], "patch-based inference is modelled for"),
         (["--runtime", "tinyengine", "--patch", "4x4"], "--patch and --patch-until go together"),
+        (["--runtime", "tflm", "--no-input"], "--no-input is a tinyengine rule"),
+        (["--runtime", "tinyengine", "--patch", "4x", "--patch-until", "3.0"], "expected a positive integer N or HxW"),
         (["--runtime", "tinyengine", "--patch", "4x4", "--patch-until", "99.0"], "no such block"),
         (["--runtime", "tinyengine", "--patch", "4x4", "--patch-until", "9.0"], "not a spatial op"),
         (["--runtime", "tinyengine", "--patch", "64x64", "--patch-until", "3.0"], "64 patches along an axis of 28"),

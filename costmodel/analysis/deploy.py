@@ -582,6 +582,8 @@ def deploy(
         raise UsageError("--patch and --patch-until go together")
     if patch is not None and runtime != "tinyengine":
         raise UsageError("patch-based inference is modelled for --runtime tinyengine")
+    if not include_input and runtime != "tinyengine":
+        raise UsageError("--no-input is a tinyengine rule: TFLM always allocates the model input in its arena")
     steps = lower(report, runtime)
     if not steps:
         raise UsageError("deploy: the network has no ops")
