@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .analysis.memory import Kernel, Peak
     from .results import (
         Comparison,
+        Deployment,
         Explanation,
         Sensitivity,
         Solution,
@@ -444,6 +445,26 @@ def memory(spec: SpecLike | Report, dtype: str = "float32", fusion: str = "none"
     report = spec if isinstance(spec, Report) else analyze(spec, **values)
     ks = kernels(report, dtype, fusion)
     return Memory(report, ks, peak_activations(report, dtype, fusion, ks), dtype, fusion)
+
+
+def deploy(
+    spec: SpecLike | Report,
+    runtime: str = "tinyengine",
+    dtype: str = "int8",
+    *,
+    include_input: bool = True,
+    patch: tuple[int, int] | None = None,
+    patch_until: str | None = None,
+    **values: int,
+) -> Deployment:
+    """Peak SRAM (``tinyengine``, with optional patch-based inference) or the planned arena (``tflm``), Flash
+    and the live-tensor timeline of the spec's int8 graph under a runtime's rules (docs/deploy.md)."""
+    from .analysis.deploy import deploy as plan
+    from .results import Deployment as Result
+
+    report = spec if isinstance(spec, Report) else analyze(spec, **values)
+    d = plan(report, runtime, dtype, include_input, patch, patch_until)
+    return Result(**vars(d))
 
 
 @dataclass

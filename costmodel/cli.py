@@ -291,6 +291,16 @@ def _no_options(p: _Parser) -> None:
     pass
 
 
+def _deploy_options(dp: _Parser) -> None:
+    dp.add_argument(
+        "--runtime", required=True, choices=("tinyengine", "tflm"), help="whose memory rules (docs/deploy.md)"
+    )
+    dp.add_argument("--dtype", default="int8", choices=("int8",), help="element size (int8 only)")
+    dp.add_argument("--patch", type=_resolution, metavar="PxQ", help="tinyengine: patch-based inference, e.g. 4x4")
+    dp.add_argument("--patch-until", metavar="BLOCK", help="the last block run patch by patch (LAYER.REPEAT, e.g. 3.0)")
+    dp.add_argument("--no-input", action="store_true", help="tinyengine: leave the input image out of SRAM")
+
+
 def _roofline_options(r: _Parser) -> None:
     r.add_argument(
         "--hardware",
@@ -405,6 +415,19 @@ def _explain(a: argparse.Namespace) -> str:
 
 def _memory(a: argparse.Namespace) -> str:
     return api.memory(a.spec, a.dtype, a.fusion, **a.values).table(a.format)
+
+
+def _deploy(a: argparse.Namespace) -> str:
+    result = api.deploy(
+        a.spec,
+        a.runtime,
+        a.dtype,
+        include_input=not a.no_input,
+        patch=a.patch,
+        patch_until=a.patch_until,
+        **a.values,
+    )
+    return result.table(a.format)
 
 
 def _roofline(a: argparse.Namespace) -> str:
@@ -761,6 +784,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("memory", "bytes each kernel moves, arithmetic intensity, peak activation memory",
             "costmodel memory specs/seed_mbconv.yaml --fusion block",
             ("spec", "format", "memory", "values", "shape"), _no_options, _memory),
+    Command("deploy", "int8 on a microcontroller runtime: peak SRAM or arena, Flash, live-tensor timeline",
+            "costmodel deploy mobilenet_v2 --runtime tinyengine --patch 4x4 --patch-until 3.0",
+            ("spec", "format", "values", "shape"), _deploy_options, _deploy),
     Command("roofline", "roofline time per kernel on a hardware profile; compute- or memory-bound",
             "costmodel roofline specs/networks/efficientnet_b0.yaml --hardware mobile_soc",
             ("spec", "format", "memory", "values", "shape"), _roofline_options, _roofline),

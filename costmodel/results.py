@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .analysis.deploy import Deployment as _Deployment
 from .analysis.design import Comparison as _Comparison
 from .analysis.design import Elasticity
 from .analysis.design import Solution as _Solution
@@ -279,3 +280,20 @@ class SpaceEnumeration:
         from .present.space import enumeration_table
 
         return emit(lambda: enumeration_table(self.enumeration, list(self.budgets)), fmt, self.to_dict)
+
+
+@dataclass
+class Deployment(_Deployment):
+    """An int8 deployment on a runtime (analysis/deploy.py), with its JSON and table (present/deploy.py)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The full payload: steps, peak, Flash by kind and, for tflm, the buffer plan."""
+        from .present.deploy import deploy_payload
+
+        return deploy_payload(self)
+
+    def table(self, fmt: str = "github") -> str:
+        """One row per step in ``fmt`` (or the payload)."""
+        from .present.deploy import render_deploy
+
+        return render_deploy(self, fmt)

@@ -137,6 +137,9 @@ def _cases(profile: str) -> list[tuple[list[str], object]]:
         (["space", SPACE, "--sample", "3", "--seed", "1"], lambda: api.space(SPACE).draw(3, 1).to_dict()),
         (["space", SPACE, "--table"], lambda: api.space(SPACE).blocks().to_dict()),
         (["list"], lambda: [s.to_dict() for s in api.shipped()]),
+        (["deploy", NET, "--runtime", "tflm"], lambda: api.deploy(NET, "tflm").to_dict()),
+        (["deploy", NET, "--runtime", "tinyengine", "--patch", "4x4", "--patch-until", "3.0"],
+         lambda: api.deploy(NET, "tinyengine", patch=(4, 4), patch_until="3.0").to_dict()),
     ]  # fmt: skip
 
 
@@ -235,10 +238,11 @@ def _format_runs(profile: str) -> list[list[str]]:
         ["space", SPACE, "--sample", "2"],
         ["space", SPACE, "--table"],
         ["list"],
+        ["deploy", SEED, "--runtime", "tflm"],
     ]
 
 
-_API_CALLS = ("count", "memory", "roofline", "latency", "train", "train_vs_torch", "compare", "_sweep_plan",
+_API_CALLS = ("deploy", "count", "memory", "roofline", "latency", "train", "train_vs_torch", "compare", "_sweep_plan",
               "explain", "sensitivity", "space")  # fmt: skip
 
 
@@ -346,6 +350,7 @@ def _shape_runs(spec: str, profile: str) -> list[list[str]]:
         ["explain", spec, "--vs", "thop", *t, "-f", "json"],
         ["sweep", spec, "--vary", "t=2,4,6", "-f", "json"],
         ["memory", spec, *t, "-f", "json"],
+        ["deploy", spec, "--runtime", "tinyengine", *t, "-f", "json"],
         ["roofline", spec, "--hardware", "mobile_soc", *t, "-f", "json"],
         ["latency", spec, "--hardware", profile, *t, "-f", "json"],
         ["train", spec, *t, "-f", "json"],

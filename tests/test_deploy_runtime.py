@@ -1,0 +1,48 @@
+"""costmodel deploy --runtime tflm against the real runtime: TensorFlow's int8 converter and TFLM's interpreter.
+
+Needs the [deploy] extra (tflite-micro, tensorflow-cpu); skipped without it. Run with ``-m deploy``. Each case
+converts a model (tens of seconds): the arena costmodel plans must equal the head TFLM allocates, and the
+weights + biases + constants costmodel counts must equal the bytes of the .tflite's constant buffers.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.deploy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _validation() -> Any:
+    pytest.importorskip("tflite_micro")
+    pytest.importorskip("tensorflow")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import deploy_validation
+
+    return deploy_validation
+
+
+CASES = [
+    "three-layer net (docs/deploy.md)",
+    "MobileNetV2 ×0.35 at 96",
+    "MobileNetV2 ×0.35 at 144",
+    "EfficientNet-lite0 at 128",
+    "MobileNetV3-small at 96",
+    "MCUNet TinyNAS space, sample 0",
+]
+
+
+@pytest.mark.parametrize("title", CASES)
+def test_tflm_arena_and_flash_to_the_byte(title: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    dv = _validation()
+    monkeypatch.chdir(ROOT)
+    (path, shape) = next((p, s) for t, p, s in dv.CASES if t == title)
+    r = dv.measure(path, **shape)
+    assert r["costmodel_ops"] == r["tflite_ops"]
+    assert r["costmodel_arena"] == r["tflm_head"]
+    assert r["costmodel_weights_biases"] == r["tflite_const_bytes"]
