@@ -833,11 +833,15 @@ _IMPORT_WARNINGS_SHOWN = 20
 
 
 def _import(args: argparse.Namespace) -> str:
+    import contextlib
+
     from .api import import_model, import_report
     from .importers.core import to_yaml
     from .importers.sources import parse_input, parse_kwargs
 
-    spec = import_model(args.source, parse_input(args.input), parse_kwargs(args.kwargs), args.symbolic_resolution)
+    size, kwargs = parse_input(args.input), parse_kwargs(args.kwargs)
+    with contextlib.redirect_stdout(sys.stderr):  # the user's code may print: stdout is the spec's alone
+        spec = import_model(args.source, size, kwargs, args.symbolic_resolution)
     report = import_report(spec)
     header = [f"Imported by costmodel import {args.source}" + (f" --input {args.input}" if args.input else "")]
     if report is not None:

@@ -533,3 +533,77 @@ def test_onnx_subgraphs_are_named_and_not_covered(tmp_path, capsys):
     assert status == 0
     assert "If '/blk/If'" in err and "then_branch: 1 node (Conv)" in err and "else_branch: 1 node (Identity)" in err
     assert "100.00% of the model's MACs" not in err
+
+
+def test_what_the_users_code_prints_goes_to_stderr_not_into_the_spec(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    name = f"printing_{os.getpid()}"
+    (tmp_path / f"{name}.py").write_text(
+        "from torch import nn\n\n"
+        "class M(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        print('hello from __init__')\n"
+        "        self.c = nn.Conv2d(3, 4, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        print('hello from forward')\n"
+        "        return self.c(x)\n\n"
+        "def build():\n    return M()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        status, out, err = _cli(capsys, "import", f"{name}:build", "--input", "3x8x8")
+    finally:
+        sys.modules.pop(name, None)
+    assert status == 0
+    assert "hello" not in out and "hello from __init__" in err and "hello from forward" in err
+    assert costmodel.analyze(costmodel.loads(out)).totals["macs"] == 4 * 6 * 6 * 3 * 3 * 3  # 3,888
+
+
+def test_convmixer_block_does_not_escape_a_stopiteration():
+    """#22: ConvMixer's conv → GELU → BN (the norm after the act) inside a residual made match_fused read
+    ``.conv`` of a norm unit: a StopIteration escaped recognise.py. Now it imports; what it cannot say is named."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    class Res(nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, x):
+            return self.fn(x) + x
+
+    d = 8
+    model = nn.Sequential(
+        nn.Conv2d(3, d, 2, stride=2),
+        nn.GELU(),
+        nn.BatchNorm2d(d),
+        Res(nn.Sequential(nn.Conv2d(d, d, 3, groups=d, padding=1), nn.GELU(), nn.BatchNorm2d(d))),
+        nn.Conv2d(d, d, 1),
+        nn.GELU(),
+        nn.BatchNorm2d(d),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(d, 4),
+    )
+    report = costmodel.import_report(costmodel.from_torch(model, (3, 8, 8)))
+    params, macs, output = _torch_figures(model, (3, 8, 8))
+    assert (report.source["params"], report.source["macs"], report.source["output"]) == (params, macs, output)
+    assert any("residual add" in str(p) for p in report.problems)
+    assert torch is not None
+
+
+def test_a_stopiteration_inside_the_recogniser_is_one_usage_error(monkeypatch):
+    pytest.importorskip("torch")
+    from torch import nn
+
+    from costmodel.importers import core
+
+    def broken(nodes, output):
+        raise StopIteration
+
+    monkeypatch.setattr(core, "recognise", broken)
+    with pytest.raises(costmodel.UsageError, match="does not handle"):
+        costmodel.from_torch(nn.Sequential(nn.Conv2d(3, 4, 3)), (3, 8, 8))
