@@ -81,6 +81,8 @@ def test_kwargs_are_literals_never_evaluated():
         "weights=DEFAULT",
         "weights_backbone=DEFAULT",
         "model_file=a.pt",
+        "load_checkpoint=true",
+        "state_dir=/tmp",
     ],
 )
 def test_kwargs_that_load_files_or_weights_are_refused_by_name(capsys, kwarg):
@@ -97,6 +99,16 @@ def test_kwargs_that_load_files_or_weights_are_refused_by_name(capsys, kwarg):
             pytest.importorskip("torchvision")
         with pytest.raises(costmodel.UsageError, match="refused"):
             sources.load_module(source, parse_kwargs(kwarg))
+
+
+def test_ordinary_kwargs_are_passed_on():
+    """drop_path_rate holds 'path' but loads nothing: it reaches timm (its blocks get DropPath)."""
+    pytest.importorskip("timm")
+    from costmodel.importers import sources
+
+    model, size, _ = sources.load_module("timm:mobilenetv3_small_050", parse_kwargs("drop_path_rate=0.1,num_classes=7"))
+    assert model.num_classes == 7 and size == (3, 224, 224)
+    assert any(type(m).__name__ == "DropPath" for m in model.modules())
 
 
 def test_timm_kwargs_errors_of_any_type_are_one_line(capsys):

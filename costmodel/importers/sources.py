@@ -34,10 +34,12 @@ MAX_INPUT_SIZE = 65_536
 MAX_KWARGS_CHARS = 10_000
 MAX_KWARGS_DIGITS = 30
 #: Constructor arguments that would make timm / torchvision read a file, a checkpoint or downloaded weights
-#: (timm's ``create_model`` calls ``torch.load`` on ``checkpoint_path``): refused by name, and so is any
-#: name holding one of ``_LOADING_PARTS``.
+#: (timm's ``create_model`` calls ``torch.load`` on ``checkpoint_path``): refused by name, and so is any name
+#: with one of ``_LOADING_WORDS`` among its ``_``-separated words or ending in one of ``_LOADING_ENDS``
+#: (``drop_path_rate`` is not refused: it neither holds such a word nor ends so).
 _LOADING = frozenset({"pretrained", "weights", "checkpoint_path", "cache_dir", "progress", "model_source"})
-_LOADING_PARTS = ("pretrained", "checkpoint", "weights", "cache", "path", "file", "url", "hub", "download", "load")
+_LOADING_WORDS = frozenset({"pretrained", "checkpoint", "weights", "cache", "url", "hub", "download", "load"})
+_LOADING_ENDS = ("path", "file", "dir", "url", "filename")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT = re.compile(r"^[+-]?[0-9]+$")
 _FLOAT = re.compile(r"^[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(\.[0-9]*)?[eE][+-]?[0-9]+)$")
@@ -141,7 +143,8 @@ def _refuse_loading(source: str, kwargs: dict[str, Any]) -> None:
     """Refuse, by name, constructor arguments that would read a file or load weights."""
     for key in kwargs:
         low = key.lower()
-        if low in _LOADING or any(part in low for part in _LOADING_PARTS):
+        words = set(low.split("_"))
+        if low in _LOADING or words & _LOADING_WORDS or low.endswith(_LOADING_ENDS):
             raise UsageError(
                 f"--kwargs {key}: refused: costmodel builds {source} without weights and reads no file "
                 "(pretrained, checkpoint, weights, cache, path and file arguments are not passed on)"
