@@ -619,3 +619,10 @@ def test_a_stopiteration_inside_the_recogniser_is_one_usage_error(monkeypatch):
     monkeypatch.setattr(core, "recognise", broken)
     with pytest.raises(costmodel.UsageError, match="does not handle"):
         costmodel.from_torch(nn.Sequential(nn.Conv2d(3, 4, 3)), (3, 8, 8))
+
+
+@needs_onnx
+def test_onnx_input_sizes_have_the_input_bound(tmp_path, capsys):
+    m = _net()
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 10**9
+    _refused(*_cli(capsys, "import", _save(m, tmp_path / "huge.onnx")), "65,536")

@@ -36,7 +36,7 @@ from onnx import numpy_helper, shape_inference
 
 from ..errors import UsageError
 from .recognise import Node, Problem
-from .sources import printable
+from .sources import MAX_INPUT_SIZE, printable
 
 #: The largest ONNX file read (protobuf cannot hold more; a model with larger weights keeps them as external
 #: data, which is checked but never read).
@@ -253,6 +253,11 @@ def read(path: str) -> OnnxGraph:
         raise UsageError(
             f"{shown}: the input {printable(x.name, _TEXT_LIMIT)!r} needs a static N×C×H×W shape (export with a "
             "fixed size)"
+        )
+    if max(xs[1:]) > MAX_INPUT_SIZE or xs[0] > 2**31 - 1:
+        raise UsageError(
+            f"{shown}: the input shape {xs}: channels, height and width may be at most {MAX_INPUT_SIZE:,} (as "
+            "--input's), the batch at most 2**31 - 1"
         )
     ids: dict[str, int] = {x.name: 0}
     nodes: list[Node] = []
