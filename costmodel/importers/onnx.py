@@ -303,7 +303,7 @@ def read(path: str) -> OnnxGraph:
         attrs: dict[str, Any] = {}
         kind = "other"
         if subgraphs:
-            pass
+            kind = "other"  # named above; the spec cannot say it
         elif op == "Conv" and len(in_shape) == 4:
             attrs, conv_macs = _conv(n, a, consts, in_shape, shape, where)
             if attrs["bias"]:
