@@ -76,6 +76,8 @@ def _load(path: str) -> Any:
         raise UsageError(f"{shown}: no such file") from None
     except OSError as exc:
         raise UsageError(f"{shown}: cannot read: {exc.strerror}") from None
+    except ValueError:  # a NUL in the path
+        raise UsageError(f"{shown}: not a file name") from None
     if not stat.S_ISREG(st.st_mode):
         raise UsageError(f"{shown}: not a regular file (a directory, device or pipe); an ONNX model is a file")
     if st.st_size > MAX_ONNX_BYTES:
@@ -164,8 +166,12 @@ def _check_external(t: Any, base: str, where: str, nbytes: int) -> None:
         length = int(info["length"]) if info.get("length") else nbytes
     except ValueError:
         raise UsageError(f"{where}: external data offset / length are not integers") from None
-    target = os.path.realpath(os.path.join(base, location))
-    if not location or os.path.isabs(location) or os.path.commonpath([base, target]) != base:
+    try:
+        target = os.path.realpath(os.path.join(base, location))
+        inside = bool(location) and not os.path.isabs(location) and os.path.commonpath([base, target]) == base
+    except ValueError:  # a NUL in the name
+        inside = False
+    if not inside:
         raise UsageError(
             f"{where}: external data {printable(location, _TEXT_LIMIT)!r} is not a file inside the model's directory"
         )
@@ -231,11 +237,13 @@ def read(path: str) -> OnnxGraph:
     for n in g.node:
         if n.op_type == "Constant" and n.attribute:
             try:
-                consts[n.output[0]] = _constant(n)
+                value = _constant(n)
             except Exception as exc:  # noqa: BLE001 - a damaged Constant
                 raise UsageError(
                     f"{shown}: {_node_name(n)}: its value is not readable: {printable(exc, 200)}"
                 ) from None
+            if value is not None and n.output:
+                consts[n.output[0]] = value
         elif n.op_type == "Identity" and n.input and n.output and n.input[0] in consts:  # a shared initializer
             consts[n.output[0]] = consts[n.input[0]]
     shapes: dict[str, tuple[int, ...]] = {}
@@ -382,7 +390,7 @@ def read(path: str) -> OnnxGraph:
     return OnnxGraph(nodes, ids[out], (int(xs[1]), int(xs[2]), int(xs[3])), int(xs[0]), source, notes, problems)
 
 
-def _constant(n: Any) -> Any:
+def _constant(n: Any) -> Any | None:
     """A Constant node's value (its ``value`` tensor, or a ``value_float(s)`` / ``value_int(s)``)."""
     a = n.attribute[0]
     if a.type == onnx.AttributeProto.TENSOR:
@@ -390,8 +398,10 @@ def _constant(n: Any) -> Any:
         if t.HasField("raw_data") and len(t.raw_data) > _SMALL * 8:
             dims = [int(d) for d in t.dims]
             return np.broadcast_to(np.zeros((), onnx.helper.tensor_dtype_to_np_dtype(t.data_type)), dims)
-        return numpy_helper.to_array(t)
-    return np.asarray(onnx.helper.get_attribute_value(a))
+        value = numpy_helper.to_array(t)
+    else:
+        value = np.asarray(onnx.helper.get_attribute_value(a))
+    return value if value.dtype.kind in "biuf" else None  # a string or sparse constant: no weight, no bound
 
 
 def _conv(
@@ -416,7 +426,8 @@ def _conv(
     pads = list(a.get("pads", [0, 0, 0, 0]))
     strides = list(a.get("strides", [1, 1]))
     dil = list(a.get("dilations", [1, 1]))
-    if len(pads) != 4 or len(strides) != 2 or len(dil) != 2 or min(strides + dil) < 1 or min(pads) < 0:
+    ints = all(isinstance(v, int) for v in pads + strides + dil)
+    if not ints or len(pads) != 4 or len(strides) != 2 or len(dil) != 2 or min(strides + dil) < 1 or min(pads) < 0:
         raise UsageError(f"{where}: pads {pads}, strides {strides}, dilations {dil} are not a 2-d conv's")
     if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise UsageError(f"{where}: auto_pad is not supported; export with explicit pads")
