@@ -869,8 +869,14 @@ def import_model(
     from .importers.sources import is_onnx, load_module
 
     if is_onnx(source):
+        given = [what for what, v in (("--input (input)", input), ("--kwargs (kwargs)", kwargs)) if v]
+        if given:
+            raise UsageError(
+                f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to an ONNX file: its graph "
+                "fixes the input shape and the network; export it again with the size or options wanted"
+            )
         return from_onnx(source, symbolic_resolution=symbolic_resolution)
-    model, default, name = load_module(source, dict(kwargs or {}))
+    model, default, name = load_module(source, dict(kwargs or {}), need_size=input is None)
     size = input or default
     if size is None:
         raise UsageError(f"{source} has no default input size: give --input CxHxW (e.g. --input 3x224x224)")

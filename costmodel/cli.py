@@ -15,6 +15,7 @@ Choices come from the library's own constants and registries.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -649,7 +650,9 @@ def _import(args: argparse.Namespace) -> str:
     from .importers.core import to_yaml
     from .importers.sources import parse_input, parse_kwargs
 
-    spec = api.import_model(args.source, parse_input(args.input), parse_kwargs(args.kwargs), args.symbolic_resolution)
+    size, kwargs = parse_input(args.input), parse_kwargs(args.kwargs)
+    with contextlib.redirect_stdout(sys.stderr):  # the user's code may print: stdout is the spec's alone
+        spec = api.import_model(args.source, size, kwargs, args.symbolic_resolution)
     report = api.import_report(spec)
     header = [f"Imported by costmodel import {args.source}" + (f" --input {args.input}" if args.input else "")]
     if report is not None:

@@ -78,8 +78,8 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
         model = type(layer)
         if flat_from is not None and model.spatial:
             raise SpecError(
-                f"a {layer.kind} layer cannot follow the linear layer {flat_from}: its input is a flat vector, "
-                "not a feature map",
+                f"a {layer.kind} layer cannot follow layer {flat_from} ({spec.layers[flat_from].kind}): its input "
+                "is a flat vector from there on, not a feature map",
                 ("layers", i, "kind"),
             )
         if model.flattens:

@@ -9,13 +9,16 @@ MatMul nodes. ``exact`` says every figure is equal; otherwise ``problems`` names
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine.walk import analyze_spec
+from ..errors import UsageError
 from ..spec.loader import Source, validate
 from ..spec.network import NetworkSpec
 from .recognise import Node, Problem, recognise, to_spec_dict
+from .sources import printable
 
 
 @dataclass
@@ -49,7 +52,7 @@ class ImportReport:
 
     def warnings(self) -> list[str]:
         """One line per problem and per mismatching figure, with the coverage (for the CLI's stderr)."""
-        out = [str(p) for p in self.problems]
+        out = [printable(p, 2000) for p in self.problems]
         for k, v in self.source.items():
             if self.spec.get(k) != v:
                 out.append(f"{k}: the model has {v}, the spec {self.spec.get(k)}")
@@ -58,7 +61,7 @@ class ImportReport:
                 f"the spec covers {self.coverage('macs'):.2%} of the model's MACs and "
                 f"{self.coverage('params'):.2%} of its params"
             )
-        return out + list(self.notes)
+        return out + [printable(n, 2000) for n in self.notes]
 
 
 class ImportSource(Source):
@@ -84,10 +87,20 @@ def build(
     source: dict[str, Any],
     notes: list[str],
     symbolic_resolution: bool = False,
+    batch: int = 1,
 ) -> NetworkSpec:
-    """Recognise the layers of a traced graph and return the validated spec with its report attached."""
-    rec = recognise(nodes, output)
+    """Recognise the layers of a traced graph and return the validated spec with its report attached;
+    ``batch`` (the graph's batch dimension, ONNX) is written as the spec's ``input.batch``."""
+    try:
+        rec = recognise(nodes, output)
+    except StopIteration:  # a structure a matcher expected to hold a conv (or a branch) and did not
+        raise UsageError(
+            "cannot import: the layer recogniser met a structure it does not handle (a unit without the conv or "
+            "branch it expected); please report the model"
+        ) from None
     data = to_spec_dict(rec, input_shape, name)
+    if batch != 1:
+        data["input"]["batch"] = batch
     report = ImportReport(origin, source, {}, rec.problems, notes, dict(rec.kinds))
     spec = validate(data, ImportSource(origin, report))
     r: Any = analyze_spec(spec)
@@ -147,10 +160,16 @@ def _scalar(v: Any) -> str:
         return repr(v)
     if isinstance(v, int):
         return str(v)
-    text = str(v)
-    if text and all(c.isalnum() or c in "._-" for c in text) and text not in ("true", "false", "null", "yes", "no"):
+    text = printable(v)
+    if _PLAIN.fullmatch(text) and text.lower() not in _YAML_WORDS:
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+#: Strings written unquoted: an identifier-like text that YAML cannot read as a number, bool or null
+#: (``features.3``, ``blocks.0.1``); anything else (``0``, ``1e3``, ``on``, ``a b``) is double-quoted.
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_YAML_WORDS = frozenset({"true", "false", "null", "yes", "no", "on", "off", "y", "n", "nan", "inf"})
 
 
 def _flow(d: dict[str, Any]) -> str:
@@ -161,7 +180,7 @@ def _flow(d: dict[str, Any]) -> str:
 def to_yaml(spec: NetworkSpec, header: list[str] | None = None) -> str:
     """The spec as YAML, one flow mapping per layer, with ``header`` lines as comments."""
     data = spec_dict(spec)
-    lines = [f"# {h}" for h in header or []]
+    lines = [f"# {printable(h, 2000)}" for h in header or []]
     if data.get("name"):
         lines.append(f"name: {_scalar(data['name'])}")
     lines.append(f"input: {_flow(data['input'])}")

@@ -932,7 +932,7 @@ def match_fused(units: list[Unit], residual: bool) -> Layer | None:
         layer: Layer = {"kind": "fused_mbconv", "expansion": 1, **_conv_fields(exp), **gs, "out_channels": mid}
         if mid != cin:
             return None
-    elif len(us) == 1:
+    elif len(us) == 1 and us[0].kind == "conv":  # (a norm after the act, ConvMixer's, is no projection)
         proj = f.conv(us[0], act=False, kernel1=True, depthwise=False, stride1=True)
         layer = {"kind": "fused_mbconv", **_expansion(cin, mid), **_conv_fields(exp), **gs}
         if mid == cin:

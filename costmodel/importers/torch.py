@@ -24,6 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import UsageError
 from .recognise import Node
+from .sources import MAX_INPUT_SIZE, printable
 
 _ALIASES = frozenset(
     {
@@ -181,7 +182,7 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         ins = tuple(dict.fromkeys(data))
         attrs: dict[str, Any] = {}
         op = "other"
-        if base == "convolution" and not args[6]:
+        if base == "convolution" and not args[6] and len(in_shape) == 4 and args[1].dim() == 4:
             w = args[1]
             if not params and len(data) == 1:
                 attrs["fixed"] = True  # a fixed filter held in a buffer (timm's BlurPool2d)
@@ -196,7 +197,7 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
                 "bias": args[2] is not None,
                 "in_channels": in_shape[1],
             }
-            op = "conv" if len(in_shape) == 4 else "other"
+            op = "conv"
         elif base in _NORMS:
             op = "norm"
             attrs = {"name": _NORMS[base], "affine": len(args) > 1 and args[1] is not None}
@@ -269,8 +270,9 @@ def _hw(dims: Any) -> bool:
 
 @contextlib.contextmanager
 def _scopes(module: nn.Module, stack: list[str]) -> Iterator[dict[str, str]]:
-    names = {id(m): n for n, m in module.named_modules()}
-    types = {n: type(m).__name__ for n, m in module.named_modules()}
+    # module paths are printed and written into the spec: one printable line each (see sources.printable)
+    names = {id(m): printable(n, 200) for n, m in module.named_modules()}
+    types = {printable(n, 200): type(m).__name__ for n, m in module.named_modules()}
 
     def pre(mod: nn.Module, _inp: Any) -> None:
         name = names.get(id(mod))
@@ -298,11 +300,12 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> Trace:
 
     subs: dict[str, torch.Tensor] = {}
     ids: dict[int, tuple[str, int]] = {}
-    for n, p in module.named_parameters(remove_duplicate=False):
+    # one substitute per distinct tensor: functional_call ties the other names of a shared (tied) weight to it
+    for n, p in module.named_parameters():
         t = torch.empty_like(p, device="meta")
         subs[n] = t
         ids[id(t)] = (n, p.numel())
-    for n, b in module.named_buffers(remove_duplicate=False):
+    for n, b in module.named_buffers():
         subs[n] = torch.empty_like(b, device="meta")
     was = {m: m.training for m in module.modules()}
     stack: list[str] = []
@@ -314,8 +317,14 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> Trace:
     try:
         with torch.no_grad(), _scopes(module, stack) as types, counter, rec, _Functions(rec):
             y = functional_call(module, subs, (x,), strict=False)
+    except SystemExit as exc:  # the user's forward called sys.exit: not costmodel's exit status
+        raise UsageError(
+            f"the model's forward pass called sys.exit({printable(repr(exc.code), 60)}) on a meta tensor of shape "
+            f"{(1, *input)}"
+        ) from None
     except Exception as exc:  # the user's forward failed on a meta tensor
-        raise UsageError(f"the model's forward pass failed on a meta tensor of shape {(1, *input)}: {exc}") from exc
+        why = printable(f"{type(exc).__name__}: {exc}", 300)
+        raise UsageError(f"the model's forward pass failed on a meta tensor of shape {(1, *input)}: {why}") from None
     finally:
         for m, flag in was.items():
             m.train(flag)
@@ -385,9 +394,12 @@ def _check_input(input: Any) -> tuple[int, int, int]:
     if (
         not isinstance(input, (tuple, list))
         or len(input) != 3
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in input)
+        or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_INPUT_SIZE for v in input)
     ):
-        raise UsageError(f"input must be (channels, height, width), three positive integers; got {input!r}")
+        raise UsageError(
+            f"input must be (channels, height, width), three integers in 1 … {MAX_INPUT_SIZE:,}; "
+            f"got {printable(repr(input), 80)}"
+        )
     return int(input[0]), int(input[1]), int(input[2])
 
 
@@ -416,6 +428,19 @@ def from_torch(
     names = {n for n, _ in module.named_parameters()}
     unused = sorted(names - tr.params_used)
     notes: list[str] = []
+    every = dict(module.named_parameters(remove_duplicate=False))
+    if len(every) > len(names):
+        first = {id(p): k for k, p in reversed(list(every.items()))}
+        tied = sorted(f"{k} is {first[id(p)]}" for k, p in every.items() if k not in names)
+        notes.append(
+            printable(
+                f"{len(tied)} parameter name{' is' if len(tied) == 1 else 's are'} tied to another's tensor "
+                f"({', '.join(tied[:3])}"
+                f"{', …' if len(tied) > 3 else ''}): torch counts a tied tensor once, the spec once per layer "
+                "that reads it",
+                600,
+            )
+        )
     source = {"params": params, "buffers": buffers, "macs": tr.macs, "output": tr.output_shape}
     spec = build(tr.nodes, tr.output, shape, origin, name, source, notes, symbolic_resolution)
     if unused:
@@ -427,7 +452,9 @@ def from_torch(
             n = sum(p.numel() for k, p in module.named_parameters() if k in set(unused))
             report.problems.append(
                 Problem(
-                    "parameters", unused[0], f"{len(unused)} parameter tensors ({n} elements) the forward never reads"
+                    "parameters",
+                    printable(unused[0], 200),
+                    f"{len(unused)} parameter tensors ({n} elements) the forward never reads",
                 )
             )
     return spec
