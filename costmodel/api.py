@@ -693,8 +693,9 @@ def import_model(
 ) -> NetworkSpec:
     """The spec of ``timm:NAME`` (pretrained=False), ``torchvision:NAME`` (weights=None),
     ``package.module:callable`` (imports and runs the user's code) or a ``.onnx`` path; ``input`` defaults
-    to timm's ``pretrained_cfg['input_size']`` and is required where the model has none."""
-    from .importers.sources import is_onnx, load_module
+    to timm's ``pretrained_cfg['input_size']`` (torchvision's: the default weights' crop size) and is required
+    where the model has none; the spec's ``provenance.input`` says which size was used and where it came from."""
+    from .importers.sources import input_origin, is_onnx, load_module
 
     if is_onnx(source):
         return from_onnx(source, symbolic_resolution=symbolic_resolution)
@@ -702,7 +703,13 @@ def import_model(
     size = input or default
     if size is None:
         raise UsageError(f"{source} has no default input size: give --input CxHxW (e.g. --input 3x224x224)")
-    return from_torch(model, size, name=name, symbolic_resolution=symbolic_resolution)
+    from .importers.torch import from_torch as _from_torch
+
+    where = "--input" if input else input_origin(source, model)
+    spec: NetworkSpec = _from_torch(
+        model, size, name=name, origin=source, symbolic_resolution=symbolic_resolution, input_from=where
+    )
+    return spec
 
 
 def import_report(spec: NetworkSpec) -> Any:

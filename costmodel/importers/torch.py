@@ -398,9 +398,11 @@ def from_torch(
     name: str | None = None,
     origin: str = "<torch>",
     symbolic_resolution: bool = False,
+    input_from: str | None = None,
 ) -> Any:
     """The spec of ``module`` traced at ``input`` = (C, H, W), with its ImportReport attached
-    (``costmodel.importers.report_of(spec)``). See ``costmodel.from_torch``."""
+    (``costmodel.importers.report_of(spec)``). ``input_from`` says where ``input`` came from (the spec's
+    ``provenance.input``; default: given to from_torch). See ``costmodel.from_torch``."""
     from .core import build
 
     if not isinstance(module, nn.Module):
@@ -417,7 +419,8 @@ def from_torch(
     unused = sorted(names - tr.params_used)
     notes: list[str] = []
     source = {"params": params, "buffers": buffers, "macs": tr.macs, "output": tr.output_shape}
-    spec = build(tr.nodes, tr.output, shape, origin, name, source, notes, symbolic_resolution)
+    where = f"{'x'.join(map(str, shape))} from {input_from or 'the input given to from_torch'}"
+    spec = build(tr.nodes, tr.output, shape, origin, name, source, notes, symbolic_resolution, input_from=where)
     if unused:
         from .core import report_of
         from .recognise import Problem

@@ -9,6 +9,9 @@ The result is validated exactly like the YAML would be with the same values writ
   is absolute; a spec without ``scaling`` gains ``scaling: {width: W}``);
 * ``depth_mult``: ``scaling.depth`` (likewise);
 * ``batch``: ``input.batch``.
+
+A spec whose scaling rules are unknown (an imported one: ``provenance.scaling: unknown``) refuses ``width_mult``
+and ``depth_mult`` with one line saying why, rather than describe a network the model's builder never makes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from ..errors import UsageError
 from . import loader
-from .network import NetworkSpec
+from .network import NetworkSpec, scaling_refusal
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -68,6 +71,11 @@ def configure(
     """
     if resolution is None and width_mult is None and depth_mult is None and batch is None:
         return spec
+    if width_mult is not None or depth_mult is not None:
+        why = scaling_refusal(spec.provenance)
+        if why is not None:
+            flag = "width_mult" if width_mult is not None else "depth_mult"
+            raise UsageError(f"{flag} (--{flag.replace('_', '-')}): {why}")
     data = spec.model_dump(mode="python", exclude_unset=False)
     if resolution is not None:
         data["input"]["height"], data["input"]["width"] = resolution_pair(resolution)
