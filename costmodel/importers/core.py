@@ -9,6 +9,7 @@ MatMul nodes. ``exact`` says every figure is equal; otherwise ``problems`` names
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,13 +91,18 @@ def build(
     notes: list[str],
     symbolic_resolution: bool = False,
     input_from: str | None = None,
+    post: Callable[[dict[str, Any], list[Problem]], None] | None = None,
 ) -> NetworkSpec:
     """Recognise the layers of a traced graph and return the validated spec with its report attached.
 
     The spec carries its ``provenance``: ``origin``, ``input_from`` (the traced size and where it came from) and
-    ``scaling: unknown`` (an import knows no scaling rules: width and depth multipliers are refused)."""
+    ``scaling: unknown`` (an import knows no scaling rules: width and depth multipliers are refused). ``post``
+    edits the spec's plain data before it is validated (the torch importer's dropouts and timm's classes), adding
+    to the problems what it cannot say."""
     rec = recognise(nodes, output)
     data = to_spec_dict(rec, input_shape, name)
+    if post is not None:
+        post(data, rec.problems)
     data["provenance"] = {"model": origin, **({"input": input_from} if input_from else {}), "scaling": "unknown"}
     report = ImportReport(origin, source, {}, rec.problems, notes, dict(rec.kinds))
     spec = validate(data, ImportSource(origin, report))

@@ -23,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import UsageError
+from .dropouts import Dropout, drop_path_note, insert_dropouts
 from .recognise import Node
 
 _ALIASES = frozenset(
@@ -92,6 +93,7 @@ class Trace:
     macs_odd: bool  # FlopCounterMode's total was odd (it never is for conv/linear)
     params_used: set[str]
     scope_types: dict[str, str]
+    drops: list[Dropout]
 
 
 def _flat(xs: Any) -> Iterator[Any]:
@@ -120,6 +122,7 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.used: set[str] = set()
         self.shapes: dict[int, tuple[int, ...]] = {}
         self.function: str = ""  # the torch-function-level call running now (see _Functions)
+        self.drops: list[Dropout] = []  # F.dropout calls: no op at all in eval mode (see dropouts.py)
 
     def track(self, t: Any, tid: int) -> None:
         self.tensors[id(t)] = tid
@@ -235,9 +238,14 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         return Node(op, ins, tid, shape, in_shape, scope, full, attrs, n_params)
 
 
+_DROPOUTS = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"})
+
+
 class _Functions(TorchFunctionMode):
     """Tells the recorder which torch-level function is running, so a global pool can say how the model
-    calls it: ``F.adaptive_avg_pool2d`` (inside an ``nn.AdaptiveAvgPool2d`` module or not) or ``x.mean``."""
+    calls it: ``F.adaptive_avg_pool2d`` (inside an ``nn.AdaptiveAvgPool2d`` module or not) or ``x.mean``;
+    and records each ``F.dropout`` call (``nn.Dropout`` and timm's head call it), which dispatches nothing in
+    eval mode."""
 
     def __init__(self, rec: _Recorder) -> None:
         super().__init__()
@@ -245,6 +253,11 @@ class _Functions(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         name = getattr(func, "__name__", "")
+        if name in _DROPOUTS:
+            kw = kwargs or {}
+            p = kw.get("p", args[1] if len(args) > 1 else 0.5)
+            scope = self.rec.scope[-1] if self.rec.scope else ""
+            self.rec.drops.append(Dropout(name, float(p), scope, self.rec.next))
         outer = self.rec.function
         if name in ("adaptive_avg_pool2d", "mean"):
             self.rec.function = name
@@ -333,6 +346,7 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> Trace:
         macs_odd=flops % 2 == 1,
         params_used=rec.used,
         scope_types=types,
+        drops=rec.drops,
     )
 
 
@@ -417,10 +431,28 @@ def from_torch(
     params, buffers = totals(module)
     names = {n for n, _ in module.named_parameters()}
     unused = sorted(names - tr.params_used)
-    notes: list[str] = []
+    depth = [
+        (type(m).__name__, n, float(p))
+        for n, m in module.named_modules()
+        if type(m).__name__ in ("StochasticDepth", "DropPath")
+        and (p := getattr(m, "p", getattr(m, "drop_prob", 0.0)) or 0.0) > 0
+    ]
+    note = drop_path_note(depth)
+    notes = [note] if note else []
     source = {"params": params, "buffers": buffers, "macs": tr.macs, "output": tr.output_shape}
     where = f"{'x'.join(map(str, shape))} from {input_from or 'the input given to from_torch'}"
-    spec = build(tr.nodes, tr.output, shape, origin, name, source, notes, symbolic_resolution, input_from=where)
+    spec = build(
+        tr.nodes,
+        tr.output,
+        shape,
+        origin,
+        name,
+        source,
+        notes,
+        symbolic_resolution,
+        input_from=where,
+        post=lambda data, problems: insert_dropouts(data, tr.drops, tr.nodes, problems),
+    )
     if unused:
         from .core import report_of
         from .recognise import Problem
