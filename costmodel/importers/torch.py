@@ -23,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import UsageError
+from . import timm_overrides
 from .dropouts import Dropout, drop_path_note, insert_dropouts
 from .recognise import Node
 
@@ -405,6 +406,13 @@ def _check_input(input: Any) -> tuple[int, int, int]:
     return int(input[0]), int(input[1]), int(input[2])
 
 
+def _post(data: dict[str, Any], problems: list[Any], module: nn.Module, tr: Trace) -> None:
+    """The post-passes on the spec data: dropouts where they ran; timm's classes (``implementation``)."""
+    insert_dropouts(data, tr.drops, tr.nodes, problems)
+    if timm_overrides.is_timm(module):
+        timm_overrides.apply(data, module)
+
+
 def from_torch(
     module: nn.Module,
     input: tuple[int, int, int] = (3, 224, 224),
@@ -451,7 +459,7 @@ def from_torch(
         notes,
         symbolic_resolution,
         input_from=where,
-        post=lambda data, problems: insert_dropouts(data, tr.drops, tr.nodes, problems),
+        post=lambda data, problems: _post(data, problems, module, tr),
     )
     if unused:
         from .core import report_of
