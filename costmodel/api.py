@@ -706,8 +706,9 @@ def import_model(
     from .importers.torch import from_torch as _from_torch
 
     where = "--input" if input else input_origin(source, model)
+    origin = source + "".join(f" {k}={v!r}" for k, v in (kwargs or {}).items())  # the builder's arguments too
     spec: NetworkSpec = _from_torch(
-        model, size, name=name, origin=source, symbolic_resolution=symbolic_resolution, input_from=where
+        model, size, name=name, origin=origin, symbolic_resolution=symbolic_resolution, input_from=where
     )
     return spec
 

@@ -201,7 +201,8 @@ def test_cli_import_of_user_code_and_symbolic_resolution(run_cli, tmp_path):
     ]
     spec = costmodel.loads(out)
     assert spec.layers[-1].out_features == 5
-    assert spec.provenance is not None and spec.provenance.model == src and spec.provenance.scaling == "unknown"
+    assert spec.provenance is not None and spec.provenance.model == f"{src} classes=5"
+    assert spec.provenance.scaling == "unknown"
     status, out, err = run_cli(
         "import", src, "--input", "3x67x53", "--symbolic-resolution", "--out", str(tmp_path / "s.yaml")
     )
