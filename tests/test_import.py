@@ -87,7 +87,7 @@ def test_custom_mbconv_net_imports_exactly():
     model = build()
     spec = costmodel.from_torch(model, (3, 67, 53))
     kinds = [layer.kind for layer in spec.layers]
-    assert kinds == ["conv", "dwsep", "mbconv", "mbconv", "mbconv", "conv", "pool", "linear", "linear"]
+    assert kinds == ["conv", "dwsep", "mbconv", "mbconv", "mbconv", "conv", "pool", "linear", "dropout", "linear"]
     assert [layer.name for layer in spec.layers[:5]] == ["stem", "sep", "blocks.0", "blocks.1", "blocks.2"]
     assert spec.layers[2].stride == 3 and spec.layers[2].se is not None
     report = costmodel.import_report(spec)
@@ -551,7 +551,7 @@ def test_mobile_attention_imports_exactly(fused):
     spec = costmodel.from_torch(model, shape)
     attn = [layer for layer in spec.layers if layer.kind == "attention"]
     shipped = costmodel.load(ROOT / "specs" / "timm" / "mobilenetv4_hybrid_medium.yaml")
-    assert len(attn) == sum(layer.repeat for layer in shipped.layers if layer.kind == "attention")
+    assert sum(layer.repeat for layer in attn) == sum(layer.repeat for layer in shipped.layers if layer.kind == "attention")
     a = attn[0]
     assert (a.heads, a.key_dim, a.kv_stride, a.layer_scale, a.multi_query) == (4, 64, 2, True, True)
     assert costmodel.import_report(spec).exact

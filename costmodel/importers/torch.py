@@ -26,6 +26,8 @@ from ..errors import UsageError
 from . import timm_overrides
 from .dropouts import Dropout, drop_path_note, insert_dropouts
 from .recognise import Node
+from .se_rules import harmonise_se
+from .stages import group_stages
 
 _ALIASES = frozenset(
     {
@@ -407,10 +409,14 @@ def _check_input(input: Any) -> tuple[int, int, int]:
 
 
 def _post(data: dict[str, Any], problems: list[Any], module: nn.Module, tr: Trace) -> None:
-    """The post-passes on the spec data: dropouts where they ran; timm's classes (``implementation``)."""
+    """The post-passes on the spec data: dropouts where they ran; timm's classes (``implementation``); one SE rule
+    for the model where one fits (se_rules.py); equal consecutive blocks of a stage as one layer with ``repeat``
+    (stages.py)."""
     insert_dropouts(data, tr.drops, tr.nodes, problems)
     if timm_overrides.is_timm(module):
         timm_overrides.apply(data, module)
+    harmonise_se(data)
+    group_stages(data)
 
 
 def from_torch(
