@@ -551,7 +551,8 @@ def test_mobile_attention_imports_exactly(fused):
     spec = costmodel.from_torch(model, shape)
     attn = [layer for layer in spec.layers if layer.kind == "attention"]
     shipped = costmodel.load(ROOT / "specs" / "timm" / "mobilenetv4_hybrid_medium.yaml")
-    assert sum(layer.repeat for layer in attn) == sum(layer.repeat for layer in shipped.layers if layer.kind == "attention")
+    want = sum(layer.repeat for layer in shipped.layers if layer.kind == "attention")
+    assert sum(layer.repeat for layer in attn) == want
     a = attn[0]
     assert (a.heads, a.key_dim, a.kv_stride, a.layer_scale, a.multi_query) == (4, 64, 2, True, True)
     assert costmodel.import_report(spec).exact

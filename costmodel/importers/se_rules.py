@@ -8,8 +8,8 @@ of 8 reads as the plain rule). This post-pass, on the spec data before stages ar
 (``se_base``, ``se_divisor``) that gives every SE block of the model its S, and writes it on all of them; where no
 one rule fits all, nothing changes. Preference: divisor 8, then 4, then none; the base most blocks were read with
 first (in a model of dwsep blocks only, where both are one width, the expanded: the SE reads the depthwise
-conv's output). The squeeze width of a rule is the recogniser's: raw = floor(base × r), S = make_divisible(raw, d) with a
-divisor d, else max(1, raw).
+conv's output). The squeeze width of a rule is the recogniser's: raw = floor(base × r), S = make_divisible(raw, d)
+with a divisor d, else max(1, raw).
 """
 
 from __future__ import annotations
