@@ -96,14 +96,14 @@ def build(
     """Recognise the layers of a traced graph and return the validated spec with its report attached.
 
     The spec carries its ``provenance``: ``origin``, ``input_from`` (the traced size and where it came from) and
-    ``scaling: unknown`` (an import knows no scaling rules: width and depth multipliers are refused). ``post``
+    ``scaling: unknown`` (width and depth multipliers refused, unless a post-pass recognises the family). ``post``
     edits the spec's plain data before it is validated (the torch importer's dropouts and timm's classes), adding
     to the problems what it cannot say."""
     rec = recognise(nodes, output)
     data = to_spec_dict(rec, input_shape, name)
+    data["provenance"] = {"model": origin, **({"input": input_from} if input_from else {}), "scaling": "unknown"}
     if post is not None:
         post(data, rec.problems)
-    data["provenance"] = {"model": origin, **({"input": input_from} if input_from else {}), "scaling": "unknown"}
     report = ImportReport(origin, source, {}, rec.problems, notes, dict(rec.kinds))
     spec = validate(data, ImportSource(origin, report))
     r: Any = analyze_spec(spec)
@@ -186,6 +186,8 @@ def to_yaml(spec: NetworkSpec, header: list[str] | None = None) -> str:
         lines.append(f"implementation: {impl['library'] if set(impl) == {'library'} else _flow(impl)}")
     if spec.provenance is not None:
         lines.append(f"provenance: {_flow(spec.provenance.model_dump(mode='json', exclude_none=True))}")
+    if spec.scaling is not None:
+        lines.append(f"scaling: {_flow(spec.scaling.model_dump(mode='json'))}")
     lines.append(f"defaults: {_flow(spec.defaults.model_dump(mode='json', exclude_none=True))}")
     lines.append("layers:")
     lines += [f"  - {_flow(layer)}" for layer in data["layers"]]

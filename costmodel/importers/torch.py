@@ -25,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..errors import UsageError
 from . import timm_overrides
 from .dropouts import Dropout, drop_path_note, insert_dropouts
+from .families import recognise_scaling
 from .recognise import Node
 from .se_rules import harmonise_se
 from .stages import group_stages
@@ -411,12 +412,13 @@ def _check_input(input: Any) -> tuple[int, int, int]:
 def _post(data: dict[str, Any], problems: list[Any], module: nn.Module, tr: Trace) -> None:
     """The post-passes on the spec data: dropouts where they ran; timm's classes (``implementation``); one SE rule
     for the model where one fits (se_rules.py); equal consecutive blocks of a stage as one layer with ``repeat``
-    (stages.py)."""
+    (stages.py); the scaling rules of a recognised family (families.py)."""
     insert_dropouts(data, tr.drops, tr.nodes, problems)
     if timm_overrides.is_timm(module):
         timm_overrides.apply(data, module)
     harmonise_se(data)
     group_stages(data)
+    recognise_scaling(data, module)
 
 
 def from_torch(

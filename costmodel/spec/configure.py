@@ -11,7 +11,8 @@ The result is validated exactly like the YAML would be with the same values writ
 * ``batch``: ``input.batch``.
 
 A spec whose scaling rules are unknown (an imported one: ``provenance.scaling: unknown``) refuses ``width_mult``
-and ``depth_mult`` with one line saying why, rather than describe a network the model's builder never makes.
+and ``depth_mult`` with one line saying why, rather than describe a network the model's builder never makes;
+``provenance.scaling: width`` refuses ``depth_mult``.
 """
 
 from __future__ import annotations
@@ -71,10 +72,9 @@ def configure(
     """
     if resolution is None and width_mult is None and depth_mult is None and batch is None:
         return spec
-    if width_mult is not None or depth_mult is not None:
-        why = scaling_refusal(spec.provenance)
-        if why is not None:
-            flag = "width_mult" if width_mult is not None else "depth_mult"
+    for flag, value in (("width_mult", width_mult), ("depth_mult", depth_mult)):
+        why = scaling_refusal(spec.provenance, width=flag == "width_mult", depth=flag == "depth_mult")
+        if value is not None and why is not None:
             raise UsageError(f"{flag} (--{flag.replace('_', '-')}): {why}")
     data = spec.model_dump(mode="python", exclude_unset=False)
     if resolution is not None:

@@ -96,26 +96,35 @@ class Provenance(Model):
     """Where an imported spec came from (``costmodel import`` writes it; a hand-written spec has none).
 
     ``model``: the SOURCE it was imported from (``timm:efficientnet_b2``, ``torchvision:mobilenet_v2``,
-    ``pkg.mod:build``, ``net.onnx``, ``<torch>`` for ``from_torch``). ``input``: the input size it was traced at
-    and where that size came from (timm's ``pretrained_cfg`` ``input_size``, torchvision's default weights' crop,
-    ``--input``, …). ``scaling``: whether the spec knows the model's width and depth scaling rules. ``unknown``
-    (what an import writes: each block is one layer, as traced, with no rule for how the model's builder would
-    round scaled channels or repeats): ``scaling``, ``--width-mult`` and ``--depth-mult`` are refused, since
-    applying the generic rules would describe a network the builder never makes. ``spec``: the spec's own
-    ``scaling`` rules are the model's.
+    ``pkg.mod:build``, ``net.onnx``, ``<torch>`` for ``from_torch``), with the builder's kwargs. ``input``: the input
+    size it was traced at and where that size came from (timm's ``pretrained_cfg`` ``input_size``, torchvision's
+    default weights' crop, ``--input``, …). ``scaling``: which multipliers the spec's ``scaling`` rules apply as
+    the model's builder does. ``unknown`` (an import of a family the importer does not recognise: each block one
+    layer as traced, with no rule for how the builder rounds scaled channels or repeats): ``scaling``,
+    ``--width-mult`` and ``--depth-mult`` are refused, since the generic rules could describe a network the builder
+    never makes. ``width``: the width rule is the builder's, depth is refused (torchvision's mobilenet_v2 has no
+    depth multiplier). ``spec``: both are.
     """
 
     model: str = Field(min_length=1, description="the SOURCE the spec was imported from")
     input: str | None = Field(None, description="the traced input size and where it came from")
-    scaling: Literal["unknown", "spec"] = Field(
-        "unknown", description="unknown: width/depth scaling refused; spec: the spec's scaling rules are the model's"
+    scaling: Literal["unknown", "width", "spec"] = Field(
+        "unknown",
+        description="unknown: width and depth scaling refused; width: depth refused; spec: the spec's scaling rules "
+        "are the model's builder's",
     )
 
 
-def scaling_refusal(provenance: Provenance | None) -> str | None:
-    """Why width and depth multipliers cannot apply to a spec with this provenance (None: they can)."""
-    if provenance is None or provenance.scaling != "unknown":
+def scaling_refusal(provenance: Provenance | None, width: bool = True, depth: bool = True) -> str | None:
+    """Why a width (``width``) or depth (``depth``) multiplier cannot apply to a spec with this provenance (None:
+    it can)."""
+    if provenance is None or provenance.scaling == "spec" or (provenance.scaling == "width" and not depth):
         return None
+    if provenance.scaling == "width":
+        return (
+            f"this spec was imported from {provenance.model}, whose builder has no depth multiplier "
+            "(provenance.scaling: width); only the width scales"
+        )
     return (
         f"this spec was imported from {provenance.model} and does not know how that model's builder scales "
         "channels and repeats (provenance.scaling: unknown); build the model at that multiplier and import it"
@@ -160,8 +169,10 @@ class NetworkSpec(Model):
 
     @model_validator(mode="after")
     def _scaling_known(self) -> NetworkSpec:
-        why = scaling_refusal(self.provenance)
-        if why is not None and self.scaling is not None:
+        if self.scaling is None:
+            return self
+        why = scaling_refusal(self.provenance, width=True, depth=self.scaling.depth != 1.0)
+        if why is not None:
             raise PydanticCustomError("scaling_unknown", "cannot be applied: {why}", {"why": why, "field": "scaling"})
         return self
 
