@@ -71,13 +71,13 @@ def harmonise_se(data: dict[str, Any]) -> None:
         read = ["expanded"]  # the same width in a dwsep: the SE reads the depthwise conv's output
     order = sorted(("input", "expanded"), key=lambda b: -read.count(b))
     for divisor in (8, 4, None):
-        for base in order:
-            if all(_squeeze(layer["se"], bases[base], divisor) == s for layer, bases, s in blocks):
+        for rule in order:
+            if all(_squeeze(layer["se"], bases[rule], divisor) == s for layer, bases, s in blocks):
                 for layer, _, _ in blocks:
                     layer.pop("se_base", None)
                     layer.pop("se_divisor", None)
-                    if base != "input":
-                        layer["se_base"] = base
+                    if rule != "input":
+                        layer["se_base"] = rule
                     if divisor is not None:
                         layer["se_divisor"] = divisor
                 return

@@ -147,7 +147,8 @@ def input_origin(source: str, model: Any) -> str:
     cfg = getattr(model, "pretrained_cfg", None)
     if kind == "timm":
         text = "timm's pretrained_cfg input_size"
-        test = cfg.get("test_input_size") if isinstance(cfg, dict) else None
+        cfg = cfg if isinstance(cfg, dict) else {}
+        test = cfg.get("test_input_size")
         if test and tuple(test) != tuple(cfg.get("input_size") or ()):
             text += f"; its test_input_size is {_shape(test)}"
         return text

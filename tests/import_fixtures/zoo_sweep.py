@@ -44,7 +44,8 @@ def preset_totals(spec, h=None, w=None):
 
     if h is not None:
         spec = spec.model_copy(update={"input": spec.input.model_copy(update={"height": h, "width": w})})
-    return {c: dict(costmodel.count(spec, c).totals) for c in PRESETS}
+    shown = ("params", "buffers", "macs", "flops")  # the table's totals
+    return {c: {k: costmodel.count(spec, c).totals[k] for k in shown} for c in PRESETS}
 
 
 def same_layers(a, b):
