@@ -10,6 +10,9 @@ one rule fits all, nothing changes. Preference: divisor 8, then 4, then none; th
 first (in a model of dwsep blocks only, where both are one width, the expanded: the SE reads the depthwise
 conv's output). The squeeze width of a rule is the recogniser's: raw = floor(base × r), S = make_divisible(raw, d)
 with a divisor d, else max(1, raw).
+
+timm's EfficientNet and MobileNetV3 classes instead get each block's form as their shipped specs write it
+(``timm_se``: the converter's order of forms per class), so the imported spec says the shipped spec's fields.
 """
 
 from __future__ import annotations
@@ -48,6 +51,50 @@ def _bases(layer: dict[str, Any], cin: Any) -> dict[str, int] | None:
         t = layer.get("expansion")
         mid = t * cin if isinstance(t, int) else None
     return {"input": cin, "expanded": mid} if isinstance(mid, int) else None
+
+
+#: timm's classes whose shipped specs' converter (specs/timm/_tools/convert.py ``se_fields``) reads each SE as
+#: the first of these (``se_base``, ``se_divisor``) forms that gives its width, for r in 0.25, 0.5, 0.125, 1, 1/16
+#: (else ``se_channels``)
+TIMM_ORDERS: dict[str, tuple[tuple[str, int | None], ...]] = {
+    "EfficientNet": (("input", None), ("expanded", None), ("expanded", 8), ("input", 8)),
+    "MobileNetV3": (("expanded", 8), ("expanded", None), ("input", None), ("input", 8)),
+}
+_RATIOS = (0.25, 0.5, 0.125, 1.0, 0.0625)
+
+
+def timm_se(data: dict[str, Any], family: str) -> bool:
+    """Each SE block of a timm model of class ``family`` (a key of TIMM_ORDERS) in the form the shipped timm specs
+    write: the first of the family's forms that gives its squeeze width, else ``se_channels``. False (nothing
+    changed) for another class."""
+    order = TIMM_ORDERS.get(family)
+    if order is None:
+        return False
+    c: Any = data["input"]["channels"]
+    for layer in data["layers"]:
+        bases = _bases(layer, c) if ("se" in layer or "se_channels" in layer) else None
+        c = layer.get("out_channels", layer.get("out_features", c))
+        if bases is None or layer.get("repeat", 1) != 1:
+            continue
+        if "se_channels" in layer:
+            width = layer["se_channels"]
+        else:
+            width = _squeeze(layer["se"], bases[layer.get("se_base", "input")], layer.get("se_divisor"))
+        form = next(
+            ((r, b, d) for r in _RATIOS for b, d in order if _squeeze(r, bases[b], d) == width),
+            None,
+        )
+        for key in ("se", "se_base", "se_divisor", "se_channels"):
+            layer.pop(key, None)
+        if form is None:
+            layer["se_channels"] = width
+            continue
+        layer["se"] = form[0]
+        if form[1] != "input":
+            layer["se_base"] = form[1]
+        if form[2] is not None:
+            layer["se_divisor"] = form[2]
+    return True
 
 
 def harmonise_se(data: dict[str, Any]) -> None:

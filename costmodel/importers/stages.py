@@ -7,10 +7,14 @@ spec data groups them, as the shipped specs are written. It groups only blocks o
 ``blocks.3.*``, ``features.4.*``, or torchvision's flat ``features.N`` run), and only where the data says every
 copy is the first one's repeat:
 
-* the layer dicts are equal but for ``name`` and the first one's ``stride`` (the others have none, i.e. 1);
-* ``residual``: equal in all, or the kinds whose residual defaults to false (``dwsep``, ``rep_dwsep``), where the
-  copies say ``residual: auto`` and the first says nothing because auto gives false for it (stride ≠ 1 or
-  in ≠ out); the group then says ``residual: auto``.
+* the layer dicts are equal but for ``name`` and the first one's ``stride`` and ``aa`` (the others have neither:
+  stride 1, where anti-aliasing does nothing);
+* an expansion ``t`` of a copy equal to the first one's ``expanded_channels`` (t × out: a copy's input is its
+  output width) is that width (timm's EfficientNet-EdgeTPU: a first block 40 → 128 → 32, then 32 → 128 → 32);
+* ``residual``: equal in all; or, where auto gives false for the first (stride ≠ 1 or in ≠ out) and it says
+  nothing, the copies all say ``residual: auto`` in the kinds whose residual defaults to false (``dwsep``,
+  ``rep_dwsep``: the group says ``residual: auto``), or all ``residual: false`` in the others (a stage without
+  skips: the group says ``residual: false``).
 
 The group is named after the stage: the parent module where the group is all of its blocks (``blocks.3``), else
 ``first-last`` (``features.4-6``). Every figure is unchanged: the engine expands the repeat into the same blocks.
@@ -37,19 +41,25 @@ def _repeatable(layer: dict[str, Any]) -> bool:
 
 
 def _copy_of(first: dict[str, Any], d: dict[str, Any], first_in: Any) -> str | None:
-    """The group's ``residual`` if ``d`` is a repeat of ``first`` ("" for no change), else None."""
-    if d.get("stride", 1) != 1 or _parent(d) != _parent(first) or d.get("kind") != first.get("kind"):
+    """How the group says ``residual`` if ``d`` is a repeat of ``first``: "" (as ``first`` says it), "auto" or
+    "false"; None if it is not a repeat."""
+    if d.get("stride", 1) != 1 or "aa" in d or _parent(d) != _parent(first) or d.get("kind") != first.get("kind"):
         return None
-    a = {k: v for k, v in first.items() if k not in ("name", "stride", "repeat", "residual")}
-    b = {k: v for k, v in d.items() if k not in ("name", "stride", "residual")}
+    a = {k: v for k, v in first.items() if k not in ("name", "stride", "aa", "repeat", "residual")}
+    b = {k: v for k, v in d.items() if k not in ("name", "stride", "aa", "residual")}
+    mid, t = a.get("expanded_channels"), b.get("expansion")
+    if isinstance(mid, int) and isinstance(t, int) and t * b.get("out_channels", 0) == mid:
+        b = {**{k: v for k, v in b.items() if k != "expansion"}, "expanded_channels": mid}  # one expanded width
     if a != b:
         return None
     ra, rb = first.get("residual"), d.get("residual")
     if ra == rb:
         return ""
     auto_false = first.get("stride", 1) != 1 or first_in != first.get("out_channels")
-    if first["kind"] in _RESIDUAL_OFF and ra is None and rb == "auto" and auto_false:
+    if ra is None and auto_false and rb == "auto" and first["kind"] in _RESIDUAL_OFF:
         return "auto"
+    if ra is None and auto_false and rb is False and first["kind"] not in _RESIDUAL_OFF:
+        return "false"  # a stage without skips: false for every copy (auto gives false for the first)
     return None
 
 
@@ -61,15 +71,15 @@ def group_stages(data: dict[str, Any]) -> None:
     for layer in layers:
         ins.append(c)
         c = layer.get("out_channels", layer.get("out_features", c))
-    groups: list[tuple[int, list[dict[str, Any]], str]] = []  # (first index, blocks, residual)
+    groups: list[tuple[int, list[dict[str, Any]], str]] = []  # (first index, blocks, residual token)
     for i, layer in enumerate(layers):
         if groups and _parent(layer) is not None and _repeatable(layer):
             start, blocks, residual = groups[-1]
             if _repeatable(blocks[0]):
                 res = _copy_of(blocks[0], layer, ins[start])
-                if res is not None and (res == residual or not residual or not res):
+                if res is not None and (len(blocks) == 1 or res == residual):  # every copy says it one way
                     blocks.append(layer)
-                    groups[-1] = (start, blocks, residual or res)
+                    groups[-1] = (start, blocks, res)
                     continue
         groups.append((i, [layer], ""))
     siblings: dict[str, int] = {}
@@ -88,7 +98,9 @@ def group_stages(data: dict[str, Any]) -> None:
         last = str(blocks[-1]["name"]).rsplit(".", 1)[1]
         d["name"] = parent if siblings[parent] == len(blocks) else f"{d['name']}-{last}"
         d["repeat"] = len(blocks)
-        if residual:
-            d["residual"] = residual
+        if residual == "auto":
+            d["residual"] = "auto"
+        elif residual == "false":
+            d["residual"] = False
         out.append(d)
     layers[:] = out

@@ -27,7 +27,7 @@ from . import timm_overrides
 from .dropouts import Dropout, drop_path_note, insert_dropouts
 from .families import recognise_scaling
 from .recognise import Node
-from .se_rules import harmonise_se
+from .se_rules import harmonise_se, timm_se
 from .stages import group_stages
 
 _ALIASES = frozenset(
@@ -414,9 +414,11 @@ def _post(data: dict[str, Any], problems: list[Any], module: nn.Module, tr: Trac
     for the model where one fits (se_rules.py); equal consecutive blocks of a stage as one layer with ``repeat``
     (stages.py); the scaling rules of a recognised family (families.py)."""
     insert_dropouts(data, tr.drops, tr.nodes, problems)
-    if timm_overrides.is_timm(module):
+    timm = timm_overrides.is_timm(module)
+    if timm:
         timm_overrides.apply(data, module)
-    harmonise_se(data)
+    if not (timm and timm_se(data, type(module).__name__)):
+        harmonise_se(data)
     group_stages(data)
     recognise_scaling(data, module)
 
