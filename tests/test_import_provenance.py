@@ -106,11 +106,14 @@ def test_torchvision_input_origin_and_width_refused():
     assert spec.provenance.input == (
         "3x224x224 from the crop size of torchvision's MobileNet_V2_Weights.IMAGENET1K_V2 transforms"
     )
-    with pytest.raises(costmodel.UsageError):
-        costmodel.configure(spec, width_mult=0.5)
+    with pytest.raises(costmodel.UsageError, match="no depth multiplier"):
+        costmodel.configure(spec, depth_mult=1.1)  # its width scales as torchvision's: tests/test_import_scaling.py
     half = costmodel.import_model("torchvision:mobilenet_v2", kwargs={"width_mult": 0.5})
     assert half.provenance.model == "torchvision:mobilenet_v2 width_mult=0.5"
     assert costmodel.analyze(half).totals["params"] == 1_968_680
+    assert half.provenance.scaling == "unknown"  # not the base table: its channels are scaled already
+    with pytest.raises(costmodel.UsageError, match="provenance.scaling: unknown"):
+        costmodel.configure(half, width_mult=0.5)
 
 
 @pytest.mark.timm
