@@ -88,10 +88,16 @@ def test_implementation_written():
     assert costmodel.loads(text).implementation == tf.implementation
 
 
+#: traced at 256, timm's mobilenetv5_base runs no resize in its fusion adapter (the map is already 16×16), so its
+#: import has none, while at 193 the model resizes 13×13 to 16×16 (the shipped spec says it: resize, mode timm);
+#: its imported spec equals the shipped one at the default size only (docs/import.md)
+DEFAULT_SIZE_ONLY = {"mobilenetv5_base"}
+
+
 def _same_as_shipped(name: str) -> None:
     spec = _import(name)
     shipped = costmodel.load(ROOT / "specs" / "timm" / f"{name}.yaml")
-    for res in (None, 193):
+    for res in (None,) if name in DEFAULT_SIZE_ONLY else (None, 193):
         for preset in PRESETS:
             assert _totals(_at(spec, res), preset) == _totals(_at(shipped, res), preset), (res, preset)
 

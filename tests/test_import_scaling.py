@@ -76,6 +76,7 @@ def test_torchvision_efficientnet_b0_width_and_depth(w, d):
 @pytest.mark.torchvision
 def test_torchvision_efficientnet_b1_is_b0_at_depth_1_1():
     """issue #23: the shipped spec at --depth-mult 1.1 gives B1's 7,794,184 params and 569,651,680 MACs at 224."""
+    pytest.importorskip("torchvision")
     spec = costmodel.import_model("torchvision:efficientnet_b0")
     assert spec_figures(spec, 224, depth_mult=1.1)[:2] == (7_794_184, 569_651_680)
 
