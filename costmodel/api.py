@@ -865,8 +865,9 @@ def import_model(
 ) -> NetworkSpec:
     """The spec of ``timm:NAME`` (pretrained=False), ``torchvision:NAME`` (weights=None),
     ``package.module:callable`` (imports and runs the user's code) or a ``.onnx`` path; ``input`` defaults
-    to timm's ``pretrained_cfg['input_size']`` and is required where the model has none."""
-    from .importers.sources import is_onnx, load_module
+    to timm's ``pretrained_cfg['input_size']`` (torchvision's: the default weights' crop size) and is required
+    where the model has none; the spec's ``provenance.input`` says which size was used and where it came from."""
+    from .importers.sources import input_origin, is_onnx, load_module
 
     if is_onnx(source):
         given = [what for what, v in (("--input (input)", input), ("--kwargs (kwargs)", kwargs)) if v]
@@ -880,7 +881,14 @@ def import_model(
     size = input or default
     if size is None:
         raise UsageError(f"{source} has no default input size: give --input CxHxW (e.g. --input 3x224x224)")
-    return from_torch(model, size, name=name, symbolic_resolution=symbolic_resolution)
+    from .importers.torch import from_torch as _from_torch
+
+    where = "--input" if input else input_origin(source, model)
+    origin = source + "".join(f" {k}={v!r}" for k, v in (kwargs or {}).items())  # the builder's arguments too
+    spec: NetworkSpec = _from_torch(
+        model, size, name=name, origin=origin, symbolic_resolution=symbolic_resolution, input_from=where
+    )
+    return spec
 
 
 def import_report(spec: NetworkSpec) -> Any:

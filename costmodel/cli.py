@@ -655,6 +655,10 @@ def _import(args: argparse.Namespace) -> str:
         spec = api.import_model(args.source, size, kwargs, args.symbolic_resolution)
     report = api.import_report(spec)
     header = [f"Imported by costmodel import {args.source}" + (f" --input {args.input}" if args.input else "")]
+    traced = spec.provenance.input if spec.provenance is not None else None
+    if traced:
+        header.append(f"traced at {traced} (--input CxHxW traces at another size)")
+        print(f"costmodel: traced at {traced}", file=sys.stderr)
     if report is not None:
         src, got = report.source, report.spec
         header.append(
@@ -664,13 +668,15 @@ def _import(args: argparse.Namespace) -> str:
             + ", ".join(f"{k} {v}" for k, v in got.items())
         )
         header.append("exact: every figure equal" if report.exact else "NOT exact: see the warnings below")
-        warnings = report.warnings()
+        warnings = report.warnings(coverage=False)
         header.extend(f"warning: {line}" for line in warnings)  # all of them, in the spec's header
+        header.append(report.coverage_line())
         shown = warnings[:_IMPORT_WARNINGS_SHOWN]
         if len(warnings) > len(shown):
             shown.append(f"… and {len(warnings) - len(shown):,} more, listed in the spec's header")
         for line in shown:
             print(f"costmodel: warning: {line}", file=sys.stderr)
+        print(f"costmodel: {report.coverage_line()}", file=sys.stderr)  # always the last line
     text = to_yaml(spec, header)
     return _write_out(text, args.out)
 

@@ -88,7 +88,7 @@ def test_custom_mbconv_net_imports_exactly():
     model = build()
     spec = costmodel.from_torch(model, (3, 67, 53))
     kinds = [layer.kind for layer in spec.layers]
-    assert kinds == ["conv", "dwsep", "mbconv", "mbconv", "mbconv", "conv", "pool", "linear", "linear"]
+    assert kinds == ["conv", "dwsep", "mbconv", "mbconv", "mbconv", "conv", "pool", "linear", "dropout", "linear"]
     assert [layer.name for layer in spec.layers[:5]] == ["stem", "sep", "blocks.0", "blocks.1", "blocks.2"]
     assert spec.layers[2].stride == 3 and spec.layers[2].se is not None
     report = costmodel.import_report(spec)
@@ -196,9 +196,14 @@ def test_cli_import_of_user_code_and_symbolic_resolution(run_cli, tmp_path):
     src = "tests.import_fixtures.custom_mbconv:build"
     status, out, err = run_cli("import", src, "--input", "3x67x53", "--kwargs", "classes=5")
     assert status == 0, err
-    assert err == ""
+    assert err.splitlines() == [  # the size and where it came from, then (always last) the coverage
+        "costmodel: traced at 3x67x53 from --input",
+        "costmodel: the spec covers 100.00% of the model's MACs and 100.00% of its params",
+    ]
     spec = costmodel.loads(out)
     assert spec.layers[-1].out_features == 5
+    assert spec.provenance is not None and spec.provenance.model == f"{src} classes=5"
+    assert spec.provenance.scaling == "unknown"
     status, out, err = run_cli(
         "import", src, "--input", "3x67x53", "--symbolic-resolution", "--out", str(tmp_path / "s.yaml")
     )
@@ -566,7 +571,8 @@ def test_mobile_attention_imports_exactly(fused):
     spec = costmodel.from_torch(model, shape)
     attn = [layer for layer in spec.layers if layer.kind == "attention"]
     shipped = costmodel.load(ROOT / "specs" / "timm" / "mobilenetv4_hybrid_medium.yaml")
-    assert len(attn) == sum(layer.repeat for layer in shipped.layers if layer.kind == "attention")
+    want = sum(layer.repeat for layer in shipped.layers if layer.kind == "attention")
+    assert sum(layer.repeat for layer in attn) == want
     a = attn[0]
     assert (a.heads, a.key_dim, a.kv_stride, a.layer_scale, a.multi_query) == (4, 64, 2, True, True)
     assert costmodel.import_report(spec).exact

@@ -10,6 +10,7 @@ MatMul nodes. ``exact`` says every figure is equal; otherwise ``problems`` names
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,17 +51,22 @@ class ImportReport:
         same = all(self.spec.get(k) == v for k, v in self.source.items())
         return same and not self.problems
 
-    def warnings(self) -> list[str]:
-        """One line per problem and per mismatching figure, with the coverage (for the CLI's stderr)."""
+    def coverage_line(self) -> str:
+        """``the spec covers 98.50% of the model's MACs and 99.10% of its params`` (spec / source)."""
+        return (
+            f"the spec covers {self.coverage('macs'):.2%} of the model's MACs and "
+            f"{self.coverage('params'):.2%} of its params"
+        )
+
+    def warnings(self, coverage: bool = True) -> list[str]:
+        """One line per problem and per mismatching figure, with the coverage where anything is missing (for the
+        CLI's stderr), then the notes; ``coverage=False`` leaves the coverage line out."""
         out = [printable(p, 2000) for p in self.problems]
         for k, v in self.source.items():
             if self.spec.get(k) != v:
                 out.append(f"{k}: the model has {v}, the spec {self.spec.get(k)}")
-        if out:
-            out.append(
-                f"the spec covers {self.coverage('macs'):.2%} of the model's MACs and "
-                f"{self.coverage('params'):.2%} of its params"
-            )
+        if out and coverage:
+            out.append(self.coverage_line())
         return out + [printable(n, 2000) for n in self.notes]
 
 
@@ -87,10 +93,17 @@ def build(
     source: dict[str, Any],
     notes: list[str],
     symbolic_resolution: bool = False,
+    input_from: str | None = None,
+    post: Callable[[dict[str, Any], list[Problem]], None] | None = None,
     batch: int = 1,
 ) -> NetworkSpec:
-    """Recognise the layers of a traced graph and return the validated spec with its report attached;
-    ``batch`` (the graph's batch dimension, ONNX) is written as the spec's ``input.batch``."""
+    """Recognise the layers of a traced graph and return the validated spec with its report attached.
+
+    The spec carries its ``provenance``: ``origin``, ``input_from`` (the traced size and where it came from) and
+    ``scaling: unknown`` (width and depth multipliers refused, unless a post-pass recognises the family). ``post``
+    edits the spec's plain data before it is validated (the torch importer's dropouts and timm's classes), adding
+    to the problems what it cannot say. ``batch`` (the graph's batch dimension, ONNX) is written as the spec's
+    ``input.batch``."""
     try:
         rec = recognise(nodes, output)
     except StopIteration:  # a structure a matcher expected to hold a conv (or a branch) and did not
@@ -101,6 +114,9 @@ def build(
     data = to_spec_dict(rec, input_shape, name)
     if batch != 1:
         data["input"]["batch"] = batch
+    data["provenance"] = {"model": origin, **({"input": input_from} if input_from else {}), "scaling": "unknown"}
+    if post is not None:
+        post(data, rec.problems)
     report = ImportReport(origin, source, {}, rec.problems, notes, dict(rec.kinds))
     spec = validate(data, ImportSource(origin, report))
     r: Any = analyze_spec(spec)
@@ -184,6 +200,13 @@ def to_yaml(spec: NetworkSpec, header: list[str] | None = None) -> str:
     if data.get("name"):
         lines.append(f"name: {_scalar(data['name'])}")
     lines.append(f"input: {_flow(data['input'])}")
+    if "implementation" in data:
+        impl = data["implementation"]
+        lines.append(f"implementation: {impl['library'] if set(impl) == {'library'} else _flow(impl)}")
+    if spec.provenance is not None:
+        lines.append(f"provenance: {_flow(spec.provenance.model_dump(mode='json', exclude_none=True))}")
+    if spec.scaling is not None:
+        lines.append(f"scaling: {_flow(spec.scaling.model_dump(mode='json'))}")
     lines.append(f"defaults: {_flow(spec.defaults.model_dump(mode='json', exclude_none=True))}")
     lines.append("layers:")
     lines += [f"  - {_flow(layer)}" for layer in data["layers"]]

@@ -259,6 +259,34 @@ def _default_size(model: Any, where: str, need: bool) -> tuple[int, int, int] | 
     return check_size(size, where, "; give --input CxHxW instead")
 
 
+def _shape(size: Any) -> str:
+    return "x".join(str(int(v)) for v in size)
+
+
+def input_origin(source: str, model: Any) -> str:
+    """Where ``load_module``'s default input size for SOURCE came from, in words (for the spec's provenance):
+    timm's ``pretrained_cfg["input_size"]`` (and its ``test_input_size`` where it has another), torchvision's
+    default weights' crop size, or the user's model's ``pretrained_cfg["input_size"]``."""
+    kind, _, name = source.partition(":")
+    cfg = getattr(model, "pretrained_cfg", None)
+    if kind == "timm":
+        text = "timm's pretrained_cfg input_size"
+        cfg = cfg if isinstance(cfg, dict) else {}
+        test = cfg.get("test_input_size")
+        if test and tuple(test) != tuple(cfg.get("input_size") or ()):
+            text += f"; its test_input_size is {_shape(test)}"
+        return text
+    if kind == "torchvision":
+        try:
+            import torchvision
+
+            weights = torchvision.models.get_model_weights(name).DEFAULT
+            return f"the crop size of torchvision's {type(weights).__name__}.{weights.name} transforms"
+        except (ImportError, ValueError, AttributeError, KeyError, TypeError):
+            return "torchvision's default weights' crop size"
+    return "the model's pretrained_cfg input_size"
+
+
 def _torchvision_size(torchvision: Any, name: str) -> tuple[int, int, int] | None:
     """The crop size of the model's default weights' transforms (metadata only; nothing is downloaded)."""
     try:

@@ -23,8 +23,13 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import UsageError
+from . import timm_overrides
+from .dropouts import Dropout, drop_path_note, insert_dropouts
+from .families import recognise_scaling
 from .recognise import Node
+from .se_rules import harmonise_se, timm_se
 from .sources import MAX_INPUT_SIZE, printable
+from .stages import group_stages
 
 _ALIASES = frozenset(
     {
@@ -93,6 +98,7 @@ class Trace:
     macs_odd: bool  # FlopCounterMode's total was odd (it never is for conv/linear)
     params_used: set[str]
     scope_types: dict[str, str]
+    drops: list[Dropout]
 
 
 def _flat(xs: Any) -> Iterator[Any]:
@@ -121,6 +127,7 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.used: set[str] = set()
         self.shapes: dict[int, tuple[int, ...]] = {}
         self.function: str = ""  # the torch-function-level call running now (see _Functions)
+        self.drops: list[Dropout] = []  # F.dropout calls: no op at all in eval mode (see dropouts.py)
 
     def track(self, t: Any, tid: int) -> None:
         self.tensors[id(t)] = tid
@@ -236,9 +243,14 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         return Node(op, ins, tid, shape, in_shape, scope, full, attrs, n_params)
 
 
+_DROPOUTS = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"})
+
+
 class _Functions(TorchFunctionMode):
     """Tells the recorder which torch-level function is running, so a global pool can say how the model
-    calls it: ``F.adaptive_avg_pool2d`` (inside an ``nn.AdaptiveAvgPool2d`` module or not) or ``x.mean``."""
+    calls it: ``F.adaptive_avg_pool2d`` (inside an ``nn.AdaptiveAvgPool2d`` module or not) or ``x.mean``;
+    and records each ``F.dropout`` call (``nn.Dropout`` and timm's head call it), which dispatches nothing in
+    eval mode."""
 
     def __init__(self, rec: _Recorder) -> None:
         super().__init__()
@@ -246,6 +258,11 @@ class _Functions(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         name = getattr(func, "__name__", "")
+        if name in _DROPOUTS:
+            kw = kwargs or {}
+            p = kw.get("p", args[1] if len(args) > 1 else 0.5)
+            scope = self.rec.scope[-1] if self.rec.scope else ""
+            self.rec.drops.append(Dropout(name, float(p), scope, self.rec.next))
         outer = self.rec.function
         if name in ("adaptive_avg_pool2d", "mean"):
             self.rec.function = name
@@ -342,6 +359,7 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> Trace:
         macs_odd=flops % 2 == 1,
         params_used=rec.used,
         scope_types=types,
+        drops=rec.drops,
     )
 
 
@@ -403,6 +421,20 @@ def _check_input(input: Any) -> tuple[int, int, int]:
     return int(input[0]), int(input[1]), int(input[2])
 
 
+def _post(data: dict[str, Any], problems: list[Any], module: nn.Module, tr: Trace) -> None:
+    """The post-passes on the spec data: dropouts where they ran; timm's classes (``implementation``); one SE rule
+    for the model where one fits (se_rules.py); equal consecutive blocks of a stage as one layer with ``repeat``
+    (stages.py); the scaling rules of a recognised family (families.py)."""
+    insert_dropouts(data, tr.drops, tr.nodes, problems)
+    timm = timm_overrides.is_timm(module)
+    if timm:
+        timm_overrides.apply(data, module)
+    if not (timm and timm_se(data, type(module).__name__)):
+        harmonise_se(data)
+    group_stages(data)
+    recognise_scaling(data, module)
+
+
 def from_torch(
     module: nn.Module,
     input: tuple[int, int, int] = (3, 224, 224),
@@ -410,9 +442,11 @@ def from_torch(
     name: str | None = None,
     origin: str = "<torch>",
     symbolic_resolution: bool = False,
+    input_from: str | None = None,
 ) -> Any:
     """The spec of ``module`` traced at ``input`` = (C, H, W), with its ImportReport attached
-    (``costmodel.importers.report_of(spec)``). See ``costmodel.from_torch``."""
+    (``costmodel.importers.report_of(spec)``). ``input_from`` says where ``input`` came from (the spec's
+    ``provenance.input``; default: given to from_torch). See ``costmodel.from_torch``."""
     from .core import build
 
     if not isinstance(module, nn.Module):
@@ -441,8 +475,29 @@ def from_torch(
                 600,
             )
         )
+    depth = [
+        (type(m).__name__, n, float(p))
+        for n, m in module.named_modules()
+        if type(m).__name__ in ("StochasticDepth", "DropPath")
+        and (p := getattr(m, "p", getattr(m, "drop_prob", 0.0)) or 0.0) > 0
+    ]
+    note = drop_path_note(depth)
+    if note:
+        notes.append(note)
     source = {"params": params, "buffers": buffers, "macs": tr.macs, "output": tr.output_shape}
-    spec = build(tr.nodes, tr.output, shape, origin, name, source, notes, symbolic_resolution)
+    where = f"{'x'.join(map(str, shape))} from {input_from or 'the input given to from_torch'}"
+    spec = build(
+        tr.nodes,
+        tr.output,
+        shape,
+        origin,
+        name,
+        source,
+        notes,
+        symbolic_resolution,
+        input_from=where,
+        post=lambda data, problems: _post(data, problems, module, tr),
+    )
     if unused:
         from .core import report_of
         from .recognise import Problem

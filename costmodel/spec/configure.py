@@ -9,6 +9,10 @@ The result is validated exactly like the YAML would be with the same values writ
   is absolute; a spec without ``scaling`` gains ``scaling: {width: W}``);
 * ``depth_mult``: ``scaling.depth`` (likewise);
 * ``batch``: ``input.batch``.
+
+A spec whose scaling rules are unknown (an imported one: ``provenance.scaling: unknown``) refuses ``width_mult``
+and ``depth_mult`` with one line saying why, rather than describe a network the model's builder never makes;
+``provenance.scaling: width`` refuses ``depth_mult``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 from ..errors import UsageError
 from . import loader
-from .network import NetworkSpec
+from .network import NetworkSpec, scaling_refusal
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -68,6 +72,10 @@ def configure(
     """
     if resolution is None and width_mult is None and depth_mult is None and batch is None:
         return spec
+    for flag, value in (("width_mult", width_mult), ("depth_mult", depth_mult)):
+        why = scaling_refusal(spec.provenance, width=flag == "width_mult", depth=flag == "depth_mult")
+        if value is not None and why is not None:
+            raise UsageError(f"{flag} (--{flag.replace('_', '-')}): {why}")
     data = spec.model_dump(mode="python", exclude_unset=False)
     if resolution is not None:
         data["input"]["height"], data["input"]["width"] = resolution_pair(resolution)

@@ -9,8 +9,16 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Discriminator, Field, GetCoreSchemaHandler, PrivateAttr, field_validator
-from pydantic_core import CoreSchema
+from pydantic import (
+    BaseModel,
+    Discriminator,
+    Field,
+    GetCoreSchemaHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from .fields import (
     ODD_KERNEL_SCHEMA,
@@ -84,6 +92,45 @@ class Implementation(Model):
     pad_type: Literal["", "same"] = Field("", description="timm's pad_type: same = TensorFlow padding (tf_ models)")
 
 
+class Provenance(Model):
+    """Where an imported spec came from (``costmodel import`` writes it; a hand-written spec has none).
+
+    ``model``: the SOURCE it was imported from (``timm:efficientnet_b2``, ``torchvision:mobilenet_v2``,
+    ``pkg.mod:build``, ``net.onnx``, ``<torch>`` for ``from_torch``), with the builder's kwargs. ``input``: the input
+    size it was traced at and where that size came from (timm's ``pretrained_cfg`` ``input_size``, torchvision's
+    default weights' crop, ``--input``, …). ``scaling``: which multipliers the spec's ``scaling`` rules apply as
+    the model's builder does. ``unknown`` (an import of a family the importer does not recognise: each block one
+    layer as traced, with no rule for how the builder rounds scaled channels or repeats): ``scaling``,
+    ``--width-mult`` and ``--depth-mult`` are refused, since the generic rules could describe a network the builder
+    never makes. ``width``: the width rule is the builder's, depth is refused (torchvision's mobilenet_v2 has no
+    depth multiplier). ``spec``: both are.
+    """
+
+    model: str = Field(min_length=1, description="the SOURCE the spec was imported from")
+    input: str | None = Field(None, description="the traced input size and where it came from")
+    scaling: Literal["unknown", "width", "spec"] = Field(
+        "unknown",
+        description="unknown: width and depth scaling refused; width: depth refused; spec: the spec's scaling rules "
+        "are the model's builder's",
+    )
+
+
+def scaling_refusal(provenance: Provenance | None, width: bool = True, depth: bool = True) -> str | None:
+    """Why a width (``width``) or depth (``depth``) multiplier cannot apply to a spec with this provenance (None:
+    it can)."""
+    if provenance is None or provenance.scaling == "spec" or (provenance.scaling == "width" and not depth):
+        return None
+    if provenance.scaling == "width":
+        return (
+            f"this spec was imported from {provenance.model}, whose builder has no depth multiplier "
+            "(provenance.scaling: width); only the width scales"
+        )
+    return (
+        f"this spec was imported from {provenance.model} and does not know how that model's builder scales "
+        "channels and repeats (provenance.scaling: unknown); build the model at that multiplier and import it"
+    )
+
+
 def _library_shorthand(value: Any) -> Any:
     return {"library": value} if isinstance(value, str) else value
 
@@ -110,12 +157,24 @@ class NetworkSpec(Model):
     implementation: Implementation = Field(
         Implementation(), description="the module classes of the reference model (timm | torch): docs/conventions.md"
     )
+    provenance: Provenance | None = Field(
+        None, description="where an imported spec came from (costmodel import writes it): docs/import.md"
+    )
     layers: list[AnyLayer] = Field(min_length=1)
 
     # Where the spec came from (file name and line of each key), for error messages.
     _source: Any = PrivateAttr(default=None)
 
     _library = field_validator("implementation", mode="before")(_library_shorthand)
+
+    @model_validator(mode="after")
+    def _scaling_known(self) -> NetworkSpec:
+        if self.scaling is None:
+            return self
+        why = scaling_refusal(self.provenance, width=True, depth=self.scaling.depth != 1.0)
+        if why is not None:
+            raise PydanticCustomError("scaling_unknown", "cannot be applied: {why}", {"why": why, "field": "scaling"})
+        return self
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -115,3 +115,16 @@ class MishNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
+
+
+class ManyMish(nn.Module):
+    """``n`` conv → BN → Mish units: n warnings, more than the CLI shows on stderr (its coverage line stays last)."""
+
+    def __init__(self, n: int = 25) -> None:
+        super().__init__()
+        units = [nn.Sequential(nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.Mish())
+                 for i in range(n)]  # fmt: skip
+        self.body = nn.Sequential(*units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)

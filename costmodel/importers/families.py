@@ -1,0 +1,80 @@
+"""Scaling rules of the families the importer recognises, so ``--width-mult`` / ``--depth-mult`` apply to their
+imported specs as the builder applies its multipliers (issue #23, item 5).
+
+An imported spec is the model at the multipliers it was built with; how the builder would round other multipliers
+is not in the trace. Where the model is a recognised family's base configuration (multipliers 1.0: the class and
+the traced stem, stages, widths and head are the builder's base table), this post-pass on the spec data writes
+the builder's rules and ``provenance.scaling``; every other import keeps ``scaling: unknown`` (multipliers refused).
+
+* torchvision ``mobilenet_v2`` (``MobileNetV2``, ``width_mult``): channels ``_make_divisible(c × w, 8)``, the head
+  ``_make_divisible(1280 × max(1, w), 8)`` (``width_floor: 1.0``); no depth multiplier (``provenance.scaling:
+  width``: depth refused).
+* torchvision ``efficientnet_b0`` (``EfficientNet`` of ``MBConv`` blocks; B1–B7 are its ``width_mult`` /
+  ``depth_mult``): channels ``_make_divisible(c × w, 8)``, each MBConv's expanded width ``_make_divisible(in × t,
+  8)`` (``expanded_divisor: 8``), repeats ``ceil(n × d)`` per stage, the head 4 × its input (``out_ratio: 4``).
+* timm ``efficientnet_b0`` and its variants of the same table (``tf_efficientnet_b0``, ``efficientnet_b0_gn``, …:
+  ``_gen_efficientnet``'s ``channel_multiplier`` / ``depth_multiplier``): ``round_channels(c, m)`` =
+  ``make_divisible(c × m, 8)`` for stem, blocks and head (1280), repeats ``ceil(n × d)`` per stage (one arch
+  string per stage: timm's ``_scale_stage_depth`` is then ceil).
+
+Each stage must be one spec layer (stages.py grouped it) with the base repeats, else nothing is written. The
+tests build the model at each multiplier and compare (tests/test_import_scaling.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: the base tables: stem width, (out_channels, repeats) of each stage's layer, head width
+_MOBILENET_V2 = (32, [(16, 1), (24, 2), (32, 3), (64, 4), (96, 3), (160, 3), (320, 1)], 1280)
+_EFFICIENTNET_B0 = (32, [(16, 1), (24, 2), (40, 2), (80, 3), (112, 3), (192, 4), (320, 1)], 1280)
+_BLOCKS = frozenset({"mbconv", "dwsep"})
+
+
+def _cls(module: Any) -> str:
+    return f"{type(module).__module__}.{type(module).__name__}"
+
+
+def _table(data: dict[str, Any]) -> tuple[Any, list[tuple[Any, Any]], Any] | None:
+    """(stem width, [(out_channels, repeat)] of the block layers, head width) of a conv → blocks → conv head →
+    pool … spec, or None for another shape."""
+    layers = data["layers"]
+    blocks = [i for i, layer in enumerate(layers) if layer["kind"] in _BLOCKS]
+    if not blocks or layers[0]["kind"] != "conv" or blocks != list(range(1, blocks[-1] + 1)):
+        return None
+    head = layers[blocks[-1] + 1] if blocks[-1] + 1 < len(layers) else None
+    if head is None or head["kind"] != "conv":
+        return None
+    stages = [(layers[i].get("out_channels"), layers[i].get("repeat", 1)) for i in blocks]
+    return layers[0].get("out_channels"), stages, head.get("out_channels")
+
+
+def _head(data: dict[str, Any]) -> dict[str, Any]:
+    layers = data["layers"]
+    return next(layer for layer in layers[1:] if layer["kind"] == "conv")
+
+
+def recognise_scaling(data: dict[str, Any], module: Any) -> None:
+    """Write the family's scaling rules and ``provenance.scaling`` where ``module`` is a recognised base model."""
+    cls = _cls(module)
+    table = _table(data)
+    if table is None:
+        return
+    if cls == "torchvision.models.mobilenetv2.MobileNetV2" and table == _MOBILENET_V2:
+        _head(data)["width_floor"] = 1.0
+        data["scaling"] = {"divisor": 8}
+        data["provenance"]["scaling"] = "width"
+    elif cls == "torchvision.models.efficientnet.EfficientNet" and table == _EFFICIENTNET_B0:
+        if any(type(m).__name__ == "FusedMBConv" for m in module.modules()):
+            return
+        for layer in data["layers"]:
+            if layer["kind"] == "mbconv":
+                layer["expanded_divisor"] = 8
+        head = _head(data)
+        del head["out_channels"]
+        head["out_ratio"] = 4
+        data["scaling"] = {"divisor": 8}
+        data["provenance"]["scaling"] = "spec"
+    elif cls == "timm.models.efficientnet.EfficientNet" and table == _EFFICIENTNET_B0:
+        data["scaling"] = {"divisor": 8}
+        data["provenance"]["scaling"] = "spec"

@@ -1,0 +1,126 @@
+"""Width and depth multipliers on imported specs of recognised families equal the model built at that multiplier
+(issue #23, item 5; costmodel/importers/families.py); elsewhere they are refused.
+
+Expectations come from torch: the builder called at the multiplier, on the meta device, params =
+``sum(p.numel())``, MACs = FlopCounterMode total / 2, output = the forward pass's shape. The imported spec is the
+model at 1.0 with ``configure(width_mult=, depth_mult=)``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import costmodel
+
+torch = pytest.importorskip("torch")
+
+# EfficientNet's B1–B7 coefficients (width, depth), and two below 1
+COEFFICIENTS = [
+    (1.0, 1.1),
+    (1.1, 1.2),
+    (1.2, 1.4),
+    (1.4, 1.8),
+    (1.6, 2.2),
+    (1.8, 2.6),
+    (2.0, 3.1),
+    (0.5, 0.5),
+    (0.75, 1.0),
+]
+RES = 128  # the multipliers do not depend on it; small keeps the meta forward cheap
+
+
+def torch_figures(model, res: int = RES) -> tuple[int, int, tuple[int, ...]]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        y = model(torch.empty(1, 3, res, res, device="meta"))
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2, tuple(y.shape[1:])
+
+
+def spec_figures(spec, res: int = RES, **mult: float) -> tuple[int, int, tuple[int, ...]]:
+    r = costmodel.analyze(costmodel.configure(spec, resolution=res, **mult))
+    return r.totals["params"], r.totals["macs"], tuple(r.output)
+
+
+@pytest.mark.torchvision
+def test_torchvision_mobilenet_v2_width():
+    tv = pytest.importorskip("torchvision")
+    spec = costmodel.import_model("torchvision:mobilenet_v2")
+    assert spec.provenance.scaling == "width"
+    for w in (0.35, 0.5, 0.75, 1.3, 1.4):
+        with torch.device("meta"):
+            model = tv.models.mobilenet_v2(width_mult=w)
+        assert spec_figures(spec, width_mult=w) == torch_figures(model), w
+    # issue #23: torchvision's mobilenet_v2(width_mult=0.5) has 1,968,680 params and 97,131,840 MACs at 224
+    assert spec_figures(spec, 224, width_mult=0.5)[:2] == (1_968_680, 97_131_840)
+    with pytest.raises(costmodel.UsageError, match="no depth multiplier"):
+        costmodel.configure(spec, depth_mult=1.1)
+
+
+@pytest.mark.torchvision
+@pytest.mark.parametrize(("w", "d"), COEFFICIENTS)
+def test_torchvision_efficientnet_b0_width_and_depth(w, d):
+    pytest.importorskip("torchvision")
+    from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
+
+    spec = costmodel.import_model("torchvision:efficientnet_b0")
+    assert spec.provenance.scaling == "spec"
+    setting, last = _efficientnet_conf("efficientnet_b0", width_mult=w, depth_mult=d)
+    with torch.device("meta"):
+        model = EfficientNet(setting, 0.2, last_channel=last)
+    assert spec_figures(spec, width_mult=w, depth_mult=d) == torch_figures(model)
+
+
+@pytest.mark.torchvision
+def test_torchvision_efficientnet_b1_is_b0_at_depth_1_1():
+    """issue #23: the shipped spec at --depth-mult 1.1 gives B1's 7,794,184 params and 569,651,680 MACs at 224."""
+    pytest.importorskip("torchvision")
+    spec = costmodel.import_model("torchvision:efficientnet_b0")
+    assert spec_figures(spec, 224, depth_mult=1.1)[:2] == (7_794_184, 569_651_680)
+
+
+@pytest.mark.timm
+@pytest.mark.parametrize("name", ["efficientnet_b0", "tf_efficientnet_b0"])
+@pytest.mark.parametrize(("w", "d"), COEFFICIENTS)
+def test_timm_efficientnet_b0_channel_and_depth_multiplier(name, w, d):
+    pytest.importorskip("timm")
+    from timm.models.efficientnet import _gen_efficientnet
+
+    spec = costmodel.import_model(f"timm:{name}")
+    assert spec.provenance.scaling == "spec"
+    tf = {"bn_eps": 1e-3, "pad_type": "same"} if name.startswith("tf_") else {}
+    model = _gen_efficientnet(name, channel_multiplier=w, depth_multiplier=d, pretrained=False, device="meta", **tf)
+    assert spec_figures(spec, width_mult=w, depth_mult=d) == torch_figures(model)
+
+
+@pytest.mark.timm
+def test_timm_efficientnet_b2_is_b0_scaled():
+    timm = pytest.importorskip("timm")
+    spec = costmodel.import_model("timm:efficientnet_b0")
+    model = timm.create_model("efficientnet_b2", pretrained=False, device="meta")
+    assert spec_figures(spec, 256, width_mult=1.1, depth_mult=1.2) == torch_figures(model, 256)
+
+
+@pytest.mark.torchvision
+@pytest.mark.timm
+@pytest.mark.parametrize(
+    "source",
+    [
+        "torchvision:mnasnet1_0",  # alpha: not recognised
+        "torchvision:efficientnet_b1",  # B0 at depth 1.1: its channels and repeats are not the base table
+        "torchvision:mobilenet_v3_large",
+        "timm:mobilenetv2_100",  # timm's own rules
+        "timm:efficientnet_b2",
+        "timm:mixnet_m",
+    ],
+)
+def test_unrecognised_families_refuse(source):
+    pytest.importorskip("timm")
+    pytest.importorskip("torchvision")
+    spec = costmodel.import_model(source)
+    assert spec.provenance.scaling == "unknown" and spec.scaling is None
+    for flag in ("width_mult", "depth_mult"):
+        with pytest.raises(costmodel.UsageError, match="provenance.scaling: unknown"):
+            costmodel.configure(spec, **{flag: 1.1})
