@@ -276,7 +276,8 @@ register(
     _RepGhost,
     blocks_rep.repghost,
     torch=_T + "_repghost",
-    unmatched="REPGHOST_REASON",
+    unmatched="no model uses a RepGhost module outside RepGhostNet's bottleneck (repghost_bottleneck's matcher); "
+    "alone its convs import as conv layers (exact in the deployed form)",
 )
 register(
     _RepGhostBottleneck,
