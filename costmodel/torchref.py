@@ -22,18 +22,14 @@ from .engine.kinds import KINDS
 from .engine.kinds import resolve as _part
 from .errors import UsageError
 from .spec import NetworkSpec, se_ratio, symbol_uses
+from .spec.names import ACTIVATIONS, NORMS
 from .spec.scaling import make_divisible, resolve
 
-_ACT: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "relu6": nn.ReLU6,
-    "silu": nn.SiLU,
-    "hardswish": nn.Hardswish,
-    "sigmoid": nn.Sigmoid,
-    "hardsigmoid": nn.Hardsigmoid,
-    "gelu": nn.GELU,
-    "gelu_tanh": functools.partial(nn.GELU, approximate="tanh"),  # type: ignore[dict-item]
+_ACT: dict[str, Any] = {
+    name: functools.partial(getattr(nn, a.torch), **dict(a.torch_kwargs)) if a.torch_kwargs else getattr(nn, a.torch)
+    for name, a in ACTIVATIONS.items()
 }
+"""The torch module of each activation and gate (spec/names.py ACTIVATIONS: its ``torch.nn`` class)."""
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -114,7 +110,9 @@ def _norm(name: str, channels: int, cfg: _Cfg, act: bool = False) -> nn.Module:
     groups = channels // cfg.norm_group_size if cfg.norm_group_size else (cfg.norm_groups or 32)
     if name == "groupnorm":
         return nn.GroupNorm(groups, channels)
-    return EvoNormS0(channels, groups, act)
+    if name == "evonorm_s0":
+        return EvoNormS0(channels, groups, act)
+    raise UsageError(f"torchref has no module for the norm {name!r}")  # a norm of spec/names.py missed here
 
 
 _NORM: dict[str, Any] = {
@@ -126,6 +124,9 @@ _NORM: dict[str, Any] = {
     "rmsnorm": RmsNorm2d,
 }
 """The torch module of each norm name (built by ``_norm`` with its groups)."""
+
+if set(_NORM) != set(NORMS):  # one module per norm of the name table (spec/names.py)
+    raise ImportError(f"torchref: norms without a module (or modules of no norm): {sorted(set(_NORM) ^ set(NORMS))}")
 
 
 def _act(name: str) -> nn.Module:

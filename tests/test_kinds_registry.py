@@ -110,7 +110,7 @@ def counts(spec: Any) -> tuple[Any, ...]:
     return r.totals["params"], r.totals["macs"], tuple(r.output)
 
 
-def agrees(data: dict[str, Any]) -> None:
+def agrees(data: dict[str, Any]) -> Any:
     """The engine agrees with torch on torchref's module, and the module imports back to the same counts."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -127,6 +127,7 @@ def agrees(data: dict[str, Any]) -> None:
     assert counts(spec) == theirs, data
     back = costmodel.from_torch(module, shape[1:])
     assert counts(back) == theirs, (data, costmodel.import_report(back).problems)
+    return back
 
 
 def test_every_builtin_kind_has_instances():
@@ -206,3 +207,95 @@ def test_torchref_refuses_a_kind_registered_without_a_builder():
     )
     with pytest.raises(costmodel.UsageError, match="toy_incomplete.*torch= builder"):
         build(spec)
+
+
+# ------------------------------------------------------------------------ every norm and every activation
+
+from costmodel.spec import names  # noqa: E402
+
+LAYER_ACTS = [n for n, a in names.ACTIVATIONS.items() if not a.gate]
+
+
+def _one_name(defaults: dict[str, Any], se_gate: str | None = None) -> dict[str, Any]:
+    mb: dict[str, Any] = {"kind": "mbconv", "out_channels": 16, "expansion": 4, "se": 0.25}
+    if se_gate is not None:
+        mb["se_gate"] = se_gate
+    layers = [{"kind": "conv", "out_channels": 16, "stride": 2}, mb, {"kind": "dwsep", "out_channels": 24}]
+    return {"input": {"channels": 8, "height": 13, "width": 12}, "defaults": defaults, "layers": layers}
+
+
+def test_the_name_tables_are_the_spec_literals():
+    from typing import get_args
+
+    from costmodel.engine import ops
+    from costmodel.spec.fields import Activation, Gate, Norm
+
+    assert get_args(Activation) == ("relu", "relu6", "silu", "swish", "hardswish", "gelu", "gelu_tanh", "none")
+    assert get_args(Gate) == ("sigmoid", "hardsigmoid")
+    assert get_args(Norm) == ("batchnorm", "groupnorm", "layernorm", "evonorm_s0", "evonorm_b0", "rmsnorm", "none")
+    assert set(ops.ACTIVATION_FLOPS) == set(ops.ACTIVATION_SAVES) == set(names.ACTIVATIONS)
+    assert set(ops.NORMS) == set(names.NORMS)
+
+
+@pytest.mark.parametrize("act", LAYER_ACTS)
+def test_every_activation_agrees_with_torch_and_imports_back(act):
+    pytest.importorskip("torch")
+    back = agrees(_one_name({"activation": act}))
+    assert costmodel.import_report(back).exact
+    assert back.defaults.activation == act
+
+
+@pytest.mark.parametrize("gate", names.GATE_NAMES)
+def test_every_gate_agrees_with_torch_and_imports_back(gate):
+    pytest.importorskip("torch")
+    back = agrees(_one_name({"activation": "relu"}, se_gate=gate))
+    assert [layer.kind for layer in back.layers] == ["conv", "mbconv", "dwsep"]
+    assert back.layers[1].se_gate == gate  # type: ignore[union-attr]
+
+
+def _norm_spec(norm: str) -> Any:
+    return costmodel.NetworkSpec.model_validate(_one_name({"norm": norm, "norm_groups": 4}))
+
+
+@pytest.mark.parametrize("norm", sorted(names.NORMS))
+def test_every_norm_agrees_with_torch(norm):
+    pytest.importorskip("torch")
+    from costmodel.torchref import measure
+
+    spec = _norm_spec(norm)
+    r, theirs = costmodel.analyze(spec), measure(spec)
+    assert (r.totals["params"], r.totals["buffers"], r.totals["macs"], r.output) == (
+        theirs["params"],
+        theirs["buffers"],
+        theirs["macs"],
+        theirs["output"],
+    )
+
+
+_EVO = pytest.mark.xfail(
+    strict=True, reason="the importer knows EvoNorm by timm's classes (EvoNorm2dS0/B0), not torchref's EvoNormS0/B0"
+)
+
+
+@pytest.mark.parametrize(
+    "norm", [pytest.param(n, marks=[_EVO] if n.startswith("evonorm") else []) for n in names.NORMS]
+)
+def test_every_norm_imports_back(norm):
+    pytest.importorskip("torch")
+    from costmodel.torchref import build
+
+    spec = _norm_spec(norm)
+    module, shape = build(spec)
+    back = costmodel.from_torch(module, shape[1:])
+    assert costmodel.import_report(back).exact, costmodel.import_report(back).problems
+    assert back.defaults.norm == norm
+    assert counts(back) == counts(spec)
+
+
+def test_torchref_refuses_a_norm_it_has_no_module_for():
+    pytest.importorskip("torch")
+    from costmodel.torchref import _Cfg, _norm
+
+    spec = costmodel.NetworkSpec.model_validate(_one_name({}))
+    with pytest.raises(costmodel.UsageError, match="no module for the norm 'fancynorm'"):
+        _norm("fancynorm", 8, _Cfg(spec.layers[0], spec))

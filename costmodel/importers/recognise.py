@@ -17,7 +17,8 @@ Recognition runs in two passes:
    units into layer dicts of the spec. Each declares the shape it consumes (a unit, a residual, a chain of
    units, a primitive) and a priority; :func:`_layers` tries them by shape and priority (chains highest-level
    first: rep_dwsep, UIR, MBConv / MixConv / CondConv, Fused-MBConv, basic, depthwise-separable, conv). A new
-   block kind plugs in as one more matcher in its registry entry; nothing here names it. A sum of parallel conv-norm branches (re-parameterisable: PP-LCNetV2,
+   block kind plugs in as one more matcher in its registry entry; nothing here names it.
+   A sum of parallel conv-norm branches (re-parameterisable: PP-LCNetV2,
    RepGhostNet, GhostNetV3) is one conv unit carrying its branches (``Unit.rep``): rep_dwsep,
    repghost_bottleneck and the ghost kinds' rep_branches count them; elsewhere its heaviest conv counts.
    MobileNetV4-Hybrid's MobileAttention is read by :func:`match_attention`. ``cat([x, F(x)])`` of the
@@ -40,11 +41,12 @@ from typing import Any
 
 from ..engine.kinds import Matcher, Shape, matchers, resolve
 from ..errors import UsageError
+from ..spec import names as _names
 from ..spec.scaling import make_divisible
 
-#: Activations the spec's ``activation`` can name, and the gates SE's ``se_gate`` can name.
-ACTIVATIONS = frozenset({"relu", "relu6", "silu", "hardswish", "gelu", "gelu_tanh"})
-GATES = frozenset({"sigmoid", "hardsigmoid"})
+#: Activations the spec's ``activation`` can name, and the gates SE's ``se_gate`` can name (spec/names.py).
+ACTIVATIONS = frozenset(name for name, a in _names.ACTIVATIONS.items() if not a.gate)
+GATES = frozenset(_names.GATE_NAMES)
 
 
 @dataclass
