@@ -35,6 +35,15 @@ def _head(rng: random.Random) -> Layers:
     return [{"kind": "conv", "out_channels": _c(rng), "kernel": 3}]
 
 
+def _basic(r: random.Random, x: int) -> Layers:
+    """A strided basic block, then one with the residual and one without (shape kept: both are said)."""
+    return [
+        {"kind": "basic", "out_channels": x, "stride": _s(r)},
+        {"kind": "basic", "out_channels": x, "residual": True},
+        {"kind": "basic", "out_channels": x, "residual": False},
+    ]
+
+
 # kind -> random (layers, input channels); every instance is one the importer can say exactly
 INSTANCES: dict[str, Callable[[random.Random, int], Layers]] = {
     "conv": lambda r, c: [{"kind": "conv", "out_channels": _c(r), "kernel": r.choice([1, 3, 5]), "stride": _s(r)}],
@@ -46,7 +55,7 @@ INSTANCES: dict[str, Callable[[random.Random, int], Layers]] = {
         {"kind": "fused_mbconv", "out_channels": _c(r), "expansion": r.choice([2, 4]), "kernel": 3, "stride": _s(r)}
     ],
     "dwsep": lambda r, c: [{"kind": "dwsep", "out_channels": _c(r), "kernel": _k(r), "stride": _s(r)}],
-    "basic": lambda r, c: [{"kind": "basic", "out_channels": _c(r), "stride": _s(r)}],
+    "basic": lambda r, c: _basic(r, _c(r)),
     # identity shortcut only: a projection shortcut does not import (test_bottleneck_with_a_projection_imports)
     "bottleneck": lambda r, c: [{"kind": "bottleneck", "out_channels": c, "mid_channels": _c(r)}],
     "pool": lambda r, c: [*_head(r), {"kind": "pool"}],
@@ -110,6 +119,11 @@ def counts(spec: Any) -> tuple[Any, ...]:
     return r.totals["params"], r.totals["macs"], tuple(r.output)
 
 
+def all_counts(spec: Any) -> tuple[Any, ...]:
+    r = costmodel.analyze(spec)
+    return (*(r.totals[m] for m in ("params", "buffers", "macs", "flops")), tuple(r.output))
+
+
 def agrees(data: dict[str, Any]) -> Any:
     """The engine agrees with torch on torchref's module, and the module imports back to the same counts."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -127,6 +141,8 @@ def agrees(data: dict[str, Any]) -> Any:
     assert counts(spec) == theirs, data
     back = costmodel.from_torch(module, shape[1:])
     assert counts(back) == theirs, (data, costmodel.import_report(back).problems)
+    assert all_counts(back) == all_counts(spec), data  # FLOPs too: the import keeps every op (a residual add);
+    # not activations: a dropout (the identity at inference) leaves no op to import
     return back
 
 
@@ -299,3 +315,23 @@ def test_torchref_refuses_a_norm_it_has_no_module_for():
     spec = costmodel.NetworkSpec.model_validate(_one_name({}))
     with pytest.raises(costmodel.UsageError, match="no module for the norm 'fancynorm'"):
         _norm("fancynorm", 8, _Cfg(spec.layers[0], spec))
+
+
+# ------------------------------------------------------------------ a metric an op forgets is an error, not 0
+
+
+def test_an_op_without_a_metric_is_refused():
+    from costmodel.engine import ops
+
+    with pytest.raises(ValueError, match=r"missing \['flops'\]"):
+        ops.Op("toy", "", {"params": 1, "buffers": 0, "macs": 2}, (1, 1, 1), (1, 1, 1), "conv")
+    with pytest.raises(ValueError, match=r"unknown \['bytes'\]"):
+        ops.Op("toy", "", {"params": 1, "buffers": 0, "macs": 2, "flops": 4, "bytes": 8}, (1,), (1,), "conv")
+
+
+def test_a_new_metric_no_op_gives_is_an_error_not_zero(monkeypatch):
+    from costmodel.engine import metrics, ops
+
+    monkeypatch.setattr(metrics, "OP_METRICS", (*metrics.OP_METRICS, "bytes"))
+    with pytest.raises(ValueError, match=r"op conv2d .*missing \['bytes'\]"):
+        ops.conv2d((3, 8, 8), 1, 4, 3)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..spec import names as _names
+from . import metrics as _metrics
 from .symbols import Num, floordiv
 
 Shape = tuple[Num, ...]  # (C, H, W) for feature maps, (F,) after a linear layer
@@ -87,6 +88,16 @@ class Op:
     folds: bool = False
     attrs: dict[str, Num] = field(default_factory=dict)  # conv: kernel, stride, groups
     saves: tuple[str, ...] | None = None  # what autograd saves in train mode (tokens of SAVES); None: not modelled
+
+    def __post_init__(self) -> None:
+        # every per-op metric is given, none is made up: a metric an op forgets is an error, never a silent 0
+        if len(self.costs) != len(_metrics.OP_METRICS) or any(m not in self.costs for m in _metrics.OP_METRICS):
+            missing = [m for m in _metrics.OP_METRICS if m not in self.costs]
+            extra = [m for m in self.costs if m not in _metrics.OP_METRICS]
+            raise ValueError(
+                f"op {self.name} ({self.detail}): costs must hold exactly the per-op metrics "
+                f"{', '.join(_metrics.OP_METRICS)} (engine/metrics.py); missing {missing}, unknown {extra}"
+            )
 
 
 def _costs(params: Num, buffers: Num, macs: Num, flops: Num) -> dict[str, Num]:

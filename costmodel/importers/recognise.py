@@ -42,6 +42,7 @@ from typing import Any
 from ..engine.kinds import Matcher, Shape, matchers, resolve
 from ..errors import UsageError
 from ..spec import names as _names
+from ..spec.network import Defaults, layer_model
 from ..spec.scaling import make_divisible
 
 #: Activations the spec's ``activation`` can name, and the gates SE's ``se_gate`` can name (spec/names.py).
@@ -1935,11 +1936,7 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
         c = Counter(layer[key] for layer in convs if key in layer)
         return c.most_common(1)[0][0] if c else fallback
 
-    defaults: dict[str, Any] = {
-        "activation": common("activation", "relu6"),
-        "norm": common("norm", "batchnorm"),
-        "bias": common("bias", False),
-    }
+    defaults: dict[str, Any] = {key: common(key, _DEFAULTS[key].default) for key in ("activation", "norm", "bias")}
     grouped = [cg for layer in rec.layers for cg in layer.get("_gn", [])]
     if grouped:
         if len({g for _, g in grouped}) == 1:
@@ -1959,27 +1956,23 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
                     del d[key]
             if d.get("se_activation") == d.get("activation", defaults["activation"]):
                 del d["se_activation"]
-            if d.get("se_gate") == "sigmoid":
-                del d["se_gate"]
-            if d.get("se_base") == "input":
-                del d["se_base"]
+            for key in ("se_gate", "se_base"):
+                if key in d and d[key] == _default(d["kind"], key):
+                    del d[key]
             if "residual" in d:
                 auto = _auto(d, layers, input_shape)
-                if d["kind"] in _RESIDUAL_OFF:  # their residual defaults to false, not auto
+                off = _default(d["kind"], "residual") is False
+                if off:  # the kind's residual defaults to false, not auto (dwsep, rep_dwsep, basic)
                     if d["residual"] is False:
                         del d["residual"]
-                    elif auto:
+                    elif auto and _takes_auto(d["kind"]):
                         d["residual"] = "auto"
                 elif auto is not None and d["residual"] == auto:
                     del d["residual"]
-        else:
-            if d["kind"] == "linear":
-                if d.get("bias") is True:
-                    del d["bias"]
-                if d.get("activation") == "none":
-                    del d["activation"]
-            if d["kind"] == "pool" and d.get("implementation") == "module":
-                del d["implementation"]
+        else:  # pool, linear, dropout: the fields that equal the model's defaults
+            for key in [k for k in d if k not in ("kind", "name")]:
+                if d[key] == _default(d["kind"], key):
+                    del d[key]
         if not d.get("name"):
             d.pop("name", None)
         layers.append(d)
@@ -1992,8 +1985,22 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
     return spec
 
 
-#: Kinds whose ``residual`` defaults to false (spec/layers.py dwsep, spec/layers_lcnet.py rep_dwsep).
-_RESIDUAL_OFF = frozenset({"dwsep", "rep_dwsep"})
+_DEFAULTS = Defaults.model_fields
+_UNSET = object()
+
+
+def _default(kind: str, key: str) -> Any:
+    """The default of field ``key`` of the model of ``kind`` (its Pydantic field), or a marker equal to nothing."""
+    model = layer_model(kind)
+    f = model.model_fields.get(key) if model is not None else None
+    return _UNSET if f is None or f.is_required() else f.default
+
+
+def _takes_auto(kind: str) -> bool:
+    """Whether the kind's ``residual`` takes ``auto`` (basic's takes true / false only)."""
+    model = layer_model(kind)
+    f = model.model_fields.get("residual") if model is not None else None
+    return f is not None and f.annotation is not bool
 
 
 def _auto(d: Layer, previous: list[Layer], input_shape: tuple[int, int, int]) -> bool | None:
