@@ -20,6 +20,7 @@ from typing import Any
 from .analysis.latency import ClassModel, LatencyCalibration, fit, op_bytes, op_class, op_key
 from .engine.report import Report, Row
 from .errors import UsageError
+from .spec.names import ACTIVATIONS
 
 
 def _torch() -> Any:
@@ -28,17 +29,6 @@ def _torch() -> Any:
     except ImportError:
         raise UsageError("calibrate --torch needs torch: pip install 'costmodel[torch]'") from None
     return torch
-
-
-_ACT = {
-    "relu": "ReLU",
-    "relu6": "ReLU6",
-    "silu": "SiLU",
-    "hardswish": "Hardswish",
-    "sigmoid": "Sigmoid",
-    "hardsigmoid": "Hardsigmoid",
-    "gelu": "GELU",
-}
 
 
 def op_callable(row: Row, batch: int) -> tuple[Callable[..., Any], tuple[Any, ...]]:
@@ -58,10 +48,10 @@ def op_callable(row: Row, batch: int) -> tuple[Callable[..., Any], tuple[Any, ..
             raise UsageError(f"calibrate cannot time the norm {op.name!r} yet")
         return nn.BatchNorm2d(int(op.input[0])).eval(), (x,)
     if op.category == "act":
-        name = _ACT.get(op.name)
-        if name is None:
+        act = ACTIVATIONS.get(op.name)  # spec/names.py: its torch.nn class
+        if act is None:
             raise UsageError(f"calibrate cannot time the activation {op.name!r} yet")
-        return getattr(nn, name)(), (x,)
+        return getattr(nn, act.torch)(**dict(act.torch_kwargs)), (x,)
     if op.category == "pool":
         if op.variant == "mean":
             return (lambda t: t.mean((2, 3), keepdim=True)), (x,)

@@ -19,20 +19,17 @@ import torch
 from torch import nn
 
 from .engine.kinds import KINDS
+from .engine.kinds import resolve as _part
 from .errors import UsageError
 from .spec import NetworkSpec, se_ratio, symbol_uses
+from .spec.names import ACTIVATIONS, NORMS
 from .spec.scaling import make_divisible, resolve
 
-_ACT: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "relu6": nn.ReLU6,
-    "silu": nn.SiLU,
-    "hardswish": nn.Hardswish,
-    "sigmoid": nn.Sigmoid,
-    "hardsigmoid": nn.Hardsigmoid,
-    "gelu": nn.GELU,
-    "gelu_tanh": functools.partial(nn.GELU, approximate="tanh"),  # type: ignore[dict-item]
+_ACT: dict[str, Any] = {
+    name: functools.partial(getattr(nn, a.torch), **dict(a.torch_kwargs)) if a.torch_kwargs else getattr(nn, a.torch)
+    for name, a in ACTIVATIONS.items()
 }
+"""The torch module of each activation and gate (spec/names.py ACTIVATIONS: its ``torch.nn`` class)."""
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -113,7 +110,9 @@ def _norm(name: str, channels: int, cfg: _Cfg, act: bool = False) -> nn.Module:
     groups = channels // cfg.norm_group_size if cfg.norm_group_size else (cfg.norm_groups or 32)
     if name == "groupnorm":
         return nn.GroupNorm(groups, channels)
-    return EvoNormS0(channels, groups, act)
+    if name == "evonorm_s0":
+        return EvoNormS0(channels, groups, act)
+    raise UsageError(f"torchref has no module for the norm {name!r}")  # a norm of spec/names.py missed here
 
 
 _NORM: dict[str, Any] = {
@@ -125,6 +124,9 @@ _NORM: dict[str, Any] = {
     "rmsnorm": RmsNorm2d,
 }
 """The torch module of each norm name (built by ``_norm`` with its groups)."""
+
+if set(_NORM) != set(NORMS):  # one module per norm of the name table (spec/names.py)
+    raise ImportError(f"torchref: norms without a module (or modules of no norm): {sorted(set(_NORM) ^ set(NORMS))}")
 
 
 def _act(name: str) -> nn.Module:
@@ -164,8 +166,12 @@ class BlurPool(nn.Module):
 
 
 class _Cfg:
-    def __init__(self, layer: Any, spec: NetworkSpec) -> None:
+    """What a torch builder reads besides its layer: the layer's activation, norm and bias after the spec's
+    defaults, the norm groups, and ``channels``, the output channels of each earlier named layer."""
+
+    def __init__(self, layer: Any, spec: NetworkSpec, channels: dict[str, int] | None = None) -> None:
         d = spec.defaults
+        self.channels: dict[str, int] = {} if channels is None else channels
         self.act: str = getattr(layer, "activation", None) or d.activation
         self.norm: str = getattr(layer, "norm", None) or d.norm
         bias = getattr(layer, "bias", None)
@@ -309,74 +315,99 @@ def _residual(setting: Any, stride: int, cin: int, cout: int) -> bool:
 
 
 def _block(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
-    kind = layer.kind
-    own = KINDS[kind].torch if kind in KINDS else None
-    if own is not None:
-        built: tuple[nn.Module, int] = own(layer, cfg, cin, stride)
-        return built
-    if kind in _ZOO:
-        zoo: tuple[nn.Module, int] = _ZOO[kind](layer, cfg, cin, stride)
-        return zoo
-    if kind == "pool":
-        return _Pool(layer.implementation), cin
-    if kind == "dropout":
-        return nn.Dropout(layer.p), cin
-    if kind == "linear":
-        head: list[nn.Module] = [nn.Flatten(1), nn.Linear(cin, layer.out_features, bias=layer.bias)]
-        if layer.activation != "none":
-            head.append(_act(layer.activation))
-        return nn.Sequential(*head), layer.out_features
+    """The module of ``layer`` and its output channels, from its kind's registered torch builder."""
+    entry = KINDS.get(layer.kind)
+    if entry is None or entry.torch is None:
+        raise UsageError(f"torchref cannot build kind {layer.kind!r}: register it with a torch= builder")
+    built: tuple[nn.Module, int] = _part(entry.torch)(layer, cfg, cin, stride)
+    return built
+
+
+# ------------------------------------------------------------------- the builders of the core kinds
+# Each is ``(layer, cfg, cin, stride) -> (module, out channels)``, registered in engine/kinds.py.
+
+
+def _pool(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    return _Pool(layer.implementation), cin
+
+
+def _dropout(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    return nn.Dropout(layer.p), cin
+
+
+def _linear(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    head: list[nn.Module] = [nn.Flatten(1), nn.Linear(cin, layer.out_features, bias=layer.bias)]
+    if layer.activation != "none":
+        head.append(_act(layer.activation))
+    return nn.Sequential(*head), layer.out_features
+
+
+def _conv(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    return conv_bn_act(cfg, cin, cout, layer.kernel, stride, layer.groups, **_kxk(layer)), cout
+
+
+def _dwsep(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    mods: list[nn.Module] = [conv_bn_act(cfg, cin, cin, layer.kernel, stride, cin, **_kxk(layer))]
+    if layer.has_se:
+        mods.append(_se(layer, cfg, cin, cin))
+    mods.append(conv_bn_act(cfg, cin, cout, 1, activation=layer.pw_activation))
+    return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
+
+
+def _basic(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
     cout: int = layer.out_channels
     k: int = layer.kernel
-    if kind == "conv":
-        return conv_bn_act(cfg, cin, cout, k, stride, layer.groups, **_kxk(layer)), cout
+    body = nn.Sequential(
+        conv_bn_act(cfg, cin, cout, k, stride, **_kxk(layer)),
+        conv_bn_act(cfg, cout, cout, k, padding=layer.padding, dilation=layer.dilation),
+    )
+    return Block(body, _residual(layer.residual, stride, cin, cout)), cout
+
+
+def _mbconv(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    mid = _expanded(layer, cin)
+    mods: list[nn.Module] = []
+    if mid != cin or layer.expand_always:
+        mods.append(conv_bn_act(cfg, cin, mid, 1))
+    groups = mid // layer.group_size if layer.group_size else mid
+    mods.append(conv_bn_act(cfg, mid, mid, layer.kernel, stride, groups, **_kxk(layer)))
+    if layer.has_se:
+        mods.append(_se(layer, cfg, mid, cin))
+    mods.append(conv_bn_act(cfg, mid, cout, 1, act=False))
+    return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
+
+
+def _fused_mbconv(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    k: int = layer.kernel
+    mid = _expanded(layer, cin)
+    groups = cin // layer.group_size if layer.group_size else 1
     mods: list[nn.Module]
-    if kind == "dwsep":
-        mods = [conv_bn_act(cfg, cin, cin, k, stride, cin, **_kxk(layer))]
+    if mid == cin and not layer.keep_projection:
+        mods = [conv_bn_act(cfg, cin, cout, k, stride, groups, **_kxk(layer))]
         if layer.has_se:
-            mods.append(_se(layer, cfg, cin, cin))
-        mods.append(conv_bn_act(cfg, cin, cout, 1, activation=layer.pw_activation))
-        return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
-    if kind == "basic":
-        body = nn.Sequential(
-            conv_bn_act(cfg, cin, cout, k, stride, **_kxk(layer)),
-            conv_bn_act(cfg, cout, cout, k, padding=layer.padding, dilation=layer.dilation),
-        )
-        return Block(body, _residual(layer.residual, stride, cin, cout)), cout
-    if kind == "mbconv":
-        mid = _expanded(layer, cin)
-        mods = []
-        if mid != cin or layer.expand_always:
-            mods.append(conv_bn_act(cfg, cin, mid, 1))
-        groups = mid // layer.group_size if layer.group_size else mid
-        mods.append(conv_bn_act(cfg, mid, mid, k, stride, groups, **_kxk(layer)))
+            mods.append(_se(layer, cfg, cout, cin))
+    else:
+        mods = [conv_bn_act(cfg, cin, mid, k, stride, groups, **_kxk(layer))]
         if layer.has_se:
             mods.append(_se(layer, cfg, mid, cin))
         mods.append(conv_bn_act(cfg, mid, cout, 1, act=False))
-        return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
-    if kind == "fused_mbconv":
-        mid = _expanded(layer, cin)
-        groups = cin // layer.group_size if layer.group_size else 1
-        if mid == cin and not layer.keep_projection:
-            mods = [conv_bn_act(cfg, cin, cout, k, stride, groups, **_kxk(layer))]
-            if layer.has_se:
-                mods.append(_se(layer, cfg, cout, cin))
-        else:
-            mods = [conv_bn_act(cfg, cin, mid, k, stride, groups, **_kxk(layer))]
-            if layer.has_se:
-                mods.append(_se(layer, cfg, mid, cin))
-            mods.append(conv_bn_act(cfg, mid, cout, 1, act=False))
-        return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
-    if kind == "bottleneck":
-        mid = layer.mid_channels if layer.mid_channels is not None else cout // 4
-        body = nn.Sequential(
-            conv_bn_act(cfg, cin, mid, 1),
-            conv_bn_act(cfg, mid, mid, k, stride, **_kxk(layer)),
-            conv_bn_act(cfg, mid, cout, 1, act=False),
-        )
-        shortcut = None if stride == 1 and cin == cout else conv_bn_act(cfg, cin, cout, 1, stride, act=False)
-        return Block(body, True, shortcut, _act(cfg.act)), cout
-    raise UsageError(f"torchref cannot build kind {kind!r}: register it with a torch= builder")
+    return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
+
+
+def _bottleneck(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    cout: int = layer.out_channels
+    mid = layer.mid_channels if layer.mid_channels is not None else cout // 4
+    body = nn.Sequential(
+        conv_bn_act(cfg, cin, mid, 1),
+        conv_bn_act(cfg, mid, mid, layer.kernel, stride, **_kxk(layer)),
+        conv_bn_act(cfg, mid, cout, 1, act=False),
+    )
+    shortcut = None if stride == 1 and cin == cout else conv_bn_act(cfg, cin, cout, 1, stride, act=False)
+    return Block(body, True, shortcut, _act(cfg.act)), cout
 
 
 def _spatial(blocks: list[nn.Module], names: list[str | None], inp: Any) -> int:
@@ -447,18 +478,20 @@ class Network(nn.Module):
         return x
 
 
-def _fusion(layer: Any, cfg: _Cfg, cin: int, channels: dict[str, int]) -> tuple[nn.Module, int] | None:
-    """The module of a fusion kind (concat, resize, norm, flatten) and its output channels; None for others."""
-    kind = layer.kind
-    if kind == "concat":
-        return Concat(layer.inputs, layer.resize), sum(channels[name] for name in layer.inputs)
-    if kind == "resize":
-        return Resize(layer.hw(), layer.mode), cin
-    if kind == "norm":
-        return _norm(cfg.norm, cin, cfg), cin
-    if kind == "flatten":
-        return nn.Flatten(1), cin
-    return None
+def _concat(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    return Concat(layer.inputs, layer.resize), sum(cfg.channels[name] for name in layer.inputs)
+
+
+def _resize(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    return Resize(layer.hw(), layer.mode), cin
+
+
+def _norm_kind(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    return _norm(cfg.norm, cin, cfg), cin
+
+
+def _flatten(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    return nn.Flatten(1), cin
 
 
 def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
@@ -479,11 +512,10 @@ def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
         if type(layer).flattens and not flat:
             c = c * _spatial(blocks, names, inp)  # Flatten: the linear layer sees C·H·W features
             flat = True
-        cfg = _Cfg(layer, spec)
+        cfg = _Cfg(layer, spec, channels)
         lay: Any = layer
         for r in range(getattr(lay, "repeat", 1)):
-            fused = _fusion(layer, cfg, c, channels)
-            block, c = fused if fused is not None else _block(layer, cfg, c, getattr(lay, "stride", 1) if r == 0 else 1)
+            block, c = _block(layer, cfg, c, getattr(lay, "stride", 1) if r == 0 else 1)
             blocks.append(block)
             names.append(None)
         if layer.name is not None:
@@ -899,17 +931,3 @@ def _repghost_bottleneck(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[
             conv_bn_act(cfg, cin, cin, k, stride, cin, act=False), conv_bn_act(cfg, cin, cout, 1, act=False)
         )
     return Block(nn.Sequential(*mods), True, shortcut), cout
-
-
-_ZOO: dict[str, Any] = {
-    "mixconv": _mixconv,
-    "ghost": _ghost,
-    "ghost_bottleneck": _ghost_bottleneck,
-    "uir": _uir,
-    "condconv": _condconv,
-    "rep_dwsep": _rep_dwsep,
-    "attention": _attention,
-    "repghost": _repghost,
-    "repghost_bottleneck": _repghost_bottleneck,
-}
-"""Builders of the zoo's kinds (costmodel/spec/layers_zoo.py), written from the spec rules, not the engine."""

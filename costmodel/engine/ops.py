@@ -23,6 +23,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..spec import names as _names
+from . import metrics as _metrics
 from .symbols import Num, floordiv
 
 Shape = tuple[Num, ...]  # (C, H, W) for feature maps, (F,) after a linear layer
@@ -33,34 +35,15 @@ def numel(shape: Shape) -> Num:
     return math.prod(shape)  # 1 · s0 · s1 · …, left to right, for ints and sympy alike
 
 
-#: FLOPs per element of each activation (and gate), under the costmodel convention.
-ACTIVATION_FLOPS: dict[str, int] = {
-    "relu": 1,  # max(x, 0)
-    "relu6": 2,  # min(max(x, 0), 6)
-    "sigmoid": 4,  # 1 / (1 + exp(-x)): neg, exp, add, divide
-    "silu": 5,  # x · sigmoid(x)
-    "hardsigmoid": 4,  # min(max(x + 3, 0), 6) / 6: add, max, min, divide
-    "hardswish": 5,  # x · hardsigmoid(x)
-    "gelu": 5,  # x · ½(1 + erf(x / √2)): divide, erf, add, multiply, halve
-    # x · ½(1 + tanh(√(2/π)(x + 0.044715x³))): cube (2), scale, add, scale, tanh, add, multiply, halve
-    "gelu_tanh": 9,
-}
+#: FLOPs per element of each activation (and gate), under the costmodel convention (spec/names.py).
+ACTIVATION_FLOPS: dict[str, int] = {name: a.flops for name, a in _names.ACTIVATIONS.items()}
 
 BN_FLOPS_PER_ELEMENT = 2  # inference BatchNorm folds to a·x + b
 
 #: What each activation (and gate) hands autograd for backward, as measured with
-#: ``torch.autograd.graph.saved_tensors_hooks`` (torch 2.13, out-of-place modules): relu and sigmoid
-#: save their output (the derivative is a function of it), the others their input.
-ACTIVATION_SAVES: dict[str, tuple[str, ...]] = {
-    "relu": ("output",),  # threshold_backward(grad, result, 0)
-    "relu6": ("input",),  # hardtanh_backward(grad, self, 0, 6)
-    "sigmoid": ("output",),  # sigmoid_backward(grad, result)
-    "silu": ("input",),  # silu_backward(grad, self)
-    "hardsigmoid": ("input",),  # hardsigmoid_backward(grad, self)
-    "hardswish": ("input",),  # hardswish_backward(grad, self)
-    "gelu": ("input",),  # gelu_backward(grad, self)
-    "gelu_tanh": ("input",),  # gelu_backward(grad, self, approximate='tanh')
-}
+#: ``torch.autograd.graph.saved_tensors_hooks`` (torch 2.13, out-of-place modules; spec/names.py): relu and
+#: sigmoid save their output (the derivative is a function of it), the others their input.
+ACTIVATION_SAVES: dict[str, tuple[str, ...]] = {name: a.saves for name, a in _names.ACTIVATIONS.items()}
 
 SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask")
 """The tokens of an op's saving rule (``Op.saves``): what autograd keeps for backward in train mode.
@@ -105,6 +88,16 @@ class Op:
     folds: bool = False
     attrs: dict[str, Num] = field(default_factory=dict)  # conv: kernel, stride, groups
     saves: tuple[str, ...] | None = None  # what autograd saves in train mode (tokens of SAVES); None: not modelled
+
+    def __post_init__(self) -> None:
+        # every per-op metric is given, none is made up: a metric an op forgets is an error, never a silent 0
+        if len(self.costs) != len(_metrics.OP_METRICS) or any(m not in self.costs for m in _metrics.OP_METRICS):
+            missing = [m for m in _metrics.OP_METRICS if m not in self.costs]
+            extra = [m for m in self.costs if m not in _metrics.OP_METRICS]
+            raise ValueError(
+                f"op {self.name} ({self.detail}): costs must hold exactly the per-op metrics "
+                f"{', '.join(_metrics.OP_METRICS)} (engine/metrics.py); missing {missing}, unknown {extra}"
+            )
 
 
 def _costs(params: Num, buffers: Num, macs: Num, flops: Num) -> dict[str, Num]:
@@ -274,10 +267,10 @@ NORMS: dict[str, Callable[[Shape, Num, Num, bool], Op]] = {
 }
 """One op per norm a layer's ``norm`` can name (``none``: no op); each takes (input, batch, groups, act)."""
 
-GROUPED_NORMS = frozenset({"groupnorm", "evonorm_s0"})
+GROUPED_NORMS = frozenset(name for name, x in _names.NORMS.items() if x.grouped)
 """The norms whose statistics are taken over channel groups (``defaults.norm_groups`` / ``norm_group_size``)."""
 
-ACTIVATING_NORMS = frozenset({"evonorm_s0", "evonorm_b0"})
+ACTIVATING_NORMS = frozenset(name for name, x in _names.NORMS.items() if x.activating)
 """The norms that replace norm + activation: they take the activation's place (no separate activation op)."""
 
 
@@ -515,3 +508,6 @@ def rmsnorm2d(inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> Op:
 
 
 NORMS["rmsnorm"] = rmsnorm2d
+
+if set(NORMS) != set(_names.NORMS):  # one op function per norm of the name table
+    raise ImportError(f"norms without an op (or ops of no norm): {sorted(set(NORMS) ^ set(_names.NORMS))}")

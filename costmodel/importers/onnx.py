@@ -35,6 +35,7 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from ..errors import UsageError
+from ..spec import names as _names
 from .recognise import Node, Problem
 from .sources import MAX_INPUT_SIZE, printable
 
@@ -47,8 +48,8 @@ _SMALL = 4096
 _TEXT_LIMIT = 200
 
 _ALIASES = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast"})
-_ACTS = {"Relu": "relu", "Sigmoid": "sigmoid", "HardSigmoid": "hardsigmoid", "HardSwish": "hardswish"}
-_ACTS_OTHER = {"Gelu": "gelu", "Tanh": "tanh", "Elu": "elu", "LeakyRelu": "leaky_relu", "Mish": "mish"}
+_ACTS = {op: name for name, a in _names.ACTIVATIONS.items() for op in a.onnx}  # the spec's (spec/names.py)
+_ACTS_OTHER = {"Tanh": "tanh", "Elu": "elu", "LeakyRelu": "leaky_relu", "Mish": "mish"}  # reported as unsaid
 
 
 def _scope(node: Any) -> str:
@@ -322,10 +323,8 @@ def read(path: str) -> OnnxGraph:
             raise UsageError(f"{where}: reads a {len(in_shape)}-d tensor; costmodel counts 2-d convolutions")
         elif op == "BatchNormalization":
             kind, attrs = "norm", {"name": "batchnorm", "affine": True}
-        elif op in _ACTS:
-            kind, attrs = "act", {"name": _ACTS[op]}
-        elif op in _ACTS_OTHER:
-            kind, attrs = "act", {"name": _ACTS_OTHER[op]}
+        elif op in _ACTS or op in _ACTS_OTHER:
+            kind, attrs = "act", {"name": _ACTS[op] if op in _ACTS else _ACTS_OTHER[op]}
             if op == "Gelu" and a.get("approximate", "none") not in ("none", b"none"):
                 attrs["name"] = "gelu_tanh"  # not the spec's gelu (the erf form)
         elif op == "Clip":

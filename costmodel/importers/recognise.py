@@ -13,10 +13,12 @@ Recognition runs in two passes:
    squeeze-excitation, ``add(F(x), S(x))`` a residual with a shortcut, ``cat(x, F(x))`` a Ghost module,
    split → convs → cat a mixed conv, ``mul(F(x), upsample(G(x)))`` a gated (DFC) module. The result is
    a list of :class:`Unit` (conv + norm + activation, SE, residual, ghost, pool, …).
-2. **kinds** (:data:`MATCHERS`): each matcher turns a run of units into one layer dict of the spec,
-   tried highest-level first (UIR, MBConv / MixConv / CondConv, Fused-MBConv, basic, depthwise-separable,
-   then the primitives conv, pool, linear; Ghost and GhostNet's bottleneck; bottleneck). A new block kind
-   plugs in as one more matcher. A sum of parallel conv-norm branches (re-parameterisable: PP-LCNetV2,
+2. **kinds**: the matchers of the kind registry (costmodel/engine/kinds.py, each kind's ``matchers``) turn
+   units into layer dicts of the spec. Each declares the shape it consumes (a unit, a residual, a chain of
+   units, a primitive) and a priority; :func:`_layers` tries them by shape and priority (chains highest-level
+   first: rep_dwsep, UIR, MBConv / MixConv / CondConv, Fused-MBConv, basic, depthwise-separable, conv). A new
+   block kind plugs in as one more matcher in its registry entry; nothing here names it.
+   A sum of parallel conv-norm branches (re-parameterisable: PP-LCNetV2,
    RepGhostNet, GhostNetV3) is one conv unit carrying its branches (``Unit.rep``): rep_dwsep,
    repghost_bottleneck and the ghost kinds' rep_branches count them; elsewhere its heaviest conv counts.
    MobileNetV4-Hybrid's MobileAttention is read by :func:`match_attention`. ``cat([x, F(x)])`` of the
@@ -37,12 +39,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine.kinds import Matcher, Shape, matchers, resolve
 from ..errors import UsageError
+from ..spec import names as _names
+from ..spec.network import Defaults, layer_model
 from ..spec.scaling import make_divisible
 
-#: Activations the spec's ``activation`` can name, and the gates SE's ``se_gate`` can name.
-ACTIVATIONS = frozenset({"relu", "relu6", "silu", "hardswish", "gelu", "gelu_tanh"})
-GATES = frozenset({"sigmoid", "hardsigmoid"})
+#: Activations the spec's ``activation`` can name, and the gates SE's ``se_gate`` can name (spec/names.py).
+ACTIVATIONS = frozenset(name for name, a in _names.ACTIVATIONS.items() if not a.gate)
+GATES = frozenset(_names.GATE_NAMES)
 
 
 @dataclass
@@ -1094,19 +1099,6 @@ def match_conv(units: list[Unit], residual: bool) -> Layer | None:
     return layer
 
 
-#: Body matchers, highest level first: each takes the units of one block and whether a residual add
-#: wraps them, and returns a layer dict or None. Add a matcher here for a new block kind.
-MATCHERS: list[BodyMatcher] = [
-    match_rep_dwsep,
-    match_uir,
-    match_mbconv,
-    match_fused,
-    match_basic,
-    match_dwsep,
-    match_conv,
-]
-
-
 def _rep_shape(u: Unit, f: Fit, *, scale: bool, identity: bool) -> int | None:
     """GhostNetV3's branch set on a conv unit: b convs of the main conv's kernel, [one 1×1 scale conv], [one
     norm alone (identity)], every conv of the main conv's stride, groups and widths with the fitted norm and
@@ -1512,9 +1504,21 @@ def _passive(u: Unit) -> bool:
     return n.op in ("other", "scale") and len(n.inputs) == 1 and n.shape == n.in_shape and n.params == 0
 
 
+def _registered(shape: Shape) -> list[tuple[Matcher, Callable[..., Any]]]:
+    """The registry's matchers of ``shape`` (engine/kinds.py), in the order they are tried, resolved."""
+    return [(m, resolve(m.fn)) for m, _ in matchers(shape)]
+
+
 def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[Layer]:
+    """The layers a unit list says: at each position the registry's matchers are tried by shape (a unit
+    matcher on its unit kind, residual matchers on a residual, chain matchers on runs of 5 … 1 units, then
+    primitive matchers); what none says is reported."""
     out: list[Layer] = []
     units = _strip(units, problems)
+    by_unit = _registered("unit")
+    residuals = _registered("residual")
+    chains = [fn for _, fn in _registered("chain")]
+    primitives = _registered("primitive")
     i = 0
     while i < len(units):
         u = units[i]
@@ -1522,8 +1526,9 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
             u.inner = _strip(u.inner, problems)
             if u.shortcut is not None:
                 u.shortcut = _strip(u.shortcut, problems)
-        if u.kind == "ghost":
-            layer = match_ghost(u)
+        readers = [fn for m, fn in by_unit if u.kind in m.units]
+        if readers:
+            layer = next((x for fn in readers if (x := fn(u)) is not None), None)
             if layer is not None:
                 layer["name"] = u.scope
                 out.append(_tag(layer, [u]))
@@ -1532,13 +1537,14 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
             i += 1
             continue
         if u.kind == "residual":
-            layer = match_bottleneck(u) if u.post is not None else match_ghost_bottleneck(u)
-            if layer is None and u.post is None:
-                layer = match_repghost_bottleneck(u) or match_attention(u)
+            layer = None
+            for m, fn in residuals:
+                if m.post == (u.post is not None) and (layer := fn(u)) is not None:
+                    break
             post = None
             if layer is None and u.shortcut is None:
-                for m in MATCHERS:
-                    layer = m(u.inner, True)
+                for m_chain in chains:
+                    layer = m_chain(u.inner, True)
                     if layer is not None:
                         post, u = u.post, Unit("residual", u.nodes, u.inner)
                         break
@@ -1584,8 +1590,8 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
                 continue
             if body[-1].kind not in ("conv", "se", "scale") or body[-1].kind == "scale" and length < 3:
                 continue  # a trailing layer scale belongs to the block (MobileNetV4's UIR without residual)
-            for m in MATCHERS:
-                layer = m(body, False)
+            for m_chain in chains:
+                layer = m_chain(body, False)
                 if layer is not None:
                     layer["name"] = Unit("group", [], body).scope
                     out.append(_tag(layer, body))
@@ -1596,35 +1602,16 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
                 break
         if done:
             continue
-        if u.kind == "conv":
-            out += _primitives([u], problems, why)
-        elif u.kind == "pool":
-            impl = u.nodes[0].attrs.get("implementation", "module")
-            out.append(_tag({"kind": "pool", "name": u.scope, "implementation": impl}, [u]))
-        elif u.kind == "linear":
-            n = u.nodes[0]
-            layer = {"kind": "linear", "name": u.scope, "out_features": n.shape[1], "bias": bool(n.attrs.get("bias"))}
-            used = [u]
-            if (
-                i + 1 < len(units)
-                and units[i + 1].kind == "act"
-                and units[i + 1].nodes[0].attrs.get("name") in ACTIVATIONS
-            ):
-                layer["activation"] = units[i + 1].nodes[0].attrs["name"]
-                i += 1
-                used.append(units[i])
-            out.append(_tag(layer, used))
-        elif u.kind == "catself" and u.nodes[0].op == "cat" and (fused := _concat(u, out, problems)) is not None:
-            out += fused
-        elif u.kind in ("upsample", "avgpool") and (resize := _resize(u)) is not None:
-            out.append(_tag(resize, [u]))
-        elif (
-            u.kind == "norm"
-            and len(u.nodes[0].shape) == 4
-            and (alone := norm_name(Unit("conv", u.nodes))) not in (None, "none")
-        ):
-            out.append(_tag({"kind": "norm", "name": u.scope, "norm": alone}, [u]))
-        elif (
+        for m, fn in primitives:
+            said = fn(units, i, out, problems) if u.kind in m.units else None
+            if said is not None:
+                out += said[0]
+                i += said[1]
+                done = True
+                break
+        if done:
+            continue
+        if (
             u.kind == "opaque"
             or u.kind in ("multi", "catself", "gated", "other")
             and (u.inner or u.branches or u.shortcut)
@@ -1640,6 +1627,60 @@ def _layers(units: list[Unit], problems: list[Problem], why: str = "") -> list[L
                 problems.append(Problem(n.name, n.scope, _why(n)))
         i += 1
     return out
+
+
+# Primitive matchers (registered in engine/kinds.py): ``(units, i, before, problems) -> (layers, units
+# consumed) | None`` on ``units[i]``, tried after no chain matcher said a run starting there.
+
+Said = tuple[list[Layer], int] | None
+
+
+def prim_conv(units: list[Unit], i: int, before: list[Layer], problems: list[Problem]) -> Said:
+    """A conv unit no block took: a conv layer, or reported (see :func:`_primitives`)."""
+    return _primitives([units[i]], problems, ""), 1
+
+
+def prim_pool(units: list[Unit], i: int, before: list[Layer], problems: list[Problem]) -> Said:
+    """A global average pool (``kind: pool``), with how the model computes it."""
+    u = units[i]
+    impl = u.nodes[0].attrs.get("implementation", "module")
+    return [_tag({"kind": "pool", "name": u.scope, "implementation": impl}, [u])], 1
+
+
+def prim_linear(units: list[Unit], i: int, before: list[Layer], problems: list[Problem]) -> Said:
+    """A linear layer (``kind: linear``) and the activation right after it, where the spec names it."""
+    u = units[i]
+    n = u.nodes[0]
+    layer: Layer = {"kind": "linear", "name": u.scope, "out_features": n.shape[1], "bias": bool(n.attrs.get("bias"))}
+    used = [u]
+    if i + 1 < len(units) and units[i + 1].kind == "act" and units[i + 1].nodes[0].attrs.get("name") in ACTIVATIONS:
+        layer["activation"] = units[i + 1].nodes[0].attrs["name"]
+        used.append(units[i + 1])
+    return [_tag(layer, used)], len(used)
+
+
+def prim_concat(units: list[Unit], i: int, before: list[Layer], problems: list[Problem]) -> Said:
+    """``cat([x, F(x)])`` of the layer before and a chain: F's layers then ``kind: concat`` (:func:`_concat`)."""
+    u = units[i]
+    fused = _concat(u, before, problems) if u.nodes[0].op == "cat" else None
+    return None if fused is None else (fused, 1)
+
+
+def prim_resize(units: list[Unit], i: int, before: list[Layer], problems: list[Problem]) -> Said:
+    """A fixed-size upsample or average pool (``kind: resize``, :func:`_resize`)."""
+    resize = _resize(units[i])
+    return None if resize is None else ([_tag(resize, [units[i]])], 1)
+
+
+def prim_norm(units: list[Unit], i: int, before: list[Layer], problems: list[Problem]) -> Said:
+    """A norm on a feature map with no conv before it (``kind: norm``)."""
+    u = units[i]
+    if len(u.nodes[0].shape) != 4:
+        return None
+    alone = norm_name(Unit("conv", u.nodes))
+    if alone in (None, "none"):
+        return None
+    return [_tag({"kind": "norm", "name": u.scope, "norm": alone}, [u])], 1
 
 
 def _resize_mode(n: Node) -> str | None:
@@ -1895,11 +1936,7 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
         c = Counter(layer[key] for layer in convs if key in layer)
         return c.most_common(1)[0][0] if c else fallback
 
-    defaults: dict[str, Any] = {
-        "activation": common("activation", "relu6"),
-        "norm": common("norm", "batchnorm"),
-        "bias": common("bias", False),
-    }
+    defaults: dict[str, Any] = {key: common(key, _DEFAULTS[key].default) for key in ("activation", "norm", "bias")}
     grouped = [cg for layer in rec.layers for cg in layer.get("_gn", [])]
     if grouped:
         if len({g for _, g in grouped}) == 1:
@@ -1919,27 +1956,23 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
                     del d[key]
             if d.get("se_activation") == d.get("activation", defaults["activation"]):
                 del d["se_activation"]
-            if d.get("se_gate") == "sigmoid":
-                del d["se_gate"]
-            if d.get("se_base") == "input":
-                del d["se_base"]
+            for key in ("se_gate", "se_base"):
+                if key in d and d[key] == _default(d["kind"], key):
+                    del d[key]
             if "residual" in d:
                 auto = _auto(d, layers, input_shape)
-                if d["kind"] in _RESIDUAL_OFF:  # their residual defaults to false, not auto
+                off = _default(d["kind"], "residual") is False
+                if off:  # the kind's residual defaults to false, not auto (dwsep, rep_dwsep, basic)
                     if d["residual"] is False:
                         del d["residual"]
-                    elif auto:
+                    elif auto and _takes_auto(d["kind"]):
                         d["residual"] = "auto"
                 elif auto is not None and d["residual"] == auto:
                     del d["residual"]
-        else:
-            if d["kind"] == "linear":
-                if d.get("bias") is True:
-                    del d["bias"]
-                if d.get("activation") == "none":
-                    del d["activation"]
-            if d["kind"] == "pool" and d.get("implementation") == "module":
-                del d["implementation"]
+        else:  # pool, linear, dropout: the fields that equal the model's defaults
+            for key in [k for k in d if k not in ("kind", "name")]:
+                if d[key] == _default(d["kind"], key):
+                    del d[key]
         if not d.get("name"):
             d.pop("name", None)
         layers.append(d)
@@ -1952,8 +1985,22 @@ def to_spec_dict(rec: Recognised, input_shape: tuple[int, int, int], name: str |
     return spec
 
 
-#: Kinds whose ``residual`` defaults to false (spec/layers.py dwsep, spec/layers_lcnet.py rep_dwsep).
-_RESIDUAL_OFF = frozenset({"dwsep", "rep_dwsep"})
+_DEFAULTS = Defaults.model_fields
+_UNSET = object()
+
+
+def _default(kind: str, key: str) -> Any:
+    """The default of field ``key`` of the model of ``kind`` (its Pydantic field), or a marker equal to nothing."""
+    model = layer_model(kind)
+    f = model.model_fields.get(key) if model is not None else None
+    return _UNSET if f is None or f.is_required() else f.default
+
+
+def _takes_auto(kind: str) -> bool:
+    """Whether the kind's ``residual`` takes ``auto`` (basic's takes true / false only)."""
+    model = layer_model(kind)
+    f = model.model_fields.get("residual") if model is not None else None
+    return f is not None and f.annotation is not bool
 
 
 def _auto(d: Layer, previous: list[Layer], input_shape: tuple[int, int, int]) -> bool | None:

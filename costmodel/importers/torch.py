@@ -23,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import UsageError
+from ..spec import names as _names
 from . import timm_overrides
 from .dropouts import Dropout, drop_path_note, insert_dropouts
 from .families import recognise_scaling
@@ -57,13 +58,8 @@ _ALIASES = frozenset(
     }
 )
 _ACTS = {
-    "relu": "relu",
-    "relu6": "relu6",
-    "silu": "silu",
-    "hardswish": "hardswish",
-    "sigmoid": "sigmoid",
-    "hardsigmoid": "hardsigmoid",
-    "gelu": "gelu",
+    **{aten: name for name, a in _names.ACTIVATIONS.items() for aten in a.aten},  # the spec's (spec/names.py)
+    # activations the spec cannot name, recognised to be reported as such
     "tanh": "tanh",
     "elu": "elu",
     "leaky_relu": "leaky_relu",
@@ -72,14 +68,7 @@ _ACTS = {
     "prelu": "prelu",
     "_prelu_kernel": "prelu",
 }
-_NORMS = {
-    "native_batch_norm": "batchnorm",
-    "_native_batch_norm_legit_no_training": "batchnorm",
-    "_native_batch_norm_legit": "batchnorm",
-    "batch_norm": "batchnorm",
-    "native_group_norm": "groupnorm",
-    "native_layer_norm": "layernorm",
-}
+_NORMS = {aten: name for name, x in _names.NORMS.items() for aten in x.aten}  # spec/names.py
 #: timm's channel-first RMS norms (MobileNetV5): x · rsqrt(mean_c(x²) + eps) · weight, run as small ops
 _RMS_NORMS = frozenset({"RmsNorm2d", "RmsNormAct2d"})
 _IGNORED = frozenset(

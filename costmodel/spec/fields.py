@@ -14,20 +14,27 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from . import names
+
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMERAL = re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?$")
 
-#: Activations a layer may name; the engine has one op per name (engine/ops.py ACTIVATION_FLOPS).
-Activation = Literal["relu", "relu6", "silu", "swish", "hardswish", "gelu", "gelu_tanh", "none"]
-#: Gates (SE's last activation).
-Gate = Literal["sigmoid", "hardsigmoid"]
-#: Norms a layer may name; the engine has one op per name (engine/ops.py NORMS).
-Norm = Literal["batchnorm", "groupnorm", "layernorm", "evonorm_s0", "evonorm_b0", "rmsnorm", "none"]
+if TYPE_CHECKING:  # the literals below are built from the name tables at run time
+    Activation = str
+    Gate = str
+    Norm = str
+else:
+    #: Activations a layer may name (spec/names.py ACTIVATIONS, aliases included), and none.
+    Activation = Literal[(*names.ACTIVATION_NAMES, "none")]
+    #: Gates (SE's last activation; spec/names.py ACTIVATIONS with gate=True).
+    Gate = Literal[names.GATE_NAMES]
+    #: Norms a layer may name (spec/names.py NORMS), and none.
+    Norm = Literal[(*names.NORMS, "none")]
 #: Anti-aliased downsampling of the strided conv (timm's ``aa_layer``): a fixed 3×3 blur or a 2×2 average pool.
 AntiAlias = Literal["blur", "avg"]
 #: How the squeeze width is rounded: floor(base × se) (torchvision) or Python's round (timm).
@@ -283,8 +290,8 @@ SERatio = Annotated[
 
 
 def activation_alias(value: str | None) -> str | None:
-    """``swish`` is another name of ``silu``."""
-    return "silu" if value == "swish" else value
+    """An activation's alias (spec/names.py: ``swish`` is ``silu``) → its name."""
+    return names.ALIASES.get(value, value) if value is not None else None
 
 
 def _positive_number(value: Any) -> float:
