@@ -369,7 +369,7 @@ OddKernel = Annotated[Count, AfterValidator(_odd)]
 MAX_RATIO = 256
 
 
-def _ratio_number(value: Any) -> float | int:
+def _ratio_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PydanticCustomError(
             "number", "must be a number in (0, {hi}], got {v}", {"hi": MAX_RATIO, "v": _what(value)}
@@ -378,12 +378,12 @@ def _ratio_number(value: Any) -> float | int:
         raise PydanticCustomError(
             "number", "must be a number in (0, {hi}], got {v}", {"hi": MAX_RATIO, "v": _number(value)}
         )
-    return value
+    return float(value)
 
 
 #: A positive expansion ratio, an integer or a fraction, in (0, MAX_RATIO] (uir).
 Ratio = Annotated[
-    int | float,
+    float,
     BeforeValidator(_ratio_number),
     WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_RATIO}),
 ]
