@@ -151,7 +151,7 @@ class Conv2dSame(nn.Conv2d):
 
 class BlurPool(nn.Module):
     """timm's BlurPool2d: the fixed 3×3 binomial filter ([1, 2, 1]ᵀ[1, 2, 1] / 16) as a C×1×3×3 buffer, applied
-    depthwise at the stride after padding 1."""
+    depthwise at the stride after reflect-padding ((s − 1) + 2) // 2 (timm's get_padding(3, s))."""
 
     def __init__(self, channels: int, stride: int) -> None:
         super().__init__()
@@ -160,7 +160,8 @@ class BlurPool(nn.Module):
         self.register_buffer("filt", (c[:, None] * c[None, :]).expand(channels, 1, 3, 3).clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded = nn.functional.pad(x, [1, 1, 1, 1])
+        p = (self.stride - 1 + 2) // 2
+        padded = nn.functional.pad(x, [p, p, p, p], mode="reflect")
         filt: torch.Tensor = self.filt  # type: ignore[assignment]
         return nn.functional.conv2d(padded, filt, stride=self.stride, groups=x.shape[1])
 
@@ -384,7 +385,7 @@ def _fused_mbconv(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Modu
     cout: int = layer.out_channels
     k: int = layer.kernel
     mid = _expanded(layer, cin)
-    groups = cin // layer.group_size if layer.group_size else 1
+    groups = mid // layer.group_size if layer.group_size else 1  # of the expanded width (timm's EdgeResidual)
     mods: list[nn.Module]
     if mid == cin and not layer.keep_projection:
         mods = [conv_bn_act(cfg, cin, cout, k, stride, groups, **_kxk(layer))]
@@ -578,12 +579,20 @@ class MixedConv(nn.Module):
 
 
 def _mixed_bn_act(cfg: _Cfg, cin: int, cout: int, kernels: list[int], s: int, dw: bool, act: bool) -> nn.Module:
-    mods: list[nn.Module] = [MixedConv(cin, cout, kernels, s, dw, cfg.bias)]
+    return nn.Sequential(MixedConv(cin, cout, kernels, s, dw, cfg.bias), *_norm_act(cfg, cout, act))
+
+
+def _norm_act(cfg: _Cfg, c: int, act: bool) -> list[nn.Module]:
+    """norm → activation after a conv, as conv_bn_act puts them: the spec's norm groups; EvoNorm is the
+    activation too."""
+    mods: list[nn.Module] = []
+    with_act = act and cfg.act != "none"
     if cfg.norm != "none":
-        mods.append(_NORM[cfg.norm](cout))
-    if act and cfg.act != "none":
+        mods.append(_norm(cfg.norm, c, cfg, with_act))
+        with_act = with_act and not cfg.norm.startswith("evonorm")
+    if with_act:
         mods.append(_act(cfg.act))
-    return nn.Sequential(*mods)
+    return mods
 
 
 def _mixconv(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
@@ -593,14 +602,14 @@ def _mixconv(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, i
     if mid != cin:
         mods.append(_mixed_bn_act(cfg, cin, mid, [1] * layer.expansion_groups, 1, False, True))
     mods.append(_mixed_bn_act(cfg, mid, mid, list(layer.kernels), stride, True, True))
-    if layer.se is not None:
+    if layer.has_se:
         mods.append(_se(layer, cfg, mid, cin))
     mods.append(_mixed_bn_act(cfg, mid, cout, [1] * layer.projection_groups, 1, False, False))
     return Block(nn.Sequential(*mods), _residual(layer.residual, stride, cin, cout)), cout
 
 
 def _bn(cfg: _Cfg, c: int) -> nn.Module:
-    return _NORM[cfg.norm](c) if cfg.norm != "none" else nn.Identity()
+    return _norm(cfg.norm, c, cfg) if cfg.norm != "none" else nn.Identity()
 
 
 class RepConv(nn.Module):
@@ -692,7 +701,7 @@ def _ghost_bottleneck(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.
         mods.append(RepConv(mid, mid, k, stride, mid, layer.rep_branches, True, False, "none", rep[1]))
     elif stride > 1:
         mods.append(conv_bn_act(cfg, mid, mid, k, stride, mid, act=False))
-    if layer.se is not None:
+    if layer.has_se:
         mods.append(_se(layer, cfg, mid, cin))
     mods.append(GhostModule(cfg, mid, cout, 1, layer.ratio, layer.dw_kernel, 1, False, False, *rep))
     shortcut = None
@@ -770,7 +779,7 @@ class CondConvBlock(nn.Module):
             ]
         )
         self.post = nn.ModuleList(
-            [nn.Sequential(_bn(cfg, mid), _act(cfg.act)), nn.Sequential(_bn(cfg, mid), _act(cfg.act)), _bn(cfg, cout)]
+            nn.Sequential(*_norm_act(cfg, c, act)) for c, act in ((mid, True), (mid, True), (cout, False))
         )
         self.se = _se(layer, cfg, mid, cin) if layer.has_se else nn.Identity()
         self.skip = _residual(layer.residual, stride, cin, cout)
@@ -861,7 +870,10 @@ class Attention(nn.Module):
         mods: list[nn.Module] = []
         if s > 1:
             conv = nn.Conv2d(cin, cin, k, s, ((s - 1) + (k - 1)) // 2, groups=cin, bias=False)
-            mods += [conv, Attention._norm(cfg, cin)]
+            mods += [
+                conv,
+                nn.Identity() if cfg.norm == "none" else _norm(cfg.norm, cin, cfg, True),
+            ]  # timm: norm_layer(C)
         return nn.Sequential(*mods, nn.Conv2d(cin, out, 1, bias=cfg.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -154,7 +154,18 @@ def conv_unit(
     if with_act:
         t = f.add(stage, ops.activation(conv.output, a.n, act_name))
     if anti:
-        pool = ops.blur(conv.output, a.n, stride) if aa == "blur" else ops.avgpool(conv.output, a.n, stride)
+        if aa == "blur":
+            pad = ops.blur_padding(stride)
+            for size in conv.output[1:]:
+                if isinstance(size, int) and isinstance(pad, int) and pad >= size:
+                    raise SpecError(
+                        f"aa: blur at stride {stride} reflect-pads {pad} on each side, which needs the map larger "
+                        f"than {pad}; the strided conv's output ({stage}) is {conv.output[1]}×{conv.output[2]}",
+                        (*a.path, "aa"),
+                    )
+            pool = ops.blur(conv.output, a.n, stride)
+        else:
+            pool = ops.avgpool(conv.output, a.n, stride)
         t = f.add(stage, pool)
     return t
 
@@ -254,8 +265,24 @@ def residual(f: Flow, a: BlockArgs, setting: Any, field: str = "residual") -> bo
         )
     _need(stride_one, a.path, field, f"stride {a.stride} is 1 (residual: {setting})")
     _need(same_c, a.path, field, f"in channels {inp[0]} equal out channels {out[0]} (residual: {setting})")
+    same_size(a, inp, out, field, "residual: " + (setting if setting == "auto" else "true"))
     f.add("residual", ops.add(out, a.n, "x + F(x)"), (f.last, 0))
     return True
+
+
+def same_size(a: BlockArgs, inp: Shape, out: Shape, field: str, what: str) -> None:
+    """Refuse an identity add of the block input to an output of another H×W. timm decides the skip from the
+    channels and the stride alone (has_skip = in == out and stride 1), so a padding that shrinks the map makes
+    its add fail at run time: there is no number to give."""
+    for axis, x, y in (("height", inp[1], out[1]), ("width", inp[2], out[2])):
+        ok = equal(x, y)
+        if ok is False:
+            raise SpecError(
+                f"{what} adds to the block's output, but the output {axis} {y} differs from the shortcut's "
+                f"{x} (padding or dilation changes the map size); set padding to keep it, or residual: false",
+                (*a.path, field),
+            )
+        _need(ok, a.path, field, f"the output {axis} {y} equals the input's {x} ({what})")
 
 
 def expanded_width(layer: Any, a: BlockArgs) -> tuple[Num, bool]:
@@ -298,18 +325,22 @@ def mbconv(layer: Any, a: BlockArgs) -> Flow:
 
 
 def fused_mbconv(layer: Any, a: BlockArgs) -> Flow:
-    """Fused-MBConv: k×k expand (stride; groups = input / group_size with ``group_size``) → [SE] → linear 1×1
-    project → [+ input]; E = input: one k×k conv, unless ``keep_projection`` (timm's er_…_e1)."""
+    """Fused-MBConv: k×k expand (stride; groups = E / group_size with ``group_size``, timm's EdgeResidual:
+    channels per group of the expanded width) → [SE] → linear 1×1 project → [+ input]; E = input: one k×k conv
+    (groups = input / group_size, timm's ConvBnAct), unless ``keep_projection`` (timm's er_…_e1)."""
     f = Flow(a.inp)
     k = value(layer.kernel)
     cout = value(layer.out_channels)
     e, expand = expanded_width(layer, a)
     expand = expand or layer.keep_projection
-    g = group_count(layer, a, a.inp[0], 1)
+    g = group_count(layer, a, e, 1)  # E = input without expansion
     if g != 1:
-        ok = divides(g, e if expand else cout)
-        if ok is False:
-            raise SpecError(f"the {g} groups do not divide the conv's output channels", (*a.path, "group_size"))
+        for width, what in ((a.inp[0], "input"), (e if expand else cout, "output")):
+            ok = divides(g, width)
+            if ok is False:
+                msg = f"the {g} groups (group_size {layer.group_size}) do not divide the conv's {what} channels {width}"
+                raise SpecError(msg, (*a.path, "group_size"))
+            _need(ok, a.path, "group_size", f"the {g} groups divide the {what} channels {width}")
     conv_unit(f, a, "expansion" if expand else "fused", e if expand else cout, k, a.stride, g, **kxk(layer))
     if layer.has_se:
         se_unit(f, a, layer, a.inp[0])
@@ -370,6 +401,7 @@ def bottleneck(layer: Any, a: BlockArgs) -> Flow:
         f"in channels {cin} equal out channels {cout} (identity shortcut)",
     )
     short = 0 if identity else conv_unit(f, a, "shortcut", cout, 1, a.stride, act=False, src=0)
+    same_size(a, f.shape(short), f.shape(main), "padding", "the shortcut")
     f.add("residual", ops.add(f.shape(main), a.n, "F(x) + shortcut"), (main, short))
     if a.activation != "none":
         f.add("residual", ops.activation(f.output, a.n, a.activation))

@@ -20,12 +20,13 @@ def kv_padding(kernel: int, stride: int) -> int:
 
 def _norm(f: Flow, a: BlockArgs, stage: str, src: int, timm_class: bool = False) -> int:
     """norm on ``src``; ``timm_class``: MobileAttention's own norm, timm's norm + act class (BatchNormAct2d with
-    apply_act=False) under ``implementation: timm`` — the key/value norms are the plain norm_layer (nn.BatchNorm2d)."""
+    apply_act=False) under ``implementation: timm`` — the key/value norms are the plain norm_layer (nn.BatchNorm2d),
+    built with its defaults: an activating norm (EvoNorm) there applies its nonlinearity (timm's apply_act=True)."""
     shape = f.shape(src)
     if a.norm == "none":
         return src
     g = norm_groups(a, shape[0]) if a.norm in ops.GROUPED_NORMS else 1
-    op = ops.norm(a.norm, shape, a.n, g, False)
+    op = ops.norm(a.norm, shape, a.n, g, not timm_class)
     return f.add(stage, implemented(op, a) if timm_class else op, (src,))
 
 

@@ -11,7 +11,17 @@ from typing import Any
 from ..errors import SpecError
 from ..spec.scaling import make_divisible
 from . import ops
-from .blocks import BlockArgs, Flow, conv_unit, dynamic_same, expanded_width, implemented, residual, se_unit
+from .blocks import (
+    BlockArgs,
+    Flow,
+    conv_unit,
+    dynamic_same,
+    expanded_width,
+    implemented,
+    norm_groups,
+    residual,
+    se_unit,
+)
 from .blocks_rep import ghost_shortcut_add, need_batchnorm, rep_conv_unit
 from .symbols import Num, floordiv, value
 
@@ -24,10 +34,16 @@ def split_channels(channels: Num, groups: int) -> list[Num]:
 
 
 def _norm_act(f: Flow, a: BlockArgs, stage: str, act: bool = True) -> int:
+    """norm → activation on the latest tensor, as :func:`conv_unit` puts them after its conv: a grouped norm
+    takes the spec's groups, an activating norm (EvoNorm) is the activation too."""
     shape = f.output
+    with_act = act and a.activation != "none"
     if a.norm != "none":
-        f.add(stage, implemented(ops.norm(a.norm, shape, a.n), a))
-    if act and a.activation != "none":
+        g = norm_groups(a, shape[0]) if a.norm in ops.GROUPED_NORMS else 1
+        f.add(stage, implemented(ops.norm(a.norm, shape, a.n, g, with_act), a))
+        if a.norm in ops.ACTIVATING_NORMS:
+            with_act = False
+    if with_act:
         f.add(stage, ops.activation(shape, a.n, a.activation))
     return f.last
 
@@ -41,6 +57,7 @@ def mixed_unit(
     stride: Num = 1,
     depthwise: bool = False,
     act: bool = True,
+    field: str = "kernels",
 ) -> int:
     """timm's MixedConv2d (+ norm + act): input and output split into len(kernels) groups (split_channels);
     group i is a kᵢ×kᵢ conv Cinᵢ → Coutᵢ (depthwise: groups Cinᵢ); the outputs are concatenated.
@@ -49,6 +66,13 @@ def mixed_unit(
     """
     src = f.last
     c, h, w = f.shape(src)
+    for width, what in ((c, "input"), (out_channels, "output")):
+        if isinstance(width, int) and width < len(kernels):
+            raise SpecError(
+                f"the {stage} conv splits its {width} {what} channels into {len(kernels)} groups (one per kernel): "
+                f"a group would have no channels",
+                (*a.path, field),
+            )
     if len(kernels) == 1:
         return conv_unit(f, a, stage, out_channels, kernels[0], stride, c if depthwise else 1, act)
     ins, outs = split_channels(c, len(kernels)), split_channels(out_channels, len(kernels))
@@ -68,12 +92,13 @@ def mixconv(layer: Any, a: BlockArgs) -> Flow:
     f = Flow(a.inp)
     e, expand = expanded_width(layer, a)
     if expand:
-        mixed_unit(f, a, "expansion", e, [1] * layer.expansion_groups)
+        mixed_unit(f, a, "expansion", e, [1] * layer.expansion_groups, field="expansion_groups")
     width = f.output[0]
     mixed_unit(f, a, "depthwise", width, list(layer.kernels), a.stride, depthwise=True)
-    if layer.se is not None:
+    if layer.has_se:
         se_unit(f, a, layer, a.inp[0])
-    mixed_unit(f, a, "projection", value(layer.out_channels), [1] * layer.projection_groups, act=False)
+    cout = value(layer.out_channels)
+    mixed_unit(f, a, "projection", cout, [1] * layer.projection_groups, act=False, field="projection_groups")
     residual(f, a, layer.residual)
     return f
 
@@ -90,7 +115,8 @@ def dfc_attention(f: Flow, a: BlockArgs, src: int, out_channels: Num, kernel: Nu
         conv = ops.conv2d(f.output, a.n, out_channels, kh, 1, out_channels, a.bias, kernel_w=kw)
         f.add("dfc", conv)
         if a.norm != "none":
-            f.add("dfc", ops.norm(a.norm, conv.output, a.n))
+            g = norm_groups(a, out_channels) if a.norm in ops.GROUPED_NORMS else 1
+            f.add("dfc", ops.norm(a.norm, conv.output, a.n, g))
     f.add("dfc", ops.activation(f.output, a.n, "sigmoid"))
     return f.last
 
@@ -164,7 +190,7 @@ def ghost_bottleneck(layer: Any, a: BlockArgs) -> Flow:
         rep_conv_unit(f, dw, "depthwise", f.last, mid, k, a.stride, mid, scale=True, identity=False, act=False, **rep)
     elif strided:
         conv_unit(f, nn, "depthwise", mid, k, a.stride, groups=mid, act=False)
-    if layer.se is not None:
+    if layer.has_se:
         se_unit(f, a, layer, cin)
     main = ghost_unit(f, a, "ghost2", layer, cout, 1, False, "none")
     return ghost_shortcut_add(f, a, main, cin, cout, k)

@@ -280,14 +280,21 @@ def norm(name: str, inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> O
     return NORMS[name](inp, n, groups, act)
 
 
+def blur_padding(stride: Num, size: int = 3) -> Num:
+    """The padding timm's BlurPool2d puts on each side: get_padding(k, s) = ((s − 1) + (k − 1)) // 2
+    (k = 3: 1 at stride 2, 2 at stride 3 and 4), reflecting the map's edge."""
+    return floordiv(stride - 1 + size - 1, 2)
+
+
 def blur(inp: Shape, n: Num, stride: Num = 2, size: int = 3) -> Op:
     """timm's BlurPool2d: a fixed binomial k×k filter (k = 3: [1, 2, 1]ᵀ[1, 2, 1] / 16) applied depthwise at
-    ``stride``, after padding (k − 1)/2 on each side; no params; buffers = the filter, C·k² (non-persistent,
-    but ``module.buffers()`` lists it); MACs = N·C·Ho·Wo·k² (FlopCounterMode sees an F.conv2d);
-    Ho = floor((H − 1)/s) + 1.
+    ``stride``, after reflect-padding p = ((s − 1) + (k − 1)) // 2 on each side (:func:`blur_padding`); no params;
+    buffers = the filter, C·k² (non-persistent, but ``module.buffers()`` lists it); MACs = N·C·Ho·Wo·k²
+    (FlopCounterMode sees an F.conv2d); Ho = floor((H + 2p − k)/s) + 1 (s = 2: floor((H − 1)/2) + 1).
     """
     c, h, w = inp
-    ho, wo = spatial_out(h, stride), spatial_out(w, stride)
+    p = blur_padding(stride, size)
+    ho, wo = spatial_out(h, stride, size, p), spatial_out(w, stride, size, p)
     macs = n * c * ho * wo * size * size
     return Op(
         "blurpool",
@@ -296,7 +303,7 @@ def blur(inp: Shape, n: Num, stride: Num = 2, size: int = 3) -> Op:
         inp,
         (c, ho, wo),
         "conv",
-        attrs={"kernel": size, "stride": stride, "groups": c},
+        attrs={"kernel": size, "stride": stride, "groups": c, "padding": p},
     )
 
 

@@ -39,6 +39,24 @@ def analyze_spec(spec: NetworkSpec, report_class: type[R] = Report) -> R:  # typ
         raise
 
 
+def _positive_sizes(flow: Any, layer: Any, path: tuple[str | int, ...]) -> None:
+    """Refuse a block with an op whose output has a size ≤ 0 (a kernel larger than the padded map): torch
+    raises there, so there is no number to count. Symbolic sizes are left to their assumptions."""
+    for step in flow.steps:
+        out = step.op.output
+        if any(getattr(x, "is_nonpositive", False) is True or (isinstance(x, int) and x < 1) for x in out):
+            shown = "×".join(str(x) for x in out)
+            detail = f" ({step.op.detail})" if step.op.detail else ""
+            inp = "×".join(str(x) for x in step.op.input)
+            field = "padding" if getattr(layer, "padding", None) is not None else "kernel"
+            raise SpecError(
+                f"the {step.stage} {step.op.name}{detail} would output {shown} from its {inp} input: every size "
+                "must be at least 1 (the kernel does not fit the padded map; use a larger input, a smaller kernel "
+                "or more padding)",
+                (*path, field),
+            )
+
+
 def _same(x: Num) -> Num:
     return x
 
@@ -71,6 +89,7 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
     memo: dict[Any, list[Any]] | None = {}
     op_costs: dict[int, dict[str, Num]] = {}
     named: dict[str, tuple[Any, int]] = {}  # a named layer's output: (shape, tensor id), for concat's inputs
+    named_at: dict[str, list[int]] = {}  # the indices of the layers of each name (a concat refuses a repeated one)
     for i, layer in enumerate(spec.layers):
         kind = KINDS.get(layer.kind)
         if kind is None:
@@ -105,6 +124,13 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                         f"{want!r} names no earlier layer (inputs name layers before this one by their `name`)",
                         ("layers", i, "inputs", j),
                     )
+                if len(named_at[want]) > 1:
+                    at = ", ".join(str(k) for k in named_at[want])
+                    raise SpecError(
+                        f"{want!r} names more than one earlier layer (layers {at}): give the layers a concat reads "
+                        "distinct names",
+                        ("layers", i, "inputs", j),
+                    )
             sources = tuple(named[w][0] for w in wanted)
             source_ids = tuple(named[w][1] for w in wanted)
         instances: list[tuple[int, Num]] = (
@@ -137,6 +163,7 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                     key = None
             if entry is None:
                 entry = [kind.block(layer, args), None]
+                _positive_sizes(entry[0], layer, args.path)
                 if memo is not None and key is not None:
                     memo[key] = entry
             flow = entry[0]
@@ -192,6 +219,7 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
             current = next_id - 1
         if layer.name is not None:
             named[layer.name] = (shape, current)
+            named_at.setdefault(layer.name, []).append(i)
     return report_class(
         name=spec.name,
         assumptions=tuple(assumptions),

@@ -728,12 +728,14 @@ def conv_expressible(u: Unit) -> bool:
     return conv_spec(u) is not None
 
 
-def se_fields(se: Unit, block_in: int, width: int) -> dict[str, Any] | None:
+def se_fields(se: Unit, block_in: int, width: int, rounding: str = "floor") -> dict[str, Any] | None:
     """SE fields giving this SE unit's squeeze width, or None if the spec's SE cannot say it.
 
     The spec's SE: avgpool → 1×1 conv+bias → act → 1×1 conv+bias → gate → x · gate. The squeeze width S
     is written as the family's own rule where one fits (0.25 of the block input, 0.25 of the expanded
-    width rounded to 8, …), else as ``se_channels: S``.
+    width rounded to 8, …), else as ``se_channels: S``. ``rounding`` is the kind's default ``se_round``:
+    floor (S = max(1, floor(base × se)), make_divisible of that) or round (the ghost kinds, timm's rule:
+    max(1, round(base × se)), make_divisible of the unrounded base × se).
     """
     inner = se.inner
     kinds = [u.kind for u in inner]
@@ -766,11 +768,12 @@ def se_fields(se: Unit, block_in: int, width: int) -> dict[str, Any] | None:
         out["se_bias"] = False  # e.g. the ONNX dynamo exporter removed all-zero biases
     for ratio in (0.25, 0.5, 0.125, 1.0, 0.0625):
         for base_name, base in (("input", block_in), ("expanded", width)):
-            raw = math.floor(base * ratio)
+            exact = base * ratio
+            raw = math.floor(exact) if rounding == "floor" else round(exact)
             if max(1, raw) == squeeze:
                 return {"se": ratio, "se_base": base_name, **out}
             for d in (8, 4):
-                if raw >= 1 and make_divisible(raw, d) == squeeze:
+                if raw >= 1 and make_divisible(raw if rounding == "floor" else exact, d) == squeeze:
                     return {"se": ratio, "se_base": base_name, "se_divisor": d, **out}
     return {"se_channels": squeeze, **out}
 
@@ -931,6 +934,8 @@ def match_fused(units: list[Unit], residual: bool) -> Layer | None:
     cin = exp.conv.attrs["in_channels"]
     mid = exp.conv.shape[1]
     gs = _group_size(exp, False)
+    if gs:  # fused_mbconv's group_size counts channels of the expanded width (timm's EdgeResidual)
+        gs = {"group_size": mid // exp.conv.attrs["groups"]}
     if not us:
         if not residual and se is None:
             return None  # a plain conv: the conv matcher says it better
@@ -1242,7 +1247,7 @@ def match_ghost_bottleneck(u: Unit) -> Layer | None:
         if k in g1:
             layer[k] = g1[k]
     if se is not None:
-        fields = se_fields(se, cin, mid)
+        fields = se_fields(se, cin, mid, "round")
         if fields is None:
             return None
         layer.update(fields)
@@ -1302,7 +1307,7 @@ def match_repghost_bottleneck(u: Unit) -> Layer | None:
     if g1[1] != 3:
         layer["dw_kernel"] = g1[1]
     if se is not None:
-        fields = se_fields(se, cin, mid)
+        fields = se_fields(se, cin, mid, "round")
         if fields is None:
             return None
         layer.update(fields)

@@ -327,6 +327,75 @@ Divisor = Annotated[
 ]
 
 
+def _int_check(lo: int, hi: int) -> Any:
+    """The validator of an integer field in [lo, hi] that is never a symbol: a YAML integer only — booleans,
+    floats (even ``4.0``) and quoted numerals are refused, as for every other integer field."""
+    shown_hi = "2**31 - 1" if hi == MAX_INT else f"{hi:,}"
+
+    def check(value: Any) -> int:
+        bad = isinstance(value, bool) or not isinstance(value, int)
+        if bad or not lo <= value <= hi:
+            raise PydanticCustomError(
+                "strict_int",
+                "must be an integer in [{lo}, {hi}], got {v}",
+                {"lo": lo, "hi": shown_hi, "v": _what(value) if bad else _number(value)},
+            )
+        return int(value)
+
+    return check
+
+
+def _int_schema(lo: int, hi: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": lo, "maximum": hi}
+
+
+#: A positive integer in [1, 2**31 - 1] that is never a symbol (heads, experts, a kind's group counts …).
+Count = Annotated[int, BeforeValidator(_int_check(1, MAX_INT)), WithJsonSchema(_int_schema(1, MAX_INT))]
+#: The Ghost module's ratio: an integer in [2, 2**31 - 1] (ratio 1 would leave the cheap conv no channels).
+GhostRatio = Annotated[int, BeforeValidator(_int_check(2, MAX_INT)), WithJsonSchema(_int_schema(2, MAX_INT))]
+#: The largest ``rep_branches`` (timm builds 3; the engine counts each branch's conv as its own op).
+MAX_BRANCHES = 64
+#: Re-parameterisable branches: an integer in [1, MAX_BRANCHES].
+Branches = Annotated[int, BeforeValidator(_int_check(1, MAX_BRANCHES)), WithJsonSchema(_int_schema(1, MAX_BRANCHES))]
+#: The most kernel groups of one MixConv (``kernels``).
+MAX_KERNEL_GROUPS = 64
+
+
+def _odd(value: int) -> int:
+    if value % 2 == 0:
+        raise PydanticCustomError(
+            "odd_kernel", "kernels must be odd (same padding k//2 needs an odd kernel), got {v}", {"v": value}
+        )
+    return value
+
+
+#: An odd kernel size in [1, 2**31 - 1] that is never a symbol (MixConv's ``kernels``).
+OddKernel = Annotated[Count, AfterValidator(_odd)]
+
+#: The largest expansion ratio given as a number (uir's ``expansion``, which may be fractional).
+MAX_RATIO = 256
+
+
+def _ratio_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError(
+            "number", "must be a number in (0, {hi}], got {v}", {"hi": MAX_RATIO, "v": _what(value)}
+        )
+    if not 0 < value <= MAX_RATIO:  # also refuses nan and inf
+        raise PydanticCustomError(
+            "number", "must be a number in (0, {hi}], got {v}", {"hi": MAX_RATIO, "v": _number(value)}
+        )
+    return float(value)
+
+
+#: A positive expansion ratio, an integer or a fraction, in (0, MAX_RATIO] (uir).
+Ratio = Annotated[
+    float,
+    BeforeValidator(_ratio_number),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_RATIO}),
+]
+
+
 def _residual(value: Any) -> Any:
     if value == "auto" or isinstance(value, bool):
         return value

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .fields import ChannelsField, Kernel, Norm, Repeat, Residual, _odd_kernel
+from .fields import ChannelsField, Count, Kernel, Norm, Repeat, Residual, _odd_kernel
 from .layers import Layer
 
 
@@ -28,13 +28,13 @@ class AttentionLayer(Layer):
 
     kind: Literal["attention"]
     out_channels: ChannelsField
-    heads: PositiveInt = Field(description="attention heads (query heads in multi-query attention)")
-    key_dim: PositiveInt | None = Field(
+    heads: Count = Field(description="attention heads (query heads in multi-query attention)")
+    key_dim: Count | None = Field(
         None, description="channels per query / key head (multi-query: required; MHSA: in_channels / heads)"
     )
-    value_dim: PositiveInt | None = Field(None, description="channels of the value head (default: key_dim)")
+    value_dim: Count | None = Field(None, description="channels of the value head (default: key_dim)")
     multi_query: bool = Field(True, description="multi-query attention (timm's mqa) or MHSA (timm's mha)")
-    kv_stride: PositiveInt = Field(1, description="stride of the depthwise key/value downsampling conv (1: none)")
+    kv_stride: Count = Field(1, description="stride of the depthwise key/value downsampling conv (1: none)")
     kv_kernel: Kernel = Field(3, description="kernel of the key/value downsampling conv (timm's dw_kernel_size)")
     layer_scale: bool = Field(False, description="x · γ per channel before the residual (timm: 1e-5 init)")
     residual: Residual = Field("auto", description="auto = in == out (the block keeps H × W)")

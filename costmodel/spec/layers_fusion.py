@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, field_validator
 
-from .fields import Norm
+from .fields import Count, Norm
 from .layers import Layer
 
 
@@ -35,7 +35,7 @@ class ResizeLayer(Layer):
     H and W are divisible by the size, else bilinear; a map already at the size is left as is."""
 
     kind: Literal["resize"]
-    size: PositiveInt | tuple[PositiveInt, PositiveInt] = Field(description="the output h×w (one int: square)")
+    size: Count | tuple[Count, Count] = Field(description="the output h×w (one int: square)")
     mode: Literal["timm", "avg", "bilinear", "nearest"] = "timm"
 
     @field_validator("size", mode="before")

@@ -10,9 +10,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from .fields import ChannelsField, Kernel, _odd_kernel
+from .fields import ChannelsField, Kernel, SERound, _odd_kernel
 from .layers import SEFields
-from .layers_zoo import FORM_DESCRIPTION, Form, _PlainConvOnly
+from .layers_zoo import FORM_DESCRIPTION, GHOST_SE_ROUND, Form, _PlainConvOnly
 
 
 class RepGhostFields(_PlainConvOnly):
@@ -56,6 +56,7 @@ class RepGhostBottleneckLayer(RepGhostFields, SEFields):
 
     kind: Literal["repghost_bottleneck"]
     mid_channels: ChannelsField
+    se_round: SERound = Field("round", description=GHOST_SE_ROUND)
 
     def extra_settings(self) -> list[str]:
         """The mid width: ``mid72``, then ``norep`` / ``deployed``."""

@@ -6,10 +6,22 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .fields import ChannelsField, Kernel, Residual, _odd_kernel
+from .fields import (
+    MAX_KERNEL_GROUPS,
+    Branches,
+    ChannelsField,
+    Count,
+    GhostRatio,
+    Kernel,
+    OddKernel,
+    Ratio,
+    Residual,
+    SERound,
+    _odd_kernel,
+)
 from .layers import ConvLike, Expanding, SEFields
 
 
@@ -29,15 +41,6 @@ class _PlainConvOnly(ConvLike):
         return self
 
 
-def _odd_list(value: list[int]) -> list[int]:
-    for k in value:
-        if k % 2 == 0:
-            raise PydanticCustomError(
-                "odd_kernel", "kernels must be odd (same padding k//2 needs an odd kernel), got {v}", {"v": k}
-            )
-    return value
-
-
 class MixConvLayer(Expanding, _PlainConvOnly):
     """MixNet's MBConv: [1×1 expansion in ``expansion_groups`` groups] → mixed depthwise (one group of channels
     per kernel in ``kernels``) → [SE] → 1×1 projection in ``projection_groups`` groups (+ residual).
@@ -47,11 +50,13 @@ class MixConvLayer(Expanding, _PlainConvOnly):
 
     kind: Literal["mixconv"]
     kernel: None = Field(None, description="unused: MixConv's depthwise kernels are `kernels`")  # type: ignore[assignment]
-    kernels: list[int] = Field(min_length=1, description="the depthwise kernel of each channel group, e.g. [3, 5, 7]")
-    expansion_groups: PositiveInt = Field(1, description="groups of the 1×1 expansion (mixnet's exp_kernel_size)")
-    projection_groups: PositiveInt = Field(1, description="groups of the 1×1 projection (mixnet's pw_kernel_size)")
-
-    _odd_kernels = field_validator("kernels")(_odd_list)
+    kernels: list[OddKernel] = Field(
+        min_length=1,
+        max_length=MAX_KERNEL_GROUPS,
+        description="the depthwise kernel of each channel group, e.g. [3, 5, 7]",
+    )
+    expansion_groups: Count = Field(1, description="groups of the 1×1 expansion (mixnet's exp_kernel_size)")
+    projection_groups: Count = Field(1, description="groups of the 1×1 projection (mixnet's pw_kernel_size)")
 
     def extra_settings(self) -> list[str]:
         """The mixed kernels and the 1×1 groups: ``k3.5.7 a2 p2``."""
@@ -68,6 +73,11 @@ Form = Literal["training", "deployed"]
 built and trained with (what ``parameters()`` counts), or ``deployed``, each set of branches fused into one conv
 with a bias and no norm (timm's ``reparameterize_model``)."""
 
+GHOST_SE_ROUND = (
+    "timm's GhostNet/RepGhostNet SE rule (default round): max(1, round(base × se)), or with se_divisor "
+    "make_divisible(base × se, se_divisor) of the unrounded product; floor: floor(base × se) first"
+)
+
 FORM_DESCRIPTION = (
     "the form counted: training (the parallel conv-BN branches timm builds; parameters() counts them) or deployed "
     "(each branch set fused into one biased conv without norm, as timm.utils.reparameterize_model)"
@@ -77,9 +87,11 @@ FORM_DESCRIPTION = (
 class GhostFields(_PlainConvOnly):
     """The Ghost module's own fields, and GhostNetV3's re-parameterisable branches (``rep_branches``, ``form``)."""
 
-    ratio: PositiveInt = Field(2, description="output width / primary width (GhostNet: 2)")
+    ratio: GhostRatio = Field(
+        2, description="output width / primary width (GhostNet: 2; at least 2: the cheap conv makes the rest)"
+    )
     dw_kernel: Kernel = Field(3, description="kernel of the cheap depthwise conv")
-    rep_branches: PositiveInt | None = Field(
+    rep_branches: Branches | None = Field(
         None,
         description="GhostNetV3: the primary, cheap and strided depthwise convs each train as this many parallel "
         "conv-BN branches (timm: 3), the cheap and depthwise ones beside a 1×1 conv-BN scale branch and the cheap "
@@ -148,6 +160,7 @@ class GhostBottleneckLayer(GhostFields, SEFields):
 
     kind: Literal["ghost_bottleneck"]
     mid_channels: ChannelsField
+    se_round: SERound = Field("round", description=GHOST_SE_ROUND)
     attention: Literal["none", "dfc"] = "none"
 
     def extra_settings(self) -> list[str]:
@@ -170,7 +183,9 @@ class UIRLayer(_PlainConvOnly):
     kernel: None = Field(None, description="unused: see start_kernel and mid_kernel")  # type: ignore[assignment]
     start_kernel: Kernel | None = Field(None, description="depthwise conv before the expansion (none: absent)")
     mid_kernel: Kernel | None = Field(None, description="depthwise conv after the expansion (none: absent)")
-    expansion: float | None = Field(None, gt=0, description="expanded width = make_divisible(in × expansion, 8)")
+    expansion: Ratio | None = Field(
+        None, description="expanded width = make_divisible(in × expansion, 8); a number in (0, 256]"
+    )
     expanded_channels: ChannelsField | None = None
     layer_scale: bool = Field(False, description="x · γ per channel before the residual (timm: 1e-5 init)")
     residual: Residual = Field("auto", description="auto = stride 1 and in == out")
@@ -199,7 +214,7 @@ class CondConvLayer(Expanding, _PlainConvOnly):
     """
 
     kind: Literal["condconv"]
-    experts: PositiveInt = Field(description="number of experts (timm's num_experts: cc4 × experts_multiplier)")
+    experts: Count = Field(description="number of experts (timm's num_experts: cc4 × experts_multiplier)")
 
     @model_validator(mode="after")
     def _depthwise_only(self) -> CondConvLayer:

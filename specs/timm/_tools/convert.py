@@ -126,7 +126,7 @@ def check_conv(conv, *, depthwise=False, where: str = "", extra: dict | None = N
     elif conv.groups != 1:
         if extra is None or "fused" not in where.lower():
             raise Unsupported(f"needs grouped conv{where}")
-        fields["group_size"] = conv.in_channels // conv.groups
+        fields["group_size"] = conv.out_channels // conv.groups  # fused_mbconv: of the expanded width (timm's)
     if fields:
         if extra is None:
             raise Unsupported(f"needs {', '.join(fields)} here{where}")
