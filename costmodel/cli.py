@@ -713,11 +713,17 @@ def _calibrate(args: argparse.Namespace) -> str:
         raise UsageError("--seconds must be a positive finite number")
     if args.spec and not args.torch:
         raise UsageError("--spec needs --torch")
+    if args.torch:  # refused before any measurement
+        from .calibration import check_threads
+
+        check_threads(args.threads)
     profile = calibrate(args.seconds)
     if args.torch:
         from .api import latency_calibration
 
         profile["latency"] = latency_calibration(args.threads, args.spec or (), args.quick, args.out)
+        for w in profile["latency"][-1].get("warnings", []):
+            _say(f"costmodel: warning: {w}")
     text = yaml.safe_dump(profile, sort_keys=False, allow_unicode=True)
     return _write_out(text, args.out)
 
@@ -741,6 +747,8 @@ def _latency(args: argparse.Namespace) -> str:
 
     check_format(args.format)
     result = latency(_configured(args, args.spec), args.hardware, args.threads, "float32", **parse_set(args.set))
+    for w in result.calibration.warnings[:3]:  # what calibrate found implausible, kept in the profile
+        _say(f"costmodel: warning: calibration at {result.calibration.threads} threads: {w}")
     return render_latency(result.report, result.calibration, result.times, args.format, args.by)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 from ..errors import SpecError, UsageError
@@ -81,6 +81,21 @@ class HardwareProfile(BaseModel):
     latency: list[LatencyCalibration] = Field(
         default_factory=list, description="measured per-op-class latency models (costmodel calibrate --torch)"
     )
+
+    @field_validator("latency")
+    @classmethod
+    def _one_per_thread_count(cls, v: list[LatencyCalibration]) -> list[LatencyCalibration]:
+        """Two calibrations at the same thread count and dtype: which one a prediction used was arbitrary."""
+        seen: dict[tuple[int, str], int] = {}
+        for i, c in enumerate(v):
+            j = seen.setdefault((c.threads, c.dtype), i)
+            if j != i:
+                raise PydanticCustomError(
+                    "duplicate",
+                    "entries {j} and {i} are both calibrations at {t} threads/{d}; keep one",
+                    {"i": i, "j": j, "t": c.threads, "d": c.dtype},
+                )
+        return v
 
     def peak(self, dtype: str) -> float:
         """Peak FLOP/s for ``dtype``."""
