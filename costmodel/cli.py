@@ -780,11 +780,11 @@ def _space(args: argparse.Namespace) -> str:
     check_format(args.format)
     budgets = args.budget or []
     s = space(args.spec)
-    from .analysis.space import parse_budgets
+    from .analysis.space import CLI_SAMPLES, parse_budgets
 
     parsed = parse_budgets(budgets)
-    if args.sample is not None and args.sample < 1:
-        raise UsageError("--sample must be a positive number")
+    if args.sample is not None and not 1 <= args.sample <= CLI_SAMPLES:  # each is analysed by the engine
+        raise UsageError(f"--sample {args.sample}: expected an integer from 1 to {CLI_SAMPLES:,}")
     if args.enumerate:
         e = s.enumerate(parsed, args.scheduler, args.workers, progress=_space_progress)
         return view.render(view.enumeration_table(e, budgets), args.format, view.enumeration_payload(e))

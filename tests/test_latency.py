@@ -155,7 +155,12 @@ def test_small_torch_calibration_runs_and_predicts(tmp_path):
     from costmodel.calibration import calibrate, measure_spec
 
     cal = calibrate(threads=1, quick=True, repeats=5)
-    assert {"conv_pw", "conv_dw_k3_s1", "norm_batchnorm2d", "add", "mul", "linear"} <= set(cal.classes)
+    # every class is measured; on a busy machine a fit may be rejected as implausible, and then it says so
+    assert {"conv_pw", "conv_dw_k3_s1", "norm_batchnorm2d", "add", "mul", "linear"} <= set(cal.classes) | set(
+        cal.rejected
+    )
+    assert all(any(f"fit of {c}" in w for w in cal.warnings) for c in cal.rejected)
+    assert cal.noise is not None and cal.noise >= 0
     report = costmodel.analyze(SPECS / "seed_mbconv_bn.yaml")
     with_table = measure_spec([report], cal, repeats=5)
     times = predict(report, with_table)
