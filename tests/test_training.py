@@ -393,6 +393,22 @@ def test_cli_train_errors(run_cli, args):
     assert err.startswith("costmodel: error: ") and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "memory,needle",
+    [
+        ("9" * 5000 + "GiB", "at most 40 characters"),  # refused before the 5,000 digits are converted
+        ("1" + "0" * 100 + "GiB", "at most 40 characters"),
+        ("2000000000000000000000000000GiB", "at most 2**80 bytes"),
+        # 10¹⁵ GiB on the seed block: a batch far past 2³¹ − 1, blamed on --memory, not on input.batch
+        ("1000000000000000GiB", "--memory 1,073,741,824,000,000,000,000,000 bytes: the largest batch would be"),
+    ],
+)
+def test_cli_train_memory_bounds(run_cli, memory, needle):
+    status, out, err = run_cli("train", "specs/seed_mbconv.yaml", "--memory", memory, "--solve", "batch")
+    assert status == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert needle in err and "input.batch:" not in err, err
+
+
 # ---------------------------------------------------------------- CUDA (skipped without a GPU)
 
 

@@ -46,6 +46,7 @@ from typing import Any
 from ..engine.report import Report, Row
 from ..engine.symbols import Num, maximum, total
 from ..errors import UsageError
+from ..spec.fields import MAX_INT
 from .memory import tensor_elements
 
 OPTIMIZERS: dict[str, int] = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
@@ -333,6 +334,11 @@ def largest_batch(measure: Callable[[int], Num], budget: int) -> tuple[int, Num,
     if slope <= 0:  # pragma: no cover - every network has an input that scales with N
         raise UsageError("the step's memory does not grow with the batch")
     n = 1 + (budget - m1) // slope
+    if n + 1 > MAX_INT:  # the spec refuses such a batch: name the budget, which the user wrote
+        raise UsageError(
+            f"--memory {budget:,} bytes: the largest batch would be {n:,}, past what a spec's input.batch "
+            f"allows (at most {MAX_INT:,}, and the batch above it is checked too); give a smaller budget"
+        )
     at, above = measure(n), measure(n + 1)
     while at > budget:  # pragma: no cover - affine: the first guess is exact
         n -= 1
@@ -343,6 +349,9 @@ def largest_batch(measure: Callable[[int], Num], budget: int) -> tuple[int, Num,
     return n, at, above
 
 
+#: ``--memory`` is at most MAX_SIZE_CHARS characters and MAX_MEMORY = 2⁸⁰ bytes (1 YiB).
+MAX_SIZE_CHARS = 40
+MAX_MEMORY = 2**80
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
 
@@ -353,10 +362,14 @@ def parse_bytes(text: str) -> int:
     import re
     from fractions import Fraction
 
+    if len(text) > MAX_SIZE_CHARS:  # before any conversion: a 5,000-digit integer is not converted
+        raise UsageError(f"--memory: expected a size such as 24GiB, at most {MAX_SIZE_CHARS} characters")
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
     if not m or m.group(2).upper() not in _UNITS:
         raise UsageError(f"--memory {text!r}: expected a size such as 24GiB, 16GB or 80000000000")
     value = Fraction(m.group(1)) * _UNITS[m.group(2).upper()]
     if value < 1:
         raise UsageError(f"--memory {text!r}: the budget must be at least one byte")
+    if value > MAX_MEMORY:
+        raise UsageError(f"--memory {text!r}: the budget must be at most 2**80 bytes (1 YiB)")
     return int(value)
