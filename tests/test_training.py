@@ -94,6 +94,52 @@ def check(spec: costmodel.NetworkSpec | dict[str, Any], dtype: str = "float32", 
         assert flop == torch_step(spec, dtype, exact=False)["macs"]
 
 
+# ---------------------------------------------------------------- the newer kinds' saving rules, against torch
+
+STEM = {"kind": "conv", "out_channels": 8, "kernel": 3, "name": "stem"}
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        # torch.cat saves nothing: MixNet's kernel groups, a concat of named layers (nearest / bilinear resize)
+        [{"kind": "mixconv", "out_channels": 8, "expansion": 2, "kernels": [3, 5]}],
+        [{"kind": "conv", "out_channels": 4, "kernel": 1, "stride": 2, "name": "low"},
+         {"kind": "concat", "inputs": ["stem", "low"], "resize": "nearest"}],
+        [{"kind": "conv", "out_channels": 4, "kernel": 1, "stride": 2, "name": "low"},
+         {"kind": "concat", "inputs": ["stem", "low"], "resize": "bilinear"}],
+        # Ghost module: cat(…)[:, :out] is a view; with an odd out its storage holds one channel more
+        [{"kind": "ghost", "out_channels": 7}, {"kind": "conv", "out_channels": 4, "kernel": 3}],
+        [{"kind": "ghost", "out_channels": 8, "attention": "dfc"}],
+        [{"kind": "ghost_bottleneck", "out_channels": 8, "mid_channels": 16, "se": 0.25}],
+        # resize: avg pool saves its input; nearest and bilinear interpolate save nothing
+        [{"kind": "resize", "size": 4, "mode": "avg"}, {"kind": "conv", "out_channels": 4, "kernel": 1}],
+        [{"kind": "resize", "size": 12, "mode": "nearest"}, {"kind": "conv", "out_channels": 4, "kernel": 1}],
+        [{"kind": "resize", "size": [5, 6], "mode": "bilinear"}, {"kind": "conv", "out_channels": 4, "kernel": 1}],
+        # RMSNorm: input, rsqrt (1×H×W) and the normalized x; gelu_tanh saves its input
+        [{"kind": "conv", "out_channels": 8, "kernel": 3, "norm": "rmsnorm", "activation": "gelu_tanh"}],
+        [{"kind": "norm", "norm": "rmsnorm"}, {"kind": "conv", "out_channels": 4, "kernel": 1}],
+        # MobileNetV4's layer scale: x · γ keeps x; its avg anti-aliasing pool keeps its input
+        [{"kind": "uir", "out_channels": 8, "start_kernel": 3, "mid_kernel": 3, "expansion": 2.0,
+          "layer_scale": True}],
+        [{"kind": "uir", "out_channels": 8, "mid_kernel": 3, "expansion": 2.0, "stride": 2,
+          "aa": "avg"}],
+    ],
+)  # fmt: skip
+def test_newer_kinds_against_saved_tensors_hooks(layers):
+    check({"input": {"channels": 3, "height": 8, "width": 8, "batch": 2}, "layers": [STEM, *layers]})
+
+
+def test_rmsnorm_as_the_first_layer_saves_only_the_normalized_input():
+    """RMSNorm on the network input (needs no grad), 3×8×8, batch 2: only y = x·rsqrt(…) is saved, for γ's
+    gradient — 2·3·8·8·4 = 1,536 bytes (by hand); pow, rsqrt and the first multiply record nothing."""
+    spec = costmodel.NetworkSpec.model_validate(
+        {"input": {"channels": 3, "height": 8, "width": 8, "batch": 2}, "layers": [{"kind": "norm", "norm": "rmsnorm"}]}
+    )
+    assert costmodel.train(spec).totals["saved_bytes"] == 1_536
+    check(spec)
+
+
 # ---------------------------------------------------------------- pinned by hand arithmetic
 
 

@@ -187,6 +187,9 @@ def training(
     half = PRECISIONS[precision]
     mixed = precision != "float32"
     sizes = tensor_elements(report)
+    for r in report.rows:  # cat(…)[:, :keep] is a view: what it keeps alive, and what is saved of it, is all of cat
+        if r.op.name == "concat" and r.op.input[0] != r.op.output[0]:
+            sizes[r.tensor] = sizes[r.tensor] // r.op.output[0] * r.op.input[0]
     grad: dict[int, bool] = {0: False}
     dtypes: dict[int, int] = {0: FLOAT32}
     seen: set[Any] = set()
@@ -235,6 +238,12 @@ def training(
                     c = op.input[0]
                     keep(("running", i), RUNNING, 2 * c * FLOAT32)
                     keep(("batch", i), "batch mean/invstd", 2 * c * FLOAT32)
+                elif token == "rms":  # y = x · rsqrt(mean_c(x²) + ε); y · γ (engine/ops.py SAVES)
+                    t = ins[0]
+                    if in_grad:
+                        tensor(t, "input")
+                        keep(("rsqrt", i), "rsqrt(mean(x²) + ε)", sizes[t] // op.input[0] * dtypes[t])
+                    keep(("normalized", i), "x · rsqrt(…)", sizes[t] * dtypes[t])
                 elif token == "mask":
                     t = ins[0]
                     per = dtypes[t] if device == "cpu" else 1
