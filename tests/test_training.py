@@ -124,10 +124,42 @@ STEM = {"kind": "conv", "out_channels": 8, "kernel": 3, "name": "stem"}
           "layer_scale": True}],
         [{"kind": "uir", "out_channels": 8, "mid_kernel": 3, "expansion": 2.0, "stride": 2,
           "aa": "avg"}],
+        # multi-query attention as matmuls: q/√dk, softmax, and k, v (copies broadcast to h > 1 heads)
+        [{"kind": "attention", "out_channels": 8, "heads": 2, "key_dim": 4, "norm": "none"}],
+        [{"kind": "attention", "out_channels": 8, "heads": 1, "key_dim": 4, "norm": "none"}],
+        [{"kind": "attention", "out_channels": 8, "heads": 2, "key_dim": 4, "value_dim": 6, "kv_stride": 2,
+          "layer_scale": True}],
+        [{"kind": "attention", "out_channels": 8, "heads": 4, "key_dim": 8, "kv_stride": 2, "kv_kernel": 3,
+          "norm": "rmsnorm"}],
     ],
 )  # fmt: skip
 def test_newer_kinds_against_saved_tensors_hooks(layers):
     check({"input": {"channels": 3, "height": 8, "width": 8, "batch": 2}, "layers": [STEM, *layers]})
+
+
+def test_attention_saving_rule_by_hand_and_its_refusals():
+    """Multi-query attention, 2 heads, dk = dv = 4, on 8×6×6 (L = P = 36), batch 2: q/√dk 2·2·36·4·4 = 2,304
+    bytes, softmax 2·2·36·36·4 = 20,736, k and v broadcast to the heads 2·2·4·36·4 = 2,304 each (by hand;
+    saved_tensors_hooks shows the same four storages)."""
+    layer = {"kind": "attention", "out_channels": 8, "heads": 2, "key_dim": 4, "norm": "none", "residual": False}
+    spec = costmodel.NetworkSpec.model_validate(
+        {"input": {"channels": 8, "height": 6, "width": 6, "batch": 2}, "layers": [STEM, layer]}
+    )
+    step = costmodel.train(spec)
+    (row,) = [t for t in step.rows if t.row.op.name == "attention"]
+    assert row.saved_bytes == 2_304 + 20_736 + 2_304 + 2_304
+    from costmodel.errors import UsageError
+
+    with pytest.raises(UsageError, match="autocast"):
+        costmodel.train(spec, dtype="bf16-mixed")
+    mhsa = costmodel.NetworkSpec.model_validate(
+        {
+            "input": {"channels": 8, "height": 6, "width": 6},
+            "layers": [STEM, {**{k: v for k, v in layer.items() if k != "key_dim"}, "multi_query": False}],
+        }
+    )
+    with pytest.raises(UsageError, match="not modelled yet"):
+        costmodel.train(mhsa)
 
 
 def test_rmsnorm_as_the_first_layer_saves_only_the_normalized_input():
@@ -310,6 +342,19 @@ NETWORKS = sorted(p.stem for p in (ROOT / "specs" / "networks").glob("*.yaml"))
 @pytest.mark.parametrize("name", NETWORKS)
 def test_shipped_networks(name):
     check(edited(name, 64 if name.startswith(("efficientnet_b", "efficientnet_v2")) else 48, batch=2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mixnet_s", "ghostnetv2_100", "mobilenetv4_hybrid_medium", "mobilenetv5_base"])
+def test_shipped_timm_networks_with_the_newer_kinds(name):
+    """concat, resize, RMSNorm, gelu_tanh, layer scale and multi-query attention in whole networks, at 64 px."""
+    from costmodel.spec import loader
+
+    path = ROOT / "specs" / "timm" / f"{name}.yaml"
+    data, src = loader.parse_yaml(path.read_text(), str(path))
+    data["input"]["height"] = data["input"]["width"] = 64
+    data["input"]["batch"] = 2
+    check(loader.validate(data, src), torch_convention=False)
 
 
 @pytest.mark.slow

@@ -5,13 +5,16 @@ The step, in train mode, with ``x`` not requiring grad and every parameter requi
 * **training MACs** = forward MACs + backward MACs. The backward of a conv or linear computes the
   weight gradient (its forward MACs again) and, when its input requires grad, the input gradient (its
   forward MACs again): the first conv, whose input is the network input, computes no input gradient.
+  Attention's two matmuls (q·kᵀ, attention·v) compute the gradient of both operands: twice its forward
+  MACs, all input gradients.
   Other ops' backward is elementwise (no MACs). Under ``convention="torch"`` the weight gradient of a
   conv with ``groups = g`` costs ``g ×`` its forward MACs: FlopCounterMode's ``convolution_backward``
   rule (torch/utils/flop_counter.py, torch 2.13–2.14) ignores groups there, so a depthwise conv's
   weight gradient is counted C times over.
 * **training FLOPs** (costmodel convention) = forward FLOPs (the inference ``flops`` metric) + 2 per
   backward MAC + 1 per output element for each bias gradient + every other op's forward FLOPs once more
-  for its backward (a stated convention: an elementwise backward costs what its forward does).
+  for its backward (a stated convention: an elementwise backward costs what its forward does); for
+  attention, its forward FLOPs (2 per MAC, scale and softmax) + 2 per forward MAC.
 * **saved activations**: the distinct non-parameter tensors autograd saves in the forward pass,
   deduplicated by tensor, as ``torch.autograd.graph.saved_tensors_hooks`` sees them (each op's saving
   rule is ``Op.saves``, engine/ops.py). A tensor requires grad when an op with parameters, or one
@@ -244,14 +247,28 @@ def training(
                         tensor(t, "input")
                         keep(("rsqrt", i), "rsqrt(mean(x²) + ε)", sizes[t] // op.input[0] * dtypes[t])
                     keep(("normalized", i), "x · rsqrt(…)", sizes[t] * dtypes[t])
+                elif token == "attention":  # multi-query, as matmuls (engine/ops.py SAVES)
+                    if mixed:
+                        raise UsageError("training memory of attention under autocast is not modelled yet")
+                    a, per = op.attrs, report.batch * FLOAT32
+                    heads, positions = a["heads"], op.output[1] * op.output[2]
+                    keep(("scaled q", i), "q / √dk", per * heads * positions * a["key_dim"])
+                    keep(("softmax", i), "softmax(q·kᵀ/√dk)", per * heads * positions * a["keys"])
+                    if heads == 1:  # the matmuls read k and v as they are
+                        tensor(ins[1], "input 1")
+                        tensor(ins[2], "input 2")
+                    else:  # broadcast to the heads: copies
+                        keep(("k heads", i), "k broadcast to the heads", per * heads * a["key_dim"] * a["keys"])
+                        keep(("v heads", i), "v broadcast to the heads", per * heads * a["keys"] * a["value_dim"])
                 elif token == "mask":
                     t = ins[0]
                     per = dtypes[t] if device == "cpu" else 1
                     keep(("mask", i), "dropout mask" if device == "cuda" else "dropout noise", sizes[t] * per)
                 else:  # pragma: no cover - tokens are fixed data
                     raise UsageError(f"unknown saving rule {token!r} of {op.name}")
-        fwd = r.costs["macs"] if gemm else 0
-        gi = fwd if gemm and in_grad else 0
+        attn = op.category == "attention"  # two matmuls, both operands of each needing grad
+        fwd = r.costs["macs"] if gemm or attn else 0
+        gi = fwd if gemm and in_grad else 2 * fwd if attn else 0
         gw: Num = fwd
         if gemm and convention == "torch" and op.category == "conv":
             gw = fwd * op.attrs.get("groups", 1)
@@ -259,6 +276,8 @@ def training(
             gw = 0
         bias_grad = r.costs["activations"] if gemm and op.bias else 0
         bflops = 2 * (gi + gw) + bias_grad if gemm else (r.costs["flops"] if node else 0)
+        if attn:  # the matmuls' gradients (2 FLOPs per MAC) and the scale and softmax once more
+            bflops = r.costs["flops"] + 2 * fwd
         rows.append(TrainRow(r, fwd, gi, gw, bflops, in_grad, saved))
     result = Training(
         report,

@@ -62,7 +62,7 @@ ACTIVATION_SAVES: dict[str, tuple[str, ...]] = {
     "gelu_tanh": ("input",),  # gelu_backward(grad, self, approximate='tanh')
 }
 
-SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rms")
+SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rms", "attention")
 """The tokens of an op's saving rule (``Op.saves``): what autograd keeps for backward in train mode.
 
 * ``input`` — its (first) input tensor; ``inputs`` — each input, kept when another input requires grad
@@ -78,6 +78,11 @@ SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rm
 * ``rms`` — RMSNorm's ``y = x · rsqrt(mean_c(x²) + ε)`` then ``y · γ``: the input (pow and the first
   multiply), the rsqrt result (1 × H × W per sample) and y (for γ's gradient); only y when the input
   needs no grad.
+
+* ``attention`` — multi-query attention run as matmuls (q·kᵀ/√dk, softmax, ·v): q / √dk (a new tensor),
+  the softmax output (h × L × P per sample), and k and v as the batched matmuls read them — with h > 1
+  heads, copies broadcast to the heads (h·dk·P and h·P·dv), with one head the key and value tensors
+  themselves (float32 only; multi-head attention and autocast are refused).
 
 ``()`` saves nothing: adds, reshapes, ``torch.cat`` and slicing, nearest and bilinear ``F.interpolate``
 (their backward needs only sizes).
@@ -514,7 +519,7 @@ def attention(query: Shape, keys: Num, n: Num, heads: Num, key_dim: Num, value_d
         (heads * value_dim, h, w),
         "attention",
         attrs={"heads": heads, "keys": keys, "key_dim": key_dim, "value_dim": value_dim, "kv_heads": kv_heads},
-        saves=None,  # training memory of the attention kernels is not modelled (analysis/training.py refuses)
+        saves=("attention",) if kv_heads == 1 else None,  # MHSA's training memory is not modelled (refused)
     )
 
 
