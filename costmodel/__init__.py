@@ -17,6 +17,7 @@ from .api import (
     compare,
     configure,
     count,
+    explain,
     from_onnx,
     from_torch,
     import_model,
@@ -28,11 +29,13 @@ from .api import (
     memory,
     roofline,
     sensitivity,
+    shipped,
     solve,
     space,
     sweep,
     sweep_chunks,
     train,
+    train_vs_torch,
 )
 from .engine.kinds import register
 from .engine.report import Row
@@ -70,6 +73,7 @@ __all__ = [
     "compare",
     "configure",
     "count",
+    "explain",
     "largest_batch",
     "latency",
     "from_onnx",
@@ -82,9 +86,11 @@ __all__ = [
     "register",
     "roofline",
     "sensitivity",
+    "shipped",
     "solve",
     "space",
     "sweep",
     "train",
+    "train_vs_torch",
     "sweep_chunks",
 ]

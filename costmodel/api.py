@@ -1,8 +1,10 @@
 """The library's entry points: load a spec, analyse it, and every design question the CLI asks.
 
 The CLI calls exactly these functions; a user calls the same ones. Results are plain objects with
-numbers (``Report``, ``Sweep``, ``Comparison``, ``Solution``, ``Memory``, ``Roofline``); their
-``table()`` / ``to_dict()`` methods and the ``present`` package turn them into text.
+numbers (``Report``, ``Sweep``, ``Comparison``, ``Solution``, ``Memory``, ``Roofline``, ``Latency``,
+``Training`` …), module-level and picklable; ``to_dict()`` is exactly the JSON the CLI prints for the same
+call and ``table(fmt)`` the same view in any format (the ``present`` package). The classes that extend an
+analysis result live in results.py, imported on first use.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from .engine.report import Report as _EngineReport
@@ -20,11 +21,24 @@ from .spec import loader
 from .spec.network import NetworkSpec, symbol_uses
 
 if TYPE_CHECKING:
-    from .analysis.design import Budget, Comparison, Elasticity, Solution
+    from .analysis.design import Budget
     from .analysis.hardware import Estimate, HardwareProfile
     from .analysis.memory import Kernel, Peak
-    from .analysis.sweep import SweepResult
-    from .analysis.training import Training
+    from .results import (
+        Comparison,
+        Explanation,
+        Sensitivity,
+        Solution,
+        SpaceBlocks,
+        SpaceEnumeration,
+        SpaceFront,
+        SpaceSamples,
+        SpaceSummary,
+        Sweep,
+        Training,
+        TrainingGap,
+    )
+    from .spec.shipped import Shipped
 
 SpecLike = NetworkSpec | str | os.PathLike[str]
 
@@ -46,12 +60,22 @@ class Report(_EngineReport):
         out: Report = fold_bn(self)  # type: ignore[assignment]
         return out
 
-    def table(self, fmt: str = "github", by: str = "auto", depth: int | None = None, units: str = "exact") -> str:
+    def table(
+        self,
+        fmt: str = "github",
+        by: str = "auto",
+        depth: int | None = None,
+        units: str = "exact",
+        dtype: str = "float32",
+        fusion: str = "none",
+    ) -> str:
         """The report as text: a tabulate table in ``fmt``, or ``json`` / ``csv`` (present/report.py);
-        ``units="si"`` writes table counts as K/M/G (tables only)."""
+        ``units="si"`` writes table counts as K/M/G (tables only). ``json`` is :meth:`to_dict` (``dtype``
+        and ``fusion`` set its peak activation memory)."""
         from .present.report import render
 
-        return render(self, fmt, by, depth, units)
+        totals, extra = self._peak(dtype, fusion)
+        return render(self, fmt, by, depth, units, totals, extra)
 
     def block(self, bid: str) -> Report:
         """This report restricted to one block instance ``"LAYER.REPEAT"`` (e.g. ``"4.1"``) or one layer
@@ -59,13 +83,37 @@ class Report(_EngineReport):
         from .present.report import select_block
 
         out: Report = select_block(self, bid)  # type: ignore[assignment]
+        out._part = True
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: totals, output, rows (counts as ints, symbolic ones as sympy-parseable text)."""
+    _part = False
+    """True for a part of a network (:meth:`block`): its JSON has no peak activation memory."""
+
+    def _peak(self, dtype: str, fusion: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The peak activation memory's entries of the JSON: in ``totals``, and a ``peak`` record (None, None
+        for a symbolic report or a part of one)."""
+        if self.symbolic or self._part:
+            return None, None
+        from .analysis.memory import peak_activations
+
+        peak = peak_activations(self, dtype, fusion)
+        return (
+            {"peak_activation_bytes": peak.bytes},
+            {"peak": {"bytes": peak.bytes, "kernel": peak.kernel, "dtype": dtype, "fusion": fusion}},
+        )
+
+    def to_dict(self, dtype: str = "float32", fusion: str = "none") -> dict[str, Any]:
+        """A JSON-ready dict: totals, output, rows (counts as ints, symbolic ones as sympy-parseable text);
+        for a numeric whole network also the peak activation memory (``dtype``, ``fusion``;
+        analysis/memory.py): ``totals["peak_activation_bytes"]`` and ``peak`` (bytes, kernel, dtype,
+        fusion) — what ``costmodel table -f json`` prints."""
         from .present.report import to_dict
 
-        return to_dict(self)
+        out = to_dict(self)
+        totals, extra = self._peak(dtype, fusion)
+        out["totals"].update(totals or {})
+        out.update(extra or {})
+        return out
 
     def _repr_latex_(self) -> str:
         import sympy
@@ -125,7 +173,12 @@ def _axis_or_value(name: str, v: object) -> int | Sequence[int]:
 
 
 def load(path: str | os.PathLike[str], **values: int) -> NetworkSpec:
-    """Load and validate a YAML spec; ``values`` bind symbols (``C=16``) before validation."""
+    """Load and validate a YAML spec; ``values`` bind symbols (``C=16``) before validation.
+
+    ``path`` is a file or a shipped spec's name: ``load("efficientnet_b0")`` (torchvision's),
+    ``load("timm/mixnet_s")``, ``load("specs/networks/mobilenet_v2.yaml")`` work from any directory; a path
+    that exists is read as a path first (the rule: spec/shipped.py; the names: :func:`shipped`). Every
+    function here that takes a spec path takes a name as well."""
     return loader.load(path, bind=_check_values(values))
 
 
@@ -186,22 +239,6 @@ def _count(spec: SpecLike, convention: str, values: Mapping[str, int], fold_bn: 
     return report.folded() if fold_bn else report
 
 
-def _sweep_class() -> type[SweepResult]:
-    from .analysis.sweep import SweepResult
-
-    class Sweep(SweepResult):
-        """A sweep's grid and exact results (analysis/sweep.py), rendered as HTML in notebooks."""
-
-        def _repr_html_(self) -> str:
-            from .present.sweep import render_sweep
-
-            head = render_sweep(self.head(50), "html", self.convention)
-            more = f"<p>{len(self) - 50:,} more points</p>" if len(self) > 50 else ""
-            return head + more
-
-    return Sweep
-
-
 def _sweep_plan(spec: SpecLike, metrics: Sequence[str], convention: str, values: Mapping[str, object]) -> Any:
     from .analysis.conventions import convention as lookup
     from .analysis.sweep import limits, prepare
@@ -224,7 +261,9 @@ def _sweep_plan(spec: SpecLike, metrics: Sequence[str], convention: str, values:
     def reanalyze(bound: dict[str, int]) -> Report:
         return _count(spec, convention, {**fixed, **bound})
 
-    plan = prepare(report, axes, list(metrics), reanalyze, _sweep_class(), limits(loaded))
+    from .results import Sweep
+
+    plan = prepare(report, axes, list(metrics), reanalyze, Sweep, limits(loaded))
     plan.fixed = fixed
     return plan
 
@@ -235,7 +274,7 @@ def sweep(
     convention: str = "costmodel",
     progress: Callable[[int, int], None] | None = None,
     **values: int | Iterable[int],
-) -> SweepResult:
+) -> Sweep:
     """Exact costs over a grid: each keyword is a symbol, with one value (fixed) or many (an axis).
 
     ``costmodel.sweep("specs/symbolic_mbconv.yaml", t=range(1, 9), k=[3, 5, 7], C=16, H=32, W=32)["macs"]``
@@ -256,7 +295,7 @@ def sweep(
         )
     parts = list(plan.chunks(CHUNK, progress if plan.size > CHUNK else None))
     columns = {n: np.concatenate([p.columns[n] for p in parts]) for n in plan.columns}
-    result: SweepResult = plan.result_class(
+    result: Sweep = plan.result_class(
         {n: list(a) for n, a in plan.axes.items()}, dict(plan.fixed), columns, plan.metrics, plan.convention
     )
     return result
@@ -269,7 +308,7 @@ def sweep_chunks(
     chunk: int = 1 << 18,
     progress: Callable[[int, int], None] | None = None,
     **values: int | Iterable[int],
-) -> Iterator[SweepResult]:
+) -> Iterator[Sweep]:
     """``sweep`` for grids of any size (up to 10⁸ points): yields the grid's results ``chunk`` points at a
     time, in order, each a SweepResult (``.start`` is its first point's flat index). Memory stays
     bounded by ``chunk``; everything is validated before the first chunk is returned (this function
@@ -277,7 +316,7 @@ def sweep_chunks(
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise UsageError(f"chunk={chunk!r}: expected a positive integer")
     plan = _sweep_plan(spec, metrics, convention, values)
-    chunks: Iterator[SweepResult] = plan.chunks(chunk, progress)
+    chunks: Iterator[Sweep] = plan.chunks(chunk, progress)
     return chunks
 
 
@@ -287,6 +326,7 @@ def compare(
     """Several specs side by side (the first is the baseline); ``values`` bind symbols in the specs that
     have them, and a value no spec uses is refused."""
     from .analysis.design import compare as build
+    from .results import Comparison
 
     bind = _check_values(values)
     reports = []
@@ -304,7 +344,7 @@ def compare(
         if names is not None
         else [str(s) if not isinstance(s, NetworkSpec) else (s.name or f"spec {i}") for i, s in enumerate(specs)]
     )
-    return build(reports, labels)
+    return Comparison(**vars(build(reports, labels)))
 
 
 def solve(
@@ -322,6 +362,7 @@ def solve(
     non-decreasing in the symbol; see analysis/design.py."""
     from .analysis.design import parse_budget
     from .analysis.design import solve as search
+    from .results import Solution
 
     parsed = [b if not isinstance(b, str) else parse_budget(b) for b in budgets]
     bound = _check_values(values)
@@ -332,14 +373,16 @@ def solve(
     def reanalyze(b: dict[str, int]) -> Report:
         return _count(spec, convention, {**bound, **b})
 
-    return search(report, symbol, parsed, reanalyze, smallest, _as_int("maximum", maximum))
+    found = search(report, symbol, parsed, reanalyze, smallest, _as_int("maximum", maximum))
+    return Solution(**vars(found), budgets=parsed, smallest=smallest)
 
 
-def sensitivity(spec: SpecLike, at: Mapping[str, int], metrics: Sequence[str], **values: int) -> list[Elasticity]:
+def sensitivity(spec: SpecLike, at: Mapping[str, int], metrics: Sequence[str], **values: int) -> Sensitivity:
     """At the point ``at``: each metric's value (what ``table --set`` gives there), its partial derivative
     and elasticity in each free symbol — exact where the formula is smooth in the symbol, a difference
     on the integer lattice where it has floor/max (each row says which); see analysis/design.py."""
     from .analysis.design import elasticities
+    from .results import Sensitivity
 
     bound = _check_values(values)
     point = _check_values(at)
@@ -347,7 +390,21 @@ def sensitivity(spec: SpecLike, at: Mapping[str, int], metrics: Sequence[str], *
     def reanalyze(b: dict[str, int]) -> Report:
         return analyze(spec, **bound, **b)
 
-    return elasticities(analyze(spec, **bound), point, metrics, reanalyze)
+    return Sensitivity(elasticities(analyze(spec, **bound), point, metrics, reanalyze))
+
+
+def explain(spec: SpecLike, a: str, b: str | None = None, **values: int) -> Explanation:
+    """Op by op, where two counting conventions differ: ``a`` vs ``b``, or costmodel vs ``a`` when ``b`` is
+    None; every op's count under each rule, the difference and why (analysis/conventions.py). The
+    differences sum to the gap between the totals under the two conventions."""
+    from .analysis.conventions import convention
+    from .analysis.conventions import explain as differences
+    from .results import Explanation
+
+    first, second = ("costmodel", a) if b is None else (a, b)
+    convention(first), convention(second)  # refuse an unknown name before reading the spec
+    report = analyze(spec, **values)
+    return Explanation(report, first, second, differences(report, first, second))
 
 
 @dataclass
@@ -366,6 +423,18 @@ class Memory:
         from .analysis.memory import memory_totals
 
         return memory_totals(self.kernels, self.peak)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Totals, the peak and what is alive at it, every kernel: what ``costmodel memory -f json`` prints."""
+        from .present.memory import memory_payload
+
+        return memory_payload(self.report, self.kernels, self.peak, self.dtype, self.fusion)
+
+    def table(self, fmt: str = "github") -> str:
+        """One row per kernel and a total row, the peak in the footer (or :meth:`to_dict` as JSON)."""
+        from .present.memory import render_memory
+
+        return render_memory(self.report, self.kernels, self.peak, fmt, self.dtype, self.fusion)
 
 
 def memory(spec: SpecLike | Report, dtype: str = "float32", fusion: str = "none", **values: int) -> Memory:
@@ -396,6 +465,23 @@ class Roofline:
 
         return on_chip_warnings(self.memory.kernels, self.profile)
 
+    def to_dict(self, by: str = "auto") -> dict[str, Any]:
+        """Totals (time, compute-bound share) and one record per kernel, block or stage (``by``; auto: kernel
+        for one block, else block): what ``costmodel roofline -f json`` prints."""
+        from .analysis.hardware import summarize
+        from .present.roofline import resolve_view, roofline_payload
+
+        m = self.memory
+        items = summarize(m.report, self.estimates, resolve_view(m.report, by))
+        return roofline_payload(m.report, self.estimates, items, self.profile, m.dtype, m.fusion)
+
+    def table(self, fmt: str = "github", by: str = "auto") -> str:
+        """One row per item and a total row (or :meth:`to_dict` as JSON)."""
+        from .present.roofline import render_roofline
+
+        m = self.memory
+        return render_roofline(m.report, self.estimates, self.profile, fmt, m.dtype, m.fusion, by)
+
 
 def roofline(
     spec: SpecLike | Report, hardware: str, dtype: str = "float32", fusion: str = "none", **values: int
@@ -408,6 +494,15 @@ def roofline(
     profile.peak(dtype)  # refuse a dtype the profile has no peak for
     mem = memory(spec, dtype, fusion, **values)
     return Roofline(mem, profile, estimate(mem.kernels, profile, dtype))
+
+
+def shipped() -> list[Shipped]:
+    """The specs that ship with the package: ``name`` (what to pass as a spec, e.g. ``mobilenet_v2`` or
+    ``timm/efficientnet_b0``), ``group`` (seed, network, timm, space) and ``file`` (``specs/...yaml``), as
+    ``costmodel list`` prints them. Directory listings only: fast."""
+    from .spec.shipped import shipped as listing
+
+    return listing()
 
 
 def hardware_profiles() -> list[str]:
@@ -444,9 +539,27 @@ def train(
     recomputes every block in backward. ``train(...).totals`` holds every figure; ``.rows`` each op's.
     """
     from .analysis.training import training
+    from .results import Training
 
     report = analyze(_with_batch(spec, batch, values))
-    return _training_class()(**vars(training(report, optimizer, dtype, checkpoint, convention, device)))
+    return Training(**vars(training(report, optimizer, dtype, checkpoint, convention, device)))
+
+
+def train_vs_torch(
+    spec: SpecLike,
+    batch: int | None = None,
+    optimizer: str = "sgd",
+    dtype: str = "float32",
+    checkpoint: str = "none",
+    device: str = "cpu",
+    **values: int,
+) -> TrainingGap:
+    """Training MACs op by op as costmodel counts them and as FlopCounterMode does (``convention="torch"``:
+    a grouped conv's weight gradient × groups), with the gap and why (``costmodel train --vs torch``)."""
+    from .results import TrainingGap
+
+    ours = train(spec, batch, optimizer, dtype, checkpoint, "costmodel", device, **values)
+    return TrainingGap(ours, train(spec, batch, optimizer, dtype, checkpoint, "torch", device, **values))
 
 
 def largest_batch(
@@ -456,10 +569,12 @@ def largest_batch(
     dtype: str = "float32",
     checkpoint: str = "none",
     device: str = "cpu",
+    convention: str = "costmodel",
     **values: int,
 ) -> tuple[int, Training]:
     """The largest batch N whose training-step peak (``train(...).totals["peak_bytes"]``) fits in
-    ``memory`` bytes (an int, or text such as ``"24GiB"`` / ``"16GB"``), and the step at that batch.
+    ``memory`` bytes (an int, or text such as ``"24GiB"`` / ``"16GB"``), and the step at that batch (its
+    MACs counted under ``convention``; its ``solved`` holds the budget, N and the peak).
 
     The peak is affine in N, m(N) = m(1) + (N − 1)·(m(2) − m(1)), so N = 1 + floor((budget − m(1)) /
     (m(2) − m(1))), checked exactly by m(N) ≤ budget < m(N + 1).
@@ -478,29 +593,9 @@ def largest_batch(
         return steps[n].totals["peak_bytes"]
 
     n, _, _ = search(measure, budget)
-    return n, steps[n]
-
-
-@cache
-def _training_class() -> type[Training]:
-    from .analysis.training import Training as Base
-
-    class Training(Base):
-        """A training step's rows and totals, with its tables (present/training.py)."""
-
-        def table(self, fmt: str = "github", by: str = "auto") -> str:
-            """The step as text: per-block (or op / stage) MACs and saved bytes, then the memory."""
-            from .present.training import render_training
-
-            return render_training(self, fmt, by)
-
-        def to_dict(self) -> dict[str, Any]:
-            """A JSON-ready dict: settings, totals, rows."""
-            from .present.training import training_payload
-
-            return training_payload(self, "block")
-
-    return Training
+    step = steps[n] if convention == "costmodel" else train(base, n, optimizer, dtype, checkpoint, convention, device)
+    step.solved = {"budget": budget, "batch": n, "peak_bytes": step.totals["peak_bytes"]}
+    return n, step
 
 
 @dataclass
@@ -517,6 +612,19 @@ class Latency:
         from .analysis.latency import total_seconds
 
         return total_seconds(self.times)
+
+    def to_dict(self, by: str = "auto") -> dict[str, Any]:
+        """The calibration used, the total time and one record per op, block or stage (``by``; auto: op for
+        one block, else block): what ``costmodel latency -f json`` prints."""
+        from .present.latency import latency_payload, resolve_view
+
+        return latency_payload(self.report, self.calibration, self.times, resolve_view(self.report, by))
+
+    def table(self, fmt: str = "github", by: str = "auto") -> str:
+        """One row per item and a total row (or :meth:`to_dict` as JSON)."""
+        from .present.latency import render_latency
+
+        return render_latency(self.report, self.calibration, self.times, fmt, by)
 
 
 def latency(
@@ -636,6 +744,49 @@ class Space:
         from .analysis.space import enumerate_space, parse_budgets
 
         return enumerate_space(self.tables, parse_budgets(budgets), scheduler, workers, chunk, progress=progress)
+
+    # The answers of ``costmodel space``, each a result with ``to_dict()`` (its JSON) and ``table(fmt)``.
+
+    def summary(self, budgets: Sequence[str] = (), peak: bool = False) -> SpaceSummary:
+        """:meth:`stats` and, with ``budgets``, :meth:`count` (``costmodel space [--budget …] [--peak]``)."""
+        from .analysis.space import parse_budgets
+        from .results import SpaceSummary
+
+        parsed = parse_budgets(budgets)
+        st = self.stats(peak=peak)
+        return SpaceSummary(self.spec, st, self.count(parsed) if parsed else None, [str(b) for b in budgets])
+
+    def front(self, a: str = "macs", b: str = "params") -> SpaceFront:
+        """:meth:`pareto` with its sub-networks described (``costmodel space --pareto A,B``)."""
+        from .results import SpaceFront
+
+        return SpaceFront(self.spec, self.pareto(a, b))
+
+    def draw(self, n: int, seed: int = 0, budgets: Sequence[Any] = ()) -> SpaceSamples:
+        """:meth:`sample` with each sub-network's exact costs (``costmodel space --sample N``)."""
+        from .results import SpaceSamples
+
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UsageError("--sample must be a positive number")
+        return SpaceSamples(self.spec, [(sub, self.costs(sub)) for sub in self.sample(n, seed, budgets)])
+
+    def blocks(self) -> SpaceBlocks:
+        """:meth:`table` as a result (``costmodel space --table``)."""
+        from .results import SpaceBlocks
+
+        return SpaceBlocks(self.table())
+
+    def enumeration(
+        self,
+        budgets: Sequence[str] = (),
+        scheduler: str | None = None,
+        workers: int = 2,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> SpaceEnumeration:
+        """:meth:`enumerate` as a result (``costmodel space --enumerate``)."""
+        from .results import SpaceEnumeration
+
+        return SpaceEnumeration(self.enumerate(budgets, scheduler, workers, progress=progress), list(budgets))
 
 
 def space(spec: str | os.PathLike[str]) -> Space:

@@ -11,10 +11,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
+# One thread for torch's and BLAS's pools: on the tests' tiny tensors the hand-offs and spin-waits of a second
+# thread cost more than the work (test_torch_agreement + test_networks_torch: 52 s of CPU with 2 threads, 10 s
+# with 1, on a busy 2-core machine). Set before torch or numpy is imported; a value in the environment wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Commands that run torch (or numpy's threaded BLAS) must not run in a fork of a process that has started
-# their thread pools: they always get a fresh interpreter.
-_FRESH = {"import", "calibrate"}
+# their thread pools: calibrate (timings) gets a fresh interpreter unless the pools are single-threaded (no
+# pool is started); import runs in this process itself (no fork: torch is imported once per test session
+# instead of once per command, ~20 s each on 2 cores).
+_FRESH = {"calibrate"}
+_IN_PROCESS = {"import"}
 
 
 def _subprocess(args: tuple[str, ...], cwd: Path) -> tuple[int, str, str]:
@@ -23,6 +30,27 @@ def _subprocess(args: tuple[str, ...], cwd: Path) -> tuple[int, str, str]:
         [sys.executable, "-m", "costmodel", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
     )
     return proc.returncode, proc.stdout, proc.stderr
+
+
+def _in_process(args: tuple[str, ...], cwd: Path) -> tuple[int, str, str]:
+    """``costmodel.cli.main(args)`` in this very process, in ``cwd``, with stdout and stderr captured."""
+    import contextlib
+    import io
+
+    import costmodel.cli
+
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = costmodel.cli.main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(here)
+    return code, out.getvalue(), err.getvalue()
 
 
 def _vm_size() -> int:
@@ -93,12 +121,16 @@ def _forked(
 @pytest.fixture
 def run_cli():
     """Run ``costmodel ARGS`` as a user would; returns (status, stdout, stderr). Most commands run in a fork of
-    the test process; torch-running ones, and all with COSTMODEL_TEST_SUBPROCESS=1, in ``python -m costmodel``."""
+    the test process, import in the test process itself, calibrate with multi-threaded pools (and all, with
+    COSTMODEL_TEST_SUBPROCESS=1) in ``python -m costmodel``."""
 
     def run(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
         where = cwd or ROOT
-        if os.environ.get("COSTMODEL_TEST_SUBPROCESS") or (args and args[0] in _FRESH):
+        fresh = args and args[0] in _FRESH and os.environ.get("OMP_NUM_THREADS") != "1"
+        if os.environ.get("COSTMODEL_TEST_SUBPROCESS") or fresh:
             return _subprocess(args, where)
+        if args and args[0] in _IN_PROCESS:
+            return _in_process(args, where)
         return _forked(args, where)
 
     return run

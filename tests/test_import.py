@@ -8,6 +8,7 @@ torchvision, timm or onnx skip cleanly without them; the broad sweeps are marked
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -219,6 +220,25 @@ def test_cli_import_errors(run_cli):
     assert (status, out) == (2, "") and "no callable" in err
     status, out, err = run_cli("import", "tests.import_fixtures.custom_mbconv:MishNet", "--input", "3x8x8")
     assert status == 0 and "costmodel: warning: aten.mish.default at act" in err
+
+
+@pytest.mark.slow
+def test_cli_import_in_a_fresh_interpreter():
+    """The default run forks `costmodel import` from the test process (one torch thread, conftest.py); here it
+    runs as a user starts it, `python -m costmodel` with torch's default thread pool."""
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    source = "tests.import_fixtures.custom_mbconv:MishNet"
+    proc = subprocess.run(
+        [sys.executable, "-m", "costmodel", "import", source, "--input", "3x8x8"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "costmodel: warning: aten.mish.default at act" in proc.stderr
+    assert costmodel.loads(proc.stdout).input.channels == 3
 
 
 # ----------------------------------------------------------------------------------- torchvision

@@ -118,6 +118,9 @@ def test_roofline_by_hand(unit_profile):
 
 def test_every_shipped_profile_gives_times_and_bounds(run_cli, tmp_path):
     pytest.importorskip("matplotlib")
+    from costmodel.present.plot import _pyplot
+
+    _pyplot()  # pyplot imported here once (1 s), not in each forked run below
     for name in ("a100", "desktop_cpu_core", "mobile_soc", "microcontroller"):
         plot = tmp_path / f"{name}.png"
         code, out, err = run_cli("roofline", str(NETWORKS / "efficientnet_b0.yaml"), "--hardware", name,

@@ -14,7 +14,7 @@ from ..errors import UsageError
 from .convention import COSTMODEL, Convention
 from .metrics import METRIC_NAMES
 from .ops import Op, Shape
-from .symbols import Num, total
+from .symbols import Num, readable, total
 
 METRICS = METRIC_NAMES
 """Counted metrics (engine/metrics.py). ``activations`` is the number of output elements of each op (batch included)."""
@@ -201,6 +201,9 @@ class Report:
     def formula(self, metric: str = "macs", stage: str | None = None) -> Any:
         """The closed form of ``metric`` (summed over ``stage``'s rows only, if given), factored, as sympy.
 
+        Written for a reader: a floor that is a ceiling in disguise is the ceiling (``ceiling(H/32)`` for
+        ``floor(H/32 - 1/32) + 1``, see :func:`~costmodel.engine.symbols.readable`); the value is the same as
+        :meth:`expression`'s at every point (the engine's own form, which :meth:`compile` evaluates).
         Factoring is bounded (see :func:`tidy`): the whole sum is factored when it is small; otherwise
         each layer's part is factored on its own, within a time budget, and the parts are summed.
         """
@@ -216,7 +219,7 @@ class Report:
         for t in layers.values():
             key = tuple(t)
             same[key] = same.get(key, 0) + 1
-        parts = [sympy.Add(*t) for t in same]
+        parts = [readable(sympy.Add(*t)) for t in same]
         counts = list(same.values())
         return tidy(sympy.Add(*(c * p for c, p in zip(counts, parts, strict=True))), parts, counts)
 

@@ -52,6 +52,50 @@ def floordiv(a: Num, b: Num) -> Num:
     return sympy.floor(sympy.Integer(a) / b if isinstance(a, int) else a / b)
 
 
+def readable(expr: Num) -> Num:
+    """``expr`` with every floor that is a ceiling in disguise written as the ceiling: the same value, the
+    form a reader expects (``ceiling(H/32)`` for ``floor(H/32 - 1/32) + 1``).
+
+    A stride-s conv or pool with 'same' or k//2 padding outputs floor((H + 2p − k)/s) + 1 = floor((H − 1)/s) + 1
+    rows, and for an integer P and a positive integer s, floor((P − 1)/s) + 1 = ceil(P/s) (write P = qs + r,
+    0 ≤ r < s: both sides are q + 1 when r > 0 and q when r = 0). More generally floor((P + c)/s) =
+    ceil(P/s) + m − 1 when c + 1 = m·s. Floors are rewritten innermost first, and ceil(ceil(x)/n) = ceil(x/n)
+    for a positive integer n flattens the nest a chain of symbolic strides leaves. A floor whose argument is
+    not of that form (floor(H/2) of a 2×2 pool, floor(C/g) of a channel split) is kept; nothing else changes.
+    Where a floor was rewritten the result is expanded, so that (ceil − 1)·(ceil − 1) + … collapses.
+    """
+    if isinstance(expr, int) or not expr.has(_sympy().floor):
+        return expr
+    sympy = _sympy()
+
+    def rewrite(f: Any) -> Any:
+        num, den = sympy.fraction(sympy.together(f.args[0]))
+        if not (den.is_integer and den.is_positive):
+            return f
+        c, p = num.as_coeff_Add()
+        if not (c.is_Integer and p.is_integer) or p == 0:
+            return f
+        if den.is_Integer:
+            m, r = divmod(int(c) + 1, int(den))
+            if r:
+                return f
+        elif c != -1:
+            return f
+        else:
+            m = 0
+        inner = p.args[0] / den if isinstance(p, sympy.ceiling) else p / den
+        return sympy.ceiling(inner) + m - 1
+
+    out = expr.replace(lambda e: isinstance(e, sympy.floor), rewrite)
+    return sympy.expand(out) if out != expr else expr
+
+
+def _sympy() -> Any:
+    import sympy
+
+    return sympy
+
+
 def maximum(a: Num, b: Num) -> Num:
     """``max(a, b)`` for ints and sympy expressions alike."""
     if isinstance(a, int) and isinstance(b, int):

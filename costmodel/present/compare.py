@@ -91,4 +91,4 @@ def compare_tables(cmp: Comparison) -> list[Table]:
 
 def render_compare(cmp: Comparison, fmt: str = "github") -> str:
     """The comparison in ``fmt``."""
-    return emit(compare_tables(cmp), fmt, compare_payload(cmp) if fmt == "json" else None)
+    return emit(lambda: compare_tables(cmp), fmt, lambda: compare_payload(cmp))

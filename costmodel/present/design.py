@@ -8,24 +8,33 @@ from typing import Any
 
 from ..analysis.design import Budget, Elasticity, Solution
 from ..engine.metrics import TABLE_METRICS
-from .emit import Column, Table, dumps, emit
+from .emit import Column, Table, emit, emit_text
+
+
+def solution_payload(sol: Solution, budgets: Sequence[Budget], smallest: bool = False) -> dict[str, Any]:
+    """The solution as JSON: the symbol, its value, which end was sought, the budgets, the costs there, how
+    it was found and the closed-form roots."""
+    return {
+        "symbol": sol.symbol,
+        "value": sol.value,
+        "which": "smallest" if smallest else "largest",
+        "budgets": [str(b) for b in budgets],
+        "totals": sol.totals,
+        "method": sol.method,
+        "roots": {k: str(v) for k, v in sol.roots.items()},
+    }
 
 
 def render_solution(sol: Solution, budgets: Sequence[Budget], fmt: str = "text", smallest: bool = False) -> str:
     """The value ``solve`` found and the costs there (text or JSON)."""
+    return emit_text(
+        lambda: solution_text(sol, budgets, smallest), fmt, lambda: solution_payload(sol, budgets, smallest)
+    )
+
+
+def solution_text(sol: Solution, budgets: Sequence[Budget], smallest: bool = False) -> str:
+    """The solution as lines of text."""
     which = "smallest" if smallest else "largest"
-    if fmt == "json":
-        return dumps(
-            {
-                "symbol": sol.symbol,
-                "value": sol.value,
-                "which": which,
-                "budgets": [str(b) for b in budgets],
-                "totals": sol.totals,
-                "method": sol.method,
-                "roots": {k: str(v) for k, v in sol.roots.items()},
-            }
-        )
     conds = " and ".join(str(b) for b in budgets)
     if sol.value is None:
         return f"no positive integer {sol.symbol} meets {conds}"
@@ -55,6 +64,10 @@ def _fmt(x: Any) -> str:
 def elasticity_table(items: Sequence[Elasticity]) -> tuple[Table, list[dict[str, Any]]]:
     """Value, partial derivative (and how it was taken) and elasticity of each metric in each symbol;
     and the JSON records."""
+    return _elasticity_table(items), elasticity_payload(items)
+
+
+def _elasticity_table(items: Sequence[Elasticity]) -> Table:
     cols = [
         Column("metric", "metric", "left"),
         Column("symbol", "symbol", "left"),
@@ -76,7 +89,12 @@ def elasticity_table(items: Sequence[Elasticity]) -> tuple[Table, list[dict[str,
         ]
         for e in items
     ]
-    payload = [
+    return Table(cols, body)
+
+
+def elasticity_payload(items: Sequence[Elasticity]) -> list[dict[str, Any]]:
+    """The sensitivity records as JSON: value, partial (text and number), elasticity, method."""
+    return [
         {
             "metric": e.metric,
             "symbol": e.name,
@@ -90,10 +108,8 @@ def elasticity_table(items: Sequence[Elasticity]) -> tuple[Table, list[dict[str,
         }
         for e in items
     ]
-    return Table(cols, body), payload
 
 
 def render_elasticities(items: Sequence[Elasticity], fmt: str = "github") -> str:
     """The sensitivity table in ``fmt``."""
-    table, payload = elasticity_table(items)
-    return emit(table, fmt, payload)
+    return emit(lambda: _elasticity_table(items), fmt, lambda: elasticity_payload(items))

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,7 +114,7 @@ def _cell(c: Any) -> str:
     return "" if c is None else str(c)
 
 
-def grid(table: Table, fmt: str) -> str:
+def tabulated(table: Table, fmt: str) -> str:
     """The table as tabulate text: exact integers with separators, no number re-parsing."""
     from tabulate import tabulate
 
@@ -126,6 +126,9 @@ def grid(table: Table, fmt: str) -> str:
         disable_numparse=True,
         colalign=[c.align for c in table.columns],
     )
+
+
+grid = tabulated  # the name it had before ``emit`` took a ``grid`` hook
 
 
 def _csv_cell(c: Any) -> Any:
@@ -155,19 +158,69 @@ def _record(v: Any) -> Any:
     return jsonable(v)
 
 
-def emit(tables: Table | Sequence[Table], fmt: str, payload: Any = None) -> str:
-    """Write tables in ``fmt``: ``json`` (``payload``, default the first table's records), ``csv`` (the
-    first table) or any tabulate format (every table, with title and footer where the format is text)."""
-    group = [tables] if isinstance(tables, Table) else list(tables)
+PAYLOAD, CSV, GRID = "payload", "csv", "grid"
+"""What :func:`decide` returns for a format: the JSON payload, the first table as CSV, or tabulate text."""
+
+
+def decide(fmt: str) -> str:
+    """The one decision of every command's output: ``json`` writes the payload, ``csv`` the first table, and
+    any other (tabulate) format every table. A new format is added here and reaches every command alike."""
     if fmt == "json":
-        return dumps(payload if payload is not None else records(group[0]))
+        return PAYLOAD
     if fmt == "csv":
-        return to_csv(group[0])
+        return CSV
     check_format(fmt)
+    return GRID
+
+
+Tables = Table | Sequence[Table]
+Lazy = Any  # a value, or a function of no arguments that returns it (built only when the format needs it)
+
+
+def _force(x: Lazy) -> Any:
+    return x() if callable(x) else x
+
+
+def emit(
+    tables: Lazy,
+    fmt: str,
+    payload: Lazy = None,
+    *,
+    encoded: Callable[[], str] | None = None,
+    grid: Callable[[Table], Table] | None = None,
+) -> str:
+    """Write a view in ``fmt``: ``json`` (``payload``, default the first table's records; or ``encoded()``,
+    the payload's JSON text built directly), ``csv`` (the first table) or any tabulate format (every table,
+    with title and footer where the format is text; each first passed through ``grid`` when given, e.g. to
+    write counts as K/M/G). ``tables`` and ``payload`` may be given as functions: only the one the format
+    needs is built. Which one is :func:`decide`'s answer, the same for every command.
+    """
+    how = decide(fmt)
+    if how == PAYLOAD:
+        if encoded is not None:
+            text: str = encoded()
+            return text
+        data = _force(payload)
+        return dumps(data if data is not None else records(_group(_force(tables))[0]))
+    group = _group(_force(tables))
+    if how == CSV:
+        return to_csv(group[0])
     parts = []
     for t in group:
-        text = grid(t, fmt)
+        text = tabulated(grid(t) if grid is not None else t, fmt)
         if fmt in _TITLED:
             text = "\n".join(x for x in (t.title, text, t.footer) if x)
         parts.append(text)
     return "\n\n".join(parts)
+
+
+def emit_text(text: Lazy, fmt: str, payload: Lazy) -> str:
+    """A view whose human form is plain text (``solve``): the payload where :func:`decide` says so, else the text."""
+    if fmt != "text" and decide(fmt) == PAYLOAD:
+        return dumps(_force(payload))
+    out: str = _force(text)
+    return out
+
+
+def _group(tables: Tables) -> list[Table]:
+    return [tables] if isinstance(tables, Table) else list(tables)

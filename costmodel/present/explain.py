@@ -12,6 +12,10 @@ from .emit import Column, Table, emit, jsonable
 
 def explain_table(report: Report, a: str, b: str, diffs: list[Difference]) -> tuple[Table, dict[str, Any]]:
     """The explain table and its JSON payload."""
+    return _explain_table(report, a, b, diffs), explain_payload(a, b, diffs)
+
+
+def _explain_table(report: Report, a: str, b: str, diffs: list[Difference]) -> Table:
     total_a = total(d.count_a for d in diffs)
     total_b = total(d.count_b for d in diffs)
     cols = [
@@ -33,7 +37,14 @@ def explain_table(report: Report, a: str, b: str, diffs: list[Difference]) -> tu
         f"{report.name or 'spec'}: {convention(a).title} vs {convention(b).title} "
         "(quantities: macs, bias adds, input/output elements, batch × params)"
     )
-    payload = {
+    return Table(cols, body, title)
+
+
+def explain_payload(a: str, b: str, diffs: list[Difference]) -> dict[str, Any]:
+    """The explanation as JSON: both totals and every op's counts, difference, rules and reasons."""
+    total_a = total(d.count_a for d in diffs)
+    total_b = total(d.count_b for d in diffs)
+    return {
         "a": a,
         "b": b,
         "total_a": jsonable(total_a),
@@ -52,10 +63,8 @@ def explain_table(report: Report, a: str, b: str, diffs: list[Difference]) -> tu
             for d in diffs
         ],
     }
-    return Table(cols, body, title), payload
 
 
 def render_explain(report: Report, a: str, b: str, diffs: list[Difference], fmt: str = "github") -> str:
     """The explain view in ``fmt``."""
-    table, payload = explain_table(report, a, b, diffs)
-    return emit(table, fmt, payload)
+    return emit(lambda: _explain_table(report, a, b, diffs), fmt, lambda: explain_payload(a, b, diffs))

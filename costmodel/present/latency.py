@@ -11,6 +11,11 @@ from .emit import Column, Table, emit
 LATENCY_VIEWS = ("auto", "op", "block", "stage")
 
 
+def resolve_view(report: Report, by: str) -> str:
+    """``auto`` is ``op`` for a spec of one block instance and ``block`` otherwise."""
+    return ("op" if len(report.blocks) == 1 else "block") if by == "auto" else by
+
+
 def _groups(report: Report, times: list[OpTime], by: str) -> list[tuple[str, list[OpTime]]]:
     groups: dict[Any, list[OpTime]] = {}
     for t in times:
@@ -95,7 +100,5 @@ def latency_table(report: Report, cal: LatencyCalibration, times: list[OpTime], 
 
 def render_latency(report: Report, cal: LatencyCalibration, times: list[OpTime], fmt: str, by: str = "auto") -> str:
     """The latency view in ``fmt``."""
-    view = ("op" if len(report.blocks) == 1 else "block") if by == "auto" else by
-    if fmt == "json":
-        return emit([], fmt, latency_payload(report, cal, times, view))
-    return emit(latency_table(report, cal, times, view), fmt)
+    view = resolve_view(report, by)
+    return emit(lambda: latency_table(report, cal, times, view), fmt, lambda: latency_payload(report, cal, times, view))

@@ -82,6 +82,8 @@ def memory_table(report: Report, ks: list[Kernel], peak: Peak, dtype: str, fusio
 
 def render_memory(report: Report, ks: list[Kernel], peak: Peak, fmt: str, dtype: str, fusion: str) -> str:
     """The memory view in ``fmt``."""
-    if fmt == "json":
-        return emit([], fmt, memory_payload(report, ks, peak, dtype, fusion))
-    return emit(memory_table(report, ks, peak, dtype, fusion), fmt)
+    return emit(
+        lambda: memory_table(report, ks, peak, dtype, fusion),
+        fmt,
+        lambda: memory_payload(report, ks, peak, dtype, fusion),
+    )

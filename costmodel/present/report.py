@@ -325,16 +325,23 @@ def report_table(report: Report, by: str = "auto", depth: int | None = None) -> 
 
 
 def render(
-    report: Report, fmt: str = "github", by: str = "auto", depth: int | None = None, units: str = "exact"
+    report: Report,
+    fmt: str = "github",
+    by: str = "auto",
+    depth: int | None = None,
+    units: str = "exact",
+    totals: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """The report as one string in ``fmt`` (a tabulate format, ``json`` or ``csv``); ``units="si"`` writes
-    table counts as K/M/G/T (3–4 significant digits; tables only, CSV and JSON stay exact)."""
-    if fmt == "json":
-        return emit([], fmt, to_dict(report))
-    table = report_table(report, by, depth)
-    if fmt != "csv":
-        table = si_table(table, units)
-    return emit(table, fmt)
+    table counts as K/M/G/T (3–4 significant digits; tables only, CSV and JSON stay exact). ``totals`` and
+    ``extra`` add entries to the JSON's totals and after its rows (:func:`to_json`)."""
+    return emit(
+        lambda: report_table(report, by, depth),
+        fmt,
+        encoded=lambda: to_json(report, totals, extra),
+        grid=lambda t: si_table(t, units),
+    )
 
 
 UNITS = ("exact", "si")

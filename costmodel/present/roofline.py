@@ -9,7 +9,8 @@ from ..engine.report import Report
 from .emit import Cell, Column, Table, emit
 
 
-def _view(report: Report, by: str) -> str:
+def resolve_view(report: Report, by: str) -> str:
+    """``auto`` is ``kernel`` for a spec of one block instance and ``block`` otherwise."""
     return ("kernel" if len(report.blocks) == 1 else "block") if by == "auto" else by
 
 
@@ -102,8 +103,10 @@ def render_roofline(
     report: Report, estimates: list[Estimate], profile: HardwareProfile, fmt: str, dtype: str, fusion: str, by: str
 ) -> str:
     """The roofline view in ``fmt``."""
-    view = _view(report, by)
+    view = resolve_view(report, by)
     items = summarize(report, estimates, view)
-    if fmt == "json":
-        return emit([], fmt, roofline_payload(report, estimates, items, profile, dtype, fusion))
-    return emit(roofline_table(report, estimates, items, profile, dtype, fusion, view), fmt)
+    return emit(
+        lambda: roofline_table(report, estimates, items, profile, dtype, fusion, view),
+        fmt,
+        lambda: roofline_payload(report, estimates, items, profile, dtype, fusion),
+    )

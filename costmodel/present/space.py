@@ -138,6 +138,11 @@ def samples_table(space: SpaceSpec, samples: list[tuple[SubNet, dict[str, int]]]
     return Table(cols, rows, f"{len(samples)} sub-networks drawn uniformly (exact costs by the engine)")
 
 
+def samples_payload(space: SpaceSpec, samples: list[tuple[SubNet, dict[str, int]]]) -> list[dict[str, Any]]:
+    """JSON: one record per sampled sub-network, its choice vector and exact costs."""
+    return [{"choices": space.to_json(s), "costs": c} for s, c in samples]
+
+
 def cdf_table(c: CDF) -> Table:
     """The CDF as rows (x, lower, upper count)."""
     cols = [Column("x", c.metric), Column("lower", "count ≤ x (lower)"), Column("upper", "count ≤ x (upper)")]

@@ -15,7 +15,8 @@ from typing import Any
 from ..analysis.sweep import SweepResult
 from ..engine.convention import Convention
 from ..errors import UsageError
-from .emit import Column, Table, emit
+from . import emit as emitter
+from .emit import CSV, PAYLOAD, Column, Table, emit
 
 STREAMED = ("csv", "jsonl")
 """Formats written chunk by chunk, for grids of any size."""
@@ -25,11 +26,16 @@ JSON_LIMIT = 1_000_000
 """The most points columnar ``json`` holds (one document); use jsonl beyond."""
 
 
+def streamed(fmt: str) -> bool:
+    """Whether a sweep in ``fmt`` is written chunk by chunk: jsonl, and what the emitter writes as CSV."""
+    return fmt == "jsonl" or emitter.decide(fmt) == CSV
+
+
 def check_size(points: int, fmt: str) -> None:
     """Refuse a grid too large for a format built whole (tables, json); csv and jsonl stream any size."""
-    if fmt in STREAMED:
+    if streamed(fmt):
         return
-    limit, what = (JSON_LIMIT, "--format json") if fmt == "json" else (TABLE_LIMIT, "a table format")
+    limit, what = (JSON_LIMIT, f"--format {fmt}") if emitter.decide(fmt) == PAYLOAD else (TABLE_LIMIT, "a table format")
     if points > limit:
         raise UsageError(
             f"the grid has {points:,} points; {what} prints at most {limit:,}: "
@@ -75,12 +81,10 @@ def sweep_payload(result: SweepResult, convention: Convention | None = None) -> 
 
 def render_sweep(result: SweepResult, fmt: str = "github", convention: Convention | None = None) -> str:
     """The sweep in ``fmt`` (built whole; for big grids use :func:`stream_sweep`)."""
-    if fmt in STREAMED:
+    if streamed(fmt):
         return "".join(_stream([result], list(result.columns), fmt, True)).rstrip("\n")
     check_size(len(result), fmt)
-    if fmt == "json":
-        return emit([], fmt, sweep_payload(result, convention))
-    return emit(sweep_table(result, convention), fmt)
+    return emit(lambda: sweep_table(result, convention), fmt, lambda: sweep_payload(result, convention))
 
 
 def stream_sweep(chunks: Iterator[SweepResult], columns: Sequence[str], fmt: str) -> Iterator[str]:

@@ -73,8 +73,9 @@ def _settings(tr: Training) -> str:
     )
 
 
-def training_tables(tr: Training, by: str = "auto") -> list[Table]:
-    """The per-row table (with a total row) and the memory table of a training step."""
+def training_tables(tr: Training, by: str = "auto", extra: dict[str, Any] | None = None) -> list[Table]:
+    """The per-row table (with a total row) and the memory table of a training step; ``extra["solve"]`` (a
+    solved batch) adds its row to the memory table."""
     cols, body = _groups(tr, by)
     lead = len(cols)
     cols += [Column(f, _TITLES[f]) for f in _FIGURES]
@@ -95,13 +96,17 @@ def training_tables(tr: Training, by: str = "auto") -> list[Table]:
     if "training_flops" in totals:
         mem_rows.append(["training FLOPs (costmodel convention)", totals["training_flops"]])
     mem_rows.insert(0, ["training MACs", totals["training_macs"]])
+    if extra and "solve" in extra:
+        s = extra["solve"]
+        mem_rows.append([f"largest batch in {s['budget']:,} bytes", s["batch"]])
     mem = Table([Column("item", "item", "left"), Column("value", "bytes / count")], mem_rows, "memory of the step")
     return [main, mem]
 
 
-def training_payload(tr: Training, by: str = "block") -> dict[str, Any]:
-    """The training view as JSON: settings, totals and the rows of ``by``."""
-    cols, body = _groups(tr, by)
+def training_payload(tr: Training, by: str = "block", extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The training view as JSON: settings, totals and the rows of ``by`` (``auto``: block), then ``extra``'s
+    entries (e.g. a solved batch)."""
+    cols, body = _groups(tr, "block" if by == "auto" else by)
     keys = [c.key for c in cols] + list(_FIGURES)
     return {
         "name": tr.report.name,
@@ -114,20 +119,13 @@ def training_payload(tr: Training, by: str = "block") -> dict[str, Any]:
         "convention": tr.convention,
         "totals": {k: jsonable(v) for k, v in tr.totals.items()},
         "rows": [{k: jsonable(v) for k, v in zip(keys, row, strict=True)} for row in body],
+        **(extra or {}),
     }
 
 
 def render_training(tr: Training, fmt: str = "github", by: str = "auto", extra: dict[str, Any] | None = None) -> str:
     """The training view in ``fmt``; ``extra`` adds entries to the JSON payload (e.g. a solved batch)."""
-    if fmt == "json":
-        payload = training_payload(tr, "block" if by == "auto" else by)
-        payload.update(extra or {})
-        return emit([], fmt, payload)
-    tables = training_tables(tr, by)
-    if extra and "solve" in extra:
-        s = extra["solve"]
-        tables[1].rows.append([f"largest batch in {s['budget']:,} bytes", s["batch"]])
-    return emit(tables, fmt)
+    return emit(lambda: training_tables(tr, by, extra), fmt, lambda: training_payload(tr, by, extra))
 
 
 def vs_torch_table(ours: Training, torch: Training) -> Table:

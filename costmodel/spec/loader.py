@@ -481,5 +481,11 @@ def loads(text: str, file: str = "<spec>", bind: Mapping[str, int] | None = None
 
 
 def load(path: str | os.PathLike[str], bind: Mapping[str, int] | None = None) -> NetworkSpec:
-    """A NetworkSpec from a YAML file, symbols in ``bind`` replaced by their values before validation."""
-    return loads(read_text(path), os.fspath(path), bind)
+    """A NetworkSpec from a YAML file, symbols in ``bind`` replaced by their values before validation.
+
+    ``path`` is a file, or the name of a shipped spec (``mobilenet_v2``, ``timm/mixnet_s``,
+    ``specs/networks/efficientnet_b0.yaml`` from any directory): see spec/shipped.py for the rule."""
+    from .shipped import resolve
+
+    file = resolve(path)
+    return loads(read_text(file), file, bind)

@@ -476,5 +476,9 @@ def loads_space(text: str, file: str = "<space>") -> SpaceSpec:
 
 
 def load_space(path: str | os.PathLike[str]) -> SpaceSpec:
-    """A search space from a YAML file."""
-    return loads_space(read_text(path), os.fspath(path))
+    """A search space from a YAML file, or the name of a shipped one (``ofa_mobilenetv3``,
+    ``specs/spaces/proxylessnas.yaml`` from any directory; spec/shipped.py)."""
+    from .shipped import SPACE_GROUPS, resolve
+
+    file = resolve(path, SPACE_GROUPS)
+    return loads_space(read_text(file), file)
