@@ -4,7 +4,10 @@
 op class of analysis/latency.py over a grid of shapes typical of mobile CNNs (pointwise, depthwise by
 kernel and stride, dense and grouped convs; BatchNorm; each activation; SE's pool, add, mul; linear),
 at batch 1 and 4, and fits t = a₀ + a_macs·MACs + a_bytes·bytes per class (analysis/latency.fit). Each
-sample is the median of repeated runs after warm-up. ``measure_spec`` times exactly the distinct ops of
+sample is the median of repeated runs after warm-up, repeated until their spread settles (``time_stats``);
+fits that cannot be right — an overhead above the class's kernels, a fit error ≥ 50%, an in-network scale
+far from 1 — are rejected with a warning kept in the profile (``judge``, ``recheck_overheads``,
+``with_context``). ``measure_spec`` times exactly the distinct ops of
 a network (the per-spec lookup table). Shapes come from costmodel's own rows, so what is timed is what
 is predicted.
 """
@@ -15,9 +18,21 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from .analysis.latency import ClassModel, LatencyCalibration, fit, op_bytes, op_class, op_key
+from .analysis.latency import (
+    OVERHEAD_SLACK,
+    ClassModel,
+    LatencyCalibration,
+    fit,
+    fit_context,
+    implausible_context,
+    implausible_fit,
+    op_bytes,
+    op_class,
+    op_key,
+)
 from .engine.report import Report, Row
 from .errors import UsageError
 from .spec.names import ACTIVATIONS
@@ -70,19 +85,72 @@ def op_callable(row: Row, batch: int) -> tuple[Callable[..., Any], tuple[Any, ..
     raise UsageError(f"calibrate cannot time the op {op.name!r}")
 
 
-def time_call(fn: Callable[..., Any], args: tuple[Any, ...], repeats: int = 15, budget_s: float = 0.25) -> float:
-    """Median seconds of ``fn(*args)`` over up to ``repeats`` runs (at most ``budget_s``), after warm-up."""
+#: A timing is stable when the interquartile range of its repeats is at most this share of their median.
+STABLE_SPREAD = 0.2
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Repeated timings of one call: the median, the spread (interquartile range / median) and whether the
+    spread settled at or below STABLE_SPREAD."""
+
+    median: float
+    spread: float
+    runs: int
+
+    @property
+    def stable(self) -> bool:
+        """Whether the repeats agree within STABLE_SPREAD."""
+        return self.spread <= STABLE_SPREAD
+
+
+def spread(times: Sequence[float]) -> float:
+    """(q₃ − q₁) / median of ``times``: 0 when every run took the same time."""
+    if len(times) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    return (q3 - q1) / statistics.median(times)
+
+
+def time_stats(fn: Callable[..., Any], args: tuple[Any, ...], repeats: int = 15, budget_s: float = 0.25) -> Timing:
+    """Seconds of ``fn(*args)`` after warm-up: at least 5 and up to ``repeats`` runs within ``budget_s``; while
+    their spread is above STABLE_SPREAD, more runs (up to 4 × ``repeats``, 4 × ``budget_s``) until it settles."""
     torch = _torch()
     with torch.no_grad():
         for _ in range(3):
             fn(*args)
         times: list[float] = []
-        end = time.perf_counter() + budget_s
-        while len(times) < repeats and (len(times) < 5 or time.perf_counter() < end):
+        begin = time.perf_counter()
+        end, last = begin + budget_s, begin + 4 * budget_s
+        while True:
             start = time.perf_counter()
             fn(*args)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+            now = time.perf_counter()
+            times.append(now - start)
+            if len(times) < 5:
+                continue
+            enough = len(times) >= repeats or now >= end
+            if enough and (spread(times) <= STABLE_SPREAD or len(times) >= 4 * repeats or now >= last):
+                break
+    return Timing(statistics.median(times), spread(times), len(times))
+
+
+def time_call(fn: Callable[..., Any], args: tuple[Any, ...], repeats: int = 15, budget_s: float = 0.25) -> float:
+    """Median seconds of ``fn(*args)`` (see :func:`time_stats`)."""
+    return time_stats(fn, args, repeats, budget_s).median
+
+
+def check_threads(threads: object) -> int:
+    """``threads`` as a thread count calibrate can use: an integer from 1 to this machine's CPU count (at
+    most MAX_THREADS); anything else is refused before any measurement."""
+    import os
+
+    from .analysis.latency import MAX_THREADS
+
+    cpus = min(os.cpu_count() or 1, MAX_THREADS)
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cpus:
+        raise UsageError(f"--threads {threads!r}: expected an integer from 1 to {cpus} (this machine's CPU count)")
+    return threads
 
 
 def _grid_specs(quick: bool) -> list[str]:
@@ -141,7 +209,9 @@ def _grid_specs(quick: bool) -> list[str]:
     return specs
 
 
-def _samples(reports: Iterable[Report], repeats: int) -> dict[str, list[tuple[float, float, float]]]:
+def _samples(
+    reports: Iterable[Report], repeats: int, timings: list[Timing] | None = None
+) -> dict[str, list[tuple[float, float, float]]]:
     by_class: dict[str, list[tuple[float, float, float]]] = {}
     seen: set[str] = set()
     for report in reports:
@@ -152,9 +222,44 @@ def _samples(reports: Iterable[Report], repeats: int) -> dict[str, list[tuple[fl
                 continue
             seen.add(key)
             fn, args = op_callable(row, batch)
-            t = time_call(fn, args, repeats)
-            by_class.setdefault(op_class(row), []).append((float(row.costs["macs"]), float(op_bytes(row, batch)), t))
+            timing = time_stats(fn, args, repeats)
+            if timings is not None:
+                timings.append(timing)
+            by_class.setdefault(op_class(row), []).append(
+                (float(row.costs["macs"]), float(op_bytes(row, batch)), timing.median)
+            )
     return by_class
+
+
+def judge(
+    by_class: dict[str, list[tuple[float, float, float]]], timings: Sequence[Timing] = ()
+) -> tuple[dict[str, ClassModel], dict[str, str], list[str]]:
+    """Fit each class's model and keep only the plausible ones (analysis/latency.implausible_fit): the kept
+    models, the rejected classes with the reason, and the warnings for the profile and stderr (rejections,
+    and timings that did not settle). Every class rejected is refused: nothing usable was measured."""
+    classes: dict[str, ClassModel] = {}
+    rejected: dict[str, str] = {}
+    warnings: list[str] = []
+    for name, samples in sorted(by_class.items()):
+        model = fit(samples)
+        reason = implausible_fit(model, samples)
+        if reason is None:
+            classes[name] = model
+        else:
+            rejected[name] = reason
+            warnings.append(f"rejected the fit of {name}: {reason}; its ops use the default overhead")
+    unstable = [t for t in timings if not t.stable]
+    if timings and len(unstable) * 4 > len(timings):
+        warnings.append(
+            f"{len(unstable)} of {len(timings)} timings did not settle (their spread stayed above "
+            f"{STABLE_SPREAD:.0%} of the median after repeating): the machine is busy; calibrate when it is idle"
+        )
+    if by_class and not classes:
+        raise UsageError(
+            "calibration failed: every op class's fit is implausible (" + "; ".join(warnings[:2]) + "); "
+            "calibrate when the machine is idle"
+        )
+    return classes, rejected, warnings
 
 
 def calibrate(threads: int = 1, quick: bool = False, repeats: int = 15) -> LatencyCalibration:
@@ -165,23 +270,26 @@ def calibrate(threads: int = 1, quick: bool = False, repeats: int = 15) -> Laten
     from .engine.walk import analyze_spec
     from .spec.loader import loads
 
+    threads = check_threads(threads)
     torch = _torch()
-    if threads < 1:
-        raise UsageError("--threads must be at least 1")
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    timings: list[Timing] = []
     try:
         reports: list[Report] = [analyze_spec(loads(text, "<calibration grid>")) for text in _grid_specs(quick)]
-        by_class = _samples(reports, repeats)
+        by_class = _samples(reports, repeats, timings)
     finally:
         torch.set_num_threads(before)
-    classes: dict[str, ClassModel] = {c: fit(s) for c, s in sorted(by_class.items())}
+    classes, rejected, warnings = judge(by_class, timings)
     elementwise = [m.overhead_s for c, m in classes.items() if c.startswith("act_") or c in ("add", "mul")]
     cal = LatencyCalibration(
         threads=threads,
         framework=f"torch {torch.__version__} eager, CPU, float32",
         classes=classes,
         default_overhead_s=statistics.median(elementwise) if elementwise else 5e-6,
+        noise=statistics.median(t.spread for t in timings) if timings else None,
+        warnings=warnings,
+        rejected=rejected,
     )
     return _in_network(cal, quick, repeats)
 
@@ -222,7 +330,7 @@ def _synthetic_networks(quick: bool) -> list[str]:
 def _in_network(cal: LatencyCalibration, quick: bool, repeats: int) -> LatencyCalibration:
     """``cal`` with the in-network correction fitted: synthetic networks are timed whole and op by op, and
     measured = scale · predicted + per_op · ops fitted for the class models and for measured entries."""
-    from .analysis.latency import fit_context, predict, total_seconds
+    from .analysis.latency import predict, total_seconds
     from .engine.walk import analyze_spec
     from .spec.loader import loads
     from .torchref import build
@@ -230,8 +338,7 @@ def _in_network(cal: LatencyCalibration, quick: bool, repeats: int) -> LatencyCa
     torch = _torch()
     before = torch.get_num_threads()
     torch.set_num_threads(cal.threads)
-    class_samples: list[tuple[float, int, float]] = []
-    table_samples: list[tuple[float, int, float]] = []
+    runs: list[tuple[Report, float, LatencyCalibration]] = []
     try:
         for text in _synthetic_networks(quick):
             spec = loads(text, "<synthetic network>")
@@ -240,16 +347,72 @@ def _in_network(cal: LatencyCalibration, quick: bool, repeats: int) -> LatencyCa
             model.eval()
             whole = time_call(model, (torch.zeros(shape),), repeats=9 if quick else 15, budget_s=0.5)
             isolated = measure_spec([report], cal.model_copy(update={"table": {}}), repeats)
-            n = len(report.rows)
-            class_samples.append((total_seconds(predict(report, cal)), n, whole))
-            table_samples.append((total_seconds(predict(report, isolated)), n, whole))
+            runs.append((report, whole, isolated))
     finally:
         torch.set_num_threads(before)
-    scale, per_op = fit_context(class_samples)
-    tscale, tper_op = fit_context(table_samples)
-    return cal.model_copy(
-        update={"network_scale": scale, "per_op_s": per_op, "table_scale": tscale, "table_per_op_s": tper_op}
-    )
+    fastest: dict[str, float] = {}  # each class's fastest kernel among the networks' ops, timed again
+    for report, _, isolated in runs:
+        for row in report.rows:
+            t = isolated.table[op_key(row, int(report.batch))]
+            fastest[op_class(row)] = min(t, fastest.get(op_class(row), t))
+    cal = recheck_overheads(cal, fastest)
+    class_samples = [(total_seconds(predict(r, cal)), len(r.rows), whole) for r, whole, _ in runs]
+    table_samples = [
+        (total_seconds(predict(r, isolated.model_copy(update={"classes": cal.classes}))), len(r.rows), whole)
+        for r, whole, isolated in runs
+    ]
+    return with_context(cal, class_samples, table_samples)
+
+
+def recheck_overheads(cal: LatencyCalibration, fastest: dict[str, float]) -> LatencyCalibration:
+    """``cal`` without the class models whose per-kernel overhead is above OVERHEAD_SLACK × ``fastest[class]``,
+    the time of one of that class's kernels measured again (in the synthetic networks' ops): a fixed cost
+    larger than a whole kernel of the class cannot be right (the grid was timed while the machine was busy).
+    Each rejection is a warning; none left is refused."""
+    classes = dict(cal.classes)
+    rejected = dict(cal.rejected)
+    warnings = list(cal.warnings)
+    for name, t in sorted(fastest.items()):
+        model = classes.get(name)
+        if model is not None and model.overhead_s > OVERHEAD_SLACK * t:
+            reason = (
+                f"its per-kernel overhead {model.overhead_s * 1e3:.3g} ms is more than {OVERHEAD_SLACK:g} × a "
+                f"kernel of the class timed again ({t * 1e3:.3g} ms)"
+            )
+            del classes[name]
+            rejected[name] = reason
+            warnings.append(f"rejected the fit of {name}: {reason}; its ops use the default overhead")
+    if cal.classes and not classes:
+        raise UsageError(
+            "calibration failed: every op class's per-kernel overhead is above its kernels timed again; "
+            "calibrate when the machine is idle"
+        )
+    return cal.model_copy(update={"classes": classes, "rejected": rejected, "warnings": warnings})
+
+
+def with_context(
+    cal: LatencyCalibration,
+    class_samples: Sequence[tuple[float, int, float]],
+    table_samples: Sequence[tuple[float, int, float]],
+) -> LatencyCalibration:
+    """``cal`` with the in-network corrections fitted (analysis/latency.fit_context) from ``(isolated
+    prediction, ops, measured network time)`` samples; an implausible one (implausible_context) is not
+    used — scale 1, no per-op term — and a warning says why."""
+    warnings = list(cal.warnings)
+    update: dict[str, Any] = {}
+    for what, samples, keys in (
+        ("class models", class_samples, ("network_scale", "per_op_s")),
+        ("measured entries", table_samples, ("table_scale", "table_per_op_s")),
+    ):
+        scale, per_op = fit_context(samples)
+        reason = implausible_context(scale, per_op, samples)
+        if reason is not None:
+            warnings.append(
+                f"rejected the in-network correction of the {what}: {reason}; using scale 1, no per-op term"
+            )
+            scale, per_op = 1.0, 0.0
+        update[keys[0]], update[keys[1]] = scale, per_op
+    return cal.model_copy(update={**update, "warnings": warnings})
 
 
 def measure_spec(reports: Sequence[Report], calibration: LatencyCalibration, repeats: int = 15) -> LatencyCalibration:

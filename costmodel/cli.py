@@ -446,7 +446,10 @@ def _roofline(a: argparse.Namespace) -> str:
 
 
 def _latency(a: argparse.Namespace) -> str:
-    return api.latency(a.spec, a.hardware, a.threads, "float32", **a.values).table(a.format, a.by)
+    result = api.latency(a.spec, a.hardware, a.threads, "float32", **a.values)
+    for w in result.calibration.warnings[:3]:  # what calibrate found implausible, kept in the profile
+        _say(f"costmodel: warning: calibration at {result.calibration.threads} threads: {w}")
+    return result.table(a.format, a.by)
 
 
 def _train(a: argparse.Namespace) -> str:
@@ -476,13 +479,13 @@ def _list(a: argparse.Namespace) -> str:
 
 
 def _space(a: argparse.Namespace) -> str:
-    from .analysis.space import parse_budgets
+    from .analysis.space import CLI_SAMPLES, parse_budgets
 
     s = api.space(a.spec)
     budgets = a.budget or []
     parse_budgets(budgets)  # refuse a bad budget first
-    if a.sample is not None and a.sample < 1:
-        raise UsageError("--sample must be a positive number")
+    if a.sample is not None and not 1 <= a.sample <= CLI_SAMPLES:  # each is analysed by the engine
+        raise UsageError(f"--sample {a.sample}: expected an integer from 1 to {CLI_SAMPLES:,}")
     if a.enumerate:
         return s.enumeration(budgets, a.scheduler, a.workers, progress=_space_progress).table(a.format)
     if a.table:
@@ -600,9 +603,15 @@ def _calibrate(args: argparse.Namespace) -> str:
         raise UsageError("--seconds must be a positive finite number")
     if args.spec and not args.torch:
         raise UsageError("--spec needs --torch")
+    if args.torch:  # refused before any measurement
+        from .calibration import check_threads
+
+        check_threads(args.threads)
     profile = calibrate(args.seconds)
     if args.torch:
         profile["latency"] = api.latency_calibration(args.threads, args.spec or (), args.quick, args.out)
+        for w in profile["latency"][-1].get("warnings", []):
+            _say(f"costmodel: warning: {w}")
     text = yaml.safe_dump(profile, sort_keys=False, allow_unicode=True)
     return _write_out(text, args.out)
 

@@ -235,3 +235,37 @@ def test_at_and_diff_give_numbers_with_se_and_strides(run_cli, tmp_path):
     assert "Subs" not in out and "Derivative" not in out
     code, out, err = run_cli("formula", str(path), "--metric", "params", "--diff", "C")
     assert code == 0 and "Subs" not in out and "Derivative" not in out and "central difference" in err
+
+
+def test_elasticity_spans_a_period_of_the_floor_steps(run_cli, tmp_path):
+    """Two 3×3 stride-2 convs, 1 → 1 channel, on 1×H×4: MACs = 9·⌈H/2⌉·2 + 9·⌈H/4⌉·1 (by hand).
+
+    At H = 8: f = 18·4 + 9·2 = 90. The floors step with period 4 in H: f(12) = 18·6 + 9·3 = 135 and
+    f(4) = 18·2 + 9·1 = 45, so ∂ = (135 − 45)/8 = 45/4 and the elasticity 8·(45/4)/90 = 1 — MACs ∝ H
+    over whole periods. The one-step difference (f(9) − f(7))/2 = (117 − 90)/2 straddles the step of
+    ⌈H/4⌉ at 9 and would say 1.2.
+    """
+    path = tmp_path / "two.yaml"
+    path.write_text(json.dumps({
+        "input": {"channels": 1, "height": "H", "width": 4},
+        "defaults": {"norm": "none", "activation": "none", "bias": False},
+        "layers": [{"kind": "conv", "out_channels": 1, "kernel": 3, "stride": 2},
+                   {"kind": "conv", "out_channels": 1, "kernel": 3, "stride": 2}],
+    }))  # fmt: skip
+    code, out, err = run_cli("formula", str(path), "--metric", "macs", "--at", "H=8", "--format", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["value"] == 90
+    assert sympy.Rational(row["partial"]) == sympy.Rational(45, 4)
+    assert sympy.Rational(row["elasticity"]) == 1
+    assert "(f(H+4) - f(H-4))/8" in row["method"] and "period (4)" in row["method"]
+    # at H = 2, H − 4 is no size: the forward difference over one period, (f(6) − f(2))/4 = (54 + 18 − 27)/4
+    code, out, err = run_cli("formula", str(path), "--metric", "macs", "--at", "H=2", "--format", "json")
+    (row,) = json.loads(out)
+    assert sympy.Rational(row["partial"]) == sympy.Rational(18 * 3 + 9 * 2 - (18 + 9), 4)
+    assert "forward difference (f(H+4) - f(H))/4" in row["method"]
+    # --diff: the same window in the formula
+    code, out, err = run_cli("formula", str(path), "--metric", "macs", "--diff", "H", "--format", "python")
+    assert code == 0 and "period of the floor steps" in err
+    H = sympy.Symbol("H")
+    assert sympy.parse_expr(out, {"H": H}).subs(H, 8) == sympy.Rational(45, 4)

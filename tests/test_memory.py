@@ -170,3 +170,23 @@ def test_calibrate_writes_a_loadable_profile(run_cli, tmp_path):
     assert code == 0, err
     profile = load_profile(out_path)
     assert profile.peak("float32") > 0 and profile.bandwidth > 0
+
+
+def test_roofline_of_a_huge_resize_is_exact_or_refused(run_cli, tmp_path, monkeypatch):
+    """A bilinear resize of 3×8×8 to 10³⁰×10³⁰: FLOPs = 7 per output element × 3·10⁶⁰ = 21·10⁶⁰ exactly (by
+    hand); summed in floats it printed 21,000,000,000,000,001,078,001,380,…"""
+    path = tmp_path / "resize.yaml"
+    path.write_text(f"input: {{channels: 3, height: 8, width: 8}}\nlayers:\n  - {{kind: resize, size: {10**30}, "
+                    "mode: bilinear}\n")  # fmt: skip
+    code, out, err = run_cli("roofline", str(path), "--hardware", "a100", "--format", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)["rows"]
+    assert row["flops"] == 21 * 10**60
+    code, out, err = run_cli("roofline", str(path), "--hardware", "a100")
+    assert code == 0 and "21,000,000,000,000,000,000,000," in out
+    # past 2^MAX_ROOFLINE_BITS a float time cannot be computed: refused in one line, no traceback
+    from costmodel.analysis import hardware
+
+    monkeypatch.setattr(hardware, "MAX_ROOFLINE_BITS", 100)
+    code, out, err = run_cli("roofline", str(path), "--hardware", "a100")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "0.0 resize" in err, err

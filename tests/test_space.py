@@ -266,3 +266,115 @@ def test_ofa_space_size_and_extremes() -> None:
     for which in ("argmin", "argmax"):
         sub = getattr(st.metrics["macs"], which)
         assert costmodel.analyze(s.spec.concrete(sub)).totals["macs"] == getattr(st.metrics["macs"], which[3:])
+
+
+# ------------------------------------------------------------------ bounded work (issue 24)
+
+
+def _one_block_space(tmp_path: Path, fields: str, name: str = "s.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(f"input: {{channels: 8, resolution: 8}}\nlayers:\n  - {{kind: mbconv, out_channels: 8, {fields}}}\n")
+    return p
+
+
+def test_block_options_are_counted_before_they_are_listed(tmp_path: Path, capsys) -> None:
+    import time
+
+    odd = list(range(1, 128, 2))  # 64 odd kernels
+    ints = list(range(1, 65))
+    # 64 × 64 × 64 = 262,144 options on one block (as many sub-networks): refused at load, with the bound
+    three = _one_block_space(tmp_path, f"kernel: {{choice: {odd}}}, expansion: {{choice: {ints}}}, "
+                                       f"se_channels: {{choice: {ints}}}")  # fmt: skip
+    start = time.perf_counter()
+    assert main(["space", str(three)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "262,144 = 64 × 64 × 64 block options" in err and "4,096" in err
+    # 64⁵ = 1,073,741,824 options: the product is never built (it would need tens of GB)
+    five = _one_block_space(tmp_path, f"kernel: {{choice: {odd}}}, expansion: {{choice: {ints}}}, "
+                                      f"se_channels: {{choice: {ints}}}, dilation: {{choice: {ints}}}, "
+                                      f"group_size: {{choice: {ints}}}", "five.yaml")  # fmt: skip
+    assert main(["space", str(five)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "1,073,741,824" in err
+    assert time.perf_counter() - start < 20
+    # 64 × 64 = 4,096 is allowed: 4,096 sub-networks, each block analysed once
+    ok = _one_block_space(tmp_path, f"kernel: {{choice: {odd[:16]}}}, expansion: {{choice: {ints}}}, "
+                                    "se_channels: {choice: [1, 2, 3, 4]}", "ok.yaml")  # fmt: skip
+    assert costmodel.space(ok).size == 16 * 64 * 4
+
+
+def test_every_value_of_every_field_is_validated_at_load(tmp_path: Path, capsys) -> None:
+    # the second se_channels value passes 2³¹ − 1: found although no single option pairs it with kernel 5
+    p = _one_block_space(tmp_path, "kernel: {choice: [3, 5, 7]}, expansion: 4, se_channels: {choice: [2, 3000000000]}")
+    assert main(["space", str(p)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "se_channels" in err, err
+
+
+def test_depth_choices_and_table_analyses_are_bounded(tmp_path: Path, capsys, monkeypatch) -> None:
+    from costmodel.analysis import space as analysis
+
+    p = _one_block_space(tmp_path, "kernel: {choice: [3, 5]}, expansion: 4, repeat: {choice: [1, 1000000000]}")
+    assert main(["space", str(p)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "repeat.choice[1]" in err and "10,000" in err
+    # tiny's tables hold more than 10 blocks: refused before the step that would pass the bound
+    monkeypatch.setattr(analysis, "MAX_UNITS", 10)
+    p = tmp_path / "tiny.yaml"
+    p.write_text(TINY)
+    assert main(["space", str(p)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "more than 10 engine analyses" in err
+
+
+def test_sample_is_bounded(tiny: Path, capsys, monkeypatch) -> None:
+    from costmodel.analysis import space as analysis
+    from costmodel.errors import UsageError
+
+    assert main(["space", str(tiny), "--sample", str(10**12)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "1,000" in err
+    s = costmodel.space(tiny)
+    with pytest.raises(UsageError, match="100,000"):
+        s.sample(10**12)
+    with pytest.raises(UsageError, match="integer"):
+        s.sample(True)
+    # nothing meets macs <= 1: refused once the pilot draws found none (not after 10⁷ draws)
+    monkeypatch.setattr(analysis, "PILOT", 10)
+    with pytest.raises(UsageError, match="no sub-network meets"):
+        s.sample(3, budgets=["macs<=1"])
+    # the expected draws n × size / count pass MAX_DRAWS: refused up front
+    monkeypatch.setattr(analysis, "MAX_DRAWS", 100)
+    with pytest.raises(UsageError, match="more than 100 draws"):
+        s.sample(1_000, budgets=["macs<=300000"])
+    # a deadline stops what the count allows but the clock does not
+    monkeypatch.setattr(analysis, "MAX_DRAWS", 10**7)
+    monkeypatch.setattr(analysis, "SAMPLE_SECONDS", 0.0)
+    with pytest.raises(UsageError, match="sampling stopped"):
+        s.sample(5_000, budgets=["macs<=300000"])
+
+
+def test_pareto_work_is_refused_before_it_is_built(tiny: Path, capsys, monkeypatch) -> None:
+    from costmodel.analysis import space as analysis
+
+    assert main(["space", str(tiny), "--pareto", "macs,max:macs"]) == 0  # small: fine
+    capsys.readouterr()
+    monkeypatch.setattr(analysis, "PARETO_WORK", 50)
+    assert main(["space", str(tiny), "--pareto", "macs,max:macs"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "more than 50 combinations" in err
+
+
+@pytest.mark.slow
+def test_pareto_of_a_metric_against_itself_is_refused_fast_and_small() -> None:
+    import resource
+    import subprocess
+    import sys
+    import time
+
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "costmodel", "space", str(SPACES / "mcunet_tinynas.yaml"),
+                           "--pareto", "macs,max:macs"], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == "" and "combinations" in proc.stderr
+    assert time.perf_counter() - start < 60
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 2 * 2**20  # KiB: under 2 GB

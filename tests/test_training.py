@@ -94,6 +94,84 @@ def check(spec: costmodel.NetworkSpec | dict[str, Any], dtype: str = "float32", 
         assert flop == torch_step(spec, dtype, exact=False)["macs"]
 
 
+# ---------------------------------------------------------------- the newer kinds' saving rules, against torch
+
+STEM = {"kind": "conv", "out_channels": 8, "kernel": 3, "name": "stem"}
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        # torch.cat saves nothing: MixNet's kernel groups, a concat of named layers (nearest / bilinear resize)
+        [{"kind": "mixconv", "out_channels": 8, "expansion": 2, "kernels": [3, 5]}],
+        [{"kind": "conv", "out_channels": 4, "kernel": 1, "stride": 2, "name": "low"},
+         {"kind": "concat", "inputs": ["stem", "low"], "resize": "nearest"}],
+        [{"kind": "conv", "out_channels": 4, "kernel": 1, "stride": 2, "name": "low"},
+         {"kind": "concat", "inputs": ["stem", "low"], "resize": "bilinear"}],
+        # Ghost module: cat(…)[:, :out] is a view; with an odd out its storage holds one channel more
+        [{"kind": "ghost", "out_channels": 7}, {"kind": "conv", "out_channels": 4, "kernel": 3}],
+        [{"kind": "ghost", "out_channels": 8, "attention": "dfc"}],
+        [{"kind": "ghost_bottleneck", "out_channels": 8, "mid_channels": 16, "se": 0.25}],
+        # resize: avg pool saves its input; nearest and bilinear interpolate save nothing
+        [{"kind": "resize", "size": 4, "mode": "avg"}, {"kind": "conv", "out_channels": 4, "kernel": 1}],
+        [{"kind": "resize", "size": 12, "mode": "nearest"}, {"kind": "conv", "out_channels": 4, "kernel": 1}],
+        [{"kind": "resize", "size": [5, 6], "mode": "bilinear"}, {"kind": "conv", "out_channels": 4, "kernel": 1}],
+        # RMSNorm: input, rsqrt (1×H×W) and the normalized x; gelu_tanh saves its input
+        [{"kind": "conv", "out_channels": 8, "kernel": 3, "norm": "rmsnorm", "activation": "gelu_tanh"}],
+        [{"kind": "norm", "norm": "rmsnorm"}, {"kind": "conv", "out_channels": 4, "kernel": 1}],
+        # MobileNetV4's layer scale: x · γ keeps x; its avg anti-aliasing pool keeps its input
+        [{"kind": "uir", "out_channels": 8, "start_kernel": 3, "mid_kernel": 3, "expansion": 2.0,
+          "layer_scale": True}],
+        [{"kind": "uir", "out_channels": 8, "mid_kernel": 3, "expansion": 2.0, "stride": 2,
+          "aa": "avg"}],
+        # multi-query attention as matmuls: q/√dk, softmax, and k, v (copies broadcast to h > 1 heads)
+        [{"kind": "attention", "out_channels": 8, "heads": 2, "key_dim": 4, "norm": "none"}],
+        [{"kind": "attention", "out_channels": 8, "heads": 1, "key_dim": 4, "norm": "none"}],
+        [{"kind": "attention", "out_channels": 8, "heads": 2, "key_dim": 4, "value_dim": 6, "kv_stride": 2,
+          "layer_scale": True}],
+        [{"kind": "attention", "out_channels": 8, "heads": 4, "key_dim": 8, "kv_stride": 2, "kv_kernel": 3,
+          "norm": "rmsnorm"}],
+    ],
+)  # fmt: skip
+def test_newer_kinds_against_saved_tensors_hooks(layers):
+    check({"input": {"channels": 3, "height": 8, "width": 8, "batch": 2}, "layers": [STEM, *layers]})
+
+
+def test_attention_saving_rule_by_hand_and_its_refusals():
+    """Multi-query attention, 2 heads, dk = dv = 4, on 8×6×6 (L = P = 36), batch 2: q/√dk 2·2·36·4·4 = 2,304
+    bytes, softmax 2·2·36·36·4 = 20,736, k and v broadcast to the heads 2·2·4·36·4 = 2,304 each (by hand;
+    saved_tensors_hooks shows the same four storages)."""
+    layer = {"kind": "attention", "out_channels": 8, "heads": 2, "key_dim": 4, "norm": "none", "residual": False}
+    spec = costmodel.NetworkSpec.model_validate(
+        {"input": {"channels": 8, "height": 6, "width": 6, "batch": 2}, "layers": [STEM, layer]}
+    )
+    step = costmodel.train(spec)
+    (row,) = [t for t in step.rows if t.row.op.name == "attention"]
+    assert row.saved_bytes == 2_304 + 20_736 + 2_304 + 2_304
+    from costmodel.errors import UsageError
+
+    with pytest.raises(UsageError, match="autocast"):
+        costmodel.train(spec, dtype="bf16-mixed")
+    mhsa = costmodel.NetworkSpec.model_validate(
+        {
+            "input": {"channels": 8, "height": 6, "width": 6},
+            "layers": [STEM, {**{k: v for k, v in layer.items() if k != "key_dim"}, "multi_query": False}],
+        }
+    )
+    with pytest.raises(UsageError, match="not modelled yet"):
+        costmodel.train(mhsa)
+
+
+def test_rmsnorm_as_the_first_layer_saves_only_the_normalized_input():
+    """RMSNorm on the network input (needs no grad), 3×8×8, batch 2: only y = x·rsqrt(…) is saved, for γ's
+    gradient — 2·3·8·8·4 = 1,536 bytes (by hand); pow, rsqrt and the first multiply record nothing."""
+    spec = costmodel.NetworkSpec.model_validate(
+        {"input": {"channels": 3, "height": 8, "width": 8, "batch": 2}, "layers": [{"kind": "norm", "norm": "rmsnorm"}]}
+    )
+    assert costmodel.train(spec).totals["saved_bytes"] == 1_536
+    check(spec)
+
+
 # ---------------------------------------------------------------- pinned by hand arithmetic
 
 
@@ -267,6 +345,19 @@ def test_shipped_networks(name):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["mixnet_s", "ghostnetv2_100", "mobilenetv4_hybrid_medium", "mobilenetv5_base"])
+def test_shipped_timm_networks_with_the_newer_kinds(name):
+    """concat, resize, RMSNorm, gelu_tanh, layer scale and multi-query attention in whole networks, at 64 px."""
+    from costmodel.spec import loader
+
+    path = ROOT / "specs" / "timm" / f"{name}.yaml"
+    data, src = loader.parse_yaml(path.read_text(), str(path))
+    data["input"]["height"] = data["input"]["width"] = 64
+    data["input"]["batch"] = 2
+    check(loader.validate(data, src), torch_convention=False)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0"])
 def test_shipped_networks_autocast(name):
     check(edited(name, 64, batch=2), "bf16-mixed", torch_convention=False)
@@ -391,6 +482,22 @@ def test_cli_train_errors(run_cli, args):
     status, out, err = run_cli("train", "specs/seed_mbconv.yaml", *args)
     assert status == 2 and out == ""
     assert err.startswith("costmodel: error: ") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "memory,needle",
+    [
+        ("9" * 5000 + "GiB", "at most 40 characters"),  # refused before the 5,000 digits are converted
+        ("1" + "0" * 100 + "GiB", "at most 40 characters"),
+        ("2000000000000000000000000000GiB", "at most 2**80 bytes"),
+        # 10¹⁵ GiB on the seed block: a batch far past 2³¹ − 1, blamed on --memory, not on input.batch
+        ("1000000000000000GiB", "--memory 1,073,741,824,000,000,000,000,000 bytes: the largest batch would be"),
+    ],
+)
+def test_cli_train_memory_bounds(run_cli, memory, needle):
+    status, out, err = run_cli("train", "specs/seed_mbconv.yaml", "--memory", memory, "--solve", "batch")
+    assert status == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert needle in err and "input.batch:" not in err, err
 
 
 # ---------------------------------------------------------------- CUDA (skipped without a GPU)

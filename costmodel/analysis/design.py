@@ -325,13 +325,91 @@ def _smooth(expr: Any, x: Any) -> bool:
     return not any(x in f.free_symbols for f in expr.atoms(sympy.Function))
 
 
+#: The longest period of the floor steps that a lattice difference spans (a product of strides past it
+#: is not a design the difference can describe; the one-step difference is given instead).
+PERIOD_MAX = 2**20
+
+
+def _shift(e: Any, x: Any, q: int) -> Any:
+    """e(x + q) − e(x) where that is the same for every x (e linear in x and in floors of such), else None."""
+    import sympy
+
+    if x not in e.free_symbols:
+        return sympy.Integer(0)
+    if e == x:
+        return sympy.Integer(q)
+    if e.is_Add:
+        parts = [_shift(a, x, q) for a in e.args]
+        return None if any(p is None for p in parts) else sympy.Add(*parts)
+    if e.is_Mul:
+        dep = [a for a in e.args if x in a.free_symbols]
+        if len(dep) != 1:
+            return None
+        s = _shift(dep[0], x, q)
+        return None if s is None else sympy.Mul(*[a for a in e.args if x not in a.free_symbols], s)
+    if isinstance(e, (sympy.floor, sympy.ceiling)):
+        s = _shift(e.args[0], x, q)
+        return s if s is not None and s.is_integer else None
+    return None
+
+
+def _linear(e: Any, x: Any) -> bool:
+    """Whether x enters e only through sums, products with one factor in x, floor and ceiling."""
+    import sympy
+
+    if x not in e.free_symbols or e == x:
+        return True
+    if e.is_Add:
+        return all(_linear(a, x) for a in e.args)
+    if e.is_Mul:
+        dep = [a for a in e.args if x in a.free_symbols]
+        return len(dep) == 1 and _linear(dep[0], x)
+    return isinstance(e, (sympy.floor, sympy.ceiling)) and _linear(e.args[0], x)
+
+
+def lattice_period(expr: Any, x: Any, step: int = 1) -> int | None:
+    """The period of the floor steps of ``expr`` in x: the least multiple q of ``step`` such that x → x + q
+    moves the argument of every floor/ceiling containing x by a whole number (so over any window of q
+    every floor steps by a whole number and none is straddled part-way); None where a floor's argument is
+    not linear in x with rational coefficients (x in a denominator, a power, Max), or q would pass
+    PERIOD_MAX.
+
+    For a network whose strides multiply to 32 (five stride-2 stages) the MACs hold floor((H − 1)/2^i)
+    for i = 1 … 5, and the period in H is 32.
+    """
+    import math
+
+    import sympy
+
+    nodes = [f for f in expr.atoms(sympy.Function) if x in f.free_symbols]
+    if any(not isinstance(f, (sympy.floor, sympy.ceiling)) or not _linear(f.args[0], x) for f in nodes):
+        return None
+    q = step
+    while q <= PERIOD_MAX:
+        need, waiting = 1, False
+        for f in nodes:
+            s = _shift(f.args[0], x, q)
+            if s is None:  # an inner floor does not step whole yet
+                waiting = True
+            elif not s.is_Rational:
+                return None
+            else:
+                need = math.lcm(need, int(s.q))
+        if need == 1:
+            return None if waiting else q
+        q *= need
+    return None
+
+
 def difference(report: Report, metric: str, name: str) -> tuple[Any, str]:
     """∂metric/∂name as a formula, and how it was taken.
 
     Where ``name`` enters only through sums, products and powers: the exact derivative (method
     ``"exact"``). Where it enters through floor or max (strides, SE widths, symbolic resolutions) the
     derivative does not exist; the central difference on the integer lattice is given instead,
-    (f(x + h) − f(x − h)) / 2h with h = 1 (h = 2 for a kernel, whose values are odd).
+    (f(x + h) − f(x − h)) / 2h with h one period of the floor steps in x (:func:`lattice_period`: 32 in H
+    for strides multiplying to 32, so the window never holds part of a step), else h = 1 (2 for a kernel,
+    whose values are odd).
     """
     import sympy
 
@@ -344,11 +422,14 @@ def difference(report: Report, metric: str, name: str) -> tuple[Any, str]:
     expr = report.expression(metric)
     if _smooth(expr, x):
         return tidy(sympy.diff(expr, x)), "exact"
-    h = 2 if (name, "odd") in report.assumptions else 1
+    step = 2 if (name, "odd") in report.assumptions else 1
+    period = lattice_period(expr, x, step)
+    h = period or step
     d = (expr.xreplace({x: x + h}) - expr.xreplace({x: x - h})) / (2 * h)
     return d, (
         f"{name} enters through floor/max, so this is the central difference (f({name}+{h}) - f({name}-{h}))/{2 * h} "
         "on the integer lattice, not a derivative"
+        + (f" ({h} is the period of the floor steps in {name}: no step is straddled part-way)" if h > step else "")
     )
 
 
@@ -387,8 +468,9 @@ def elasticities(
     rules apply; a point the spec refuses is refused). ∂f/∂x is the exact derivative of the formula in
     force at the point where x enters it smoothly; where x enters through floor or max, or x is an
     expansion at 1 (the formula changes there), it is the difference on the integer lattice:
-    central (f(x+h) − f(x−h))/2h, one-sided f(x+h) − f(x) or f(x) − f(x−h) at the edge of the valid
-    values, with h = 1 (2 for kernels), each f from ``reanalyze``.
+    central (f(x+h) − f(x−h))/2h, one-sided (f(x+h) − f(x))/h or (f(x) − f(x−h))/h at the edge of the
+    valid values, with h one period of the floor steps in x (the other symbols bound; see
+    :func:`lattice_period`), else h = 1 (2 for kernels), each f from ``reanalyze``.
     """
     import sympy
 
@@ -421,6 +503,10 @@ def elasticities(
     ones = {n: 1 for n, rule in report.assumptions if rule == "ne1" and point.get(n) == 1}
     piece = reanalyze(ones) if ones else report
     subs = {symbol(k): v for k, v in point.items()}
+
+    def others(name: str) -> dict[Any, int]:
+        return {symbol(k): v for k, v in point.items() if k != name}
+
     out = []
     for metric in metrics:
         f = base[metric]
@@ -432,10 +518,15 @@ def elasticities(
                 partial = sympy.nsimplify(sympy.diff(expr, x).xreplace(subs))
                 method = "exact derivative"
             else:
-                h = 2 if (name, "odd") in report.assumptions else 1
+                step = 2 if (name, "odd") in report.assumptions else 1
+                # a window of one period of the floor steps: a one-step difference at H = 160 of a network
+                # with strides 32 spans the step at 161 alone (elasticity 7.7 where +20% H gives +20% MACs)
+                period = None if name in ones else lattice_period(expr.xreplace(others(name)), x, step)
+                h = period or step
                 v = point[name]
                 up = at({**point, name: v + h})
                 down = at({**point, name: v - h}) if v - h >= 1 else None
+                over = f", over one period ({h}) of the floor steps in {name}" if h > step else ""
                 if up is not None and down is not None:
                     partial = sympy.Rational(up[metric] - down[metric], 2 * h)
                     method = f"central difference (f({name}+{h}) - f({name}-{h}))/{2 * h} on the integer lattice"
@@ -447,6 +538,7 @@ def elasticities(
                     method = f"backward difference (f({name}) - f({name}-{h}))/{h} on the integer lattice"
                 else:
                     method = "no valid neighbour on the integer lattice"
+                method += over
             e = sympy.nan if partial is None or f == 0 else sympy.nsimplify(partial * point[name] / f)
             out.append(Elasticity(metric, name, point[name], sympy.Integer(f), partial, e, method))
     return out

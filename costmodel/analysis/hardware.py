@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 from ..errors import SpecError, UsageError
@@ -82,6 +82,21 @@ class HardwareProfile(BaseModel):
         default_factory=list, description="measured per-op-class latency models (costmodel calibrate --torch)"
     )
 
+    @field_validator("latency")
+    @classmethod
+    def _one_per_thread_count(cls, v: list[LatencyCalibration]) -> list[LatencyCalibration]:
+        """Two calibrations at the same thread count and dtype: which one a prediction used was arbitrary."""
+        seen: dict[tuple[int, str], int] = {}
+        for i, c in enumerate(v):
+            j = seen.setdefault((c.threads, c.dtype), i)
+            if j != i:
+                raise PydanticCustomError(
+                    "duplicate",
+                    "entries {j} and {i} are both calibrations at {t} threads/{d}; keep one",
+                    {"i": i, "j": j, "t": c.threads, "d": c.dtype},
+                )
+        return v
+
     def peak(self, dtype: str) -> float:
         """Peak FLOP/s for ``dtype``."""
         try:
@@ -110,6 +125,11 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> HardwareProfile:
     return profile
 
 
+#: The largest FLOP or byte count (times its instances) a roofline time is computed from: 2⁹⁰⁰ ≈ 8·10²⁷⁰,
+#: so float() cannot overflow and a sum over 10⁷ such kernels stays finite.
+MAX_ROOFLINE_BITS = 900
+
+
 @dataclass
 class Estimate:
     """The roofline estimate of one kernel."""
@@ -132,7 +152,17 @@ class Estimate:
 def roofline(ks: list[Kernel], profile: HardwareProfile, dtype: str) -> list[Estimate]:
     """The roofline estimate of every kernel on ``profile``."""
     peak = profile.peak(dtype)
-    return [Estimate(k, float(k.flops) / peak, float(k.bytes_moved) / profile.bandwidth) for k in ks]
+    out = []
+    for k in ks:
+        flops, moved = int(k.flops), int(k.bytes_moved)
+        for n, what in ((flops, "FLOPs"), (moved * int(k.times), "bytes moved"), (flops * int(k.times), "FLOPs")):
+            if n.bit_length() > MAX_ROOFLINE_BITS:  # float() would overflow, or a sum of the times reach inf
+                raise UsageError(
+                    f"roofline: {k.label} has about 10^{int(n.bit_length() * 0.30103)} {what}, past the "
+                    f"2^{MAX_ROOFLINE_BITS} a time is computed from (in floating point); the spec is too large"
+                )
+        out.append(Estimate(k, float(flops) / peak, float(moved) / profile.bandwidth))
+    return out
 
 
 def on_chip_warnings(ks: list[Kernel], profile: HardwareProfile) -> list[str]:
@@ -254,15 +284,15 @@ class Summary:
     """Roofline estimates summed over one item of a view (a kernel, a block or a stage)."""
 
     item: str
-    flops: float
-    bytes: float
+    flops: int  # exact
+    bytes: int  # exact
     time_s: float
     compute_s: float  # the part of time_s spent in compute-bound kernels
 
     @property
     def intensity(self) -> float:
         """FLOPs per byte moved."""
-        return self.flops / self.bytes if self.bytes else float("inf")
+        return self.flops / self.bytes if self.bytes else float("inf")  # int / int: correctly rounded
 
     @property
     def compute_bound_share(self) -> float:
@@ -288,10 +318,10 @@ def summarize(report: Any, estimates: list[Estimate], by: str = "kernel") -> lis
             if by == "block":
                 info = report.blocks[key]
                 label = f"{info.layer}.{info.repeat} {info.name or info.kind}"
-            s = groups[key] = Summary(label, 0.0, 0.0, 0.0, 0.0)
+            s = groups[key] = Summary(label, 0, 0, 0.0, 0.0)
         times = float(k.times)
-        s.flops += times * float(k.flops)
-        s.bytes += times * float(k.bytes_moved)
+        s.flops += int(k.times) * int(k.flops)  # exact: a float sum rounds past 2⁵³
+        s.bytes += int(k.times) * int(k.bytes_moved)
         s.time_s += times * e.time_s
         if e.bound == "compute":
             s.compute_s += times * e.time_s

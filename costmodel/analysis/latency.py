@@ -22,12 +22,16 @@ prediction for N threads uses the calibration made at N threads.
 
 from __future__ import annotations
 
+import math
+import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic_core import PydanticCustomError
 
 from ..engine.ops import numel
 from ..engine.report import Report, Row
@@ -84,24 +88,59 @@ def op_key(row: Row, batch: int) -> str:
 
 # ------------------------------------------------------------------------------------- profile format
 
+#: The most threads a calibration may be made at (a profile field; ``calibrate --threads`` is also held to
+#: this machine's CPU count).
+MAX_THREADS = 1024
+#: Bounds of a profile's coefficients: every time in seconds (overheads, per-op terms, measured entries)
+#: lies in [0, MAX_SECONDS], every per-MAC and per-byte time in [0, MAX_SECONDS_PER_UNIT], every scale in
+#: (0, MAX_SCALE] and every relative error in [0, MAX_SCALE] — finite, so no prediction is inf or nan.
+MAX_SECONDS = 3600.0
+MAX_SECONDS_PER_UNIT = 1.0
+MAX_SCALE = 1e6
+
+_NUMERAL = re.compile(r"^[+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][+-]?[0-9]+)?$")
+
+
+def _bounded(low: float, high: float, low_open: bool = False) -> Any:
+    """A BeforeValidator: a real number (int, float or a quoted decimal numeral, never a bool) in the range,
+    finite — YAML's .inf and a numeral that overflows to inf (1.0e400) are refused by name."""
+
+    def check(value: Any) -> float:
+        if isinstance(value, str) and len(value) <= 100 and _NUMERAL.match(value.strip()):
+            value = float(value.strip().replace("_", ""))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            shown = repr(value[:40]) if isinstance(value, str) else type(value).__name__
+            raise PydanticCustomError("number", "must be a number, got {v}", {"v": shown})
+        if isinstance(value, int) and abs(value) > high:
+            raise PydanticCustomError("number", "must be at most {hi}, got an integer of {n} digits",
+                                      {"hi": high, "n": len(str(abs(value)))})  # fmt: skip
+        v = float(value)
+        if not math.isfinite(v):
+            raise PydanticCustomError("number", "must be a finite number, got {v}", {"v": repr(v)})
+        if v < low or (low_open and v == low) or v > high:
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+            raise PydanticCustomError("number", "must lie in {i}, got {v}", {"i": interval, "v": repr(v)})
+        return v
+
+    return BeforeValidator(check)
+
+
+Seconds = Annotated[float, _bounded(0.0, MAX_SECONDS), WithJsonSchema({"type": "number", "minimum": 0})]
+PerUnit = Annotated[float, _bounded(0.0, MAX_SECONDS_PER_UNIT), WithJsonSchema({"type": "number", "minimum": 0})]
+Scale = Annotated[float, _bounded(0.0, MAX_SCALE, low_open=True), WithJsonSchema({"type": "number"})]
+RelError = Annotated[float, _bounded(0.0, MAX_SCALE), WithJsonSchema({"type": "number", "minimum": 0})]
+
 
 class ClassModel(BaseModel):
     """t = overhead_s + s_per_mac · MACs + s_per_byte · bytes, fitted to ``samples`` measurements."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    overhead_s: float = Field(ge=0)
-    s_per_mac: float = Field(ge=0)
-    s_per_byte: float = Field(ge=0)
-    samples: int = Field(ge=1)
-    median_rel_error: float = Field(ge=0, description="median |fit − measured| / measured over the samples")
-
-    @field_validator("overhead_s", "s_per_mac", "s_per_byte", "median_rel_error")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if v != v or v in (float("inf"), float("-inf")):
-            raise ValueError("must be a finite number")
-        return v
+    overhead_s: Seconds
+    s_per_mac: PerUnit
+    s_per_byte: PerUnit
+    samples: int = Field(ge=1, le=10**9, strict=True)
+    median_rel_error: RelError = Field(description="median |fit − measured| / measured over the samples")
 
 
 class LatencyCalibration(BaseModel):
@@ -109,22 +148,31 @@ class LatencyCalibration(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    threads: int = Field(ge=1)
+    threads: int = Field(ge=1, le=MAX_THREADS, strict=True)
     dtype: str = "float32"
     framework: str = Field(description="what was measured, e.g. 'torch 2.13.0 eager, CPU'")
     classes: dict[str, ClassModel]
-    default_overhead_s: float = Field(ge=0, description="dispatch time of an op whose class was not measured")
-    table: dict[str, float] = Field(default_factory=dict, description="measured seconds per op key (--spec)")
-    network_scale: float = Field(1.0, gt=0, description="in-network time / isolated class-model time (fitted)")
-    per_op_s: float = Field(0.0, ge=0, description="in-network time per op beyond the class model (fitted)")
-    table_scale: float = Field(1.0, gt=0, description="in-network time / isolated measured time (fitted)")
-    table_per_op_s: float = Field(0.0, ge=0, description="in-network time per op beyond its measurement (fitted)")
+    default_overhead_s: Seconds = Field(description="dispatch time of an op whose class was not measured")
+    table: dict[str, Seconds] = Field(default_factory=dict, description="measured seconds per op key (--spec)")
+    network_scale: Scale = Field(1.0, description="in-network time / isolated class-model time (fitted)")
+    per_op_s: Seconds = Field(0.0, description="in-network time per op beyond the class model (fitted)")
+    table_scale: Scale = Field(1.0, description="in-network time / isolated measured time (fitted)")
+    table_per_op_s: Seconds = Field(0.0, description="in-network time per op beyond its measurement (fitted)")
+    noise: RelError | None = Field(
+        None, description="median relative spread (interquartile range / median) of the repeated timings"
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="what calibrate found implausible or unstable, and what it did about it"
+    )
+    rejected: dict[str, str] = Field(
+        default_factory=dict, description="op classes whose fit was rejected as implausible, and why"
+    )
 
     @field_validator("table")
     @classmethod
     def _positive_times(cls, v: dict[str, float]) -> dict[str, float]:
         for key, t in v.items():
-            if not t > 0 or t == float("inf"):
+            if not t > 0:
                 raise ValueError(f"table entry {key!r}: must be a positive finite time, got {t}")
         return v
 
@@ -208,6 +256,52 @@ def fit(samples: Sequence[tuple[float, float, float]]) -> ClassModel:
         samples=len(t),
         median_rel_error=float(np.median(rel)),
     )
+
+
+# --------------------------------------------------------------------------------------- plausibility
+
+#: A fit whose median relative error reaches this is refused (the model does not describe the timings).
+MAX_FIT_ERROR = 0.5
+#: A per-kernel overhead may pass the fastest measured kernel of its class by at most this factor: a fit to
+#: noisy timings puts it a little above (3.35 µs against 2.61 µs for an idle machine's hardsigmoid); 48.7 ms
+#: for a 1×1 conv whose kernels take microseconds is a busy machine's measurement.
+OVERHEAD_SLACK = 2.0
+#: The in-network scale must lie in this range: running ops inside a network changes their time by a
+#: factor near 1 (cold caches, module nesting); 0.0026 means the isolated timings were not of this machine
+#: at rest.
+NETWORK_SCALE_RANGE = (0.1, 10.0)
+
+
+def implausible_fit(model: ClassModel, samples: Sequence[tuple[float, float, float]]) -> str | None:
+    """Why a class's fit cannot be right, or None. ``samples`` are the ``(macs, bytes, seconds)`` it was
+    fitted to. Refused: a per-kernel overhead above OVERHEAD_SLACK × the fastest measured kernel of the
+    class (every kernel's time includes the overhead, so a₀ ≤ min t up to the fit's noise), and a median
+    relative error ≥ MAX_FIT_ERROR."""
+    fastest = min(t for _, _, t in samples)
+    if model.overhead_s > OVERHEAD_SLACK * fastest:
+        return (
+            f"its per-kernel overhead {model.overhead_s * 1e3:.3g} ms is more than {OVERHEAD_SLACK:g} × its fastest "
+            f"measured kernel ({fastest * 1e3:.3g} ms)"
+        )
+    if model.median_rel_error >= MAX_FIT_ERROR:
+        error = model.median_rel_error
+        return f"its fit misses the measured times by {error:.0%} (median; below {MAX_FIT_ERROR:.0%} needed)"
+    return None
+
+
+def implausible_context(scale: float, per_op_s: float, samples: Sequence[tuple[float, int, float]]) -> str | None:
+    """Why an in-network correction cannot be right, or None. ``samples`` are ``(isolated prediction, op
+    count, measured network time)``. Refused: a scale outside NETWORK_SCALE_RANGE, a per-op term that
+    alone passes a measured network time, and a median relative error ≥ MAX_FIT_ERROR."""
+    lo, hi = NETWORK_SCALE_RANGE
+    if not lo <= scale <= hi:
+        return f"the in-network scale {scale:.3g} is outside [{lo:g}, {hi:g}]"
+    if any(per_op_s * n > whole for _, n, whole in samples):
+        return f"its per-op term ({per_op_s * 1e3:.3g} ms × ops) passes a whole network's measured time"
+    median = statistics.median(abs(scale * p + per_op_s * n - whole) / whole for p, n, whole in samples)
+    if median >= MAX_FIT_ERROR:
+        return f"it misses the measured network times by {median:.0%} (median; below {MAX_FIT_ERROR:.0%} needed)"
+    return None
 
 
 # ------------------------------------------------------------------------------------------ predicting

@@ -110,6 +110,11 @@ def _ceiling(b: Budget) -> int:
     return f - 1 if b.op == "<" and f == b.limit else f
 
 
+MAX_UNITS = 20_000
+"""The most distinct blocks the tables analyse (about 0.5 ms each: 10 s); the shipped spaces need at most
+2,424 (MCUNet)."""
+
+
 class Tables:
     """The exact per-block tables of a space, built lazily and cached per distinct input shape."""
 
@@ -170,9 +175,16 @@ class Tables:
         return unit
 
     def step(self, g: tuple[tuple[int, int], float | None], k: int, shape: Shape, out: Any) -> Step:
-        """Layer k at input ``shape`` with out choice ``out``: its option tables."""
+        """Layer k at input ``shape`` with out choice ``out``: its option tables. Refused before any
+        analysis when the tables would pass MAX_UNITS block analyses in all."""
         ls = self.space.layers[k]
         n_opt = len(ls.options) if ls.expanded else 1
+        need = n_opt * (2 if ls.expanded and max(ls.depths) > 1 else 1)
+        if len(self.cache) + need > MAX_UNITS and (k, shape, out, 0, True, g[1]) not in self.cache:
+            raise UsageError(
+                f"the space's block tables need more than {MAX_UNITS:,} engine analyses (layers[{ls.index}] alone "
+                f"has {n_opt:,} block options, at each input shape, out choice and width); narrow the space"
+            )
         first = [self.unit(g, k, shape, out, p, True) for p in range(n_opt)]
         mid = first[0].output
         if any(u.output != mid for u in first):
@@ -538,22 +550,58 @@ def meets(costs: dict[str, int], budgets: Sequence[Budget]) -> bool:
     return all(b.holds(costs[b.metric]) for b in budgets)
 
 
+MAX_SAMPLES = 100_000
+"""The most sub-networks one ``sample`` returns (``space --sample`` takes at most CLI_SAMPLES: it analyses
+each with the engine, about 10 ms apiece)."""
+CLI_SAMPLES = 1_000
+"""The most sub-networks ``costmodel space --sample`` draws."""
 MAX_DRAWS = 10_000_000
+"""The most draws rejection sampling may be expected to need: n × size / count."""
+PILOT = 1_000
+"""Draws made before the budgets' share of the space is counted (most samples need fewer)."""
+SAMPLE_SECONDS = 15.0
+"""Rejection sampling stops, refused, after this many seconds (a budget that keeps a sliver of a large space)."""
+
+
+def _check_draws(tables: Tables, n: int, budgets: Sequence[Budget], known: Count | None) -> None:
+    """Refuse budgets that nothing meets, or that would need more than MAX_DRAWS draws for n samples."""
+    known = known if known is not None else count(tables, budgets)
+    if known.upper == 0:
+        raise UsageError("no sub-network meets the budgets: nothing to sample")
+    size = tables.space.size
+    if known.lower == 0 or n * size > MAX_DRAWS * known.lower:
+        share = known.upper if known.lower == 0 else known.lower
+        raise UsageError(
+            f"the budgets keep about {share / size:.3g} of the space: drawing {n:,} would take more than "
+            f"{MAX_DRAWS:,} draws; loosen the budgets or ask for fewer"
+        )
 
 
 def sample(tables: Tables, n: int, seed: int, budgets: Sequence[Budget], known: Count | None = None) -> list[SubNet]:
     """``n`` sub-networks drawn exactly uniformly among those meeting the budgets: uniform draws over
-    the space (:func:`draw`), kept when they meet the budgets (rejection keeps exact uniformity)."""
-    if n < 0:
-        raise UsageError("--sample must be a positive number")
+    the space (:func:`draw`), kept when they meet the budgets (rejection keeps exact uniformity).
+
+    Bounded: n from 1 to MAX_SAMPLES, checked first. With budgets, once PILOT draws have not given n
+    sub-networks, those meeting the budgets are counted (:func:`count`, or ``known``): none is refused,
+    and so is an expected number of draws n × size / count (count's lower bound) above MAX_DRAWS; the
+    draws stop, refused, after SAMPLE_SECONDS or 5 × MAX_DRAWS draws."""
+    import time
+
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
+        raise UsageError(f"--sample {n!r}: expected an integer from 1 to {MAX_SAMPLES:,}")
     rng = random.Random(seed)
-    del known
     out: list[SubNet] = []
     tries = 0
+    deadline = time.monotonic() + SAMPLE_SECONDS
     while len(out) < n:
         tries += 1
-        if tries > MAX_DRAWS:
-            raise UsageError("sampling gave up after too many draws (the budgets keep too little of the space)")
+        if budgets and tries == PILOT + 1:
+            _check_draws(tables, n, budgets, known)
+        if tries > 5 * MAX_DRAWS or (tries % 256 == 0 and time.monotonic() > deadline):
+            raise UsageError(
+                f"sampling stopped after {tries - 1:,} draws ({SAMPLE_SECONDS:g} s) with {len(out):,} of {n:,} "
+                "sub-networks meeting the budgets; loosen the budgets or ask for fewer"
+            )
         sub = draw(tables.space, rng)
         if not budgets or meets(costs_of(tables, sub), budgets):
             out.append(sub)
@@ -575,6 +623,9 @@ class Pareto:
 
 
 PARETO_LIMIT = 100_000
+#: The most (partial point, block option) pairs the Pareto DP may combine in all: each is a tuple built
+#: before pruning, so this bounds time and memory (about 8 s and 1 GB) — refused before they are built.
+PARETO_WORK = 5_000_000
 
 
 def _prune(pts: list[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
@@ -613,7 +664,20 @@ def pareto(tables: Tables, a: str, b: str) -> Pareto:
             return max(x, y) if signs[i] > 0 else min(x, y)
         return x + y
 
+    work = 0
+
+    def charge(n: int) -> None:
+        """Count n pairs about to be built; refuse before building them past PARETO_WORK in all."""
+        nonlocal work
+        work += n
+        if work > PARETO_WORK:
+            raise UsageError(
+                f"the Pareto front of {a},{b} needs more than {PARETO_WORK:,} combinations of partial points "
+                f"(the fronts pass {PARETO_LIMIT:,} points or nearly); narrow the space"
+            )
+
     def plus(front: list[tuple[int, int, Any]], opts: list[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
+        charge(len(front) * len(opts))
         return _prune([(comb(p[0], o[0], 0), comb(p[1], o[1], 1), (p[2], o[2])) for p in front for o in opts])
 
     all_pts: list[tuple[int, int, Any]] = []
@@ -634,6 +698,7 @@ def pareto(tables: Tables, a: str, b: str) -> Pareto:
                     got: list[tuple[int, int, Any]] = []
                     for d in range(1, max(st.depths) + 1):
                         if d > 1:
+                            charge(len(acc) * len(later))
                             acc = _prune([(comb(x[0], y[0], 0), comb(x[1], y[1], 1), x[2] + y[2])
                                           for x in acc for y in later])  # fmt: skip
                         if d in st.depths:
@@ -642,6 +707,7 @@ def pareto(tables: Tables, a: str, b: str) -> Pareto:
                     nxt.setdefault(st.output, []).extend(plus(front, opts))
             states = {s: _prune(f) for s, f in nxt.items()}
         for f in states.values():
+            charge(len(f))
             all_pts += [(x, y, (g, wt)) for x, y, wt in f]
     front = _prune(all_pts)
     points = []

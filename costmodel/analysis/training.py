@@ -5,13 +5,16 @@ The step, in train mode, with ``x`` not requiring grad and every parameter requi
 * **training MACs** = forward MACs + backward MACs. The backward of a conv or linear computes the
   weight gradient (its forward MACs again) and, when its input requires grad, the input gradient (its
   forward MACs again): the first conv, whose input is the network input, computes no input gradient.
+  Attention's two matmuls (q·kᵀ, attention·v) compute the gradient of both operands: twice its forward
+  MACs, all input gradients.
   Other ops' backward is elementwise (no MACs). Under ``convention="torch"`` the weight gradient of a
   conv with ``groups = g`` costs ``g ×`` its forward MACs: FlopCounterMode's ``convolution_backward``
   rule (torch/utils/flop_counter.py, torch 2.13–2.14) ignores groups there, so a depthwise conv's
   weight gradient is counted C times over.
 * **training FLOPs** (costmodel convention) = forward FLOPs (the inference ``flops`` metric) + 2 per
   backward MAC + 1 per output element for each bias gradient + every other op's forward FLOPs once more
-  for its backward (a stated convention: an elementwise backward costs what its forward does).
+  for its backward (a stated convention: an elementwise backward costs what its forward does); for
+  attention, its forward FLOPs (2 per MAC, scale and softmax) + 2 per forward MAC.
 * **saved activations**: the distinct non-parameter tensors autograd saves in the forward pass,
   deduplicated by tensor, as ``torch.autograd.graph.saved_tensors_hooks`` sees them (each op's saving
   rule is ``Op.saves``, engine/ops.py). A tensor requires grad when an op with parameters, or one
@@ -46,6 +49,7 @@ from typing import Any
 from ..engine.report import Report, Row
 from ..engine.symbols import Num, maximum, total
 from ..errors import UsageError
+from ..spec.fields import MAX_INT
 from .memory import tensor_elements
 
 OPTIMIZERS: dict[str, int] = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
@@ -186,6 +190,9 @@ def training(
     half = PRECISIONS[precision]
     mixed = precision != "float32"
     sizes = tensor_elements(report)
+    for r in report.rows:  # cat(…)[:, :keep] is a view: what it keeps alive, and what is saved of it, is all of cat
+        if r.op.name == "concat" and r.op.input[0] != r.op.output[0]:
+            sizes[r.tensor] = sizes[r.tensor] // r.op.output[0] * r.op.input[0]
     grad: dict[int, bool] = {0: False}
     dtypes: dict[int, int] = {0: FLOAT32}
     seen: set[Any] = set()
@@ -234,14 +241,34 @@ def training(
                     c = op.input[0]
                     keep(("running", i), RUNNING, 2 * c * FLOAT32)
                     keep(("batch", i), "batch mean/invstd", 2 * c * FLOAT32)
+                elif token == "rms":  # y = x · rsqrt(mean_c(x²) + ε); y · γ (engine/ops.py SAVES)
+                    t = ins[0]
+                    if in_grad:
+                        tensor(t, "input")
+                        keep(("rsqrt", i), "rsqrt(mean(x²) + ε)", sizes[t] // op.input[0] * dtypes[t])
+                    keep(("normalized", i), "x · rsqrt(…)", sizes[t] * dtypes[t])
+                elif token == "attention":  # multi-query, as matmuls (engine/ops.py SAVES)
+                    if mixed:
+                        raise UsageError("training memory of attention under autocast is not modelled yet")
+                    a, per = op.attrs, report.batch * FLOAT32
+                    heads, positions = a["heads"], op.output[1] * op.output[2]
+                    keep(("scaled q", i), "q / √dk", per * heads * positions * a["key_dim"])
+                    keep(("softmax", i), "softmax(q·kᵀ/√dk)", per * heads * positions * a["keys"])
+                    if heads == 1:  # the matmuls read k and v as they are
+                        tensor(ins[1], "input 1")
+                        tensor(ins[2], "input 2")
+                    else:  # broadcast to the heads: copies
+                        keep(("k heads", i), "k broadcast to the heads", per * heads * a["key_dim"] * a["keys"])
+                        keep(("v heads", i), "v broadcast to the heads", per * heads * a["keys"] * a["value_dim"])
                 elif token == "mask":
                     t = ins[0]
                     per = dtypes[t] if device == "cpu" else 1
                     keep(("mask", i), "dropout mask" if device == "cuda" else "dropout noise", sizes[t] * per)
                 else:  # pragma: no cover - tokens are fixed data
                     raise UsageError(f"unknown saving rule {token!r} of {op.name}")
-        fwd = r.costs["macs"] if gemm else 0
-        gi = fwd if gemm and in_grad else 0
+        attn = op.category == "attention"  # two matmuls, both operands of each needing grad
+        fwd = r.costs["macs"] if gemm or attn else 0
+        gi = fwd if gemm and in_grad else 2 * fwd if attn else 0
         gw: Num = fwd
         if gemm and convention == "torch" and op.category == "conv":
             gw = fwd * op.attrs.get("groups", 1)
@@ -249,6 +276,8 @@ def training(
             gw = 0
         bias_grad = r.costs["activations"] if gemm and op.bias else 0
         bflops = 2 * (gi + gw) + bias_grad if gemm else (r.costs["flops"] if node else 0)
+        if attn:  # the matmuls' gradients (2 FLOPs per MAC) and the scale and softmax once more
+            bflops = r.costs["flops"] + 2 * fwd
         rows.append(TrainRow(r, fwd, gi, gw, bflops, in_grad, saved))
     result = Training(
         report,
@@ -333,6 +362,11 @@ def largest_batch(measure: Callable[[int], Num], budget: int) -> tuple[int, Num,
     if slope <= 0:  # pragma: no cover - every network has an input that scales with N
         raise UsageError("the step's memory does not grow with the batch")
     n = 1 + (budget - m1) // slope
+    if n + 1 > MAX_INT:  # the spec refuses such a batch: name the budget, which the user wrote
+        raise UsageError(
+            f"--memory {budget:,} bytes: the largest batch would be {n:,}, past what a spec's input.batch "
+            f"allows (at most {MAX_INT:,}, and the batch above it is checked too); give a smaller budget"
+        )
     at, above = measure(n), measure(n + 1)
     while at > budget:  # pragma: no cover - affine: the first guess is exact
         n -= 1
@@ -343,6 +377,9 @@ def largest_batch(measure: Callable[[int], Num], budget: int) -> tuple[int, Num,
     return n, at, above
 
 
+#: ``--memory`` is at most MAX_SIZE_CHARS characters and MAX_MEMORY = 2⁸⁰ bytes (1 YiB).
+MAX_SIZE_CHARS = 40
+MAX_MEMORY = 2**80
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
 
@@ -353,10 +390,14 @@ def parse_bytes(text: str) -> int:
     import re
     from fractions import Fraction
 
+    if len(text) > MAX_SIZE_CHARS:  # before any conversion: a 5,000-digit integer is not converted
+        raise UsageError(f"--memory: expected a size such as 24GiB, at most {MAX_SIZE_CHARS} characters")
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
     if not m or m.group(2).upper() not in _UNITS:
         raise UsageError(f"--memory {text!r}: expected a size such as 24GiB, 16GB or 80000000000")
     value = Fraction(m.group(1)) * _UNITS[m.group(2).upper()]
     if value < 1:
         raise UsageError(f"--memory {text!r}: the budget must be at least one byte")
+    if value > MAX_MEMORY:
+        raise UsageError(f"--memory {text!r}: the budget must be at most 2**80 bytes (1 YiB)")
     return int(value)

@@ -45,7 +45,7 @@ BN_FLOPS_PER_ELEMENT = 2  # inference BatchNorm folds to a·x + b
 #: sigmoid save their output (the derivative is a function of it), the others their input.
 ACTIVATION_SAVES: dict[str, tuple[str, ...]] = {name: a.saves for name, a in _names.ACTIVATIONS.items()}
 
-SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask")
+SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rms", "attention")
 """The tokens of an op's saving rule (``Op.saves``): what autograd keeps for backward in train mode.
 
 * ``input`` — its (first) input tensor; ``inputs`` — each input, kept when another input requires grad
@@ -57,7 +57,18 @@ SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask")
 * ``stats`` — BatchNorm's four C-vectors: running mean and variance as handed to autograd, and the
   batch mean and inverse std it computed (float32 even under autocast);
 * ``mask`` — dropout's noise: on CPU a tensor like its input (``bernoulli_`` then ``input * noise``),
-  on CUDA a 1-byte boolean mask.
+  on CUDA a 1-byte boolean mask;
+* ``rms`` — RMSNorm's ``y = x · rsqrt(mean_c(x²) + ε)`` then ``y · γ``: the input (pow and the first
+  multiply), the rsqrt result (1 × H × W per sample) and y (for γ's gradient); only y when the input
+  needs no grad.
+
+* ``attention`` — multi-query attention run as matmuls (q·kᵀ/√dk, softmax, ·v): q / √dk (a new tensor),
+  the softmax output (h × L × P per sample), and k and v as the batched matmuls read them — with h > 1
+  heads, copies broadcast to the heads (h·dk·P and h·P·dv), with one head the key and value tensors
+  themselves (float32 only; multi-head attention and autocast are refused).
+
+``()`` saves nothing: adds, reshapes, ``torch.cat`` and slicing, nearest and bilinear ``F.interpolate``
+(their backward needs only sizes).
 
 An op whose inputs need no grad and which has no parameters records no backward node and saves nothing.
 The rules are analysed in costmodel/analysis/training.py and listed in docs/training.md.
@@ -316,7 +327,7 @@ def avgpool(inp: Shape, n: Num, stride: Num = 2) -> Op:
     ho, wo = floordiv(h, stride), floordiv(w, stride)
     flops = n * c * ho * wo * (stride * stride + 1)
     detail = f"{stride}×{stride} avg s{stride}"
-    return Op("avgpool2d", detail, _costs(0, 0, 0, flops), inp, (c, ho, wo), "pool", variant="module")
+    return Op("avgpool2d", detail, _costs(0, 0, 0, flops), inp, (c, ho, wo), "pool", variant="module", saves=("input",))
 
 
 def activation(inp: Shape, n: Num, name: str) -> Op:
@@ -398,7 +409,7 @@ def concat(inputs: tuple[Shape, ...], n: Num, keep: Num | None = None) -> Op:
     out = total if keep is None else keep
     h, w = inputs[0][1], inputs[0][2]
     detail = "+".join(str(s[0]) for s in inputs) + (f"→{keep}" if keep is not None else "")
-    return Op("concat", detail, _costs(0, 0, 0, 0), (total, h, w), (out, h, w), "concat")
+    return Op("concat", detail, _costs(0, 0, 0, 0), (total, h, w), (out, h, w), "concat", saves=())
 
 
 def avgpool2d(inp: Shape, n: Num, kernel: Num | tuple[Num, Num], stride: Num | tuple[Num, Num]) -> Op:
@@ -411,14 +422,22 @@ def avgpool2d(inp: Shape, n: Num, kernel: Num | tuple[Num, Num], stride: Num | t
     ho, wo = floordiv(h - kh, sh) + 1, floordiv(w - kw, sw) + 1
     label = f"{kh}×{kw} s{sh}" if (kh, sh) == (kw, sw) else f"{kh}×{kw} s{sh}×{sw}"
     return Op(
-        "avgpool2d", label, _costs(0, 0, 0, n * c * ho * wo * kh * kw), inp, (c, ho, wo), "pool", variant="functional"
+        "avgpool2d",
+        label,
+        _costs(0, 0, 0, n * c * ho * wo * kh * kw),
+        inp,
+        (c, ho, wo),
+        "pool",
+        variant="functional",
+        saves=("input",),  # avg_pool2d_backward(grad, self, …)
     )
 
 
 def upsample(inp: Shape, n: Num, size: tuple[Num, Num]) -> Op:
     """Nearest-neighbour resize to ``size`` (F.interpolate mode='nearest'): a gather, no FLOPs or MACs."""
     c, h, w = inp
-    return Op("upsample", f"{h}×{w}→{size[0]}×{size[1]}", _costs(0, 0, 0, 0), inp, (c, size[0], size[1]), "upsample")
+    label = f"{h}×{w}→{size[0]}×{size[1]}"
+    return Op("upsample", label, _costs(0, 0, 0, 0), inp, (c, size[0], size[1]), "upsample", saves=())
 
 
 BILINEAR_FLOPS = 7  # a bilinear output element: 4 weighted neighbours (4 multiplies, 3 adds)
@@ -438,6 +457,7 @@ def bilinear(inp: Shape, n: Num, size: tuple[Num, Num]) -> Op:
         out,
         "upsample",
         variant="bilinear",
+        saves=(),  # upsample_bilinear2d_backward needs only sizes
     )
 
 
@@ -449,7 +469,7 @@ def flatten(inp: Shape, n: Num) -> Op:
 def layer_scale(inp: Shape, n: Num) -> Op:
     """LayerScale: x · γ with a learnable γ per channel: params C; FLOPs N·C·H·W; no MACs (an elementwise mul,
     which FlopCounterMode does not count)."""
-    return Op("layer_scale", f"{inp[0]}", _costs(inp[0], 0, 0, n * numel(inp)), inp, inp, "mul")
+    return Op("layer_scale", f"{inp[0]}", _costs(inp[0], 0, 0, n * numel(inp)), inp, inp, "mul", saves=("input",))
 
 
 def expert_mix(routing: Shape, n: Num, weight_numel: Num) -> Op:
@@ -499,7 +519,7 @@ def attention(query: Shape, keys: Num, n: Num, heads: Num, key_dim: Num, value_d
         (heads * value_dim, h, w),
         "attention",
         attrs={"heads": heads, "keys": keys, "key_dim": key_dim, "value_dim": value_dim, "kv_heads": kv_heads},
-        saves=None,  # training memory of the attention kernels is not modelled (analysis/training.py refuses)
+        saves=("attention",) if kv_heads == 1 else None,  # MHSA's training memory is not modelled (refused)
     )
 
 
@@ -511,7 +531,7 @@ def rmsnorm2d(inp: Shape, n: Num, groups: Num = 1, act: bool = False) -> Op:
     """
     c, h, w = inp
     flops = 4 * n * numel(inp) + 3 * n * h * w
-    return Op("rmsnorm2d", f"{c}", _costs(c, 0, 0, flops), inp, inp, "norm")
+    return Op("rmsnorm2d", f"{c}", _costs(c, 0, 0, flops), inp, inp, "norm", saves=("rms",))
 
 
 NORMS["rmsnorm"] = rmsnorm2d

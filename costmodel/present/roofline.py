@@ -47,10 +47,6 @@ def roofline_payload(
     }
 
 
-def _whole(x: float) -> float | int:
-    return int(x) if float(x).is_integer() else x
-
-
 def roofline_table(
     report: Report,
     estimates: list[Estimate],
@@ -74,8 +70,8 @@ def roofline_table(
     body: list[list[Any]] = [
         [
             s.item,
-            Cell(f"{s.flops:,.0f}", _whole(s.flops)),
-            Cell(f"{s.bytes:,.0f}", _whole(s.bytes)),
+            Cell(f"{s.flops:,}", s.flops),
+            Cell(f"{s.bytes:,}", s.bytes),
             Cell(f"{s.intensity:.2f}", s.intensity),
             Cell(f"{s.time_s * 1e6:,.3f}", s.time_s * 1e6),
             Cell(f"{100 * s.time_s / total_s:.1f}", 100 * s.time_s / total_s) if total_s else "",

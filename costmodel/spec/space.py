@@ -30,11 +30,16 @@ from itertools import product
 from typing import Any
 
 from ..errors import SpecError
+from .fields import MAX_REPEAT
 from .loader import Path, Source, parse_yaml, read_text, validate
 from .network import NetworkSpec, integer_fields, layer_model
 
 MAX_CHOICES = 64
 """The most values one choice may list."""
+
+MAX_OPTIONS = 4_096
+"""The most block options of one layer: the product of its per-instance choices' sizes (64 × 64), each
+analysed by the engine for the tables (analysis/space.py, MAX_UNITS); checked before they are listed."""
 
 SHARED_FIELDS = ("out_channels", "out_features")
 """Layer fields chosen once per layer (every instance of the layer shares the value)."""
@@ -391,6 +396,11 @@ def parse_space(data: Any, src: Source) -> SpaceSpec:
                 layer[key] = out.values[0]
             elif key == "repeat":
                 depth = _choice(v, fpath, src, "int")
+                too_deep = [i for i, d in enumerate(depth.values) if d > MAX_REPEAT]
+                if too_deep:
+                    cpath = (*fpath, "choice", too_deep[0])
+                    raise SpecError(f"choice value {depth.values[too_deep[0]]} is past {MAX_REPEAT:,} (the most "
+                                    "repeats of a layer)", cpath, src.file, src.line_of(cpath))  # fmt: skip
                 choices.append(depth)
                 layer[key] = depth.values[0]
             else:
@@ -402,6 +412,14 @@ def parse_space(data: Any, src: Source) -> SpaceSpec:
                     layer.pop(key)
                 else:
                     layer[key] = c.values[0]
+        n_options = math.prod(len(v) for v in per)
+        if n_options > MAX_OPTIONS:
+            sizes = " × ".join(str(len(v)) for v in per)
+            raise SpecError(
+                f"the per-instance choices ({', '.join(fields)}) make {n_options:,} = {sizes} block options; "
+                f"at most {MAX_OPTIONS:,} per layer",
+                path, src.file, src.line_of(path),
+            )  # fmt: skip
         if depth is not None:
             depths = tuple(depth.values)
         else:
@@ -418,11 +436,13 @@ def parse_space(data: Any, src: Source) -> SpaceSpec:
 
 def _check_values(space: SpaceSpec) -> None:
     """Validate concrete specs that use every choice value: the first sub-network, then one in which
-    every expanded layer lists each of its block options once (as that many instances), then one per
-    further out-channel and width value. Resolutions and depths are positive integers, checked above."""
+    every expanded layer lists each value of each of its per-instance fields (instance j takes every
+    field's j-th value, or its last: at most MAX_CHOICES instances), then one per further out-channel
+    and width value. Resolutions and depths are positive integers, checked above. A combination of
+    values that the engine refuses together is refused when the tables are built, with the same message."""
     base = space.first()
     space.concrete(base)
-    every = tuple(LayerPick(p.out, tuple(range(len(ls.options)))) if ls.expanded else p
+    every = tuple(LayerPick(p.out, _each_value(ls)) if ls.expanded else p
                   for ls, p in zip(space.layers, base.layers, strict=True))  # fmt: skip
     space.concrete(SubNet(base.resolution, base.width, every))
     for j in range(1, max(len(ls.outs) for ls in space.layers)):
@@ -431,6 +451,22 @@ def _check_values(space: SpaceSpec) -> None:
         space.concrete(SubNet(base.resolution, base.width, picks))
     for w in (space.widths or ())[1:]:
         space.concrete(SubNet(base.resolution, w, base.layers))
+
+
+def _each_value(ls: LayerSpace) -> tuple[int, ...]:
+    """Option indices whose instances together hold every value of every per-instance field of ``ls``:
+    instance j takes each field's j-th value (its last past its end); options are the fields' product
+    in order, so the index is the mixed-radix number of the value positions."""
+    if not ls.fields:
+        return (0,)
+    sizes = [len({o[f] for o in ls.options}) for f in range(len(ls.fields))]
+    out = []
+    for j in range(max(sizes)):
+        index = 0
+        for n in sizes:
+            index = index * n + min(j, n - 1)
+        out.append(index)
+    return tuple(out)
 
 
 def loads_space(text: str, file: str = "<space>") -> SpaceSpec:
