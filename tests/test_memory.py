@@ -173,20 +173,26 @@ def test_calibrate_writes_a_loadable_profile(run_cli, tmp_path):
 
 
 def test_roofline_of_a_huge_resize_is_exact_or_refused(run_cli, tmp_path, monkeypatch):
-    """A bilinear resize of 3×8×8 to 10³⁰×10³⁰: FLOPs = 7 per output element × 3·10⁶⁰ = 21·10⁶⁰ exactly (by
-    hand); summed in floats it printed 21,000,000,000,000,001,078,001,380,…"""
+    """A resize past the field's bound (10³⁰) is refused by the spec; at the bound, a bilinear resize of 3×8×8
+    to (2³¹−1)×(2³¹−1) has FLOPs = 7 per output element × 3·(2³¹−1)² = 21 × 4,611,686,014,132,420,609 =
+    96,845,406,296,780,832,789 exactly (by hand); summed in floats it printed 96,845,406,296,780,832,768."""
     path = tmp_path / "resize.yaml"
     path.write_text(f"input: {{channels: 3, height: 8, width: 8}}\nlayers:\n  - {{kind: resize, size: {10**30}, "
+                    "mode: bilinear}\n")  # fmt: skip
+    code, out, err = run_cli("roofline", str(path), "--hardware", "a100")
+    assert code == 2 and out == "" and "layers[0].size" in err and len(err.strip().splitlines()) == 1, err
+    path.write_text("input: {channels: 3, height: 8, width: 8}\nlayers:\n  - {kind: resize, size: 2147483647, "
                     "mode: bilinear}\n")  # fmt: skip
     code, out, err = run_cli("roofline", str(path), "--hardware", "a100", "--format", "json")
     assert code == 0, err
     (row,) = json.loads(out)["rows"]
-    assert row["flops"] == 21 * 10**60
+    assert row["flops"] == 96_845_406_296_780_832_789
     code, out, err = run_cli("roofline", str(path), "--hardware", "a100")
-    assert code == 0 and "21,000,000,000,000,000,000,000," in out
-    # past 2^MAX_ROOFLINE_BITS a float time cannot be computed: refused in one line, no traceback
+    assert code == 0 and "96,845,406,296,780,832,789" in out
+    # past 2^MAX_ROOFLINE_BITS a float time cannot be computed: refused in one line, no traceback (the count
+    # has 67 bits, so a bound of 60 refuses it)
     from costmodel.analysis import hardware
 
-    monkeypatch.setattr(hardware, "MAX_ROOFLINE_BITS", 100)
+    monkeypatch.setattr(hardware, "MAX_ROOFLINE_BITS", 60)
     code, out, err = run_cli("roofline", str(path), "--hardware", "a100")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "0.0 resize" in err, err
