@@ -300,6 +300,11 @@ def _deploy_options(dp: _Parser) -> None:
     dp.add_argument("--patch", type=_resolution, metavar="PxQ", help="tinyengine: patch-based inference, e.g. 4x4")
     dp.add_argument("--patch-until", metavar="BLOCK", help="the last block run patch by patch (LAYER.REPEAT, e.g. 3.0)")
     dp.add_argument("--no-input", action="store_true", help="tinyengine: leave the input image out of SRAM")
+    dp.add_argument("--sram", metavar="SIZE", help="with --solve: an SRAM budget for the peak / arena, e.g. 320KiB")
+    dp.add_argument("--flash", metavar="SIZE", help="with --solve: a Flash budget, e.g. 1MiB")
+    dp.add_argument("--solve", choices=("resolution", "width"),
+                    help="the largest resolution (every N from 32 to the spec's) or width multiplier "
+                    "(0.05 … 2.00 by 0.05) that fits --sram/--flash")  # fmt: skip
 
 
 def _roofline_options(r: _Parser) -> None:
@@ -364,6 +369,9 @@ def _space_options(sp: _Parser) -> None:
     sp.add_argument("--enumerate", action="store_true", help="brute force on Dask (needs costmodel[space])")
     sp.add_argument("--scheduler", metavar="ADDRESS", help="--enumerate on this dask.distributed scheduler")
     sp.add_argument("--workers", type=int, default=2, help="--enumerate: local cluster processes (default 2)")
+    sp.add_argument("--sram", metavar="SIZE", help="deployment budget: int8 peak SRAM / arena, e.g. 320KiB")
+    sp.add_argument("--flash", metavar="SIZE", help="deployment budget: int8 Flash, e.g. 1MiB")
+    sp.add_argument("--runtime", choices=("tinyengine", "tflm"), help="whose rules --sram/--flash use (docs/deploy.md)")
 
 
 def _import_options(i: _Parser) -> None:
@@ -418,7 +426,29 @@ def _memory(a: argparse.Namespace) -> str:
     return api.memory(a.spec, a.dtype, a.fusion, **a.values).table(a.format)
 
 
+def _budget(text: str | None, flag: str) -> int | None:
+    from .analysis.training import parse_bytes
+
+    if text is None:
+        return None
+    try:
+        return parse_bytes(text)
+    except UsageError as e:  # parse_bytes names --memory: name the flag given
+        raise UsageError(str(e).replace("--memory", flag, 1)) from None
+
+
 def _deploy(a: argparse.Namespace) -> str:
+    sram, flash = _budget(a.sram, "--sram"), _budget(a.flash, "--flash")
+    if a.solve is None and (sram is not None or flash is not None):
+        raise UsageError("--sram/--flash are budgets for --solve resolution|width")
+    if a.solve is not None:
+        if getattr(a, "resolution" if a.solve == "resolution" else "width_mult") is not None:
+            raise UsageError(f"--solve {a.solve} finds the {a.solve}: drop --{a.solve.replace('width', 'width-mult')}")
+        solved = api.deploy_solve(
+            a.spec, a.solve, a.runtime, sram=sram, flash=flash, include_input=not a.no_input,
+            patch=a.patch, patch_until=a.patch_until, **a.values,
+        )  # fmt: skip
+        return solved.table(a.format)
     result = api.deploy(
         a.spec,
         a.runtime,
@@ -486,6 +516,18 @@ def _space(a: argparse.Namespace) -> str:
     parse_budgets(budgets)  # refuse a bad budget first
     if a.sample is not None and not 1 <= a.sample <= CLI_SAMPLES:  # each is analysed by the engine
         raise UsageError(f"--sample {a.sample}: expected an integer from 1 to {CLI_SAMPLES:,}")
+    sram, flash = _budget(a.sram, "--sram"), _budget(a.flash, "--flash")
+    if (a.runtime is None) != (sram is None and flash is None):
+        raise UsageError("--sram/--flash and --runtime go together")
+    if a.runtime is not None:
+        if a.enumerate or a.table or a.pareto or a.peak or a.plot:
+            raise UsageError("--sram/--flash count (or, with --sample, draw) sub-networks: drop the other modes")
+        if a.sample is None:
+            return s.deploy_count(a.runtime, sram, flash, budgets).table(a.format)
+        drawn = s.deploy_draw(a.sample, a.runtime, sram, flash, a.seed, budgets)
+        if a.out:
+            _write_samples(s, drawn.samples, a.out)
+        return drawn.table(a.format)
     if a.enumerate:
         return s.enumeration(budgets, a.scheduler, a.workers, progress=_space_progress).table(a.format)
     if a.table:
