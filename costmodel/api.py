@@ -1012,6 +1012,18 @@ def from_torch(
     return spec
 
 
+def export_onnx(spec: SpecLike, path: str | os.PathLike[str], **values: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Write the spec's network (torchref.build, random weights) to ``path`` as an ONNX graph (torch's
+    TorchScript exporter, opset 17), so it can be run on a real runtime; ``costmodel import FILE.onnx``
+    reads it back with the spec's MACs and output shape. Returns (input shape, output shape). Needs
+    ``pip install 'costmodel[torch,onnx]'``."""
+    try:
+        from .torchref import export_onnx as write
+    except ImportError:
+        raise UsageError("export --onnx needs torch: pip install 'costmodel[torch,onnx]'") from None
+    return write(_spec(spec, _check_values(values)), os.fspath(path))
+
+
 def from_onnx(path: str | os.PathLike[str], *, symbolic_resolution: bool = False) -> NetworkSpec:
     """The validated spec of an ONNX file's graph (read with the ``onnx`` package only, no torch).
 

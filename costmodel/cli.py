@@ -307,6 +307,10 @@ def _deploy_options(dp: _Parser) -> None:
                     "(0.05 … 2.00 by 0.05) that fits --sram/--flash")  # fmt: skip
 
 
+def _export_options(x: _Parser) -> None:
+    x.add_argument("--onnx", metavar="FILE", required=True, help="write the network as ONNX (opset 17, random weights)")
+
+
 def _roofline_options(r: _Parser) -> None:
     r.add_argument(
         "--hardware",
@@ -459,6 +463,12 @@ def _deploy(a: argparse.Namespace) -> str:
         **a.values,
     )
     return result.table(a.format)
+
+
+def _export(a: argparse.Namespace) -> str:
+    shape_in, shape_out = api.export_onnx(a.spec, a.onnx, **a.values)
+    dims = "×".join
+    return f"wrote {a.onnx}: ONNX opset 17, input {dims(map(str, shape_in))}, output {dims(map(str, shape_out))}"
 
 
 def _roofline(a: argparse.Namespace) -> str:
@@ -847,6 +857,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("deploy", "int8 on a microcontroller runtime: peak SRAM or arena, Flash, live-tensor timeline",
             "costmodel deploy mobilenet_v2 --runtime tinyengine --patch 4x4 --patch-until 3.0",
             ("spec", "format", "values", "shape"), _deploy_options, _deploy),
+    Command("export", "write the spec's network (random weights) as ONNX, to run on a real runtime",
+            "costmodel export mobilenet_v2 --resolution 96 --onnx m.onnx && costmodel import m.onnx",
+            ("spec", "values", "shape"), _export_options, _export),
     Command("roofline", "roofline time per kernel on a hardware profile; compute- or memory-bound",
             "costmodel roofline specs/networks/efficientnet_b0.yaml --hardware mobile_soc",
             ("spec", "format", "memory", "values", "shape"), _roofline_options, _roofline),
