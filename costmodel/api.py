@@ -1024,6 +1024,16 @@ def export_onnx(spec: SpecLike, path: str | os.PathLike[str], **values: int) -> 
     return write(_spec(spec, _check_values(values)), os.fspath(path))
 
 
+def export_tflite(spec: SpecLike | Report, path: str | os.PathLike[str], seed: int = 0, **values: int) -> int:
+    """Write the spec's network as a full-integer int8 ``.tflite`` (costmodel/tflite.py: the equivalent Keras
+    model with random weights, TensorFlow's converter, random calibration data from ``seed``): the graph
+    ``deploy --runtime tflm`` plans. Returns the file's size in bytes. Needs ``pip install 'costmodel[deploy]'``."""
+    from .tflite import export_tflite as write
+
+    report = spec if isinstance(spec, Report) else analyze(spec, **values)
+    return write(report, os.fspath(path), seed)
+
+
 def from_onnx(path: str | os.PathLike[str], *, symbolic_resolution: bool = False) -> NetworkSpec:
     """The validated spec of an ONNX file's graph (read with the ``onnx`` package only, no torch).
 

@@ -308,7 +308,10 @@ def _deploy_options(dp: _Parser) -> None:
 
 
 def _export_options(x: _Parser) -> None:
-    x.add_argument("--onnx", metavar="FILE", required=True, help="write the network as ONNX (opset 17, random weights)")
+    x.add_argument(
+        "--onnx", metavar="FILE", help="write the network as ONNX (opset 17, random weights; needs torch, onnx)"
+    )
+    x.add_argument("--tflite", metavar="FILE", help="write it as a full-integer int8 .tflite (needs costmodel[deploy])")
 
 
 def _roofline_options(r: _Parser) -> None:
@@ -466,6 +469,11 @@ def _deploy(a: argparse.Namespace) -> str:
 
 
 def _export(a: argparse.Namespace) -> str:
+    if (a.onnx is None) == (a.tflite is None):
+        raise UsageError("export: give one of --onnx FILE or --tflite FILE")
+    if a.tflite is not None:
+        size = api.export_tflite(a.spec, a.tflite, **a.values)
+        return f"wrote {a.tflite}: int8 .tflite, {size:,} bytes"
     shape_in, shape_out = api.export_onnx(a.spec, a.onnx, **a.values)
     dims = "×".join
     return f"wrote {a.onnx}: ONNX opset 17, input {dims(map(str, shape_in))}, output {dims(map(str, shape_out))}"
@@ -857,7 +865,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("deploy", "int8 on a microcontroller runtime: peak SRAM or arena, Flash, live-tensor timeline",
             "costmodel deploy mobilenet_v2 --runtime tinyengine --patch 4x4 --patch-until 3.0",
             ("spec", "format", "values", "shape"), _deploy_options, _deploy),
-    Command("export", "write the spec's network (random weights) as ONNX, to run on a real runtime",
+    Command("export", "write the spec's network (random weights) as ONNX or int8 .tflite, to run on a real runtime",
             "costmodel export mobilenet_v2 --resolution 96 --onnx m.onnx && costmodel import m.onnx",
             ("spec", "values", "shape"), _export_options, _export),
     Command("roofline", "roofline time per kernel on a hardware profile; compute- or memory-bound",

@@ -86,3 +86,34 @@ def test_export_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     # a symbolic spec is refused before anything is written
     assert main(["export", str(ROOT / "specs/symbolic_mbconv.yaml"), "--onnx", str(tmp_path / "s.onnx")]) == 2
     assert capsys.readouterr().err.startswith("costmodel: error: ") and not (tmp_path / "s.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([THREE], "give one of --onnx FILE or --tflite FILE"),
+        ([THREE, "--onnx", "a.onnx", "--tflite", "a.tflite"], "give one of --onnx FILE or --tflite FILE"),
+        ([str(ROOT / "specs/timm/mixnet_s.yaml"), "--tflite", "m.tflite"], "op category 'concat' is not modelled"),
+    ],
+)
+def test_export_choice_refusals(
+    argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and message in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_tflite_refused_without_tensorflow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("tensorflow is installed: tests/test_deploy_runtime.py exports (-m deploy)")
+    assert main(["export", THREE, "--tflite", str(tmp_path / "m.tflite")]) == 2
+    err = capsys.readouterr().err
+    assert err == "costmodel: error: export --tflite needs tensorflow: pip install 'costmodel[deploy]'\n"
+    assert not (tmp_path / "m.tflite").exists()
