@@ -19,6 +19,8 @@ import sys
 import tempfile
 from typing import Any
 
+from costmodel.tflite import keras_model, to_tflite  # noqa: F401  (moved into the package; tests import them here)
+
 CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("three-layer net (docs/deploy.md)", "tests/deploy_fixtures/three_layer.yaml", {}),
     ("MCUNet TinyNAS space, sample 0", "specs/spaces/mcunet_tinynas.yaml", {"sample": 0}),
@@ -35,93 +37,6 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("MobileNetV2 ×0.5 at 112", "specs/networks/mobilenet_v2.yaml", {"resolution": (112, 112), "width_mult": 0.5}),
     ("MnasNet 0.5 at 96", "specs/networks/mnasnet0_5.yaml", {"resolution": (96, 96)}),
 ]
-
-
-def keras_model(report: Any) -> Any:
-    """The Keras model whose TFLite graph is the one costmodel's deploy lowers (same ops, same shapes)."""
-    import keras
-
-    c, h, w = report.input
-    x0 = keras.Input((h, w, c), batch_size=1)
-    t: dict[int, Any] = {0: x0}
-    rows = report.rows
-    readers: dict[int, list[Any]] = {}
-    for r in rows:
-        for i in r.inputs:
-            readers.setdefault(i, []).append(r)
-    for r in rows:
-        op = r.op
-        cat = op.category
-        ins = [t[i] for i in r.inputs]
-        if cat == "conv":
-            k, s, g = op.attrs["kernel"], op.attrs["stride"], op.attrs["groups"]
-            if g == 1:
-                layer = keras.layers.Conv2D(op.output[0], k, s, padding="same", use_bias=op.bias)
-            elif g == op.input[0] == op.output[0]:
-                layer = keras.layers.DepthwiseConv2D(k, s, padding="same", use_bias=op.bias)
-            else:
-                raise ValueError(f"grouped conv {op.detail}")
-            y = layer(ins[0])
-        elif cat == "norm":
-            y = keras.layers.BatchNormalization()(ins[0])
-        elif cat == "act":
-            acts = {
-                "relu": keras.layers.ReLU(),
-                "relu6": keras.layers.ReLU(6.0),
-                "hardswish": keras.layers.Activation("hard_swish"),
-                "hardsigmoid": keras.layers.Activation("hard_sigmoid"),
-                "sigmoid": keras.layers.Activation("sigmoid"),
-                "silu": keras.layers.Activation("silu"),
-            }
-            y = acts[op.name](ins[0])
-        elif cat == "add":
-            y = keras.layers.Add()(ins)
-        elif cat == "mul":
-            y = keras.layers.Multiply()(ins)
-        elif cat == "pool":
-            if len(op.output) == 3 and op.output[1:] == (1, 1):
-                keep = any(q.op.category != "linear" and q.op.category != "dropout" for q in readers.get(r.tensor, []))
-                y = keras.layers.GlobalAveragePooling2D(keepdims=keep)(ins[0])
-            else:
-                raise ValueError(f"pool {op.detail}")
-        elif cat == "dropout":
-            y = ins[0]
-        elif cat == "linear":
-            y = keras.layers.Dense(op.output[0], use_bias=op.bias)(ins[0])
-        else:
-            raise ValueError(f"op {op.name}")
-        t[r.tensor] = y
-    model = keras.Model(x0, t[rows[-1].tensor])
-    # random weights and statistics: zero-initialised biases would be identical buffers the converter may share
-    import numpy as np
-
-    rng = np.random.default_rng(1)
-    for v in model.weights:
-        data = rng.uniform(0.5, 1.5, v.shape) if "variance" in v.path else rng.standard_normal(v.shape) * 0.1
-        v.assign(data.astype("float32"))
-    return model
-
-
-def to_tflite(model: Any, seed: int = 0) -> bytes:
-    """Full-integer int8 conversion with random calibration data (int8 input and output)."""
-    import numpy as np
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed)
-    shape = model.inputs[0].shape
-
-    def data() -> Any:
-        for _ in range(4):
-            yield [rng.standard_normal(shape).astype("float32")]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = data
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    out: bytes = conv.convert()
-    return out
 
 
 def tflite_facts(model: bytes) -> dict[str, Any]:

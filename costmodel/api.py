@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine.report import Report as _EngineReport
 from .engine.walk import analyze_spec
-from .errors import UsageError
+from .errors import SpecError, UsageError
 from .spec import loader
 from .spec.network import NetworkSpec, symbol_uses
 
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from .analysis.memory import Kernel, Peak
     from .results import (
         Comparison,
+        DeployCount,
         Deployment,
+        DeploySolution,
         Explanation,
         Sensitivity,
         Solution,
@@ -467,6 +469,73 @@ def deploy(
     return Result(**vars(d))
 
 
+DEPLOY_COUNT_LIMIT = 2_000
+"""The most sub-networks ``Space.deploy_count`` plans one by one (about 6 ms each: 12 s)."""
+DEPLOY_DRAWS = 2_000
+"""The most candidates ``Space.deploy_draw`` plans before refusing."""
+DEPLOY_MIN_RESOLUTION = 32
+"""``deploy --solve resolution`` tries every integer N from this to the spec's own size (N×N)."""
+DEPLOY_WIDTHS: tuple[float, ...] = tuple(k / 20 for k in range(1, 41))
+"""``deploy --solve width`` tries the width multipliers 0.05, 0.10, …, 2.00 (multiples of 0.05)."""
+
+
+def _fits(d: Deployment, sram: int | None, flash: int | None) -> bool:
+    return (sram is None or d.peak_bytes <= sram) and (flash is None or d.flash()["flash_bytes"] <= flash)
+
+
+def deploy_solve(
+    spec: SpecLike,
+    solve: str,
+    runtime: str = "tinyengine",
+    *,
+    sram: int | None = None,
+    flash: int | None = None,
+    include_input: bool = True,
+    patch: tuple[int, int] | None = None,
+    patch_until: str | None = None,
+    **values: int,
+) -> DeploySolution:
+    """The largest input resolution (``solve="resolution"``) or width multiplier (``"width"``) whose int8
+    graph fits the budgets: peak SRAM (tinyengine) or arena (tflm) ≤ ``sram`` and Flash ≤ ``flash``.
+
+    The peak of a greedy or in-place plan is not monotonic in the resolution or the width (the arena
+    can shrink when the input grows: buffers may pack better, make_divisible rounds channels), so every
+    point of the grid is computed and the largest that fits is reported, not the end of a bisection. The
+    grid: resolutions N×N for every integer N from DEPLOY_MIN_RESOLUTION (32) to the spec's own size;
+    width multipliers 0.05·k for k = 1 … 40 (0.05 to 2.00). A point whose network the engine refuses (a
+    feature map shrunk to nothing) is recorded as invalid, never as fitting."""
+    from .results import DeploySolution
+
+    if solve not in ("resolution", "width"):
+        raise UsageError(f"--solve {solve!r}: expected resolution or width")
+    if sram is None and flash is None:
+        raise UsageError("--solve needs a budget: --sram SIZE and/or --flash SIZE")
+    base = _spec(spec, {})
+    grid: list[Any]
+    if solve == "resolution":
+        h, w = base.input.height, base.input.width
+        if not isinstance(h, int) or not isinstance(w, int) or h != w:
+            raise UsageError(f"--solve resolution: the spec's input must be square and numeric, got {h}x{w}")
+        if h < DEPLOY_MIN_RESOLUTION:
+            raise UsageError(f"--solve resolution: the spec's input {h}x{w} is below {DEPLOY_MIN_RESOLUTION}")
+        grid = list(range(DEPLOY_MIN_RESOLUTION, h + 1))
+    else:
+        grid = list(DEPLOY_WIDTHS)
+    points: list[dict[str, Any]] = []
+    for v in grid:
+        try:
+            s = configure(base, resolution=v) if solve == "resolution" else configure(base, width_mult=v)
+            d = deploy(analyze(s, **values), runtime, include_input=include_input, patch=patch, patch_until=patch_until)
+        except SpecError as e:
+            points.append({"value": v, "invalid": str(e)})
+            continue
+        fl = d.flash()["flash_bytes"]
+        points.append({"value": v, "peak_bytes": d.peak_bytes, "flash_bytes": fl, "fits": _fits(d, sram, flash)})
+    if not any("invalid" not in p for p in points):
+        raise UsageError(f"--solve {solve}: no point of the grid is a valid network ({points[0]['invalid']})")
+    return DeploySolution(base.name or "spec", runtime, solve, sram, flash, points)
+
+
 @dataclass
 class Roofline:
     """Roofline estimates of every kernel on a hardware profile."""
@@ -766,6 +835,107 @@ class Space:
 
         return enumerate_space(self.tables, parse_budgets(budgets), scheduler, workers, chunk, progress=progress)
 
+    def subnets(self) -> Iterator[Any]:
+        """Every sub-network, in order: resolution, width, then each layer's out-channel value, depth and
+        per-instance options (a product; use only on a small space)."""
+        from itertools import product
+
+        from .spec.space import LayerPick, SubNet
+
+        per_layer: list[list[Any]] = []
+        for ls in self.spec.layers:
+            if not ls.expanded:
+                per_layer.append([LayerPick(out) for out in ls.outs])
+                continue
+            opts = range(len(ls.options))
+            per_layer.append(
+                [LayerPick(out, blocks) for out in ls.outs for d in ls.depths for blocks in product(opts, repeat=d)]
+            )
+        widths = self.spec.widths or (None,)
+        for res, width in product(self.spec.resolutions, widths):
+            for picks in product(*per_layer):
+                yield SubNet(res, width, tuple(picks))
+
+    def deployed(self, sub: Any, runtime: str, include_input: bool = True) -> Deployment:
+        """One sub-network's int8 deployment (:func:`deploy` on its concrete spec)."""
+        return deploy(self.spec.concrete(sub), runtime, include_input=include_input)
+
+    def deploy_count(
+        self,
+        runtime: str,
+        sram: int | None = None,
+        flash: int | None = None,
+        budgets: Sequence[str] = (),
+        include_input: bool = True,
+    ) -> DeployCount:
+        """How many sub-networks fit peak SRAM (tinyengine) or arena (tflm) ≤ ``sram`` and Flash ≤ ``flash``
+        (and the additive ``budgets``), exactly. The deployment peak is a max over a planned graph, not a
+        sum of per-block figures, so it is not bracketed like ``count``: every sub-network is enumerated
+        and planned; refused above DEPLOY_COUNT_LIMIT sub-networks (use ``deploy_draw`` there)."""
+        from .analysis.space import meets, parse_budgets
+        from .results import DeployCount
+
+        if sram is None and flash is None:
+            raise UsageError("--runtime counts sub-networks against --sram and/or --flash: give one")
+        parsed = parse_budgets(budgets)
+        if self.size > DEPLOY_COUNT_LIMIT:
+            raise UsageError(
+                f"--sram/--flash: counting plans every sub-network's int8 graph, at most {DEPLOY_COUNT_LIMIT:,}; "
+                f"this space has {self.size:,} (use --sample N to draw sub-networks that fit)"
+            )
+        n = 0
+        peaks: list[int] = []
+        flashes: list[int] = []
+        for sub in self.subnets():
+            d = self.deployed(sub, runtime, include_input)
+            peaks.append(d.peak_bytes)
+            flashes.append(d.flash()["flash_bytes"])
+            if _fits(d, sram, flash) and (not parsed or meets(self.costs(sub), parsed)):
+                n += 1
+        return DeployCount(self.spec, runtime, sram, flash, [str(b) for b in budgets], n, min(peaks), min(flashes))
+
+    def deploy_draw(
+        self,
+        n: int,
+        runtime: str,
+        sram: int | None = None,
+        flash: int | None = None,
+        seed: int = 0,
+        budgets: Sequence[str] = (),
+        include_input: bool = True,
+    ) -> SpaceSamples:
+        """``n`` sub-networks drawn exactly uniformly among those meeting ``budgets`` and fitting the
+        deployment budgets: :meth:`sample` draws uniformly among those meeting ``budgets``, and each draw is
+        kept when its planned int8 graph fits (rejection keeps uniformity). Each record's costs add
+        ``deploy_peak_bytes`` and ``flash_bytes``. Refused after DEPLOY_DRAWS planned candidates."""
+        import random
+
+        from .results import SpaceSamples
+
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UsageError("--sample must be a positive number")
+        rng = random.Random(seed)
+        out: list[tuple[Any, dict[str, int]]] = []
+        tried = 0
+        while len(out) < n:
+            batch = self.sample(min(DEPLOY_DRAWS, 4 * n), rng.randrange(2**63), budgets)
+            for sub in batch:
+                tried += 1
+                d = self.deployed(sub, runtime, include_input)
+                if _fits(d, sram, flash):
+                    costs = self.costs(sub)
+                    costs["deploy_peak_bytes"] = d.peak_bytes
+                    costs["flash_bytes"] = d.flash()["flash_bytes"]
+                    out.append((sub, costs))
+                    if len(out) == n:
+                        break
+                if tried >= DEPLOY_DRAWS:
+                    raise UsageError(
+                        f"--sram/--flash: {len(out):,} of {tried:,} planned sub-networks fit, {n:,} asked for; "
+                        "loosen the budgets or ask for fewer"
+                    )
+        return SpaceSamples(self.spec, out)
+
     # The answers of ``costmodel space``, each a result with ``to_dict()`` (its JSON) and ``table(fmt)``.
 
     def summary(self, budgets: Sequence[str] = (), peak: bool = False) -> SpaceSummary:
@@ -840,6 +1010,28 @@ def from_torch(
         raise UsageError("from_torch needs torch: pip install torch") from None
     spec: NetworkSpec = _from_torch(module, input, name=name, symbolic_resolution=symbolic_resolution)
     return spec
+
+
+def export_onnx(spec: SpecLike, path: str | os.PathLike[str], **values: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Write the spec's network (torchref.build, random weights) to ``path`` as an ONNX graph (torch's
+    TorchScript exporter, opset 17), so it can be run on a real runtime; ``costmodel import FILE.onnx``
+    reads it back with the spec's MACs and output shape. Returns (input shape, output shape). Needs
+    ``pip install 'costmodel[torch,onnx]'``."""
+    try:
+        from .torchref import export_onnx as write
+    except ImportError:
+        raise UsageError("export --onnx needs torch: pip install 'costmodel[torch,onnx]'") from None
+    return write(_spec(spec, _check_values(values)), os.fspath(path))
+
+
+def export_tflite(spec: SpecLike | Report, path: str | os.PathLike[str], seed: int = 0, **values: int) -> int:
+    """Write the spec's network as a full-integer int8 ``.tflite`` (costmodel/tflite.py: the equivalent Keras
+    model with random weights, TensorFlow's converter, random calibration data from ``seed``): the graph
+    ``deploy --runtime tflm`` plans. Returns the file's size in bytes. Needs ``pip install 'costmodel[deploy]'``."""
+    from .tflite import export_tflite as write
+
+    report = spec if isinstance(spec, Report) else analyze(spec, **values)
+    return write(report, os.fspath(path), seed)
 
 
 def from_onnx(path: str | os.PathLike[str], *, symbolic_resolution: bool = False) -> NetworkSpec:

@@ -300,6 +300,18 @@ def _deploy_options(dp: _Parser) -> None:
     dp.add_argument("--patch", type=_resolution, metavar="PxQ", help="tinyengine: patch-based inference, e.g. 4x4")
     dp.add_argument("--patch-until", metavar="BLOCK", help="the last block run patch by patch (LAYER.REPEAT, e.g. 3.0)")
     dp.add_argument("--no-input", action="store_true", help="tinyengine: leave the input image out of SRAM")
+    dp.add_argument("--sram", metavar="SIZE", help="with --solve: an SRAM budget for the peak / arena, e.g. 320KiB")
+    dp.add_argument("--flash", metavar="SIZE", help="with --solve: a Flash budget, e.g. 1MiB")
+    dp.add_argument("--solve", choices=("resolution", "width"),
+                    help="the largest resolution (every N from 32 to the spec's) or width multiplier "
+                    "(0.05 … 2.00 by 0.05) that fits --sram/--flash")  # fmt: skip
+
+
+def _export_options(x: _Parser) -> None:
+    x.add_argument(
+        "--onnx", metavar="FILE", help="write the network as ONNX (opset 17, random weights; needs torch, onnx)"
+    )
+    x.add_argument("--tflite", metavar="FILE", help="write it as a full-integer int8 .tflite (needs costmodel[deploy])")
 
 
 def _roofline_options(r: _Parser) -> None:
@@ -364,6 +376,9 @@ def _space_options(sp: _Parser) -> None:
     sp.add_argument("--enumerate", action="store_true", help="brute force on Dask (needs costmodel[space])")
     sp.add_argument("--scheduler", metavar="ADDRESS", help="--enumerate on this dask.distributed scheduler")
     sp.add_argument("--workers", type=int, default=2, help="--enumerate: local cluster processes (default 2)")
+    sp.add_argument("--sram", metavar="SIZE", help="deployment budget: int8 peak SRAM / arena, e.g. 320KiB")
+    sp.add_argument("--flash", metavar="SIZE", help="deployment budget: int8 Flash, e.g. 1MiB")
+    sp.add_argument("--runtime", choices=("tinyengine", "tflm"), help="whose rules --sram/--flash use (docs/deploy.md)")
 
 
 def _import_options(i: _Parser) -> None:
@@ -418,7 +433,29 @@ def _memory(a: argparse.Namespace) -> str:
     return api.memory(a.spec, a.dtype, a.fusion, **a.values).table(a.format)
 
 
+def _budget(text: str | None, flag: str) -> int | None:
+    from .analysis.training import parse_bytes
+
+    if text is None:
+        return None
+    try:
+        return parse_bytes(text)
+    except UsageError as e:  # parse_bytes names --memory: name the flag given
+        raise UsageError(str(e).replace("--memory", flag, 1)) from None
+
+
 def _deploy(a: argparse.Namespace) -> str:
+    sram, flash = _budget(a.sram, "--sram"), _budget(a.flash, "--flash")
+    if a.solve is None and (sram is not None or flash is not None):
+        raise UsageError("--sram/--flash are budgets for --solve resolution|width")
+    if a.solve is not None:
+        if getattr(a, "resolution" if a.solve == "resolution" else "width_mult") is not None:
+            raise UsageError(f"--solve {a.solve} finds the {a.solve}: drop --{a.solve.replace('width', 'width-mult')}")
+        solved = api.deploy_solve(
+            a.spec, a.solve, a.runtime, sram=sram, flash=flash, include_input=not a.no_input,
+            patch=a.patch, patch_until=a.patch_until, **a.values,
+        )  # fmt: skip
+        return solved.table(a.format)
     result = api.deploy(
         a.spec,
         a.runtime,
@@ -429,6 +466,17 @@ def _deploy(a: argparse.Namespace) -> str:
         **a.values,
     )
     return result.table(a.format)
+
+
+def _export(a: argparse.Namespace) -> str:
+    if (a.onnx is None) == (a.tflite is None):
+        raise UsageError("export: give one of --onnx FILE or --tflite FILE")
+    if a.tflite is not None:
+        size = api.export_tflite(a.spec, a.tflite, **a.values)
+        return f"wrote {a.tflite}: int8 .tflite, {size:,} bytes"
+    shape_in, shape_out = api.export_onnx(a.spec, a.onnx, **a.values)
+    dims = "×".join
+    return f"wrote {a.onnx}: ONNX opset 17, input {dims(map(str, shape_in))}, output {dims(map(str, shape_out))}"
 
 
 def _roofline(a: argparse.Namespace) -> str:
@@ -486,6 +534,18 @@ def _space(a: argparse.Namespace) -> str:
     parse_budgets(budgets)  # refuse a bad budget first
     if a.sample is not None and not 1 <= a.sample <= CLI_SAMPLES:  # each is analysed by the engine
         raise UsageError(f"--sample {a.sample}: expected an integer from 1 to {CLI_SAMPLES:,}")
+    sram, flash = _budget(a.sram, "--sram"), _budget(a.flash, "--flash")
+    if (a.runtime is None) != (sram is None and flash is None):
+        raise UsageError("--sram/--flash and --runtime go together")
+    if a.runtime is not None:
+        if a.enumerate or a.table or a.pareto or a.peak or a.plot:
+            raise UsageError("--sram/--flash count (or, with --sample, draw) sub-networks: drop the other modes")
+        if a.sample is None:
+            return s.deploy_count(a.runtime, sram, flash, budgets).table(a.format)
+        drawn = s.deploy_draw(a.sample, a.runtime, sram, flash, a.seed, budgets)
+        if a.out:
+            _write_samples(s, drawn.samples, a.out)
+        return drawn.table(a.format)
     if a.enumerate:
         return s.enumeration(budgets, a.scheduler, a.workers, progress=_space_progress).table(a.format)
     if a.table:
@@ -805,6 +865,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("deploy", "int8 on a microcontroller runtime: peak SRAM or arena, Flash, live-tensor timeline",
             "costmodel deploy mobilenet_v2 --runtime tinyengine --patch 4x4 --patch-until 3.0",
             ("spec", "format", "values", "shape"), _deploy_options, _deploy),
+    Command("export", "write the spec's network (random weights) as ONNX or int8 .tflite, to run on a real runtime",
+            "costmodel export mobilenet_v2 --resolution 96 --onnx m.onnx && costmodel import m.onnx",
+            ("spec", "values", "shape"), _export_options, _export),
     Command("roofline", "roofline time per kernel on a hardware profile; compute- or memory-bound",
             "costmodel roofline specs/networks/efficientnet_b0.yaml --hardware mobile_soc",
             ("spec", "format", "memory", "values", "shape"), _roofline_options, _roofline),

@@ -297,3 +297,114 @@ class Deployment(_Deployment):
         from .present.deploy import render_deploy
 
         return render_deploy(self, fmt)
+
+
+def _size(n: int | None) -> str:
+    return "—" if n is None else f"{n:,} B"
+
+
+@dataclass
+class DeploySolution:
+    """The largest resolution or width multiplier whose int8 graph fits SRAM / Flash budgets
+    (``api.deploy_solve``): every grid point with its peak and Flash, and the answer."""
+
+    name: str
+    runtime: str
+    solve: str
+    sram: int | None
+    flash: int | None
+    points: list[dict[str, Any]]
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The largest grid point that fits (None: none fits)."""
+        fit = [p for p in self.points if p.get("fits")]
+        return fit[-1] if fit else None
+
+    def monotonic(self) -> bool:
+        """Whether the points that fit are exactly a prefix of the valid grid (no fitting point above a
+        failing one)."""
+        flags = [bool(p["fits"]) for p in self.points if "invalid" not in p]
+        return flags == sorted(flags, reverse=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The budgets, the answer (null when nothing fits), the grid and every point."""
+        return {
+            "name": self.name,
+            "runtime": self.runtime,
+            "solve": self.solve,
+            "sram_bytes": self.sram,
+            "flash_bytes": self.flash,
+            "best": self.best,
+            "monotonic": self.monotonic(),
+            "points": self.points,
+        }
+
+    def table(self, fmt: str = "github") -> str:
+        """The answer and its neighbours on the grid; the whole grid in JSON."""
+        from .present.emit import Column, Table, emit
+
+        def build() -> Table:
+            best = self.best
+            pts = self.points
+            at = pts.index(best) if best is not None else 0
+            shown = pts[max(0, at - 2) : at + 3] if best is not None else pts[:3]
+            cols = [Column("value", self.solve), Column("peak_bytes", "peak SRAM (B)" if self.runtime == "tinyengine"
+                    else "arena (B)"), Column("flash_bytes", "Flash (B)"), Column("fits", "fits", "left")]  # fmt: skip
+            rows = [[p["value"], p.get("peak_bytes", "—"), p.get("flash_bytes", "—"),
+                     "invalid" if "invalid" in p else ("yes" if p["fits"] else "no")] for p in shown]  # fmt: skip
+            if best is None:
+                title = f"{self.name} ({self.runtime}): no {self.solve} on the grid fits"
+            else:
+                title = f"{self.name} ({self.runtime}): largest {self.solve} that fits = {best['value']}"
+            grid = f"{pts[0]['value']} … {pts[-1]['value']}, {len(pts)} points, each computed"
+            footer = f"budgets: SRAM ≤ {_size(self.sram)}, Flash ≤ {_size(self.flash)}; grid {grid}"
+            if not self.monotonic():
+                footer += "; not monotonic: some larger point fits again after one that does not"
+            return Table(cols, rows, title, footer)
+
+        return emit(build, fmt, self.to_dict)
+
+
+@dataclass
+class DeployCount:
+    """How many sub-networks of a small search space fit SRAM / Flash budgets, each sub-network's int8
+    graph planned on its own (``Space.deploy_count``)."""
+
+    space: SpaceSpec
+    runtime: str
+    sram: int | None
+    flash: int | None
+    budgets: list[str]
+    count: int
+    min_peak: int
+    min_flash: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The space's size, the budgets and the exact count."""
+        return {
+            "size": self.space.size,
+            "runtime": self.runtime,
+            "sram_bytes": self.sram,
+            "flash_bytes": self.flash,
+            "budgets": self.budgets,
+            "count": self.count,
+            "min_peak_bytes": self.min_peak,
+            "min_flash_bytes": self.min_flash,
+            "method": "exact: every sub-network enumerated and planned",
+        }
+
+    def table(self, fmt: str = "github") -> str:
+        """One row: size, count, share."""
+        from .present.emit import Column, Table, emit
+
+        def build() -> Table:
+            cols = [Column("size", "sub-networks"), Column("count", "fit"), Column("min_peak_bytes", "min peak (B)"),
+                    Column("min_flash_bytes", "min Flash (B)")]  # fmt: skip
+            rows = [[self.space.size, self.count, self.min_peak, self.min_flash]]
+            extra = f", {', '.join(self.budgets)}" if self.budgets else ""
+            footer = (f"{self.runtime}: SRAM ≤ {_size(self.sram)}, Flash ≤ {_size(self.flash)}{extra}; exact, every "
+                      "sub-network enumerated and its int8 graph planned")  # fmt: skip
+            return Table(cols, rows, f"{self.space.name or 'space'}: sub-networks that fit", footer)
+
+        return emit(build, fmt, self.to_dict)

@@ -943,3 +943,36 @@ def _repghost_bottleneck(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[
             conv_bn_act(cfg, cin, cin, k, stride, cin, act=False), conv_bn_act(cfg, cin, cout, 1, act=False)
         )
     return Block(nn.Sequential(*mods), True, shortcut), cout
+
+
+def export_onnx(spec: NetworkSpec, path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Write ``spec``'s torch module (:func:`build`, eval mode, torch's default random initialisation) to
+    ``path`` as ONNX with torch's TorchScript exporter (``dynamo=False``, opset 17; BatchNorm folded into
+    the convs by the exporter) at the spec's input shape. Returns the input and output shapes. Needs the
+    onnx package besides torch; a failed export leaves no file behind."""
+    import os
+    import warnings
+
+    try:
+        import onnx  # noqa: F401  (the exporter serialises through it)
+    except ImportError:
+        raise UsageError("export --onnx needs the onnx package: pip install 'costmodel[torch,onnx]'") from None
+    model, shape = build(spec)
+    model.eval()
+    x = torch.zeros(*shape)
+    with torch.no_grad():
+        out = model(x)
+    try:
+        with warnings.catch_warnings():  # the legacy exporter's deprecation notice: the library never prints
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (x,), path, dynamo=False, opset_version=17, input_names=["input"],
+                              output_names=["output"])  # fmt: skip
+    except OSError as e:
+        if os.path.exists(path):
+            os.remove(path)
+        raise UsageError(f"export --onnx {path}: {e.strerror or e}") from None
+    except Exception:
+        if os.path.exists(path):
+            os.remove(path)
+        raise
+    return tuple(shape), tuple(out.shape)

@@ -17,7 +17,7 @@ PKG = Path(costmodel.__file__).parent
 
 # spec → engine → analysis → presentation → api / torchref → cli; errors and _version sit below all
 RANK = {"errors": 0, "_version": 0, "spec": 1, "engine": 2, "analysis": 3, "present": 4, "api": 5, "torchref": 5}
-RANK |= {"calibration": 5, "results": 5}
+RANK |= {"calibration": 5, "results": 5, "tflite": 5}
 RANK |= {"importers": 5}
 RANK |= {"cli": 6, "__init__": 7, "__main__": 8}
 

@@ -29,6 +29,7 @@ from costmodel.present import emit
 
 SEED = str(SPECS / "seed_mbconv.yaml")
 NET = str(SPECS / "networks" / "mobilenet_v2.yaml")
+DEPLOY_SPACE = str(ROOT / "tests" / "deploy_fixtures" / "tiny_space.yaml")
 SYM = str(SPECS / "symbolic_mbconv.yaml")
 TINY_SPACE = """\
 name: tiny space
@@ -140,6 +141,10 @@ def _cases(profile: str) -> list[tuple[list[str], object]]:
         (["deploy", NET, "--runtime", "tflm"], lambda: api.deploy(NET, "tflm").to_dict()),
         (["deploy", NET, "--runtime", "tinyengine", "--patch", "4x4", "--patch-until", "3.0"],
          lambda: api.deploy(NET, "tinyengine", patch=(4, 4), patch_until="3.0").to_dict()),
+        (["deploy", NET, "--runtime", "tflm", "--sram", "64KiB", "--solve", "resolution"],
+         lambda: api.deploy_solve(NET, "resolution", "tflm", sram=64 * 1024).to_dict()),
+        (["space", DEPLOY_SPACE, "--runtime", "tinyengine", "--sram", "20KiB"],
+         lambda: api.space(DEPLOY_SPACE).deploy_count("tinyengine", 20 * 1024).to_dict()),
     ]  # fmt: skip
 
 
@@ -156,8 +161,8 @@ def test_command_json_is_the_librarys_to_dict(profile, case):
 
 def test_every_command_with_a_json_output_is_covered():
     covered = {argv[0] for argv, _ in _cases("PROFILE")}
-    # calibrate, schema and import write YAML or a JSON Schema, not a result's JSON
-    assert covered == {c.name for c in COMMANDS} - {"calibrate", "schema", "import"}
+    # calibrate, schema and import write YAML or a JSON Schema, not a result's JSON; export writes a model file
+    assert covered == {c.name for c in COMMANDS} - {"calibrate", "schema", "import", "export"}
 
 
 def test_table_json_keeps_its_peak_and_the_library_has_it_too():
@@ -274,7 +279,7 @@ def test_every_format_of_every_command_goes_through_one_decision(profile, monkey
     for name in _API_CALLS:  # each analysis once per argv: the formats only change what is written
         monkeypatch.setattr(api, name, _memo(getattr(api, name)))
     runs = _format_runs(profile)
-    assert {r[0] for r in runs} == {c.name for c in COMMANDS} - {"calibrate", "schema", "import", "solve"}
+    assert {r[0] for r in runs} == {c.name for c in COMMANDS} - {"calibrate", "schema", "import", "solve", "export"}
     for argv in runs:
         json_code, json_out, _ = cli(*argv, "-f", "json")
         seen.clear()
@@ -362,7 +367,8 @@ def _shape_runs(spec: str, profile: str) -> list[list[str]]:
 def test_resolution_and_width_mult_reach_every_command(tmp_path, profile):
     plain, edited = _spec_files(tmp_path)
     runs = _shape_runs(plain, profile)
-    reading = {c.name for c in COMMANDS if "spec" in c.shared or c.name == "compare"} - {"space"}
+    # export needs torch and onnx (tests/test_export.py)
+    reading = {c.name for c in COMMANDS if "spec" in c.shared or c.name == "compare"} - {"space", "export"}
     assert {r[0] for r in runs} == reading
     for argv in runs:
         code, with_options, err = cli(*argv, *SHAPE)

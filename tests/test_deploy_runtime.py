@@ -46,3 +46,20 @@ def test_tflm_arena_and_flash_to_the_byte(title: str, monkeypatch: pytest.Monkey
     assert r["costmodel_ops"] == r["tflite_ops"]
     assert r["costmodel_arena"] == r["tflm_head"]
     assert r["costmodel_weights_biases"] == r["tflite_const_bytes"]
+
+
+def test_export_tflite_is_the_graph_tflm_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # costmodel export --tflite writes the int8 graph deploy --runtime tflm plans. The three-layer net of
+    # docs/deploy.md, worked by hand there: arena 512 B; constants 8·3·9 + 12·8 + 10·12 = 432 weights,
+    # 4·(8 + 12 + 10) = 120 bias, MEAN's axes 8 = 560 B; ops CONV_2D, CONV_2D, MEAN, FULLY_CONNECTED.
+    dv = _validation()
+    from costmodel.cli import main
+
+    out = tmp_path / "three.tflite"
+    assert main(["export", str(ROOT / "tests/deploy_fixtures/three_layer.yaml"), "--tflite", str(out)]) == 0
+    data = out.read_bytes()
+    assert capsys.readouterr().out == f"wrote {out}: int8 .tflite, {len(data):,} bytes\n"
+    facts = dv.tflite_facts(data)
+    assert facts["ops"] == ["CONV_2D", "CONV_2D", "MEAN", "FULLY_CONNECTED"]
+    assert facts["const_bytes"] == 432 + 120 + 8
+    assert dv.tflm_allocations(data)["head"] == 512

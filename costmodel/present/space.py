@@ -133,8 +133,9 @@ def enumeration_payload(e: Enumeration) -> dict[str, Any]:
 
 def samples_table(space: SpaceSpec, samples: list[tuple[SubNet, dict[str, int]]]) -> Table:
     """One row per sampled sub-network with its exact costs."""
-    cols = [Column("i", "#"), *[Column(m, m) for m in METRICS], Column("subnet", "sub-network", "left")]
-    rows = [[i, *[c[m] for m in METRICS], describe(space, s)] for i, (s, c) in enumerate(samples)]
+    keys = [*METRICS, *(k for k in (samples[0][1] if samples else {}) if k not in METRICS)]  # + deploy's
+    cols = [Column("i", "#"), *[Column(m, m) for m in keys], Column("subnet", "sub-network", "left")]
+    rows = [[i, *[c[m] for m in keys], describe(space, s)] for i, (s, c) in enumerate(samples)]
     return Table(cols, rows, f"{len(samples)} sub-networks drawn uniformly (exact costs by the engine)")
 
 
