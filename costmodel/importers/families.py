@@ -12,6 +12,16 @@ the builder's rules and ``provenance.scaling``; every other import keeps ``scali
 * torchvision ``efficientnet_b0`` (``EfficientNet`` of ``MBConv`` blocks; B1–B7 are its ``width_mult`` /
   ``depth_mult``): channels ``_make_divisible(c × w, 8)``, each MBConv's expanded width ``_make_divisible(in × t,
   8)`` (``expanded_divisor: 8``), repeats ``ceil(n × d)`` per stage, the head 4 × its input (``out_ratio: 4``).
+* torchvision ``mnasnet1_0`` (``MNASNet``, ``alpha``; ``mnasnet0_5`` … are ``alpha`` 0.5 …): channels
+  ``_round_to_multiple_of(c × α, 8)`` (``_get_depths``: round to the nearest multiple of 8, at least 8, one
+  multiple more where that falls below 0.9 × c × α, which is make_divisible), each block's expanded width in × t
+  (not rounded), the head 1280 not scaled (``scale_width: false``); no depth multiplier (``provenance.scaling:
+  width``).
+* timm ``mobilenetv2_100`` (``_gen_mobilenet_v2``'s ``channel_multiplier`` / ``depth_multiplier`` with
+  ``fix_stem_head=False``): ``round_channels(c, m)`` = ``make_divisible(c × m, 8)`` for stem and blocks, the head
+  ``max(1280, round_channels(1280, m))`` (``width_floor: 1.0``), expanded widths ``make_divisible(in × 6)`` (in ×
+  6 already is a multiple of 8), repeats ``ceil(n × d)`` in every stage (first and last too: ``fix_first_last``
+  is false).
 * timm ``efficientnet_b0`` and its variants of the same table (``tf_efficientnet_b0``, ``efficientnet_b0_gn``, …:
   ``_gen_efficientnet``'s ``channel_multiplier`` / ``depth_multiplier``): ``round_channels(c, m)`` =
   ``make_divisible(c × m, 8)`` for stem, blocks and head (1280), repeats ``ceil(n × d)`` per stage (one arch
@@ -27,6 +37,7 @@ from typing import Any
 
 #: the base tables: stem width, (out_channels, repeats) of each stage's layer, head width
 _MOBILENET_V2 = (32, [(16, 1), (24, 2), (32, 3), (64, 4), (96, 3), (160, 3), (320, 1)], 1280)
+_MNASNET_A1 = (32, [(16, 1), (24, 3), (40, 3), (80, 3), (96, 2), (192, 4), (320, 1)], 1280)
 _EFFICIENTNET_B0 = (32, [(16, 1), (24, 2), (40, 2), (80, 3), (112, 3), (192, 4), (320, 1)], 1280)
 _BLOCKS = frozenset({"mbconv", "dwsep"})
 
@@ -73,6 +84,16 @@ def recognise_scaling(data: dict[str, Any], module: Any) -> None:
         head = _head(data)
         del head["out_channels"]
         head["out_ratio"] = 4
+        data["scaling"] = {"divisor": 8}
+        data["provenance"]["scaling"] = "spec"
+    elif cls == "torchvision.models.mnasnet.MNASNet" and table == _MNASNET_A1:
+        _head(data)["scale_width"] = False
+        data["scaling"] = {"divisor": 8}
+        data["provenance"]["scaling"] = "width"
+    elif cls == "timm.models.efficientnet.EfficientNet" and table == _MOBILENET_V2:
+        if data.get("defaults", {}).get("activation") != "relu6":
+            return
+        _head(data)["width_floor"] = 1.0
         data["scaling"] = {"divisor": 8}
         data["provenance"]["scaling"] = "spec"
     elif cls == "timm.models.efficientnet.EfficientNet" and table == _EFFICIENTNET_B0:
