@@ -158,7 +158,6 @@ def test_timm_mobilenetv2_140_is_100_scaled():
     [
         "torchvision:mnasnet0_5",  # alpha 0.5: not the base table (mnasnet1_0 is recognised)
         "torchvision:efficientnet_b1",  # B0 at depth 1.1: its channels and repeats are not the base table
-        "torchvision:mobilenet_v3_large",
         "timm:mobilenetv2_110d",  # fix_stem_head: not the base (mobilenetv2_100 is recognised)
         "timm:mobilenetv3_large_100",  # e3.6-style float expansions rounded from the scaled input: no spec rule
         "timm:efficientnet_b2",
@@ -173,3 +172,21 @@ def test_unrecognised_families_refuse(source):
     for flag in ("width_mult", "depth_mult"):
         with pytest.raises(costmodel.UsageError, match="provenance.scaling: unknown"):
             costmodel.configure(spec, **{flag: 1.1})
+
+
+@pytest.mark.torchvision
+@pytest.mark.parametrize("name", ["mobilenet_v3_large", "mobilenet_v3_small"])
+@pytest.mark.parametrize("w", [0.35, 0.5, 0.75, 1.25, 1.5])
+def test_torchvision_mobilenet_v3_width(name, w):
+    """torchvision's _mobilenet_v3_conf(width_mult): every table width (inputs, expanded widths, outputs) and the
+    classifier's hidden width through adjust_channels = _make_divisible(c × w, 8), the SE squeeze
+    _make_divisible(expanded // 4, 8), the last conv 6 × its input; no depth multiplier."""
+    tv = pytest.importorskip("torchvision")
+    spec = costmodel.import_model(f"torchvision:{name}")
+    assert spec.provenance.scaling == "width"
+    assert spec_figures(spec) == torch_figures(tv.models.get_model(name, weights=None).to("meta"))  # 1.0
+    with torch.device("meta"):
+        model = tv.models.get_model(name, weights=None, width_mult=w)
+    assert spec_figures(spec, width_mult=w) == torch_figures(model), w
+    with pytest.raises(costmodel.UsageError, match="no depth multiplier"):
+        costmodel.configure(spec, depth_mult=1.2)
