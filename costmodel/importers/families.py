@@ -12,6 +12,12 @@ the builder's rules and ``provenance.scaling``; every other import keeps ``scali
 * torchvision ``efficientnet_b0`` (``EfficientNet`` of ``MBConv`` blocks; B1–B7 are its ``width_mult`` /
   ``depth_mult``): channels ``_make_divisible(c × w, 8)``, each MBConv's expanded width ``_make_divisible(in × t,
   8)`` (``expanded_divisor: 8``), repeats ``ceil(n × d)`` per stage, the head 4 × its input (``out_ratio: 4``).
+* torchvision ``mobilenet_v3_large`` / ``mobilenet_v3_small`` (``MobileNetV3``, ``_mobilenet_v3_conf``'s
+  ``width_mult``): every table width, expanded widths included, ``adjust_channels`` = ``_make_divisible(c × w,
+  8)``, so each ``expansion: t`` is written as ``expanded_channels`` (in × t; a grouped stage whose first block's
+  in × t differs from its copies' out × t is split), the last conv ``6 ×`` its input (``out_ratio: 6``), the
+  classifier's hidden linear ``adjust_channels(1280 | 1024)`` (``scale_width: true``), the SE squeeze
+  ``_make_divisible(E // 4, 8)`` as imported; no depth multiplier (``provenance.scaling: width``).
 * torchvision ``mnasnet1_0`` (``MNASNet``, ``alpha``; ``mnasnet0_5`` … are ``alpha`` 0.5 …): channels
   ``_round_to_multiple_of(c × α, 8)`` (``_get_depths``: round to the nearest multiple of 8, at least 8, one
   multiple more where that falls below 0.9 × c × α, which is make_divisible), each block's expanded width in × t
