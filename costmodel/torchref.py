@@ -296,10 +296,15 @@ class Block(nn.Module):
         self.residual = residual
         self.shortcut = shortcut
         self.post = post
+        self.drop_path = 0.0  # the spec's drop_path p of this block (build sets it): x · noise / (1 − p) in train mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.body(x)
         if self.residual:
+            if self.training and self.drop_path > 0:  # torchvision's stochastic_depth(mode="row"), timm's drop_path
+                keep = 1.0 - self.drop_path
+                noise = out.new_empty((out.shape[0],) + (1,) * (out.ndim - 1)).bernoulli_(keep).div_(keep)
+                out = out * noise
             out = out + (self.shortcut(x) if self.shortcut is not None else x)
         if self.post is not None:
             out = self.post(out)
@@ -509,6 +514,7 @@ def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
     inp: Any = spec.input  # every integer field is an int here (checked above)
     c: int = inp.channels
     flat = False
+    dropped: list[nn.Module] = []  # the blocks drop_path counts (layers with a residual field, repeats expanded)
     for layer in spec.layers:
         if type(layer).flattens and not flat:
             c = c * _spatial(blocks, names, inp)  # Flatten: the linear layer sees C·H·W features
@@ -519,9 +525,18 @@ def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
             block, c = _block(layer, cfg, c, getattr(lay, "stride", 1) if r == 0 else 1)
             blocks.append(block)
             names.append(None)
+            if "residual" in type(layer).model_fields:
+                dropped.append(block)
         if layer.name is not None:
             names[-1] = layer.name
             channels[layer.name] = c
+    if spec.drop_path is not None and spec.drop_path.rate > 0:
+        for i, block in enumerate(dropped):
+            p = spec.drop_path.rate * (i / len(dropped) if spec.drop_path.schedule == "linear" else 1.0)
+            if p > 0 and not isinstance(block, Block):
+                raise UsageError(f"drop_path on a {type(block).__name__} block is not built yet")
+            if isinstance(block, Block):
+                block.drop_path = p
     if any(isinstance(b, Concat) for b in blocks):
         return Network(blocks, names), (inp.batch, inp.channels, inp.height, inp.width)
     return nn.Sequential(*blocks), (inp.batch, inp.channels, inp.height, inp.width)

@@ -104,14 +104,62 @@ def test_timm_efficientnet_b2_is_b0_scaled():
 
 
 @pytest.mark.torchvision
+@pytest.mark.parametrize("alpha", [0.5, 0.75, 1.3, 0.35, 2.0])
+def test_torchvision_mnasnet_alpha(alpha):
+    """MNASNet(alpha): _get_depths rounds 32, 16, 24, 40, 80, 96, 192, 320 × alpha with _round_to_multiple_of
+    (0.9 bias); the head 1280 stays; no depth multiplier."""
+    tv = pytest.importorskip("torchvision")
+    spec = costmodel.import_model("torchvision:mnasnet1_0")
+    assert spec.provenance.scaling == "width"
+    with torch.device("meta"):
+        model = tv.models.MNASNet(alpha)
+    assert spec_figures(spec, width_mult=alpha) == torch_figures(model), alpha
+    with pytest.raises(costmodel.UsageError, match="no depth multiplier"):
+        costmodel.configure(spec, depth_mult=1.2)
+
+
+@pytest.mark.torchvision
+def test_torchvision_mnasnet0_5_is_mnasnet1_0_at_half():
+    """The shipped builders: torchvision's mnasnet0_5 / 0_75 / 1_3 are mnasnet1_0 at alpha 0.5 / 0.75 / 1.3."""
+    tv = pytest.importorskip("torchvision")
+    spec = costmodel.import_model("torchvision:mnasnet1_0")
+    for name, alpha in (("mnasnet0_5", 0.5), ("mnasnet0_75", 0.75), ("mnasnet1_3", 1.3)):
+        with torch.device("meta"):
+            model = tv.models.get_model(name, weights=None)
+        assert spec_figures(spec, width_mult=alpha) == torch_figures(model), name
+
+
+@pytest.mark.timm
+@pytest.mark.parametrize(("w", "d"), [(0.5, 1.0), (0.75, 1.0), (1.4, 1.0), (1.1, 1.2), (1.2, 1.4), (0.35, 0.5)])
+def test_timm_mobilenetv2_channel_and_depth_multiplier(w, d):
+    """timm's _gen_mobilenet_v2 (fix_stem_head=False): round_channels(c, m) everywhere, the head max(1280,
+    round_channels(1280, m)), every stage's repeats ceil(n × d)."""
+    pytest.importorskip("timm")
+    from timm.models.efficientnet import _gen_mobilenet_v2
+
+    spec = costmodel.import_model("timm:mobilenetv2_100")
+    assert spec.provenance.scaling == "spec"
+    model = _gen_mobilenet_v2("mobilenetv2_100", w, depth_multiplier=d, pretrained=False, device="meta")
+    assert spec_figures(spec, width_mult=w, depth_mult=d) == torch_figures(model), (w, d)
+
+
+@pytest.mark.timm
+def test_timm_mobilenetv2_140_is_100_scaled():
+    timm = pytest.importorskip("timm")
+    spec = costmodel.import_model("timm:mobilenetv2_100")
+    model = timm.create_model("mobilenetv2_140", pretrained=False, device="meta")
+    assert spec_figures(spec, width_mult=1.4) == torch_figures(model)
+
+
+@pytest.mark.torchvision
 @pytest.mark.timm
 @pytest.mark.parametrize(
     "source",
     [
-        "torchvision:mnasnet1_0",  # alpha: not recognised
+        "torchvision:mnasnet0_5",  # alpha 0.5: not the base table (mnasnet1_0 is recognised)
         "torchvision:efficientnet_b1",  # B0 at depth 1.1: its channels and repeats are not the base table
-        "torchvision:mobilenet_v3_large",
-        "timm:mobilenetv2_100",  # timm's own rules
+        "timm:mobilenetv2_110d",  # fix_stem_head: not the base (mobilenetv2_100 is recognised)
+        "timm:mobilenetv3_large_100",  # e3.6-style float expansions rounded from the scaled input: no spec rule
         "timm:efficientnet_b2",
         "timm:mixnet_m",
     ],
@@ -124,3 +172,21 @@ def test_unrecognised_families_refuse(source):
     for flag in ("width_mult", "depth_mult"):
         with pytest.raises(costmodel.UsageError, match="provenance.scaling: unknown"):
             costmodel.configure(spec, **{flag: 1.1})
+
+
+@pytest.mark.torchvision
+@pytest.mark.parametrize("name", ["mobilenet_v3_large", "mobilenet_v3_small"])
+@pytest.mark.parametrize("w", [0.35, 0.5, 0.75, 1.25, 1.5])
+def test_torchvision_mobilenet_v3_width(name, w):
+    """torchvision's _mobilenet_v3_conf(width_mult): every table width (inputs, expanded widths, outputs) and the
+    classifier's hidden width through adjust_channels = _make_divisible(c × w, 8), the SE squeeze
+    _make_divisible(expanded // 4, 8), the last conv 6 × its input; no depth multiplier."""
+    tv = pytest.importorskip("torchvision")
+    spec = costmodel.import_model(f"torchvision:{name}")
+    assert spec.provenance.scaling == "width"
+    assert spec_figures(spec) == torch_figures(tv.models.get_model(name, weights=None).to("meta"))  # 1.0
+    with torch.device("meta"):
+        model = tv.models.get_model(name, weights=None, width_mult=w)
+    assert spec_figures(spec, width_mult=w) == torch_figures(model), w
+    with pytest.raises(costmodel.UsageError, match="no depth multiplier"):
+        costmodel.configure(spec, depth_mult=1.2)

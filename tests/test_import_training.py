@@ -136,16 +136,79 @@ def test_torchvision_training_saved_bytes(name, kwargs):
     assert any(layer.kind == "dropout" for layer in spec.layers)
 
 
+def _without_drop_path(spec: Any) -> Any:
+    return costmodel.NetworkSpec.model_validate({**spec.model_dump(exclude_none=True), "drop_path": None})
+
+
 @pytest.mark.torchvision
-def test_stochastic_depth_is_noted():
-    """torchvision's EfficientNet keeps StochasticDepth (p up to 0.2): identity at inference, so the inference
-    figures stay exact, but the spec has no field for it; the import says so in a note."""
+def test_stochastic_depth_is_drop_path():
+    """torchvision's EfficientNet keeps StochasticDepth (p = 0.2 × i / 16 in block i): the import writes
+    ``drop_path: {rate: 0.2, schedule: linear}``, and the saved bytes equal torch's, which hold one N-element noise
+    per residual block more than the same spec without it (B0: 16 blocks, 7 stages, so 9 residual blocks, none the
+    first: 9 × N × 4 bytes)."""
     tv = pytest.importorskip("torchvision")
-    with torch.device("meta"):
-        model = tv.models.get_model("efficientnet_b0", weights=None)
-    report = costmodel.import_report(costmodel.from_torch(model, SIZE))
-    assert report.exact
-    assert any(n.startswith("stochastic depth (StochasticDepth) in 15 block(s)") for n in report.notes)
+    spec = _check(lambda: tv.models.get_model("efficientnet_b0", weights=None))
+    assert spec.drop_path is not None
+    assert (spec.drop_path.rate, spec.drop_path.schedule) == (0.2, "linear")
+    report = costmodel.import_report(spec)
+    assert not any(n.startswith("stochastic depth") for n in report.notes)
+    with_it = costmodel.train(spec, batch=BATCH).totals["saved_bytes"]
+    without = costmodel.train(_without_drop_path(spec), batch=BATCH).totals["saved_bytes"]
+    assert with_it - without == 9 * BATCH * 4
+    assert costmodel.analyze(spec).totals == costmodel.analyze(_without_drop_path(spec)).totals  # inference
+    from costmodel.importers.core import to_yaml
+
+    assert "drop_path: {rate: 0.2, schedule: linear}" in to_yaml(spec)  # what `costmodel import` writes
+    assert costmodel.train(costmodel.loads(to_yaml(spec)), batch=BATCH).totals["saved_bytes"] == with_it
+
+
+@pytest.mark.timm
+@pytest.mark.parametrize(
+    ("name", "rate"),
+    [("efficientnet_b0", 0.2), ("mobilenetv3_large_100", 0.2 * 15 / 16), ("mobilenetv2_100", 0.1)],
+)
+def test_timm_drop_path(name, rate):
+    """timm's DropPath (p = drop_path_rate × i / block_count): the spec's rate is fitted to its own blocks
+    (MobileNetV3's last ConvBnAct is a timm block but a spec conv: 15 blocks where timm counts 16, so the rate is
+    0.2 × 15 / 16 and every block's p is timm's); saved bytes equal torch's."""
+    timm = pytest.importorskip("timm")
+    spec = _check(lambda: timm.create_model(name, pretrained=False, drop_path_rate=rate if rate == 0.1 else 0.2))
+    assert spec.drop_path is not None
+    assert spec.drop_path.rate == pytest.approx(rate, rel=1e-12)
+    assert spec.drop_path.schedule == "linear"
+
+
+def test_unfitted_stochastic_depth_is_noted():
+    """A stochastic depth whose p's follow no schedule the spec can say (here p 0.3 in the second of two blocks
+    and 0.1 in the third) stays a note; the spec has no drop_path."""
+    nn = torch.nn
+
+    class DropPath(nn.Module):
+        def __init__(self, p: float) -> None:
+            super().__init__()
+            self.drop_prob = p
+
+        def forward(self, x: Any) -> Any:
+            return x
+
+    class Res(nn.Module):
+        def __init__(self, p: float) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(8, 8, 3, 1, 1, bias=False)
+            self.bn = nn.BatchNorm2d(8)
+            self.act = nn.ReLU()
+            self.conv2 = nn.Conv2d(8, 8, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(8)
+            self.drop_path = DropPath(p)
+
+        def forward(self, x: Any) -> Any:
+            return x + self.drop_path(self.bn2(self.conv2(self.act(self.bn(self.conv(x))))))
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), Res(0.0), Res(0.3), Res(0.1))
+    spec = costmodel.from_torch(net, (3, 8, 8))
+    assert spec.drop_path is None
+    notes = costmodel.import_report(spec).notes
+    assert any(n.startswith("stochastic depth (DropPath) in 2 block(s)") for n in notes), notes
 
 
 TIMM = ["efficientnet_b0", "mobilenetv2_100", "mobilenetv3_large_100", "efficientnet_lite0", "mnasnet_100"]

@@ -50,6 +50,7 @@ from ..engine.report import Report, Row
 from ..engine.symbols import Num, maximum, total
 from ..errors import UsageError
 from ..spec.fields import MAX_INT
+from ..spec.network import layer_model
 from .memory import tensor_elements
 
 OPTIMIZERS: dict[str, int] = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
@@ -198,6 +199,7 @@ def training(
     seen: set[Any] = set()
     rows: list[TrainRow] = []
     largest: Num = sizes[0] * FLOAT32
+    dropped = drop_path_blocks(report)
     for i, r in enumerate(report.rows):
         op = r.op
         ins = r.inputs
@@ -266,6 +268,8 @@ def training(
                     keep(("mask", i), "dropout mask" if device == "cuda" else "dropout noise", sizes[t] * per)
                 else:  # pragma: no cover - tokens are fixed data
                     raise UsageError(f"unknown saving rule {token!r} of {op.name}")
+            if r.block in dropped and op.name == "add" and r.stage == "residual":  # x · noise / keep, then + x
+                keep(("drop path", i), "drop-path noise", report.batch * dtypes[ins[0]])
         attn = op.category == "attention"  # two matmuls, both operands of each needing grad
         fwd = r.costs["macs"] if gemm or attn else 0
         gi = fwd if gemm and in_grad else 2 * fwd if attn else 0
@@ -295,6 +299,21 @@ def training(
     if checkpoint == "blocks":
         result.checkpoint_saved_bytes, result.saved_buffer_bytes = _checkpointed(result, sizes, dtypes)
     return result
+
+
+def drop_path_blocks(report: Report) -> set[int]:
+    """The block instances (``Row.block``) whose residual branch is dropped in train mode under the spec's
+    ``drop_path``: the blocks are the instances of layers with a ``residual`` field, in network order; block i has
+    p_i = rate × i / B (linear: every block but the first, when rate > 0) or p_i = rate (constant)."""
+    if report.drop_path is None or report.drop_path[0] <= 0:
+        return set()
+    counted = [b.index for b in report.blocks if _has_residual(b.kind)]
+    return set(counted[1:] if report.drop_path[1] == "linear" else counted)
+
+
+def _has_residual(kind: str) -> bool:
+    model = layer_model(kind)
+    return model is not None and "residual" in model.model_fields
 
 
 def _checkpointed(tr: Training, sizes: dict[int, Num], dtypes: dict[int, int]) -> tuple[Num, Num]:

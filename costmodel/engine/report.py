@@ -111,6 +111,8 @@ class Report:
     #: what the formulas assume of symbols: (name, "odd") for a symbolic kernel, (name, "ne1") for a
     #: symbolic expansion (an expansion conv exists); a sweep honours them point by point
     assumptions: tuple[tuple[str, str], ...] = ()
+    #: the spec's ``drop_path`` (rate, schedule), or None: stochastic depth, which only training memory sees
+    drop_path: tuple[float, str] | None = None
     _totals: dict[str, Num] | None = None
 
     @property

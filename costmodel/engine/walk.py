@@ -229,4 +229,5 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
         rows=rows,
         blocks=blocks,
         symbols=symbols,
+        drop_path=(spec.drop_path.rate, spec.drop_path.schedule) if spec.drop_path is not None else None,
     )

@@ -207,6 +207,8 @@ def to_yaml(spec: NetworkSpec, header: list[str] | None = None) -> str:
         lines.append(f"provenance: {_flow(spec.provenance.model_dump(mode='json', exclude_none=True))}")
     if spec.scaling is not None:
         lines.append(f"scaling: {_flow(spec.scaling.model_dump(mode='json'))}")
+    if spec.drop_path is not None:
+        lines.append(f"drop_path: {_flow(spec.drop_path.model_dump(mode='json'))}")
     lines.append(f"defaults: {_flow(spec.defaults.model_dump(mode='json', exclude_none=True))}")
     lines.append("layers:")
     lines += [f"  - {_flow(layer)}" for layer in data["layers"]]

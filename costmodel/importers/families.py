@@ -12,6 +12,22 @@ the builder's rules and ``provenance.scaling``; every other import keeps ``scali
 * torchvision ``efficientnet_b0`` (``EfficientNet`` of ``MBConv`` blocks; B1–B7 are its ``width_mult`` /
   ``depth_mult``): channels ``_make_divisible(c × w, 8)``, each MBConv's expanded width ``_make_divisible(in × t,
   8)`` (``expanded_divisor: 8``), repeats ``ceil(n × d)`` per stage, the head 4 × its input (``out_ratio: 4``).
+* torchvision ``mobilenet_v3_large`` / ``mobilenet_v3_small`` (``MobileNetV3``, ``_mobilenet_v3_conf``'s
+  ``width_mult``): every table width, expanded widths included, ``adjust_channels`` = ``_make_divisible(c × w,
+  8)``, so each ``expansion: t`` is written as ``expanded_channels`` (in × t; a grouped stage whose first block's
+  in × t differs from its copies' out × t is split), the last conv ``6 ×`` its input (``out_ratio: 6``), the
+  classifier's hidden linear ``adjust_channels(1280 | 1024)`` (``scale_width: true``), the SE squeeze
+  ``_make_divisible(E // 4, 8)`` as imported; no depth multiplier (``provenance.scaling: width``).
+* torchvision ``mnasnet1_0`` (``MNASNet``, ``alpha``; ``mnasnet0_5`` … are ``alpha`` 0.5 …): channels
+  ``_round_to_multiple_of(c × α, 8)`` (``_get_depths``: round to the nearest multiple of 8, at least 8, one
+  multiple more where that falls below 0.9 × c × α, which is make_divisible), each block's expanded width in × t
+  (not rounded), the head 1280 not scaled (``scale_width: false``); no depth multiplier (``provenance.scaling:
+  width``).
+* timm ``mobilenetv2_100`` (``_gen_mobilenet_v2``'s ``channel_multiplier`` / ``depth_multiplier`` with
+  ``fix_stem_head=False``): ``round_channels(c, m)`` = ``make_divisible(c × m, 8)`` for stem and blocks, the head
+  ``max(1280, round_channels(1280, m))`` (``width_floor: 1.0``), expanded widths ``make_divisible(in × 6)`` (in ×
+  6 already is a multiple of 8), repeats ``ceil(n × d)`` in every stage (first and last too: ``fix_first_last``
+  is false).
 * timm ``efficientnet_b0`` and its variants of the same table (``tf_efficientnet_b0``, ``efficientnet_b0_gn``, …:
   ``_gen_efficientnet``'s ``channel_multiplier`` / ``depth_multiplier``): ``round_channels(c, m)`` =
   ``make_divisible(c × m, 8)`` for stem, blocks and head (1280), repeats ``ceil(n × d)`` per stage (one arch
@@ -27,6 +43,14 @@ from typing import Any
 
 #: the base tables: stem width, (out_channels, repeats) of each stage's layer, head width
 _MOBILENET_V2 = (32, [(16, 1), (24, 2), (32, 3), (64, 4), (96, 3), (160, 3), (320, 1)], 1280)
+_MNASNET_A1 = (32, [(16, 1), (24, 3), (40, 3), (80, 3), (96, 2), (192, 4), (320, 1)], 1280)
+#: torchvision's MobileNetV3 tables (``_mobilenet_v3_conf`` at width_mult 1.0, no reduce_divider or dilation)
+_MOBILENET_V3_LARGE = (
+    16,
+    [(16, 1), (24, 1), (24, 1), (40, 3), (80, 1), (80, 1), (80, 2), (112, 2), (160, 3)],
+    960,
+)
+_MOBILENET_V3_SMALL = (16, [(16, 1), (24, 1), (24, 1), (40, 1), (40, 2), (48, 2), (96, 3)], 576)
 _EFFICIENTNET_B0 = (32, [(16, 1), (24, 2), (40, 2), (80, 3), (112, 3), (192, 4), (320, 1)], 1280)
 _BLOCKS = frozenset({"mbconv", "dwsep"})
 
@@ -47,6 +71,51 @@ def _table(data: dict[str, Any]) -> tuple[Any, list[tuple[Any, Any]], Any] | Non
         return None
     stages = [(layers[i].get("out_channels"), layers[i].get("repeat", 1)) for i in blocks]
     return layers[0].get("out_channels"), stages, head.get("out_channels")
+
+
+def _split_name(name: Any, reps: int) -> tuple[Any, Any]:
+    """The names of a group's first block and of the rest: ``features.4-6`` → ``features.4``, ``features.5-6``;
+    a whole stage ``blocks.3`` of n blocks → ``blocks.3.0``, ``blocks.3.1-(n − 1)``."""
+    if not isinstance(name, str):
+        return None, None
+    parent, _, last = name.rpartition(".")
+    a, dash, b = last.partition("-")
+    if parent and dash and a.isdigit() and b.isdigit():
+        nxt = int(a) + 1
+        return f"{parent}.{a}", f"{parent}.{nxt}" + (f"-{b}" if nxt < int(b) else "")
+    return f"{name}.0", f"{name}.1" + (f"-{reps - 1}" if reps > 2 else "")
+
+
+def _absolute_expansions(data: dict[str, Any]) -> None:
+    """Each mbconv's ``expansion: t`` as ``expanded_channels`` (in × t), which scales as torchvision's
+    ``adjust_channels`` does (make_divisible(e × w, 8)); a group whose first block's in × t differs from the
+    copies' out × t is split in two layers (the first, then the copies)."""
+    out: list[dict[str, Any]] = []
+    c: Any = data["input"]["channels"]
+    for layer in data["layers"]:
+        t = layer.get("expansion")
+        if layer["kind"] == "mbconv" and isinstance(t, int):
+            first = {k: v for k, v in layer.items() if k not in ("expansion", "repeat")}
+            first["expanded_channels"] = c * t
+            reps = layer.get("repeat", 1)
+            rest_e = layer["out_channels"] * t
+            if reps == 1 or rest_e == c * t:
+                out.append({**first, **({"repeat": reps} if reps != 1 else {})})
+            else:
+                name, rest_name = _split_name(layer.get("name"), reps)
+                if name is not None:
+                    first["name"] = name
+                rest = {k: v for k, v in first.items() if k not in ("stride", "aa", "name")}
+                rest["expanded_channels"] = rest_e
+                if rest_name is not None:
+                    rest["name"] = rest_name
+                if reps != 2:
+                    rest["repeat"] = reps - 1
+                out += [first, rest]
+        else:
+            out.append(layer)
+        c = layer.get("out_channels", layer.get("out_features", c))
+    data["layers"][:] = out
 
 
 def _head(data: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +142,29 @@ def recognise_scaling(data: dict[str, Any], module: Any) -> None:
         head = _head(data)
         del head["out_channels"]
         head["out_ratio"] = 4
+        data["scaling"] = {"divisor": 8}
+        data["provenance"]["scaling"] = "spec"
+    elif cls == "torchvision.models.mobilenetv3.MobileNetV3" and table in (_MOBILENET_V3_LARGE, _MOBILENET_V3_SMALL):
+        layers = data["layers"]
+        head = _head(data)
+        at = next(i for i, layer in enumerate(layers) if layer is head)
+        hidden = next((layer for layer in layers[at + 1 :] if layer["kind"] == "linear"), None)
+        if hidden is None or head["out_channels"] != 6 * table[1][-1][0]:
+            return
+        _absolute_expansions(data)
+        del head["out_channels"]
+        head["out_ratio"] = 6
+        hidden["scale_width"] = True  # last_channel = adjust_channels(1280 or 1024)
+        data["scaling"] = {"divisor": 8}
+        data["provenance"]["scaling"] = "width"
+    elif cls == "torchvision.models.mnasnet.MNASNet" and table == _MNASNET_A1:
+        _head(data)["scale_width"] = False
+        data["scaling"] = {"divisor": 8}
+        data["provenance"]["scaling"] = "width"
+    elif cls == "timm.models.efficientnet.EfficientNet" and table == _MOBILENET_V2:
+        if data.get("defaults", {}).get("activation") != "relu6":
+            return
+        _head(data)["width_floor"] = 1.0
         data["scaling"] = {"divisor": 8}
         data["provenance"]["scaling"] = "spec"
     elif cls == "timm.models.efficientnet.EfficientNet" and table == _EFFICIENTNET_B0:

@@ -25,7 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..errors import UsageError
 from ..spec import names as _names
 from . import timm_overrides
-from .dropouts import Dropout, drop_path_note, insert_dropouts
+from .dropouts import Dropout, drop_path_note, insert_dropouts, write_drop_path
 from .families import recognise_scaling
 from .recognise import Node
 from .se_rules import harmonise_se, timm_se
@@ -410,11 +410,23 @@ def _check_input(input: Any) -> tuple[int, int, int]:
     return int(input[0]), int(input[1]), int(input[2])
 
 
-def _post(data: dict[str, Any], problems: list[Any], module: nn.Module, tr: Trace) -> None:
-    """The post-passes on the spec data: dropouts where they ran; timm's classes (``implementation``); one SE rule
-    for the model where one fits (se_rules.py); equal consecutive blocks of a stage as one layer with ``repeat``
-    (stages.py); the scaling rules of a recognised family (families.py)."""
+def _post(
+    data: dict[str, Any],
+    problems: list[Any],
+    module: nn.Module,
+    tr: Trace,
+    depth: list[tuple[str, str, float]],
+    notes: list[str],
+) -> None:
+    """The post-passes on the spec data: dropouts where they ran; stochastic depth as ``drop_path`` (else a
+    note); timm's classes (``implementation``); one SE rule for the model where one fits (se_rules.py); equal
+    consecutive blocks of a stage as one layer with ``repeat`` (stages.py); the scaling rules of a recognised
+    family (families.py)."""
     insert_dropouts(data, tr.drops, tr.nodes, problems)
+    if not write_drop_path(data, depth):
+        note = drop_path_note(depth)
+        if note:
+            notes.append(note)
     timm = timm_overrides.is_timm(module)
     if timm:
         timm_overrides.apply(data, module)
@@ -470,9 +482,6 @@ def from_torch(
         if type(m).__name__ in ("StochasticDepth", "DropPath")
         and (p := getattr(m, "p", getattr(m, "drop_prob", 0.0)) or 0.0) > 0
     ]
-    note = drop_path_note(depth)
-    if note:
-        notes.append(note)
     source = {"params": params, "buffers": buffers, "macs": tr.macs, "output": tr.output_shape}
     where = f"{'x'.join(map(str, shape))} from {input_from or 'the input given to from_torch'}"
     spec = build(
@@ -485,7 +494,7 @@ def from_torch(
         notes,
         symbolic_resolution,
         input_from=where,
-        post=lambda data, problems: _post(data, problems, module, tr),
+        post=lambda data, problems: _post(data, problems, module, tr, depth, notes),
     )
     if unused:
         from .core import report_of

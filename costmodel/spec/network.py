@@ -115,6 +115,24 @@ class Provenance(Model):
     )
 
 
+class DropPath(Model):
+    """Stochastic depth (torchvision's ``StochasticDepth``, timm's ``DropPath``) on each block's residual branch.
+
+    The blocks are the layers of a kind with a ``residual`` field, repeats expanded, in network order: block i of
+    B drops its residual branch with p_i = ``rate`` × i / B (``schedule: linear``: torchvision's
+    ``stochastic_depth_prob × block_idx / total_blocks``, timm's ``drop_path_rate × block_idx / block_count``; the
+    first block has p 0) or p_i = ``rate`` (``constant``). In train mode a block with p_i > 0 and a residual add
+    computes ``x · noise / (1 − p_i)`` with ``noise`` an N × 1 × 1 × 1 Bernoulli tensor of x's dtype: autograd saves
+    that noise (N values), nothing else (x needs no saving: the noise needs no gradient). The identity at inference:
+    no params, MACs, FLOPs or inference memory; only ``costmodel train``'s saved bytes change (docs/training.md).
+    """
+
+    rate: float = Field(ge=0.0, lt=1.0, description="the drop probability the schedule scales (0 ≤ rate < 1)")
+    schedule: Literal["linear", "constant"] = Field(
+        "linear", description="linear: p_i = rate × i / B (block i of B); constant: p_i = rate"
+    )
+
+
 def scaling_refusal(provenance: Provenance | None, width: bool = True, depth: bool = True) -> str | None:
     """Why a width (``width``) or depth (``depth``) multiplier cannot apply to a spec with this provenance (None:
     it can)."""
@@ -159,6 +177,9 @@ class NetworkSpec(Model):
     )
     provenance: Provenance | None = Field(
         None, description="where an imported spec came from (costmodel import writes it): docs/import.md"
+    )
+    drop_path: DropPath | None = Field(
+        None, description="stochastic depth on the blocks' residual branches: training memory only (docs/spec.md)"
     )
     layers: list[AnyLayer] = Field(min_length=1)
 
