@@ -172,6 +172,54 @@ def test_rmsnorm_as_the_first_layer_saves_only_the_normalized_input():
     check(spec)
 
 
+# ---------------------------------------------------------------- 'same' padding: Conv2dSame saves its padded input
+
+SAME = {"kind": "conv", "out_channels": 6, "kernel": 3, "stride": 2, "padding": "same"}
+
+
+@pytest.mark.parametrize("size", [8, 9])
+@pytest.mark.parametrize(
+    "layers",
+    [
+        [SAME],  # the first layer: F.pad copies the network input (which needs no grad); the conv saves the copy
+        [STEM, SAME],
+        [STEM, {**SAME, "kernel": 5}],
+        [STEM, {**SAME, "kernel": 1}],  # a 1×1 at stride 2: a pad of 0 on an even size, still a new tensor
+        [STEM, {**SAME, "stride": 1, "kernel": 3, "dilation": 2}, {**SAME, "kernel": 3, "dilation": 2}],
+        [STEM, {**SAME, "out_channels": 8, "groups": 8}],  # depthwise
+    ],
+)  # fmt: skip
+def test_same_padding_saves_the_padded_input(layers, size):
+    """torchref's Conv2dSame (timm's): ``F.pad`` then the conv, which saves the padded tensor, not its input."""
+    spec = {"input": {"channels": 3, "height": size, "width": size - 1, "batch": 2}, "layers": layers}
+    check(spec)
+    check(spec, "bf16-mixed", torch_convention=False)
+
+
+def test_same_padding_pinned_by_hand():
+    """A 3×3 s2 'same' conv on 3×8×8, batch 2: ceil(8/2) = 4, pad (4 − 1)·2 + 3 − 8 = 1 (0 before, 1 after), so
+    F.pad's copy is 3×9×9 — 2·3·81·4 = 1,944 bytes saved, not the input's 2·3·64·4 = 1,536."""
+    spec = spec_of({"input": {"channels": 3, "height": 8, "width": 8, "batch": 2}, "layers": [SAME]})
+    (row,) = [t for t in costmodel.train(spec).rows if t.row.op.name == "conv2d"]
+    assert row.saved == [("padded input", 1_944)]
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "tf_efficientnet_b0", "tf_mixnet_s"])
+def test_same_padding_against_timm(name):
+    """The shipped ``pad_type: same`` specs at 64 px, batch 2, against timm's own model (zoo env): the bytes
+    ``saved_tensors_hooks`` packs in its train-mode forward (tests/test_import_training.py's measure)."""
+    timm = pytest.importorskip("timm")
+    from costmodel.spec import loader
+    from tests.test_import_training import saved_bytes
+
+    path = ROOT / "specs" / "timm" / f"{name}.yaml"
+    data, src = loader.parse_yaml(path.read_text(), str(path))
+    data["input"]["height"] = data["input"]["width"] = 64
+    data["input"]["batch"] = 2
+    ours = costmodel.train(loader.validate(data, src)).totals["saved_bytes"]
+    assert ours == saved_bytes(timm.create_model(name, pretrained=False), (3, 64, 64), 2)
+
+
 # ---------------------------------------------------------------- pinned by hand arithmetic
 
 

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine.ops import same_pad
 from ..engine.report import Report, Row
 from ..engine.symbols import Num, maximum, total
 from ..errors import UsageError
@@ -237,6 +238,9 @@ def training(
                     if mixed and (token == "weight" or in_grad):
                         weights = r.costs["params"] - (op.output[0] if op.bias else 0)
                         keep(("weight", i), f"weight ({half}-byte copy)", weights * half)
+                elif token == "padded":  # Conv2dSame: F.pad's copy, then the conv saves that (engine/ops.py SAVES)
+                    width = half if mixed else dtypes[ins[0]]
+                    keep(("padded", i), "padded input", _padded(op) * report.batch * width)
                 elif token == "stats":
                     c = op.input[0]
                     keep(("running", i), RUNNING, 2 * c * FLOAT32)
@@ -295,6 +299,19 @@ def training(
     if checkpoint == "blocks":
         result.checkpoint_saved_bytes, result.saved_buffer_bytes = _checkpointed(result, sizes, dtypes)
     return result
+
+
+def _padded(op: Any) -> Num:
+    """Elements per sample of the padded input a Conv2dSame saves: C × (H + pad_h) × (W + pad_w)."""
+    c, h, w = op.input
+    a = op.attrs
+    k, kw, s, d = a["kernel"], a.get("kernel_w", a["kernel"]), a["stride"], a.get("dilation", 1)
+    if not all(isinstance(v, int) for v in (h, w, k, kw, s, d)):
+        raise UsageError(
+            f"training memory of the 'same'-padded conv {op.detail} (Conv2dSame) with a symbolic size or kernel "
+            "is not modelled (its pad depends on the size modulo the stride)"
+        )
+    return c * (h + same_pad(h, s, k, d)) * (w + same_pad(w, s, kw, d))
 
 
 def _checkpointed(tr: Training, sizes: dict[int, Num], dtypes: dict[int, int]) -> tuple[Num, Num]:

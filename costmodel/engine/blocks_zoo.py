@@ -80,7 +80,7 @@ def mixed_unit(
     for k, ci, co in zip(kernels, ins, outs, strict=True):
         conv = ops.conv2d((ci, h, w), a.n, co, k, stride, ci if depthwise else 1, a.bias)
         if dynamic_same(a, None, k, stride):
-            conv.variant = "same"  # tf_mixnet: MixedConv2d of Conv2dSame
+            ops.mark_same(conv)  # tf_mixnet: MixedConv2d of Conv2dSame
         parts.append(f.add(stage, conv, (src,)))
     f.add(stage, ops.concat(tuple(f.shape(p) for p in parts), a.n), tuple(parts))
     return _norm_act(f, a, stage, act)

@@ -45,12 +45,15 @@ BN_FLOPS_PER_ELEMENT = 2  # inference BatchNorm folds to a·x + b
 #: sigmoid save their output (the derivative is a function of it), the others their input.
 ACTIVATION_SAVES: dict[str, tuple[str, ...]] = {name: a.saves for name, a in _names.ACTIVATIONS.items()}
 
-SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rms", "attention")
+SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rms", "attention", "padded")
 """The tokens of an op's saving rule (``Op.saves``): what autograd keeps for backward in train mode.
 
 * ``input`` — its (first) input tensor; ``inputs`` — each input, kept when another input requires grad
   (``x · gate`` keeps the gate for x's gradient and x for the gate's);
 * ``output`` — its output tensor;
+* ``padded`` — (a conv marked ``variant="same"``: timm's Conv2dSame, and torchref's) the zero-padded copy of
+  its input that ``F.pad`` makes before the conv — C × (H + pad_h) × (W + pad_w) per sample, a new tensor
+  even when both pads are 0 — instead of the input itself (under autocast, its half copy);
 * ``weight`` — its weight, always (a parameter: not an activation in float32; under autocast the half
   copy autocast makes, which is a new tensor); ``weight_t`` — the same, kept only when the input
   requires grad (linear's ``addmm`` keeps ``weight.t()`` for the input's gradient only);
@@ -129,6 +132,24 @@ def spatial_out(size: Num, stride: Num, kernel: Num = 1, padding: Num | str | No
         return floordiv(size - 1, stride) + 1
     p: Num = 0 if padding == "valid" or isinstance(padding, str) else padding
     return floordiv(size + 2 * p - dilation * (kernel - 1) - 1, stride) + 1
+
+
+def same_pad(size: int, stride: int, kernel: int, dilation: int = 1) -> int:
+    """The total 'SAME' pad along one axis (timm's get_same_padding, TensorFlow):
+    max((ceil(H/s) − 1)·s + d(k − 1) + 1 − H, 0); Conv2dSame puts pad // 2 before and the rest after.
+    Numbers only: the pad depends on H mod s."""
+    out = -(-size // stride)
+    return max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+
+
+def mark_same(op: Op, dilation: Num = 1) -> Op:
+    """``op`` (a conv) marked as timm's Conv2dSame: ``F.pad`` to 'SAME' (asymmetric where odd), then the conv
+    unpadded. Records the dilation for the padded tensor it saves in training (SAVES ``padded``)."""
+    op.variant = "same"
+    op.saves = ("padded", "weight")
+    if dilation != 1:
+        op.attrs["dilation"] = dilation
+    return op
 
 
 def conv2d(
