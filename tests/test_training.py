@@ -204,10 +204,20 @@ def test_same_padding_pinned_by_hand():
     assert row.saved == [("padded input", 1_944)]
 
 
-@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "tf_efficientnet_b0", "tf_mixnet_s"])
-def test_same_padding_against_timm(name):
-    """The shipped ``pad_type: same`` specs at 64 px, batch 2, against timm's own model (zoo env): the bytes
-    ``saved_tensors_hooks`` packs in its train-mode forward (tests/test_import_training.py's measure)."""
+TIMM_CHECKED = [
+    "tf_efficientnet_lite0",  # pad_type: same (Conv2dSame)
+    "tf_efficientnet_b0",
+    "tf_mixnet_s",  # MixedConv2d of Conv2dSame
+    "efficientnet_b0_gn",  # GroupNormAct
+    "test_efficientnet_gn",
+    "test_efficientnet_ln",  # LayerNormAct2d
+]
+
+
+@pytest.mark.parametrize("name", TIMM_CHECKED)
+def test_saved_bytes_against_timm(name):
+    """Shipped specs at 64 px, batch 2, against timm's own model (zoo env): the bytes ``saved_tensors_hooks``
+    packs in its train-mode forward (tests/test_import_training.py's measure)."""
     timm = pytest.importorskip("timm")
     from costmodel.spec import loader
     from tests.test_import_training import saved_bytes
@@ -218,6 +228,48 @@ def test_same_padding_against_timm(name):
     data["input"]["batch"] = 2
     ours = costmodel.train(loader.validate(data, src)).totals["saved_bytes"]
     assert ours == saved_bytes(timm.create_model(name, pretrained=False), (3, 64, 64), 2)
+
+
+# ---------------------------------------------------------------- GroupNorm, LayerNorm2d
+
+MB = {"kind": "mbconv", "out_channels": 8, "expansion": 4, "kernel": 3, "stride": 2, "se": 0.25}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bf16-mixed", "fp16-mixed"])
+@pytest.mark.parametrize(
+    "defaults,layers",
+    [
+        ({"norm": "groupnorm", "norm_groups": 4}, [STEM, MB]),
+        ({"norm": "groupnorm", "norm_groups": 1}, [{"kind": "norm"}, STEM]),  # on the network input
+        ({"norm": "layernorm"}, [STEM, MB]),
+        ({"norm": "layernorm"}, [{"kind": "norm"}, STEM]),
+    ],
+)  # fmt: skip
+def test_groupnorm_and_layernorm_against_saved_tensors_hooks(defaults, layers, dtype):
+    """GroupNorm (input; mean and rstd, N × G float32) and LayerNorm2d (input; mean and rstd, N·H·W float32)
+    against a real step of torchref's module, float32 and under autocast."""
+    spec = {"input": {"channels": 3, "height": 9, "width": 8, "batch": 2}, "defaults": defaults, "layers": layers}
+    check(spec, dtype, torch_convention=dtype == "float32")
+
+
+def test_groupnorm_pinned_by_hand_and_blur_refused():
+    """GroupNorm(4 groups) on 8×4×4, batch 2: its input 2·8·16·4 = 1,024 bytes and mean, rstd 2·2·4·4 = 64.
+    Blur pool stays refused: timm's 'blur' (reflect pad, which saves its input) and 'blurpc' (zero pad, which
+    saves nothing; efficientnet_blur_b0 uses it) save different bytes, and ``aa: blur`` names neither."""
+    gn = spec_of(
+        {
+            "input": {"channels": 8, "height": 4, "width": 4, "batch": 2},
+            "defaults": {"norm": "groupnorm", "norm_groups": 4},
+            "layers": [STEM],
+        }
+    )
+    (row,) = [t for t in costmodel.train(gn).rows if t.row.op.name == "groupnorm"]
+    assert row.saved == [("input", 1_024), ("mean/rstd", 64)]
+    from costmodel.errors import UsageError
+
+    blur = spec_of({"input": {"channels": 3, "height": 8, "width": 8}, "layers": [{**STEM, "stride": 2, "aa": "blur"}]})
+    with pytest.raises(UsageError, match="'blurpool' is not modelled yet"):
+        costmodel.train(blur)
 
 
 # ---------------------------------------------------------------- pinned by hand arithmetic

@@ -241,6 +241,8 @@ def training(
                 elif token == "padded":  # Conv2dSame: F.pad's copy, then the conv saves that (engine/ops.py SAVES)
                     width = half if mixed else dtypes[ins[0]]
                     keep(("padded", i), "padded input", _padded(op) * report.batch * width)
+                elif token == "moments":  # GroupNorm / LayerNorm2d: mean and 1/σ, float32 (engine/ops.py SAVES)
+                    keep(("moments", i), "mean/rstd", 2 * report.batch * op.attrs["moments"] * FLOAT32)
                 elif token == "stats":
                     c = op.input[0]
                     keep(("running", i), RUNNING, 2 * c * FLOAT32)
@@ -273,9 +275,9 @@ def training(
         attn = op.category == "attention"  # two matmuls, both operands of each needing grad
         fwd = r.costs["macs"] if gemm or attn else 0
         gi = fwd if gemm and in_grad else 2 * fwd if attn else 0
-        gw: Num = fwd
+        gw: Num = fwd if _nonzero(r.costs["params"]) else 0  # a fixed filter (blur pool's buffer) has no gradient
         if gemm and convention == "torch" and op.category == "conv":
-            gw = fwd * op.attrs.get("groups", 1)
+            gw = gw * op.attrs.get("groups", 1)
         if not gemm:
             gw = 0
         bias_grad = r.costs["activations"] if gemm and op.bias else 0

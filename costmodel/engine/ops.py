@@ -45,12 +45,15 @@ BN_FLOPS_PER_ELEMENT = 2  # inference BatchNorm folds to a·x + b
 #: sigmoid save their output (the derivative is a function of it), the others their input.
 ACTIVATION_SAVES: dict[str, tuple[str, ...]] = {name: a.saves for name, a in _names.ACTIVATIONS.items()}
 
-SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rms", "attention", "padded")
+SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rms", "attention", "padded", "moments")
 """The tokens of an op's saving rule (``Op.saves``): what autograd keeps for backward in train mode.
 
 * ``input`` — its (first) input tensor; ``inputs`` — each input, kept when another input requires grad
   (``x · gate`` keeps the gate for x's gradient and x for the gate's);
 * ``output`` — its output tensor;
+* ``moments`` — GroupNorm's and LayerNorm2d's per-sample statistics, mean and 1/σ, float32 even under
+  autocast: ``attrs["moments"]`` values each per sample (GroupNorm: its G groups; LayerNorm2d: H × W
+  positions, ``native_layer_norm`` on the channels-last view);
 * ``padded`` — (a conv marked ``variant="same"``: timm's Conv2dSame, and torchref's) the zero-padded copy of
   its input that ``F.pad`` makes before the conv — C × (H + pad_h) × (W + pad_w) per sample, a new tensor
   even when both pads are 0 — instead of the input itself (under autocast, its half copy);
@@ -227,7 +230,16 @@ def groupnorm(inp: Shape, n: Num, groups: Num = 1) -> Op:
     """
     c = inp[0]
     flops = (NORM_STAT_FLOPS + 4) * n * numel(inp)
-    return Op("groupnorm", f"{c} g{groups}", _costs(2 * c, 0, 0, flops), inp, inp, "norm", attrs={"groups": groups})
+    return Op(
+        "groupnorm",
+        f"{c} g{groups}",
+        _costs(2 * c, 0, 0, flops),
+        inp,
+        inp,
+        "norm",
+        attrs={"groups": groups, "moments": groups},
+        saves=("input", "moments"),  # native_group_norm: input, γ (a parameter), mean and rstd (N × G each)
+    )
 
 
 def layernorm2d(inp: Shape, n: Num) -> Op:
@@ -236,7 +248,16 @@ def layernorm2d(inp: Shape, n: Num) -> Op:
     """
     c = inp[0]
     flops = (NORM_STAT_FLOPS + 4) * n * numel(inp)
-    return Op("layernorm2d", f"{c}", _costs(2 * c, 0, 0, flops), inp, inp, "norm")
+    return Op(
+        "layernorm2d",
+        f"{c}",
+        _costs(2 * c, 0, 0, flops),
+        inp,
+        inp,
+        "norm",
+        attrs={"moments": inp[1] * inp[2]},
+        saves=("input", "moments"),  # native_layer_norm: input (a view), γ, β (parameters), mean and rstd (N·H·W)
+    )
 
 
 def evonorm_s0(inp: Shape, n: Num, groups: Num = 1, act: bool = True) -> Op:
@@ -336,6 +357,9 @@ def blur(inp: Shape, n: Num, stride: Num = 2, size: int = 3) -> Op:
         (c, ho, wo),
         "conv",
         attrs={"kernel": size, "stride": stride, "groups": c, "padding": p},
+        # not modelled (refused): timm's 'blur' reflect-pads (reflection_pad2d saves its input), its 'blurpc' — what
+        # the shipped timm blur models use — pads with zeros (saves nothing); the spec's ``aa: blur`` names neither
+        saves=None,
     )
 
 
