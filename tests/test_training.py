@@ -211,6 +211,8 @@ TIMM_CHECKED = [
     "efficientnet_b0_gn",  # GroupNormAct
     "test_efficientnet_gn",
     "test_efficientnet_ln",  # LayerNormAct2d
+    "efficientnet_cc_b0_4e",  # CondConv2d
+    "tf_efficientnet_cc_b0_4e",  # CondConv2d with 'same' padding
 ]
 
 
@@ -270,6 +272,36 @@ def test_groupnorm_pinned_by_hand_and_blur_refused():
     blur = spec_of({"input": {"channels": 3, "height": 8, "width": 8}, "layers": [{**STEM, "stride": 2, "aa": "blur"}]})
     with pytest.raises(UsageError, match="'blurpool' is not modelled yet"):
         costmodel.train(blur)
+
+
+# ---------------------------------------------------------------- CondConv
+
+CC = {"kind": "condconv", "out_channels": 8, "expansion": 2, "kernel": 3, "experts": 3}
+
+
+@pytest.mark.parametrize(
+    "defaults,layer",
+    [
+        ({}, CC),
+        ({}, {**CC, "stride": 2, "se": 0.25}),
+        ({"bias": True}, {**CC, "experts": 2}),  # the mixed bias is not saved
+        ({}, {**CC, "out_channels": 16}),
+    ],
+)  # fmt: skip
+def test_condconv_against_saved_tensors_hooks(defaults, layer):
+    """CondConv (timm's CondConv2d): mm(r, experts) saves r; the conv with groups N·g saves its input and the
+    mixed per-sample weights (N·Cout·Cin/g·k², a new tensor). MACs: the mm's two gradients and the conv's; the
+    torch convention multiplies the conv's weight gradient by all N·g groups."""
+    inp = {"channels": 3, "height": 9, "width": 8, "batch": 2}
+    check({"input": inp, "defaults": defaults, "layers": [STEM, layer]})
+
+
+def test_condconv_refused_under_autocast():
+    from costmodel.errors import UsageError
+
+    spec = spec_of({"input": {"channels": 3, "height": 8, "width": 8}, "layers": [STEM, CC]})
+    with pytest.raises(UsageError, match="CondConv under autocast"):
+        costmodel.train(spec, dtype="bf16-mixed")
 
 
 # ---------------------------------------------------------------- pinned by hand arithmetic

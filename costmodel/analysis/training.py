@@ -234,6 +234,8 @@ def training(
                             tensor(t, f"input {j}")
                 elif token == "output":
                     keep(r.tensor, "output", out_bytes)
+                elif token in ("weight", "weight_t") and op.name == "expert_mix" and mixed:
+                    raise UsageError("training memory of CondConv under autocast is not modelled yet")
                 elif token in ("weight", "weight_t"):
                     if mixed and (token == "weight" or in_grad):
                         weights = r.costs["params"] - (op.output[0] if op.bias else 0)
@@ -241,6 +243,11 @@ def training(
                 elif token == "padded":  # Conv2dSame: F.pad's copy, then the conv saves that (engine/ops.py SAVES)
                     width = half if mixed else dtypes[ins[0]]
                     keep(("padded", i), "padded input", _padded(op) * report.batch * width)
+                elif token == "mixed":  # CondConv: the per-sample weights r @ experts (engine/ops.py SAVES)
+                    if mixed:
+                        raise UsageError("training memory of CondConv under autocast is not modelled yet")
+                    per = op.attrs["mixed"]
+                    keep(ins[1], "mixed weights", report.batch * per * FLOAT32)
                 elif token == "moments":  # GroupNorm / LayerNorm2d: mean and 1/σ, float32 (engine/ops.py SAVES)
                     keep(("moments", i), "mean/rstd", 2 * report.batch * op.attrs["moments"] * FLOAT32)
                 elif token == "stats":
@@ -275,9 +282,10 @@ def training(
         attn = op.category == "attention"  # two matmuls, both operands of each needing grad
         fwd = r.costs["macs"] if gemm or attn else 0
         gi = fwd if gemm and in_grad else 2 * fwd if attn else 0
-        gw: Num = fwd if _nonzero(r.costs["params"]) else 0  # a fixed filter (blur pool's buffer) has no gradient
+        gw: Num = fwd
         if gemm and convention == "torch" and op.category == "conv":
-            gw = gw * op.attrs.get("groups", 1)
+            # CondConv's mixed conv runs as one conv with groups N·g: FlopCounterMode multiplies by all of them
+            gw = fwd * op.attrs.get("groups", 1) * (report.batch if op.variant == "cond" else 1)
         if not gemm:
             gw = 0
         bias_grad = r.costs["activations"] if gemm and op.bias else 0

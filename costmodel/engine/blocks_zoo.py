@@ -255,6 +255,9 @@ def cond_conv_unit(
     step.op.costs = dict(step.op.costs) | {"params": 0}
     step.op.detail += " mixed"
     step.op.variant = "cond"  # CondConv2d's F.conv2d with the mixed weights, inside one module with the mixing
+    # in training it saves its input (or Conv2dSame's padded copy) and the mixed weights, not a parameter
+    step.op.saves = tuple("mixed" if t == "weight" else t for t in step.op.saves or ())
+    step.op.attrs["mixed"] = conv.costs["params"] - (out_channels if a.bias else 0)
     step.inputs = (src, mix)
     return out
 

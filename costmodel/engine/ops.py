@@ -45,7 +45,10 @@ BN_FLOPS_PER_ELEMENT = 2  # inference BatchNorm folds to a·x + b
 #: sigmoid save their output (the derivative is a function of it), the others their input.
 ACTIVATION_SAVES: dict[str, tuple[str, ...]] = {name: a.saves for name, a in _names.ACTIVATIONS.items()}
 
-SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rms", "attention", "padded", "moments")
+SAVES = (
+    *("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rms", "attention"),
+    *("padded", "moments", "mixed"),
+)
 """The tokens of an op's saving rule (``Op.saves``): what autograd keeps for backward in train mode.
 
 * ``input`` — its (first) input tensor; ``inputs`` — each input, kept when another input requires grad
@@ -54,6 +57,9 @@ SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rm
 * ``moments`` — GroupNorm's and LayerNorm2d's per-sample statistics, mean and 1/σ, float32 even under
   autocast: ``attrs["moments"]`` values each per sample (GroupNorm: its G groups; LayerNorm2d: H × W
   positions, ``native_layer_norm`` on the channels-last view);
+* ``mixed`` — CondConv's conv, ``F.conv2d(x, w)`` with the per-sample weights w = r @ experts: w, a new
+  tensor of ``attrs["mixed"]`` values per sample (Cout·Cin/g·k²; the mixed bias is not saved), kept beside
+  its input (float32 only; under autocast refused);
 * ``padded`` — (a conv marked ``variant="same"``: timm's Conv2dSame, and torchref's) the zero-padded copy of
   its input that ``F.pad`` makes before the conv — C × (H + pad_h) × (W + pad_w) per sample, a new tensor
   even when both pads are 0 — instead of the input itself (under autocast, its half copy);
@@ -533,7 +539,7 @@ def expert_mix(routing: Shape, n: Num, weight_numel: Num) -> Op:
         routing,
         (weight_numel,),
         "linear",
-        saves=None,
+        saves=("input", "weight_t"),  # mm(r, experts): r for the experts' gradient; the experts are parameters
     )
 
 
