@@ -160,6 +160,14 @@ def test_attention_saving_rule_by_hand_and_its_refusals():
     )
     with pytest.raises(UsageError, match="not modelled yet"):
         costmodel.train(mhsa)
+    one_head = costmodel.NetworkSpec.model_validate(  # one head: refused too (it read the key tensor 1 of 1 input)
+        {
+            "input": {"channels": 8, "height": 6, "width": 6},
+            "layers": [STEM, {"kind": "attention", "out_channels": 8, "heads": 1, "multi_query": False}],
+        }
+    )
+    with pytest.raises(UsageError, match="not modelled yet"):
+        costmodel.train(one_head)
 
 
 def test_rmsnorm_as_the_first_layer_saves_only_the_normalized_input():
