@@ -210,6 +210,11 @@ def test_same_padding_pinned_by_hand():
     spec = spec_of({"input": {"channels": 3, "height": 8, "width": 8, "batch": 2}, "layers": [SAME]})
     (row,) = [t for t in costmodel.train(spec).rows if t.row.op.name == "conv2d"]
     assert row.saved == [("padded input", 1_944)]
+    from costmodel.errors import UsageError
+
+    symbolic = spec_of({"input": {"channels": 3, "height": "H", "width": "H"}, "layers": [SAME]})
+    with pytest.raises(UsageError, match="symbolic size"):  # the pad depends on H mod s: refused, not guessed
+        costmodel.train(symbolic)
 
 
 TIMM_CHECKED = [
