@@ -201,10 +201,11 @@ def conv_bn_act(
     anti = aa is not None and s > 1
     cs = 1 if anti else s
     conv: nn.Module
-    if padding == "same":
+    static = cs == 1 and dilation * (k - 1) % 2 == 0  # timm's is_static_pad: 'same' is then plain symmetric padding
+    if padding == "same" and not static:
         conv = Conv2dSame(cin, cout, k, cs, 0, dilation, groups=g, bias=cfg.bias)
     else:
-        p = dilation * (k - 1) // 2 if padding is None else (0 if padding == "valid" else int(padding))
+        p = dilation * (k - 1) // 2 if padding in (None, "same") else (0 if padding == "valid" else int(padding))
         conv = nn.Conv2d(cin, cout, k, cs, p, dilation, groups=g, bias=cfg.bias)
     mods: list[nn.Module] = [conv]
     name = cfg.act if activation is None else activation

@@ -160,6 +160,14 @@ def test_attention_saving_rule_by_hand_and_its_refusals():
     )
     with pytest.raises(UsageError, match="not modelled yet"):
         costmodel.train(mhsa)
+    one_head = costmodel.NetworkSpec.model_validate(  # one head: refused too (it read the key tensor 1 of 1 input)
+        {
+            "input": {"channels": 8, "height": 6, "width": 6},
+            "layers": [STEM, {"kind": "attention", "out_channels": 8, "heads": 1, "multi_query": False}],
+        }
+    )
+    with pytest.raises(UsageError, match="not modelled yet"):
+        costmodel.train(one_head)
 
 
 def test_rmsnorm_as_the_first_layer_saves_only_the_normalized_input():
@@ -170,6 +178,143 @@ def test_rmsnorm_as_the_first_layer_saves_only_the_normalized_input():
     )
     assert costmodel.train(spec).totals["saved_bytes"] == 1_536
     check(spec)
+
+
+# ---------------------------------------------------------------- 'same' padding: Conv2dSame saves its padded input
+
+SAME = {"kind": "conv", "out_channels": 6, "kernel": 3, "stride": 2, "padding": "same"}
+
+
+@pytest.mark.parametrize("size", [8, 9])
+@pytest.mark.parametrize(
+    "layers",
+    [
+        [SAME],  # the first layer: F.pad copies the network input (which needs no grad); the conv saves the copy
+        [STEM, SAME],
+        [STEM, {**SAME, "kernel": 5}],
+        [STEM, {**SAME, "kernel": 1}],  # a 1×1 at stride 2: a pad of 0 on an even size, still a new tensor
+        [STEM, {**SAME, "stride": 1, "kernel": 3, "dilation": 2}, {**SAME, "kernel": 3, "dilation": 2}],
+        [STEM, {**SAME, "out_channels": 8, "groups": 8}],  # depthwise
+    ],
+)  # fmt: skip
+def test_same_padding_saves_the_padded_input(layers, size):
+    """torchref's Conv2dSame (timm's): ``F.pad`` then the conv, which saves the padded tensor, not its input."""
+    spec = {"input": {"channels": 3, "height": size, "width": size - 1, "batch": 2}, "layers": layers}
+    check(spec)
+    check(spec, "bf16-mixed", torch_convention=False)
+
+
+def test_same_padding_pinned_by_hand():
+    """A 3×3 s2 'same' conv on 3×8×8, batch 2: ceil(8/2) = 4, pad (4 − 1)·2 + 3 − 8 = 1 (0 before, 1 after), so
+    F.pad's copy is 3×9×9 — 2·3·81·4 = 1,944 bytes saved, not the input's 2·3·64·4 = 1,536."""
+    spec = spec_of({"input": {"channels": 3, "height": 8, "width": 8, "batch": 2}, "layers": [SAME]})
+    (row,) = [t for t in costmodel.train(spec).rows if t.row.op.name == "conv2d"]
+    assert row.saved == [("padded input", 1_944)]
+    from costmodel.errors import UsageError
+
+    symbolic = spec_of({"input": {"channels": 3, "height": "H", "width": "H"}, "layers": [SAME]})
+    with pytest.raises(UsageError, match="symbolic size"):  # the pad depends on H mod s: refused, not guessed
+        costmodel.train(symbolic)
+
+
+TIMM_CHECKED = [
+    "tf_efficientnet_lite0",  # pad_type: same (Conv2dSame)
+    "tf_efficientnet_b0",
+    "tf_mixnet_s",  # MixedConv2d of Conv2dSame
+    "efficientnet_b0_gn",  # GroupNormAct
+    "test_efficientnet_gn",
+    "test_efficientnet_ln",  # LayerNormAct2d
+    "efficientnet_cc_b0_4e",  # CondConv2d
+    "tf_efficientnet_cc_b0_4e",  # CondConv2d with 'same' padding
+]
+
+
+@pytest.mark.parametrize("name", TIMM_CHECKED)
+def test_saved_bytes_against_timm(name):
+    """Shipped specs at 64 px, batch 2, against timm's own model (zoo env): the bytes ``saved_tensors_hooks``
+    packs in its train-mode forward (tests/test_import_training.py's measure)."""
+    timm = pytest.importorskip("timm")
+    from costmodel.spec import loader
+    from tests.test_import_training import saved_bytes
+
+    path = ROOT / "specs" / "timm" / f"{name}.yaml"
+    data, src = loader.parse_yaml(path.read_text(), str(path))
+    data["input"]["height"] = data["input"]["width"] = 64
+    data["input"]["batch"] = 2
+    ours = costmodel.train(loader.validate(data, src)).totals["saved_bytes"]
+    assert ours == saved_bytes(timm.create_model(name, pretrained=False), (3, 64, 64), 2)
+
+
+# ---------------------------------------------------------------- GroupNorm, LayerNorm2d
+
+MB = {"kind": "mbconv", "out_channels": 8, "expansion": 4, "kernel": 3, "stride": 2, "se": 0.25}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bf16-mixed", "fp16-mixed"])
+@pytest.mark.parametrize(
+    "defaults,layers",
+    [
+        ({"norm": "groupnorm", "norm_groups": 4}, [STEM, MB]),
+        ({"norm": "groupnorm", "norm_groups": 1}, [{"kind": "norm"}, STEM]),  # on the network input
+        ({"norm": "layernorm"}, [STEM, MB]),
+        ({"norm": "layernorm"}, [{"kind": "norm"}, STEM]),
+    ],
+)  # fmt: skip
+def test_groupnorm_and_layernorm_against_saved_tensors_hooks(defaults, layers, dtype):
+    """GroupNorm (input; mean and rstd, N × G float32) and LayerNorm2d (input; mean and rstd, N·H·W float32)
+    against a real step of torchref's module, float32 and under autocast."""
+    spec = {"input": {"channels": 3, "height": 9, "width": 8, "batch": 2}, "defaults": defaults, "layers": layers}
+    check(spec, dtype, torch_convention=dtype == "float32")
+
+
+def test_groupnorm_pinned_by_hand_and_blur_refused():
+    """GroupNorm(4 groups) on 8×4×4, batch 2: its input 2·8·16·4 = 1,024 bytes and mean, rstd 2·2·4·4 = 64.
+    Blur pool stays refused: timm's 'blur' (reflect pad, which saves its input) and 'blurpc' (zero pad, which
+    saves nothing; efficientnet_blur_b0 uses it) save different bytes, and ``aa: blur`` names neither."""
+    gn = spec_of(
+        {
+            "input": {"channels": 8, "height": 4, "width": 4, "batch": 2},
+            "defaults": {"norm": "groupnorm", "norm_groups": 4},
+            "layers": [STEM],
+        }
+    )
+    (row,) = [t for t in costmodel.train(gn).rows if t.row.op.name == "groupnorm"]
+    assert row.saved == [("input", 1_024), ("mean/rstd", 64)]
+    from costmodel.errors import UsageError
+
+    blur = spec_of({"input": {"channels": 3, "height": 8, "width": 8}, "layers": [{**STEM, "stride": 2, "aa": "blur"}]})
+    with pytest.raises(UsageError, match="'blurpool' is not modelled yet"):
+        costmodel.train(blur)
+
+
+# ---------------------------------------------------------------- CondConv
+
+CC = {"kind": "condconv", "out_channels": 8, "expansion": 2, "kernel": 3, "experts": 3}
+
+
+@pytest.mark.parametrize(
+    "defaults,layer",
+    [
+        ({}, CC),
+        ({}, {**CC, "stride": 2, "se": 0.25}),
+        ({"bias": True}, {**CC, "experts": 2}),  # the mixed bias is not saved
+        ({}, {**CC, "out_channels": 16}),
+    ],
+)  # fmt: skip
+def test_condconv_against_saved_tensors_hooks(defaults, layer):
+    """CondConv (timm's CondConv2d): mm(r, experts) saves r; the conv with groups N·g saves its input and the
+    mixed per-sample weights (N·Cout·Cin/g·k², a new tensor). MACs: the mm's two gradients and the conv's; the
+    torch convention multiplies the conv's weight gradient by all N·g groups."""
+    inp = {"channels": 3, "height": 9, "width": 8, "batch": 2}
+    check({"input": inp, "defaults": defaults, "layers": [STEM, layer]})
+
+
+def test_condconv_refused_under_autocast():
+    from costmodel.errors import UsageError
+
+    spec = spec_of({"input": {"channels": 3, "height": 8, "width": 8}, "layers": [STEM, CC]})
+    with pytest.raises(UsageError, match="CondConv under autocast"):
+        costmodel.train(spec, dtype="bf16-mixed")
 
 
 # ---------------------------------------------------------------- pinned by hand arithmetic

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine.ops import same_pad
 from ..engine.report import Report, Row
 from ..engine.symbols import Num, maximum, total
 from ..errors import UsageError
@@ -235,10 +236,22 @@ def training(
                             tensor(t, f"input {j}")
                 elif token == "output":
                     keep(r.tensor, "output", out_bytes)
+                elif token in ("weight", "weight_t") and op.name == "expert_mix" and mixed:
+                    raise UsageError("training memory of CondConv under autocast is not modelled yet")
                 elif token in ("weight", "weight_t"):
                     if mixed and (token == "weight" or in_grad):
                         weights = r.costs["params"] - (op.output[0] if op.bias else 0)
                         keep(("weight", i), f"weight ({half}-byte copy)", weights * half)
+                elif token == "padded":  # Conv2dSame: F.pad's copy, then the conv saves that (engine/ops.py SAVES)
+                    width = half if mixed else dtypes[ins[0]]
+                    keep(("padded", i), "padded input", _padded(op) * report.batch * width)
+                elif token == "mixed":  # CondConv: the per-sample weights r @ experts (engine/ops.py SAVES)
+                    if mixed:
+                        raise UsageError("training memory of CondConv under autocast is not modelled yet")
+                    per = op.attrs["mixed"]
+                    keep(ins[1], "mixed weights", report.batch * per * FLOAT32)
+                elif token == "moments":  # GroupNorm / LayerNorm2d: mean and 1/σ, float32 (engine/ops.py SAVES)
+                    keep(("moments", i), "mean/rstd", 2 * report.batch * op.attrs["moments"] * FLOAT32)
                 elif token == "stats":
                     c = op.input[0]
                     keep(("running", i), RUNNING, 2 * c * FLOAT32)
@@ -275,7 +288,8 @@ def training(
         gi = fwd if gemm and in_grad else 2 * fwd if attn else 0
         gw: Num = fwd
         if gemm and convention == "torch" and op.category == "conv":
-            gw = fwd * op.attrs.get("groups", 1)
+            # CondConv's mixed conv runs as one conv with groups N·g: FlopCounterMode multiplies by all of them
+            gw = fwd * op.attrs.get("groups", 1) * (report.batch if op.variant == "cond" else 1)
         if not gemm:
             gw = 0
         bias_grad = r.costs["activations"] if gemm and op.bias else 0
@@ -314,6 +328,19 @@ def drop_path_blocks(report: Report) -> set[int]:
 def _has_residual(kind: str) -> bool:
     model = layer_model(kind)
     return model is not None and "residual" in model.model_fields
+
+
+def _padded(op: Any) -> Num:
+    """Elements per sample of the padded input a Conv2dSame saves: C × (H + pad_h) × (W + pad_w)."""
+    c, h, w = op.input
+    a = op.attrs
+    k, kw, s, d = a["kernel"], a.get("kernel_w", a["kernel"]), a["stride"], a.get("dilation", 1)
+    if not all(isinstance(v, int) for v in (h, w, k, kw, s, d)):
+        raise UsageError(
+            f"training memory of the 'same'-padded conv {op.detail} (Conv2dSame) with a symbolic size or kernel "
+            "is not modelled (its pad depends on the size modulo the stride)"
+        )
+    return c * (h + same_pad(h, s, k, d)) * (w + same_pad(w, s, kw, d))
 
 
 def _checkpointed(tr: Training, sizes: dict[int, Num], dtypes: dict[int, int]) -> tuple[Num, Num]:

@@ -142,7 +142,7 @@ def conv_unit(
     anti = aa is not None and not (isinstance(stride, int) and stride == 1)
     conv = ops.conv2d(f.shape(src), a.n, out_channels, kernel, 1 if anti else stride, groups, a.bias, padding, dilation)
     if dynamic_same(a, padding, kernel, 1 if anti else stride, dilation):
-        conv.variant = "same"
+        ops.mark_same(conv, dilation)
     t = f.add(stage, conv, (src,))
     act_name = a.activation if activation is None else activation
     with_act = act and act_name != "none"

@@ -72,7 +72,9 @@ def attention(layer: Any, a: BlockArgs) -> Flow:
         d = floordiv(c, heads)
         qkv = f.add("qkv", ops.conv2d(f.shape(x), a.n, 3 * c, 1, bias=a.bias), (x,))
         _, h, w = a.inp
-        f.add("attention", ops.attention((c, h, w), h * w, a.n, heads, d, d, heads), (qkv,))
+        mhsa = ops.attention((c, h, w), h * w, a.n, heads, d, d, heads)
+        mhsa.saves = None  # MHSA's training memory is not modelled (refused), one head included
+        f.add("attention", mhsa, (qkv,))
     f.add("output", ops.conv2d(f.output, a.n, cout, 1, bias=a.bias))
     if layer.layer_scale:
         f.add("layer_scale", ops.layer_scale(f.output, a.n))

@@ -80,7 +80,7 @@ def mixed_unit(
     for k, ci, co in zip(kernels, ins, outs, strict=True):
         conv = ops.conv2d((ci, h, w), a.n, co, k, stride, ci if depthwise else 1, a.bias)
         if dynamic_same(a, None, k, stride):
-            conv.variant = "same"  # tf_mixnet: MixedConv2d of Conv2dSame
+            ops.mark_same(conv)  # tf_mixnet: MixedConv2d of Conv2dSame
         parts.append(f.add(stage, conv, (src,)))
     f.add(stage, ops.concat(tuple(f.shape(p) for p in parts), a.n), tuple(parts))
     return _norm_act(f, a, stage, act)
@@ -255,6 +255,9 @@ def cond_conv_unit(
     step.op.costs = dict(step.op.costs) | {"params": 0}
     step.op.detail += " mixed"
     step.op.variant = "cond"  # CondConv2d's F.conv2d with the mixed weights, inside one module with the mixing
+    # in training it saves its input (or Conv2dSame's padded copy) and the mixed weights, not a parameter
+    step.op.saves = tuple("mixed" if t == "weight" else t for t in step.op.saves or ())
+    step.op.attrs["mixed"] = conv.costs["params"] - (out_channels if a.bias else 0)
     step.inputs = (src, mix)
     return out
 

@@ -45,12 +45,24 @@ BN_FLOPS_PER_ELEMENT = 2  # inference BatchNorm folds to a·x + b
 #: sigmoid save their output (the derivative is a function of it), the others their input.
 ACTIVATION_SAVES: dict[str, tuple[str, ...]] = {name: a.saves for name, a in _names.ACTIVATIONS.items()}
 
-SAVES = ("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rms", "attention")
+SAVES = (
+    *("input", "inputs", "output", "weight", "weight_t", "stats", "mask", "rms", "attention"),
+    *("padded", "moments", "mixed"),
+)
 """The tokens of an op's saving rule (``Op.saves``): what autograd keeps for backward in train mode.
 
 * ``input`` — its (first) input tensor; ``inputs`` — each input, kept when another input requires grad
   (``x · gate`` keeps the gate for x's gradient and x for the gate's);
 * ``output`` — its output tensor;
+* ``moments`` — GroupNorm's and LayerNorm2d's per-sample statistics, mean and 1/σ, float32 even under
+  autocast: ``attrs["moments"]`` values each per sample (GroupNorm: its G groups; LayerNorm2d: H × W
+  positions, ``native_layer_norm`` on the channels-last view);
+* ``mixed`` — CondConv's conv, ``F.conv2d(x, w)`` with the per-sample weights w = r @ experts: w, a new
+  tensor of ``attrs["mixed"]`` values per sample (Cout·Cin/g·k²; the mixed bias is not saved), kept beside
+  its input (float32 only; under autocast refused);
+* ``padded`` — (a conv marked ``variant="same"``: timm's Conv2dSame, and torchref's) the zero-padded copy of
+  its input that ``F.pad`` makes before the conv — C × (H + pad_h) × (W + pad_w) per sample, a new tensor
+  even when both pads are 0 — instead of the input itself (under autocast, its half copy);
 * ``weight`` — its weight, always (a parameter: not an activation in float32; under autocast the half
   copy autocast makes, which is a new tensor); ``weight_t`` — the same, kept only when the input
   requires grad (linear's ``addmm`` keeps ``weight.t()`` for the input's gradient only);
@@ -131,6 +143,24 @@ def spatial_out(size: Num, stride: Num, kernel: Num = 1, padding: Num | str | No
     return floordiv(size + 2 * p - dilation * (kernel - 1) - 1, stride) + 1
 
 
+def same_pad(size: int, stride: int, kernel: int, dilation: int = 1) -> int:
+    """The total 'SAME' pad along one axis (timm's get_same_padding, TensorFlow):
+    max((ceil(H/s) − 1)·s + d(k − 1) + 1 − H, 0); Conv2dSame puts pad // 2 before and the rest after.
+    Numbers only: the pad depends on H mod s."""
+    out = -(-size // stride)
+    return max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+
+
+def mark_same(op: Op, dilation: Num = 1) -> Op:
+    """``op`` (a conv) marked as timm's Conv2dSame: ``F.pad`` to 'SAME' (asymmetric where odd), then the conv
+    unpadded. Records the dilation for the padded tensor it saves in training (SAVES ``padded``)."""
+    op.variant = "same"
+    op.saves = ("padded", "weight")
+    if dilation != 1:
+        op.attrs["dilation"] = dilation
+    return op
+
+
 def conv2d(
     inp: Shape,
     n: Num,
@@ -206,7 +236,16 @@ def groupnorm(inp: Shape, n: Num, groups: Num = 1) -> Op:
     """
     c = inp[0]
     flops = (NORM_STAT_FLOPS + 4) * n * numel(inp)
-    return Op("groupnorm", f"{c} g{groups}", _costs(2 * c, 0, 0, flops), inp, inp, "norm", attrs={"groups": groups})
+    return Op(
+        "groupnorm",
+        f"{c} g{groups}",
+        _costs(2 * c, 0, 0, flops),
+        inp,
+        inp,
+        "norm",
+        attrs={"groups": groups, "moments": groups},
+        saves=("input", "moments"),  # native_group_norm: input, γ (a parameter), mean and rstd (N × G each)
+    )
 
 
 def layernorm2d(inp: Shape, n: Num) -> Op:
@@ -215,7 +254,16 @@ def layernorm2d(inp: Shape, n: Num) -> Op:
     """
     c = inp[0]
     flops = (NORM_STAT_FLOPS + 4) * n * numel(inp)
-    return Op("layernorm2d", f"{c}", _costs(2 * c, 0, 0, flops), inp, inp, "norm")
+    return Op(
+        "layernorm2d",
+        f"{c}",
+        _costs(2 * c, 0, 0, flops),
+        inp,
+        inp,
+        "norm",
+        attrs={"moments": inp[1] * inp[2]},
+        saves=("input", "moments"),  # native_layer_norm: input (a view), γ, β (parameters), mean and rstd (N·H·W)
+    )
 
 
 def evonorm_s0(inp: Shape, n: Num, groups: Num = 1, act: bool = True) -> Op:
@@ -315,6 +363,9 @@ def blur(inp: Shape, n: Num, stride: Num = 2, size: int = 3) -> Op:
         (c, ho, wo),
         "conv",
         attrs={"kernel": size, "stride": stride, "groups": c, "padding": p},
+        # not modelled (refused): timm's 'blur' reflect-pads (reflection_pad2d saves its input), its 'blurpc' — what
+        # the shipped timm blur models use — pads with zeros (saves nothing); the spec's ``aa: blur`` names neither
+        saves=None,
     )
 
 
@@ -488,7 +539,7 @@ def expert_mix(routing: Shape, n: Num, weight_numel: Num) -> Op:
         routing,
         (weight_numel,),
         "linear",
-        saves=None,
+        saves=("input", "weight_t"),  # mm(r, experts): r for the experts' gradient; the experts are parameters
     )
 
 
