@@ -1815,12 +1815,26 @@ class ImportFailure(UsageError):
         self.problems = problems
 
 
+def _reads(out: tuple[int, ...], inp: tuple[int, ...]) -> bool:
+    """Whether a layer reading ``inp`` (the model's shape there) reads the ``out`` the layer before writes in the
+    spec: the same shape, or a C×H×W map that the spec's linear flattens into the C·H·W features the model's
+    linear reads. Anything else (e.g. a 192×14×14 map where the model's head reads 192 features of a class
+    token) means the ops between were not said, and a layer written there would count the wrong input."""
+    if out == inp:
+        return True
+    if len(inp) == 1 and len(out) == 3:
+        return math.prod(out) == inp[0]
+    if len(inp) == 3 and len(out) == 1:  # a flat vector read as C×1×1 (a 1×1 conv head after a pool)
+        return inp == (out[0], 1, 1)
+    return False
+
+
 def _check_chain(layers: list[Layer], problems: list[Problem]) -> list[Layer]:
     """Each layer must read what the one before writes, else the spec would not be the model: at the first
     layer that does not, the spec stops (every count it gives stays the model's), and the layers left out
     are reported by name."""
     for i, (a, b) in enumerate(zip(layers, layers[1:], strict=False)):
-        if a["_out"][0] != b["_in"][0] or (len(b["_in"]) == 3 and len(a["_out"]) == 3 and a["_out"] != b["_in"]):
+        if not _reads(tuple(a["_out"]), tuple(b["_in"])):
             problems.append(
                 Problem(
                     b.get("name") or b["kind"],
