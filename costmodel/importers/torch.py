@@ -134,13 +134,13 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         first = next(iter(_flat(out))) if isinstance(out, (list, tuple)) else out
         if not isinstance(first, torch.Tensor):
             return out
+        for p, _ in params:  # read by a traced op: used, whether or not the op also reads activations
+            self.used.add(p)  # (an index into a relative-position table, a norm of a weight, …)
         if not data:
             if params and base in ("t", "view", "transpose", "permute", "expand", "alias", "detach", "_to_copy"):
                 self.params[id(first)] = params[0]
                 self.keep.append(first)
             return out
-        for p, _ in params:
-            self.used.add(p)
         if base in _ALIASES or base == "slice" and tuple(first.shape) == tuple(flat[0].shape):
             self.track(first, data[0])
             return out
