@@ -145,11 +145,14 @@ def build(
     report.spec["output"] = tuple(r.output)
     report.spec = {k: v for k, v in report.spec.items() if k in source or k == "output"}
     over = [k for k in ("params", "macs") if k in source and report.spec[k] > source[k]]
-    if over:  # the spec holds something the model does not: a recogniser bug, never a figure to print
+    if over:  # the spec holds something the model does not: never a figure to print, --partial or not
+        more = " and ".join(f"{k} ({report.spec[k]:,}) than the model has ({source[k]:,})" for k in over)
+        tied = next((n for n in notes if "tied to another's tensor" in n), None)
+        if tied is not None and over == ["params"]:
+            raise UsageError(f"cannot import {printable(origin, 200)}: the spec would count more {more}: {tied}")
         raise UsageError(
-            f"internal error: the spec imported from {printable(origin, 200)} counts more "
-            + " and ".join(f"{k} ({report.spec[k]:,}) than the model has ({source[k]:,})" for k in over)
-            + "; this is a costmodel bug, please report the model"
+            f"internal error: the spec imported from {printable(origin, 200)} counts more {more}; "
+            "this is a costmodel bug, please report the model"
         )
     if symbolic_resolution:
         data["input"] = {**data["input"], "height": "H", "width": "W"}
