@@ -172,10 +172,9 @@ def test_every_kind_agrees_on_more_instances(name, seed):
     agrees(instance(name, seed))
 
 
-@pytest.mark.xfail(strict=True, reason="the importer reads add(F(x), S(x)) as parallel re-parameterisable branches")
 def test_bottleneck_with_a_projection_imports():
     """A bottleneck whose shortcut is a 1×1 conv (ResNet's first block of a stage; torchvision's resnet50
-    too) imports as one conv today: a known importer bug, kept visible here."""
+    too) imports as a bottleneck (it was read as its shortcut conv alone, the main branch left out)."""
     pytest.importorskip("torch")
     layer = {"kind": "bottleneck", "out_channels": 32, "stride": 2}
     agrees({"input": {"channels": 16, "height": 8, "width": 8}, "layers": [layer]})

@@ -489,8 +489,8 @@ def _sum_to_conv(u: Unit) -> tuple[Unit, list[Node]] | None:
         r = _sum_to_conv(kept[0]) if len(kept) == 1 else None
         found.append((r, part))
     ok = [r for r, _ in found if r is not None]
-    if not ok:
-        return None
+    if len(ok) != len(found):  # a chain beside a conv (ResNet's projection shortcut) is no sum of parallel convs:
+        return None  # the residual matchers read it (reading it as its one conv would leave the chain out)
     conv, dropped = max(ok, key=lambda x: x[0].conv.params)
     nodes = [n for _, part in found for x in part for n in x.all_nodes() if n not in conv.nodes]
     nodes += list(u.nodes)
