@@ -383,7 +383,7 @@ def merge(units: list[Unit]) -> list[Unit]:
             group = [node]
             i += 1
         else:
-            typed = ("act", "norm", "pool", "linear", "split", "upsample", "slice", "avgpool", "scale")
+            typed = ("act", "norm", "pool", "linear", "split", "upsample", "slice", "avgpool", "scale", "maxpool")
             out.append(Unit(node.op if node.op in typed else "other", [node]))
             i += 1
             continue
@@ -1043,6 +1043,26 @@ def match_basic(units: list[Unit], residual: bool) -> Layer | None:
     return {"kind": "basic", **_conv_fields(a), "out_channels": b.conv.shape[1], **f.fields(), "residual": residual}
 
 
+def match_resnet_basic(u: Unit) -> Layer | None:
+    """ResNet's BasicBlock (``basic`` with ``resnet: true``): residual of k×k conv + act → k×k conv (same kernel
+    and width, no act), shortcut the identity or a 1×1 conv + norm, and the activation after the add."""
+    main = u.inner
+    if len(main) != 2 or u.post is None or u.post.attrs.get("name") not in ACTIVATIONS:
+        return None
+    f = Fit()
+    a = f.conv(main[0], act=True, depthwise=False, kxk=True, options=("dilation",))
+    b = f.conv(main[1], act=False, depthwise=False, stride1=True)
+    if u.shortcut:
+        if len(u.shortcut) != 1:
+            return None
+        f.conv(u.shortcut[0], act=False, kernel1=True, depthwise=False)
+    if not f.ok or f.act != u.post.attrs["name"]:
+        return None
+    if a.conv.attrs["kernel"] != b.conv.attrs["kernel"] or a.conv.shape[1] != b.conv.shape[1]:
+        return None
+    return {"kind": "basic", **_conv_fields(a), "out_channels": b.conv.shape[1], **f.fields(), "resnet": True}
+
+
 def match_uir(units: list[Unit], residual: bool) -> Layer | None:
     """MobileNetV4's universal inverted residual with a start depthwise conv, or its FFN form:
     [k×k dw + norm] → 1×1 expand + act → [k×k dw + act] → 1×1 projection (+ residual). (Without the start
@@ -1686,6 +1706,19 @@ def prim_norm(units: list[Unit], i: int, before: list[Layer], problems: list[Pro
     if alone in (None, "none"):
         return None
     return [_tag({"kind": "norm", "name": u.scope, "norm": alone}, [u])], 1
+
+
+def prim_maxpool(units: list[Unit], i: int, before: list[Layer], problems: list[Problem]) -> Said:
+    """A square k×k max pool, one stride and padding, no dilation, floor mode (``kind: maxpool``)."""
+    u = units[i]
+    a = u.nodes[0].attrs
+    k, s, p = a.get("kernel"), a.get("stride"), a.get("padding")
+    if not all(isinstance(x, int) for x in (k, s, p)) or a.get("dilation") != 1 or a.get("ceil"):
+        return None
+    layer: Layer = {"kind": "maxpool", "name": u.scope, "kernel": k, "padding": p}
+    if s != k:
+        layer["stride"] = s
+    return [_tag(layer, [u])], 1
 
 
 def _resize_mode(n: Node) -> str | None:
