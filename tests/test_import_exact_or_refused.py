@@ -203,3 +203,136 @@ def test_a_parameter_nothing_reads_is_still_named():
     m.spare = nn.Parameter(torch.zeros(5))  # never read by the forward
     report = costmodel.import_report(costmodel.from_torch(m, (3, 8, 8)))
     assert any("never reads" in p.message and p.scope == "spare" for p in report.problems), report.problems
+
+
+# ------------------------------------------------------------------------------ 4. ResNets: basic / bottleneck
+
+
+def _resnet_like():
+    """A torchvision-style ResNet: 7×7 stem, 3×3 max pool, a basic block with the identity, one with a 1×1
+    projection shortcut (stride 2, width 8 → 16), then a bottleneck with a projection (16 → 32, stride 2)."""
+    from torch import nn
+
+    class Basic(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.relu = nn.ReLU(inplace=True)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            y = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+            return self.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+    class Bottleneck(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            mid = cout // 4
+            self.body = nn.Sequential(
+                nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(),
+                nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(),
+                nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout),
+            )  # fmt: skip
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(self.body(x) + self.downsample(x))
+
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1),
+        Basic(8, 8, 1),
+        Basic(8, 16, 2),
+        Bottleneck(16, 32, 2),
+    )
+
+
+def test_a_resnet_like_model_imports_exactly_as_basic_and_bottleneck():
+    pytest.importorskip("torch")
+    model = _resnet_like()
+    for shape in ((3, 64, 64), (3, 57, 71)):
+        spec = costmodel.from_torch(model, shape)
+        report = costmodel.import_report(spec)
+        assert report.exact and not report.problems, report.problems
+        assert _spec_figures(spec) == _torch_figures(model, shape)
+        assert [layer.kind for layer in spec.layers] == ["conv", "maxpool", "basic", "basic", "bottleneck"]
+        assert [getattr(layer, "resnet", None) for layer in spec.layers[2:4]] == [True, True]
+    # max pool by hand at 64×64: stem 32×32, pool floor((32 + 2 − 3)/2) + 1 = 16
+    stem = costmodel.loads(
+        "input: {channels: 3, height: 64, width: 64}\n"
+        "layers:\n  - {kind: conv, out_channels: 8, kernel: 7, stride: 2}\n  - {kind: maxpool, stride: 2, padding: 1}\n"
+    )
+    assert tuple(costmodel.analyze(stem).output) == (8, 16, 16)
+
+
+def test_basic_resnet_and_maxpool_agree_with_their_torch_builders():
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from costmodel.torchref import build
+
+    data = {
+        "input": {"channels": 3, "height": 40, "width": 40},
+        "layers": [
+            {"kind": "conv", "out_channels": 8, "kernel": 7, "stride": 2},
+            {"kind": "maxpool", "kernel": 3, "stride": 2, "padding": 1},
+            {"kind": "basic", "out_channels": 8, "resnet": True},
+            {"kind": "basic", "out_channels": 16, "stride": 2, "resnet": True},
+        ],
+    }
+    spec = costmodel.NetworkSpec.model_validate(data)
+    module, shape = build(spec)
+    module.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        y = module(torch.zeros(shape))
+    r = costmodel.analyze(spec)
+    assert r.totals["params"] == sum(p.numel() for p in module.parameters())
+    assert r.totals["macs"] == counter.get_total_flops() // 2
+    assert tuple(r.output) == tuple(y.shape[1:])
+    with pytest.raises(costmodel.SpecError, match="leave residual out"):
+        costmodel.loads(
+            "input: {channels: 3, height: 8, width: 8}\n"
+            "layers:\n  - {kind: basic, out_channels: 3, resnet: true, residual: true}\n"
+        )
+
+
+@pytest.mark.torchvision
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_torchvision_resnets_import_exactly(name):
+    torchvision = pytest.importorskip("torchvision")
+    spec = costmodel.import_model(f"torchvision:{name}")  # refused unless exact
+    model = torchvision.models.get_model(name, weights=None)
+    assert _spec_figures(spec) == _torch_figures(model, (3, 224, 224))
+    kinds = {layer.kind for layer in spec.layers}
+    assert kinds == {"conv", "maxpool", "basic" if name == "resnet18" else "bottleneck", "pool", "linear"}
+
+
+@pytest.mark.timm
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_timm_resnets_import_exactly(name):
+    timm = pytest.importorskip("timm")
+    spec = costmodel.import_model(f"timm:{name}")
+    model = timm.create_model(name, pretrained=False)
+    assert _spec_figures(spec) == _torch_figures(model, (3, 224, 224))
+
+
+@pytest.mark.timm
+@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "xcit_nano_12_p8_384", "deit_tiny_patch16_224"])
+def test_timm_transformers_are_never_over_counted(name):
+    timm = pytest.importorskip("timm")
+    with pytest.raises(costmodel.UsageError, match="first uncovered"):
+        costmodel.import_model(f"timm:{name}")
+    report = costmodel.import_report(costmodel.import_model(f"timm:{name}", partial=True))
+    model = timm.create_model(name, pretrained=False)
+    assert report.source["params"] == sum(p.numel() for p in model.parameters())
+    # vit_tiny_patch16_224 was 37,780,648 spec params against the model's 5,717,416 (660.80%)
+    assert report.spec["params"] <= report.source["params"] and report.spec["macs"] <= report.source["macs"]
