@@ -503,11 +503,12 @@ def test_onnx_non_regular_files_are_refused_unread(tmp_path, capsys):
 def test_onnx_node_names_with_newlines_forge_no_line(tmp_path, capsys):
     m = _net(act="Softsign", act_name="/a\ncostmodel: error: forged\x1b[31m/Softsign")
     path = _save(m, tmp_path / "evil\nname.onnx")
-    status, out, err = _cli(capsys, "import", path)
+    status, out, err = _cli(capsys, "import", path, "--partial")
     assert status == 0, err
     assert "\x1b" not in out + err
     lines = err.splitlines()
-    assert lines and all(line.startswith("costmodel: warning: ") for line in lines), err
+    assert lines and all(line.startswith("costmodel: warning: ") for line in lines[:-1]), err
+    assert lines[-1].startswith("costmodel: the spec covers "), err
     assert len(lines) == len(costmodel.import_report(costmodel.from_onnx(path)).warnings())
     spec = costmodel.loads(out)
     assert costmodel.analyze(spec).totals["macs"] == PER_IMAGE
@@ -544,6 +545,8 @@ def test_onnx_subgraphs_are_named_and_not_covered(tmp_path, capsys):
     assert report.source["params"] == 4 * 3 * 3 * 3 + 4 * 2 + 4 * 4 * 3 * 3
     assert not report.exact and report.coverage("macs") < 1
     status, out, err = _cli(capsys, "import", path)
+    assert (status, out) == (2, "") and "first uncovered: " in err.splitlines()[-1]  # not exact: refused
+    status, out, err = _cli(capsys, "import", path, "--partial")
     assert status == 0
     assert "If '/blk/If'" in err and "then_branch: 1 node (Conv)" in err and "else_branch: 1 node (Identity)" in err
     assert "100.00% of the model's MACs" not in err
