@@ -315,9 +315,7 @@ register(
     "returns the flat vector",
 )
 
-register(
-    _MaxPool, blocks_fusion.maxpool, torch=_T + "_maxpool", matchers=(_primitive("prim_maxpool", 70, "maxpool"),)
-)
+register(_MaxPool, blocks_fusion.maxpool, torch=_T + "_maxpool", matchers=(_primitive("prim_maxpool", 70, "maxpool"),))
 
 _missing = sorted(set(LAYER_MODELS) - set(KINDS))
 if _missing:  # a layer model registered in the spec without a block function
