@@ -286,6 +286,7 @@ def test_basic_resnet_and_maxpool_agree_with_their_torch_builders():
             {"kind": "maxpool", "kernel": 3, "stride": 2, "padding": 1},
             {"kind": "basic", "out_channels": 8, "resnet": True},
             {"kind": "basic", "out_channels": 16, "stride": 2, "resnet": True},
+            {"kind": "maxpool", "kernel": 2},  # stride: the kernel, as torch's default
         ],
     }
     spec = costmodel.NetworkSpec.model_validate(data)

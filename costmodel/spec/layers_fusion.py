@@ -89,4 +89,6 @@ class MaxPoolLayer(Layer):
     def _pad_at_most_half(self) -> MaxPoolLayer:
         if 2 * self.padding > self.kernel:
             raise ValueError(f"padding {self.padding} is more than half the kernel {self.kernel} (torch refuses it)")
+        if self.stride is None:  # torch's default: the kernel (the network walk reads every layer's stride)
+            object.__setattr__(self, "stride", self.kernel)
         return self
