@@ -1054,11 +1054,33 @@ def import_model(
     input: tuple[int, int, int] | None = None,
     kwargs: Mapping[str, Any] | None = None,
     symbolic_resolution: bool = False,
+    partial: bool = False,
 ) -> NetworkSpec:
     """The spec of ``timm:NAME`` (pretrained=False), ``torchvision:NAME`` (weights=None),
     ``package.module:callable`` (imports and runs the user's code) or a ``.onnx`` path; ``input`` defaults
     to timm's ``pretrained_cfg['input_size']`` (torchvision's: the default weights' crop size) and is required
-    where the model has none; the spec's ``provenance.input`` says which size was used and where it came from."""
+    where the model has none; the spec's ``provenance.input`` says which size was used and where it came from.
+
+    The spec is exact (params, buffers, MACs and output equal the model's, nothing left out) or refused: an
+    ``ImportFailure`` (a ``UsageError``) names the first uncovered module path and the coverage
+    (spec / model MACs and params). ``partial=True`` returns the partial spec instead, with its
+    ``import_report`` saying what it leaves out."""
+    spec = _import_model(source, input, kwargs, symbolic_resolution)
+    from .importers.core import report_of
+    from .importers.recognise import ImportFailure
+
+    report = report_of(spec)
+    if not partial and report is not None and not report.exact:
+        raise ImportFailure(report.refusal(), report.problems)
+    return spec
+
+
+def _import_model(
+    source: str,
+    input: tuple[int, int, int] | None,
+    kwargs: Mapping[str, Any] | None,
+    symbolic_resolution: bool,
+) -> NetworkSpec:
     from .importers.sources import input_origin, is_onnx, load_module
 
     if is_onnx(source):

@@ -387,6 +387,9 @@ def _import_options(i: _Parser) -> None:
     i.add_argument("--out", metavar="FILE", help="write the spec here (default: print it)")
     i.add_argument("--symbolic-resolution", action="store_true", help="write height: H, width: W (for formulas)")
     i.add_argument(
+        "--partial", action="store_true", help="write the spec even where it is not exact (default: exit status 2)"
+    )
+    i.add_argument(
         "--kwargs", metavar="K=V,...", help="constructor arguments: ints, floats, bools, strings (not evaluated)"
     )
 
@@ -721,7 +724,7 @@ def _import(args: argparse.Namespace) -> str:
 
     size, kwargs = parse_input(args.input), parse_kwargs(args.kwargs)
     with contextlib.redirect_stdout(sys.stderr):  # the user's code may print: stdout is the spec's alone
-        spec = api.import_model(args.source, size, kwargs, args.symbolic_resolution)
+        spec = api.import_model(args.source, size, kwargs, args.symbolic_resolution, partial=True)
     report = api.import_report(spec)
     header = [f"Imported by costmodel import {args.source}" + (f" --input {args.input}" if args.input else "")]
     traced = spec.provenance.input if spec.provenance is not None else None
@@ -745,6 +748,8 @@ def _import(args: argparse.Namespace) -> str:
             shown.append(f"… and {len(warnings) - len(shown):,} more, listed in the spec's header")
         for line in shown:
             print(f"costmodel: warning: {line}", file=sys.stderr)
+        if not report.exact and not args.partial:  # never a silently partial spec: warnings, then refused
+            raise UsageError(report.refusal())
         print(f"costmodel: {report.coverage_line()}", file=sys.stderr)  # always the last line
     text = to_yaml(spec, header)
     return _write_out(text, args.out)
@@ -835,7 +840,8 @@ def _warn_invalid(plan: Any, bad: int, first: int | None, spec: str) -> None:
 _IMPORT_HELP = "a PyTorch / timm / torchvision model or an ONNX file → a YAML spec"
 _IMPORT_DESCRIPTION = (
     "Trace a model on the meta device (or read an ONNX graph) and write the spec that describes it "
-    "exactly; what the spec cannot say is named on stderr with the share of MACs and params covered. "
+    "exactly; what the spec cannot say is named on stderr with the share of MACs and params covered, and "
+    "the import exits with status 2 writing nothing unless --partial is given. "
     "SOURCE is timm:NAME (pretrained=False), torchvision:NAME (weights=None), package.module:callable "
     "(IMPORTS AND RUNS that Python code; the current directory is importable) or a path to a .onnx file "
     "(needs only the onnx package)."

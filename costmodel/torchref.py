@@ -366,10 +366,14 @@ def _dwsep(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int
 def _basic(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
     cout: int = layer.out_channels
     k: int = layer.kernel
+    resnet = bool(layer.resnet)
     body = nn.Sequential(
         conv_bn_act(cfg, cin, cout, k, stride, **_kxk(layer)),
-        conv_bn_act(cfg, cout, cout, k, padding=layer.padding, dilation=layer.dilation),
+        conv_bn_act(cfg, cout, cout, k, padding=layer.padding, dilation=layer.dilation, act=not resnet),
     )
+    if resnet:  # ResNet's BasicBlock: act(body(x) + shortcut(x))
+        shortcut = None if stride == 1 and cin == cout else conv_bn_act(cfg, cin, cout, 1, stride, act=False)
+        return Block(body, True, shortcut, _act(cfg.act)), cout
     return Block(body, _residual(layer.residual, stride, cin, cout)), cout
 
 
@@ -495,6 +499,11 @@ def _resize(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, in
 
 def _norm_kind(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
     return _norm(cfg.norm, cin, cfg), cin
+
+
+def _maxpool(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    k: int = layer.kernel
+    return nn.MaxPool2d(k, layer.stride if layer.stride is not None else k, layer.padding), cin
 
 
 def _flatten(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:

@@ -272,7 +272,7 @@ def test_garbage_or_huge_default_input_size_is_refused_or_ignored(user, capsys):
 def test_a_module_name_with_a_newline_or_escape_forges_no_line(user, capsys):
     import importlib
 
-    status, out, err = _cli(capsys, "import", f"{user}:evil_name", "--input", "3x8x8")
+    status, out, err = _cli(capsys, "import", f"{user}:evil_name", "--input", "3x8x8", "--partial")
     assert status == 0, err
     lines = err.splitlines()
     # the traced size first and the coverage last (#23), one line per warning between them
@@ -280,7 +280,7 @@ def test_a_module_name_with_a_newline_or_escape_forges_no_line(user, capsys):
     assert lines[-1].startswith("costmodel: the spec covers "), err
     assert all(line.startswith("costmodel: warning: ") for line in lines[1:-1]), err
     assert "\x1b" not in err and "\x1b" not in out
-    report = costmodel.import_report(costmodel.import_model(f"{user}:evil_name", (3, 8, 8)))
+    report = costmodel.import_report(costmodel.import_model(f"{user}:evil_name", (3, 8, 8), partial=True))
     assert len(lines) - 1 == len(report.warnings()) == 2  # the Mish op left out, then the coverage
     spec = costmodel.loads(out)  # the written spec reads back, names escaped
     model = importlib.import_module(user).evil_name()
@@ -306,29 +306,23 @@ def test_a_1d_conv_is_named_not_a_failed_forward(user, capsys):
     """#22: ECA's Conv1d made the recorder fail with an IndexError (w.shape[3])."""
     import importlib
 
-    status, out, err = _cli(capsys, "import", f"{user}:eca", "--input", "3x8x8")
+    status, out, err = _cli(capsys, "import", f"{user}:eca", "--input", "3x8x8", "--partial")
     assert status == 0, err
     assert "forward pass failed" not in err and "costmodel: warning:" in err
     model = importlib.import_module(user).eca()
     params, macs, _ = _torch_figures(model, (3, 8, 8))
-    report = costmodel.import_report(costmodel.import_model(f"{user}:eca", (3, 8, 8)))
+    report = costmodel.import_report(costmodel.import_model(f"{user}:eca", (3, 8, 8), partial=True))
     assert not report.exact and report.source["params"] == params and report.source["macs"] == macs
     # the conv1d's 3 weights and its 1·8·3 = 24 MACs are the part not covered
     assert params - report.spec["params"] == 3 and macs - report.spec["macs"] == 24
 
 
-def test_tied_weights_trace_and_are_said(user, capsys):
-    """#22: functional_call refused tied weights ('got multiple values for keys')."""
-    import importlib
-
-    status, out, err = _cli(capsys, "import", f"{user}:tied", "--input", "3x8x8")
-    assert status == 0, err
-    assert "b.weight is a.weight" in err
-    model = importlib.import_module(user).tied()
-    params, macs, _ = _torch_figures(model, (3, 8, 8))
-    r = costmodel.analyze(costmodel.loads(out))
-    assert r.totals["macs"] == macs
-    assert r.totals["params"] == params + 8 * 8  # the shared 8×8 1×1 weight counted by both convs
+def test_tied_weights_trace_and_are_refused_not_over_counted(user, capsys):
+    """#22: functional_call refused tied weights ('got multiple values for keys'); now the trace runs, and as the
+    spec would count the shared weight once per conv (more params than torch's), the import is refused."""
+    status, out, err = _cli(capsys, "import", f"{user}:tied", "--input", "3x8x8", "--partial")
+    _refused(status, out, err, "b.weight is a.weight", "more params")
+    # torch's count: one 8×8 1×1 weight shared by both convs (+ the stem's); the spec would hold it twice
 
 
 def test_a_sympy_py_in_the_current_directory_does_not_shadow_costmodels_own(tmp_path):
@@ -509,11 +503,12 @@ def test_onnx_non_regular_files_are_refused_unread(tmp_path, capsys):
 def test_onnx_node_names_with_newlines_forge_no_line(tmp_path, capsys):
     m = _net(act="Softsign", act_name="/a\ncostmodel: error: forged\x1b[31m/Softsign")
     path = _save(m, tmp_path / "evil\nname.onnx")
-    status, out, err = _cli(capsys, "import", path)
+    status, out, err = _cli(capsys, "import", path, "--partial")
     assert status == 0, err
     assert "\x1b" not in out + err
     lines = err.splitlines()
-    assert lines and all(line.startswith("costmodel: warning: ") for line in lines), err
+    assert lines and all(line.startswith("costmodel: warning: ") for line in lines[:-1]), err
+    assert lines[-1].startswith("costmodel: the spec covers "), err
     assert len(lines) == len(costmodel.import_report(costmodel.from_onnx(path)).warnings())
     spec = costmodel.loads(out)
     assert costmodel.analyze(spec).totals["macs"] == PER_IMAGE
@@ -550,6 +545,8 @@ def test_onnx_subgraphs_are_named_and_not_covered(tmp_path, capsys):
     assert report.source["params"] == 4 * 3 * 3 * 3 + 4 * 2 + 4 * 4 * 3 * 3
     assert not report.exact and report.coverage("macs") < 1
     status, out, err = _cli(capsys, "import", path)
+    assert (status, out) == (2, "") and "first uncovered: " in err.splitlines()[-1]  # not exact: refused
+    status, out, err = _cli(capsys, "import", path, "--partial")
     assert status == 0
     assert "If '/blk/If'" in err and "then_branch: 1 node (Conv)" in err and "else_branch: 1 node (Identity)" in err
     assert "100.00% of the model's MACs" not in err

@@ -41,6 +41,9 @@ def _basic(r: random.Random, x: int) -> Layers:
         {"kind": "basic", "out_channels": x, "stride": _s(r)},
         {"kind": "basic", "out_channels": x, "residual": True},
         {"kind": "basic", "out_channels": x, "residual": False},
+        # ResNet's BasicBlock: a projection shortcut (stride or width changes), then the identity
+        {"kind": "basic", "out_channels": _c(r), "stride": _s(r), "resnet": True},
+        {"kind": "basic", "out_channels": x, "resnet": True},
     ]
 
 
@@ -56,8 +59,10 @@ INSTANCES: dict[str, Callable[[random.Random, int], Layers]] = {
     ],
     "dwsep": lambda r, c: [{"kind": "dwsep", "out_channels": _c(r), "kernel": _k(r), "stride": _s(r)}],
     "basic": lambda r, c: _basic(r, _c(r)),
-    # identity shortcut only: a projection shortcut does not import (test_bottleneck_with_a_projection_imports)
-    "bottleneck": lambda r, c: [{"kind": "bottleneck", "out_channels": c, "mid_channels": _c(r)}],
+    "bottleneck": lambda r, c: [
+        {"kind": "bottleneck", "out_channels": c, "mid_channels": _c(r)},  # identity shortcut
+        {"kind": "bottleneck", "out_channels": _c(r, 16, 32), "stride": _s(r)},  # a 1×1 projection shortcut
+    ],
     "pool": lambda r, c: [*_head(r), {"kind": "pool"}],
     "linear": lambda r, c: [*_head(r), {"kind": "pool"}, {"kind": "linear", "out_features": _c(r, 2, 20, 1)}],
     "dropout": lambda r, c: [
@@ -102,6 +107,7 @@ INSTANCES: dict[str, Callable[[random.Random, int], Layers]] = {
     ],
     "norm": lambda r, c: [*_head(r), {"kind": "norm"}],
     "flatten": lambda r, c: [*_head(r), {"kind": "pool"}, {"kind": "flatten"}],
+    "maxpool": lambda r, c: [*_head(r), {"kind": "maxpool", "kernel": 3, "stride": r.choice([1, 2]), "padding": 1}],
 }
 
 BUILTIN = [name for name, k in KINDS.items() if k.model.__module__.startswith("costmodel.")]
@@ -148,7 +154,7 @@ def agrees(data: dict[str, Any]) -> Any:
 
 def test_every_builtin_kind_has_instances():
     assert sorted(BUILTIN) == sorted(INSTANCES)
-    assert len(BUILTIN) == 22
+    assert len(BUILTIN) == 23  # 22 + maxpool (ResNet stem)
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))
@@ -172,10 +178,9 @@ def test_every_kind_agrees_on_more_instances(name, seed):
     agrees(instance(name, seed))
 
 
-@pytest.mark.xfail(strict=True, reason="the importer reads add(F(x), S(x)) as parallel re-parameterisable branches")
 def test_bottleneck_with_a_projection_imports():
     """A bottleneck whose shortcut is a 1×1 conv (ResNet's first block of a stage; torchvision's resnet50
-    too) imports as one conv today: a known importer bug, kept visible here."""
+    too) imports as a bottleneck (it was read as its shortcut conv alone, the main branch left out)."""
     pytest.importorskip("torch")
     layer = {"kind": "bottleneck", "out_channels": 32, "stride": 2}
     agrees({"input": {"channels": 16, "height": 8, "width": 8}, "layers": [layer]})

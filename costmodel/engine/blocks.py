@@ -369,6 +369,10 @@ def basic(layer: Any, a: BlockArgs) -> Flow:
     k = value(layer.kernel)
     cout = value(layer.out_channels)
     conv_unit(f, a, "conv1", cout, k, a.stride, **kxk(layer))
+    if layer.resnet:  # ResNet's BasicBlock: act(conv2-norm + shortcut)
+        main = conv_unit(f, a, "conv2", cout, k, padding=layer.padding, dilation=value(layer.dilation), act=False)
+        _shortcut_add(f, a, a.inp[0], cout, main)
+        return f
     conv_unit(f, a, "conv2", cout, k, padding=layer.padding, dilation=value(layer.dilation))
     residual(f, a, layer.residual)
     return f
@@ -394,6 +398,13 @@ def bottleneck(layer: Any, a: BlockArgs) -> Flow:
     conv_unit(f, a, "reduce", mid, 1)
     conv_unit(f, a, "conv", mid, value(layer.kernel), a.stride, **kxk(layer))
     main = conv_unit(f, a, "expand", cout, 1, act=False)
+    _shortcut_add(f, a, cin, cout, main)
+    return f
+
+
+def _shortcut_add(f: Flow, a: BlockArgs, cin: Num, cout: Num, main: int) -> None:
+    """ResNet's join: the identity when stride 1 and cin = cout, else a 1×1 conv (stride) + norm on the block
+    input; F(x) + shortcut; then the activation."""
     identity = _need(equal(a.stride, 1), a.path, "stride", f"stride {a.stride} is 1 (identity shortcut)") and _need(
         equal(cin, cout),
         a.path,
@@ -405,7 +416,6 @@ def bottleneck(layer: Any, a: BlockArgs) -> Flow:
     f.add("residual", ops.add(f.shape(main), a.n, "F(x) + shortcut"), (main, short))
     if a.activation != "none":
         f.add("residual", ops.activation(f.output, a.n, a.activation))
-    return f
 
 
 def conv(layer: Any, a: BlockArgs) -> Flow:

@@ -117,3 +117,16 @@ def flatten(layer: Any, a: BlockArgs) -> Flow:
     f = Flow(a.inp)
     f.add("flatten", ops.flatten(a.inp, a.n))
     return f
+
+
+def maxpool(layer: Any, a: BlockArgs) -> Flow:
+    """Local k×k max pool, stride s (default k), padding p: Ho = floor((H + 2p − k)/s) + 1; 0 params, 0 MACs,
+    N·C·Ho·Wo·(k² − 1) FLOPs (comparisons)."""
+    f = Flow(a.inp)
+    k = layer.kernel
+    s = layer.stride if layer.stride is not None else k
+    for size, axis in ((a.inp[1], "H"), (a.inp[2], "W")):
+        if isinstance(size, int) and size + 2 * layer.padding < k:
+            raise SpecError(f"a {k}×{k} max pool needs {axis} + 2·padding ≥ {k}, got {axis} = {size}", a.path)
+    f.add("maxpool", ops.maxpool2d(a.inp, a.n, k, s, layer.padding))
+    return f

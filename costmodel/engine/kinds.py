@@ -210,7 +210,12 @@ register(
 )
 register(_Fused, blocks.fused_mbconv, torch=_T + "_fused_mbconv", matchers=(_chain("match_fused", 40),))
 register(_DWSep, blocks.dwsep, torch=_T + "_dwsep", matchers=(_chain("match_dwsep", 60),))
-register(_Basic, blocks.basic, torch=_T + "_basic", matchers=(_chain("match_basic", 50),))
+register(
+    _Basic,
+    blocks.basic,
+    torch=_T + "_basic",
+    matchers=(_chain("match_basic", 50), _residual("match_resnet_basic", 20, post=True)),
+)
 register(
     _Bottleneck,
     blocks.bottleneck,
@@ -289,6 +294,7 @@ register(
 # Fusion and map-shaping kinds (spec/layers_fusion.py, engine/blocks_fusion.py).
 from ..spec.layers_fusion import ConcatLayer as _Concat  # noqa: E402
 from ..spec.layers_fusion import FlattenLayer as _Flatten  # noqa: E402
+from ..spec.layers_fusion import MaxPoolLayer as _MaxPool  # noqa: E402
 from ..spec.layers_fusion import NormLayer as _NormLayer  # noqa: E402
 from ..spec.layers_fusion import ResizeLayer as _Resize  # noqa: E402
 from . import blocks_fusion  # noqa: E402
@@ -308,6 +314,8 @@ register(
     unmatched="a reshape is no traced op: importers/core.py build() appends flatten where a pooled model "
     "returns the flat vector",
 )
+
+register(_MaxPool, blocks_fusion.maxpool, torch=_T + "_maxpool", matchers=(_primitive("prim_maxpool", 70, "maxpool"),))
 
 _missing = sorted(set(LAYER_MODELS) - set(KINDS))
 if _missing:  # a layer model registered in the spec without a block function

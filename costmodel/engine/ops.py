@@ -484,6 +484,16 @@ def avgpool2d(inp: Shape, n: Num, kernel: Num | tuple[Num, Num], stride: Num | t
     )
 
 
+def maxpool2d(inp: Shape, n: Num, kernel: Num, stride: Num, padding: Num) -> Op:
+    """Local k×k max pool, stride s, zero padding p (``nn.MaxPool2d``): Ho = floor((H + 2p − k)/s) + 1, Wo
+    likewise; no params, no MACs (FlopCounterMode counts none); FLOPs = N·C·Ho·Wo·(k² − 1) comparisons."""
+    c, h, w = inp
+    ho, wo = floordiv(h + 2 * padding - kernel, stride) + 1, floordiv(w + 2 * padding - kernel, stride) + 1
+    label = f"{kernel}×{kernel} max s{stride}" + (f" p{padding}" if padding else "")
+    flops = n * c * ho * wo * (kernel * kernel - 1)
+    return Op("maxpool2d", label, _costs(0, 0, 0, flops), inp, (c, ho, wo), "pool", variant="module", saves=("input",))
+
+
 def upsample(inp: Shape, n: Num, size: tuple[Num, Num]) -> Op:
     """Nearest-neighbour resize to ``size`` (F.interpolate mode='nearest'): a gather, no FLOPs or MACs."""
     c, h, w = inp

@@ -58,6 +58,22 @@ class ImportReport:
             f"{self.coverage('params'):.2%} of its params"
         )
 
+    def first_uncovered(self) -> str:
+        """What the refusal of a partial import names first: the module path of the first op left out
+        (``<top>`` for the model itself), else the first figure that differs."""
+        if self.problems:
+            p = self.problems[0]
+            return f"{printable(p.scope or '<top>', 200)} ({printable(p.op, 80)}: {printable(p.message, 300)})"
+        k = next((k for k, v in self.source.items() if self.spec.get(k) != v), "")
+        return f"the {k}: the model has {self.source.get(k)}, the spec {self.spec.get(k)}"
+
+    def refusal(self) -> str:
+        """The one-line reason a partial import is refused (without ``partial``)."""
+        return (
+            f"cannot import {printable(self.origin, 200)} exactly: first uncovered: {self.first_uncovered()}; "
+            f"{self.coverage_line()} (--partial / partial=True writes the partial spec)"
+        )
+
     def warnings(self, coverage: bool = True) -> list[str]:
         """One line per problem and per mismatching figure, with the coverage where anything is missing (for the
         CLI's stderr), then the notes; ``coverage=False`` leaves the coverage line out."""
@@ -128,6 +144,16 @@ def build(
     report.spec = {"params": r.totals["params"], "buffers": r.totals["buffers"], "macs": r.totals["macs"]}
     report.spec["output"] = tuple(r.output)
     report.spec = {k: v for k, v in report.spec.items() if k in source or k == "output"}
+    over = [k for k in ("params", "macs") if k in source and report.spec[k] > source[k]]
+    if over:  # the spec holds something the model does not: never a figure to print, --partial or not
+        more = " and ".join(f"{k} ({report.spec[k]:,}) than the model has ({source[k]:,})" for k in over)
+        tied = next((n for n in notes if "tied to another's tensor" in n), None)
+        if tied is not None and over == ["params"]:
+            raise UsageError(f"cannot import {printable(origin, 200)}: the spec would count more {more}: {tied}")
+        raise UsageError(
+            f"internal error: the spec imported from {printable(origin, 200)} counts more {more}; "
+            "this is a costmodel bug, please report the model"
+        )
     if symbolic_resolution:
         data["input"] = {**data["input"], "height": "H", "width": "W"}
         spec = validate(data, ImportSource(origin, report))

@@ -383,7 +383,7 @@ def merge(units: list[Unit]) -> list[Unit]:
             group = [node]
             i += 1
         else:
-            typed = ("act", "norm", "pool", "linear", "split", "upsample", "slice", "avgpool", "scale")
+            typed = ("act", "norm", "pool", "linear", "split", "upsample", "slice", "avgpool", "scale", "maxpool")
             out.append(Unit(node.op if node.op in typed else "other", [node]))
             i += 1
             continue
@@ -489,8 +489,8 @@ def _sum_to_conv(u: Unit) -> tuple[Unit, list[Node]] | None:
         r = _sum_to_conv(kept[0]) if len(kept) == 1 else None
         found.append((r, part))
     ok = [r for r, _ in found if r is not None]
-    if not ok:
-        return None
+    if len(ok) != len(found):  # a chain beside a conv (ResNet's projection shortcut) is no sum of parallel convs:
+        return None  # the residual matchers read it (reading it as its one conv would leave the chain out)
     conv, dropped = max(ok, key=lambda x: x[0].conv.params)
     nodes = [n for _, part in found for x in part for n in x.all_nodes() if n not in conv.nodes]
     nodes += list(u.nodes)
@@ -1041,6 +1041,26 @@ def match_basic(units: list[Unit], residual: bool) -> Layer | None:
     if not f.ok or a.conv.attrs["kernel"] != b.conv.attrs["kernel"] or a.conv.shape[1] != b.conv.shape[1]:
         return None
     return {"kind": "basic", **_conv_fields(a), "out_channels": b.conv.shape[1], **f.fields(), "residual": residual}
+
+
+def match_resnet_basic(u: Unit) -> Layer | None:
+    """ResNet's BasicBlock (``basic`` with ``resnet: true``): residual of k×k conv + act → k×k conv (same kernel
+    and width, no act), shortcut the identity or a 1×1 conv + norm, and the activation after the add."""
+    main = u.inner
+    if len(main) != 2 or u.post is None or u.post.attrs.get("name") not in ACTIVATIONS:
+        return None
+    f = Fit()
+    a = f.conv(main[0], act=True, depthwise=False, kxk=True, options=("dilation",))
+    b = f.conv(main[1], act=False, depthwise=False, stride1=True)
+    if u.shortcut:
+        if len(u.shortcut) != 1:
+            return None
+        f.conv(u.shortcut[0], act=False, kernel1=True, depthwise=False)
+    if not f.ok or f.act != u.post.attrs["name"]:
+        return None
+    if a.conv.attrs["kernel"] != b.conv.attrs["kernel"] or a.conv.shape[1] != b.conv.shape[1]:
+        return None
+    return {"kind": "basic", **_conv_fields(a), "out_channels": b.conv.shape[1], **f.fields(), "resnet": True}
 
 
 def match_uir(units: list[Unit], residual: bool) -> Layer | None:
@@ -1688,6 +1708,19 @@ def prim_norm(units: list[Unit], i: int, before: list[Layer], problems: list[Pro
     return [_tag({"kind": "norm", "name": u.scope, "norm": alone}, [u])], 1
 
 
+def prim_maxpool(units: list[Unit], i: int, before: list[Layer], problems: list[Problem]) -> Said:
+    """A square k×k max pool, one stride and padding, no dilation, floor mode (``kind: maxpool``)."""
+    u = units[i]
+    a = u.nodes[0].attrs
+    k, s, p = a.get("kernel"), a.get("stride"), a.get("padding")
+    if not all(isinstance(x, int) for x in (k, s, p)) or a.get("dilation") != 1 or a.get("ceil"):
+        return None
+    layer: Layer = {"kind": "maxpool", "name": u.scope, "kernel": k, "padding": p}
+    if s != k:
+        layer["stride"] = s
+    return [_tag(layer, [u])], 1
+
+
 def _resize_mode(n: Node) -> str | None:
     """``nearest`` / ``bilinear`` for an upsample node the concat and resize kinds can say."""
     if "nearest" in n.name and "exact" not in n.name:
@@ -1815,12 +1848,26 @@ class ImportFailure(UsageError):
         self.problems = problems
 
 
+def _reads(out: tuple[int, ...], inp: tuple[int, ...]) -> bool:
+    """Whether a layer reading ``inp`` (the model's shape there) reads the ``out`` the layer before writes in the
+    spec: the same shape, or a C×H×W map that the spec's linear flattens into the C·H·W features the model's
+    linear reads. Anything else (e.g. a 192×14×14 map where the model's head reads 192 features of a class
+    token) means the ops between were not said, and a layer written there would count the wrong input."""
+    if out == inp:
+        return True
+    if len(inp) == 1 and len(out) == 3:
+        return math.prod(out) == inp[0]
+    if len(inp) == 3 and len(out) == 1:  # a flat vector read as C×1×1 (a 1×1 conv head after a pool)
+        return inp == (out[0], 1, 1)
+    return False
+
+
 def _check_chain(layers: list[Layer], problems: list[Problem]) -> list[Layer]:
     """Each layer must read what the one before writes, else the spec would not be the model: at the first
     layer that does not, the spec stops (every count it gives stays the model's), and the layers left out
     are reported by name."""
     for i, (a, b) in enumerate(zip(layers, layers[1:], strict=False)):
-        if a["_out"][0] != b["_in"][0] or (len(b["_in"]) == 3 and len(a["_out"]) == 3 and a["_out"] != b["_in"]):
+        if not _reads(tuple(a["_out"]), tuple(b["_in"])):
             problems.append(
                 Problem(
                     b.get("name") or b["kind"],

@@ -134,13 +134,13 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         first = next(iter(_flat(out))) if isinstance(out, (list, tuple)) else out
         if not isinstance(first, torch.Tensor):
             return out
+        for p, _ in params:  # read by a traced op: used, whether or not the op also reads activations
+            self.used.add(p)  # (an index into a relative-position table, a norm of a weight, …)
         if not data:
             if params and base in ("t", "view", "transpose", "permute", "expand", "alias", "detach", "_to_copy"):
                 self.params[id(first)] = params[0]
                 self.keep.append(first)
             return out
-        for p, _ in params:
-            self.used.add(p)
         if base in _ALIASES or base == "slice" and tuple(first.shape) == tuple(flat[0].shape):
             self.track(first, data[0])
             return out
@@ -216,6 +216,12 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
             op, attrs = "pool", {"implementation": fn}
         elif base == "avg_pool2d" and len(in_shape) == 4:
             op, attrs = "avgpool", {"kernel": _pair(args[1]), "stride": _pair(args[2]) if len(args) > 2 else None}
+        elif base == "max_pool2d_with_indices" and len(in_shape) == 4:
+            k, st = _pair(args[1]), _pair(args[2]) if len(args) > 2 and args[2] else _pair(args[1])
+            pad = _pair(args[3]) if len(args) > 3 else 0
+            dil = _pair(args[4]) if len(args) > 4 else 1
+            ceil = bool(args[5]) if len(args) > 5 else False
+            op, attrs = "maxpool", {"kernel": k, "stride": st, "padding": pad, "dilation": dil, "ceil": ceil}
         elif base == "cat":
             op = "cat"
         elif base == "slice" and len(in_shape) == 4 and args[1] == 1:

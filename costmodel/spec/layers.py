@@ -251,10 +251,23 @@ class DWSepLayer(ConvLike, SEFields):
 
 
 class BasicLayer(ConvLike):
-    """Two k×k conv-norm-act in a row (the seed notebook's SimpleConvBlock); residual only if asked."""
+    """Two k×k conv-norm-act in a row (the seed notebook's SimpleConvBlock); residual only if asked. With
+    ``resnet: true``, ResNet's BasicBlock: the second conv's activation runs after the add, and the shortcut is
+    the identity when stride 1 and in = out, else a 1×1 conv (stride) + norm, as the bottleneck's."""
 
     kind: Literal["basic"]
     residual: StrictResidual = False
+    resnet: bool = Field(
+        False,
+        description="ResNet's BasicBlock: conv1-norm-act → conv2-norm, + the shortcut (identity, or 1×1 conv + norm "
+        "where the stride or width changes), then the activation",
+    )
+
+    @model_validator(mode="after")
+    def _one_residual(self) -> BasicLayer:
+        if self.resnet and self.residual:
+            raise ValueError("resnet: true has its own shortcut; leave residual out")
+        return self
 
 
 class BottleneckLayer(ConvLike):

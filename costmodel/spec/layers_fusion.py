@@ -1,5 +1,6 @@
 """Layer models of multi-input and map-shaping layers: a channel concat of earlier named layers (timm's
-MobileNetV5 multi-scale fusion adapter), a resize to a fixed size, a standalone norm and a flatten.
+MobileNetV5 multi-scale fusion adapter), a resize to a fixed size, a standalone norm, a flatten and a local
+max pool (ResNet's stem).
 Registered with their block functions in engine/kinds.py (blocks: engine/blocks_fusion.py).
 """
 
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from .fields import Count, Norm
 from .layers import Layer
@@ -73,3 +74,21 @@ class FlattenLayer(Layer):
     flattens: ClassVar[bool] = True
 
     kind: Literal["flatten"]
+
+
+class MaxPoolLayer(Layer):
+    """A local k×k max pool (``nn.MaxPool2d(kernel, stride, padding)``, ResNet's stem): Ho = floor((H + 2p − k)
+    / s) + 1, Wo likewise; no params, no MACs (FlopCounterMode counts none)."""
+
+    kind: Literal["maxpool"]
+    kernel: PositiveInt = 3
+    stride: PositiveInt | None = Field(None, description="default: kernel")
+    padding: NonNegativeInt = Field(0, description="zero padding on each side (at most kernel // 2, as torch)")
+
+    @model_validator(mode="after")
+    def _pad_at_most_half(self) -> MaxPoolLayer:
+        if 2 * self.padding > self.kernel:
+            raise ValueError(f"padding {self.padding} is more than half the kernel {self.kernel} (torch refuses it)")
+        if self.stride is None:  # torch's default: the kernel (the network walk reads every layer's stride)
+            object.__setattr__(self, "stride", self.kernel)
+        return self

@@ -69,12 +69,12 @@ def build(classes: int = 7) -> nn.Module:
 
 
 class Unsupported(nn.Module):
-    """A conv, a max pool (which the spec cannot say) and a conv: the spec stops at the pool, naming it."""
+    """A conv, a ceil-mode max pool (which the spec cannot say) and a conv: the spec stops at the pool, naming it."""
 
     def __init__(self) -> None:
         super().__init__()
         self.a = nn.Conv2d(3, 4, 3, padding=1)
-        self.pool = nn.MaxPool2d(2)
+        self.pool = nn.MaxPool2d(2, ceil_mode=True)
         self.b = nn.Conv2d(4, 4, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
