@@ -241,11 +241,12 @@ def test_cli_import_in_a_fresh_interpreter():
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     source = "tests.import_fixtures.custom_mbconv:MishNet"
     proc = subprocess.run(
-        [sys.executable, "-m", "costmodel", "import", source, "--input", "3x8x8"],
+        [sys.executable, "-m", "costmodel", "import", source, "--input", "3x8x8", "--partial"],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stderr  # Mish is not said: a partial spec, written because of --partial
     assert "costmodel: warning: aten.mish.default at act" in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("costmodel: the spec covers ")
     assert costmodel.loads(proc.stdout).input.channels == 3
 
 
