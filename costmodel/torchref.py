@@ -48,7 +48,8 @@ def _group_std(x: torch.Tensor, groups: int, eps: float = 1e-5) -> torch.Tensor:
 
 
 class EvoNormS0(nn.Module):
-    """EvoNorm-S0 (timm EvoNorm2dS0): x·σ(v·x) / std over channel groups · γ + β; params γ, β, v (3C)."""
+    """EvoNorm-S0 (timm EvoNorm2dS0): x·σ(v·x) / std over channel groups · γ + β; params γ, β, v (3C); without
+    its nonlinearity (apply_act=False) x·γ + β (2C)."""
 
     def __init__(self, channels: int, groups: int, apply_act: bool = True) -> None:
         super().__init__()
@@ -59,8 +60,9 @@ class EvoNormS0(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (1, -1, 1, 1)
-        y = x if self.v is None else x * (x * self.v.view(shape)).sigmoid()
-        y = y / _group_std(x, self.groups)
+        y = x  # timm's apply_act=False: the affine alone
+        if self.v is not None:
+            y = x * (x * self.v.view(shape)).sigmoid() / _group_std(x, self.groups)
         return y * self.weight.view(shape) + self.bias.view(shape)
 
 
@@ -78,9 +80,10 @@ class EvoNormB0(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (1, -1, 1, 1)
         running_var: torch.Tensor = self.running_var  # type: ignore[assignment]
-        left = running_var.view(shape).add(1e-5).sqrt()
-        denom = left if self.v is None else left.max(x * self.v.view(shape) + _group_std(x, x.shape[1]))
-        y = x / denom
+        y = x  # timm's apply_act=False: the affine alone
+        if self.v is not None:
+            left = running_var.view(shape).add(1e-5).sqrt()
+            y = x / left.max(x * self.v.view(shape) + _group_std(x, x.shape[1]))
         return y * self.weight.view(shape) + self.bias.view(shape)
 
 

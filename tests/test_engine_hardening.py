@@ -336,3 +336,44 @@ def test_torchref_builds_grouped_norms(layer: dict[str, Any], norm: str):
     s = spec([layer], c=16, norm=norm, norm_groups=4, activation="relu")
     t = torchref.measure(s)
     assert totals(s) == (t["params"], t["macs"], t["output"])
+
+
+# ---- EvoNorm without its nonlinearity: timm computes the affine alone ----------------------------------
+
+
+@pytest.mark.parametrize("norm", ["evonorm_s0", "evonorm_b0"])
+def test_evonorm_without_its_nonlinearity_is_the_affine_alone(norm):
+    """timm 1.0.31's EvoNorm2dS0/B0 with apply_act=False return x·γ + β (no group std, no running-variance
+    division): on an 8×4×4 map, FLOPs = 2 per element × 8·4·4 = 256 (by hand; 7 and 3 per element were
+    counted), params γ, β = 2·8 = 16; B0 keeps its running_var buffer, 8."""
+    spec = costmodel.NetworkSpec.model_validate(
+        {
+            "input": {"channels": 8, "height": 4, "width": 4},
+            "defaults": {"norm": norm, "norm_groups": 2},
+            "layers": [{"kind": "conv", "out_channels": 8, "kernel": 1, "activation": "none"}],
+        }
+    )
+    (row,) = [r for r in costmodel.analyze(spec).rows if r.op.name == norm]
+    assert row.costs["flops"] == 256
+    assert row.costs["params"] == 16
+    assert row.costs["buffers"] == (8 if norm == "evonorm_b0" else 0)
+
+
+@pytest.mark.parametrize("norm", ["evonorm_s0", "evonorm_b0"])
+def test_torchref_evonorm_without_act_computes_what_timm_does(norm):
+    torch = pytest.importorskip("torch")
+    evo = pytest.importorskip("timm.layers.evo_norm")
+    from costmodel import torchref
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 5, 5)
+    if norm == "evonorm_s0":
+        ours, theirs = torchref.EvoNormS0(8, 2, apply_act=False), evo.EvoNorm2dS0(8, groups=2, apply_act=False)
+    else:
+        ours, theirs = torchref.EvoNormB0(8, apply_act=False), evo.EvoNorm2dB0(8, apply_act=False)
+    for m in (ours, theirs):
+        with torch.no_grad():
+            m.weight.copy_(torch.linspace(0.5, 1.5, 8))
+            m.bias.copy_(torch.linspace(-1, 1, 8))
+    assert torch.allclose(ours.eval()(x), theirs.eval()(x))
+    assert torch.allclose(theirs.eval()(x), x * ours.weight.view(1, -1, 1, 1) + ours.bias.view(1, -1, 1, 1))

@@ -269,15 +269,15 @@ def layernorm2d(inp: Shape, n: Num) -> Op:
 def evonorm_s0(inp: Shape, n: Num, groups: Num = 1, act: bool = True) -> Op:
     """EvoNorm-S0 (timm EvoNorm2dS0), which replaces norm + activation: y = x·σ(v·x) / std_group(x) · γ + β.
 
-    params γ, β, v = 3C (without its nonlinearity, timm's ``apply_act=False``: y = x / std_group(x) · γ + β,
-    2C); no buffers; FLOPs per element 13 (v·x 1, sigmoid 4, multiply 1, group std 4, divide 1, affine 2),
-    7 without the nonlinearity. FlopCounterMode counts 0.
+    params γ, β, v = 3C (without its nonlinearity, timm's ``apply_act=False``: y = x · γ + β — timm 1.0.31
+    skips the group std too — 2C); no buffers; FLOPs per element 13 (v·x 1, sigmoid 4, multiply 1, group std 4,
+    divide 1, affine 2), 2 without the nonlinearity (the affine alone). FlopCounterMode counts 0.
     """
     c = inp[0]
     return Op(
         "evonorm_s0",
         f"{c} g{groups}" + ("" if act else " no act"),
-        _costs((3 if act else 2) * c, 0, 0, (13 if act else 7) * n * numel(inp)),
+        _costs((3 if act else 2) * c, 0, 0, (13 if act else 2) * n * numel(inp)),
         inp,
         inp,
         "norm",
@@ -289,15 +289,16 @@ def evonorm_b0(inp: Shape, n: Num, groups: Num = 1, act: bool = True) -> Op:
     """EvoNorm-B0 (timm EvoNorm2dB0), which replaces norm + activation; at inference
     y = x / max(√(running_var + ε), v·x + std_instance(x)) · γ + β.
 
-    params γ, β, v = 3C (2C without its nonlinearity, ``apply_act=False``: y = x / √(running_var + ε) · γ + β);
-    buffers running_var = C; FLOPs per element 10 (v·x 1, instance std 4, add 1, max 1, divide 1, affine 2),
-    3 without the nonlinearity. FlopCounterMode counts 0.
+    params γ, β, v = 3C (2C without its nonlinearity, timm's ``apply_act=False``: y = x · γ + β — timm 1.0.31
+    skips the running-variance division too); buffers running_var = C (kept either way); FLOPs per element 10
+    (v·x 1, instance std 4, add 1, max 1, divide 1, affine 2), 2 without the nonlinearity. FlopCounterMode
+    counts 0.
     """
     c = inp[0]
     return Op(
         "evonorm_b0",
         f"{c}" + ("" if act else " no act"),
-        _costs((3 if act else 2) * c, c, 0, (10 if act else 3) * n * numel(inp)),
+        _costs((3 if act else 2) * c, c, 0, (10 if act else 2) * n * numel(inp)),
         inp,
         inp,
         "norm",
