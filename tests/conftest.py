@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +193,24 @@ def totals(s: Any) -> tuple[Any, ...]:
 
     r = costmodel.analyze(s)
     return r.totals["params"], r.totals["buffers"], r.totals["macs"], r.output
+
+
+@contextlib.contextmanager
+def saved_storages(model: Any) -> Iterator[dict[int, int]]:
+    """Inside the block, every tensor autograd saves is recorded: the yielded dict maps each distinct storage
+    (parameters excluded) to its bytes, so ``sum(d.values())`` is what a training step keeps for backward."""
+    import torch
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+    keep: list[Any] = []  # the saved tensors stay alive, so no storage address is reused while recording
+
+    def pack(t: Any) -> Any:
+        st = t.untyped_storage()
+        if st.data_ptr() not in params:
+            storages[st.data_ptr()] = st.nbytes()
+        keep.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield storages

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import costmodel
+from conftest import saved_storages
 
 torch = pytest.importorskip("torch")
 
@@ -24,19 +25,8 @@ def saved_bytes(model: Any, shape: tuple[int, int, int] = SIZE, batch: int = BAT
     """The bytes autograd saves in ``model(x)`` (train mode, float32, CPU): distinct storages, parameters excluded."""
     torch.manual_seed(0)
     model.train()
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
-    keep: list[Any] = []
-
-    def pack(t: Any) -> Any:
-        st = t.untyped_storage()
-        if st.data_ptr() not in params:
-            storages[st.data_ptr()] = st.nbytes()
-        keep.append(t)
-        return t
-
     x = torch.randn(batch, *shape)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with saved_storages(model) as storages:
         model(x)
     return sum(storages.values())
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import costmodel
+from conftest import saved_storages
 
 torch = pytest.importorskip("torch")
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count  # noqa: E402
@@ -54,21 +55,10 @@ def torch_step(spec: costmodel.NetworkSpec, dtype: str = "float32", exact: bool 
     model, shape = build(spec)
     model.train()
     x = torch.randn(shape)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
-    keep: list[Any] = []
-
-    def pack(t: Any) -> Any:
-        st = t.untyped_storage()
-        if st.data_ptr() not in params:
-            storages[st.data_ptr()] = st.nbytes()
-        keep.append(t)
-        return t
-
     mapping = {torch.ops.aten.convolution_backward: _exact_conv_backward} if exact else {}
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with counter:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with saved_storages(model) as storages:
             if dtype == "float32":
                 y = model(x)
             else:
