@@ -700,6 +700,11 @@ REFUSALS = {
         "layers[0].nodes[0].fn",
         "has MACs FlopCounterMode counts",
     ),
+    "a kernel larger than the input": (
+        "      - {op: conv, out: 4, kernel: 9}\n",
+        "layers[0].nodes[0].kernel",
+        "would output 1×4×0×0 from its 1×4×8×8 input",
+    ),
     "reduce over the batch": (
         "      - {op: mean, dim: 0}\n",
         "layers[0].nodes[0].dim",

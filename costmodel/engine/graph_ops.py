@@ -84,6 +84,13 @@ class Node:
         """The Op of this node from its batch-1 costs (MACs and FLOPs × :attr:`scale`)."""
         b = self.batched if batched is None else batched
         s = self.n if b else 1
+        if any(getattr(v, "is_nonpositive", False) is True or (isinstance(v, int) and v < 1) for v in out):
+            field = "kernel" if "kernel" in _spec.OPS[self.node.op].fields else "op"
+            self.fail(
+                f"would output {_shape_text(tuple(out))} from its {_shape_text(self.shapes[0])} input: every size must "
+                "be at least 1 (the kernel does not fit the padded input)",
+                field,
+            )
         return Op(
             self.node.op,
             detail,
@@ -443,8 +450,8 @@ def _softmax(c: Node) -> Op:
 def _pool_size(c: Node, x: Num, k: int, s: int, p: int, d: int, ceil: bool) -> Num:
     """torch's pooling output size: floor or ceil((X + 2p − d(k − 1) − 1)/s) + 1, and with ceil the last window
     must start inside the padded input ((out − 1)·s < X + p)."""
-    if 2 * p > k:
-        c.fail(f"padding {p} is more than half the kernel {k} (torch refuses it)", "padding")
+    if 2 * p > d * (k - 1) + 1:
+        c.fail(f"padding {p} is more than half the (dilated) kernel {d * (k - 1) + 1} (torch refuses it)", "padding")
     span = x + 2 * p - d * (k - 1) - 1
     if not ceil:
         return floordiv(span, s) + 1
