@@ -336,6 +336,14 @@ def _sdpa(c: Node) -> Op:
     _same(k[-2], v[-2], c, "inputs", f"k and v hold {k[-2]} and {v[-2]} positions")
     batch = broadcast([q[:-2], k[:-2], v[:-2]], c)
     sq, sk, d, dv = q[-2], k[-2], q[-1], v[-1]
+    if len(c.shapes) > 3:
+        scores = (*batch, sq, sk)
+        if len(broadcast([c.shapes[3], scores], c)) != len(scores) or any(
+            equal(a, b) is False for a, b in zip(broadcast([c.shapes[3], scores], c), scores, strict=True)
+        ):
+            c.fail(
+                f"the mask {_shape_text(c.shapes[3])} does not broadcast to the scores {_shape_text(scores)}", "inputs"
+            )
     logits = math.prod(batch) * sq * sk
     macs = logits * (d + dv)
     flops = 2 * macs + (ops.ATTENTION_SOFTMAX_FLOPS + (1 if len(c.shapes) > 3 else 0)) * logits
@@ -580,6 +588,8 @@ def _data(c: Node, out: Shape, detail: str = "") -> Op:
 def _reshape(c: Node) -> Op:
     """reshape / view to ``shape`` (one −1 inferred): numel must stay; 0 cost."""
     x, want = c.shapes[0], list(c.get("shape"))
+    if 0 in want:
+        c.fail("shape holds a 0", "shape")
     if want.count(-1) > 1:
         c.fail("shape holds −1 more than once", "shape")
     known = math.prod(v for v in want if v != -1)
@@ -628,6 +638,8 @@ def _flatten(c: Node) -> Op:
 def _expand(c: Node) -> Op:
     """expand to ``shape`` (−1 keeps a dim; new leading dims allowed; only size-1 dims grow); 0 cost."""
     x, want = c.shapes[0], c.get("shape")
+    if 0 in want:
+        c.fail("shape holds a 0", "shape")
     if len(want) < len(x):
         c.fail(f"shape {want} has fewer dims than the input {_shape_text(x)}", "shape")
     lead = len(want) - len(x)
@@ -700,6 +712,11 @@ def _pad(c: Node) -> Op:
         c.fail(f"pads {pads} is no list of (before, after) pairs for the {len(x)} dims", "pads")
     if c.get("mode") not in ("constant", "reflect", "replicate", "circular"):
         c.fail("mode is constant, reflect, replicate or circular", "mode")
+    if c.get("mode") != "constant":
+        for k, v in enumerate(pads):
+            size = x[len(x) - 1 - k // 2]
+            if v < 0 or (c.get("mode") == "reflect" and isinstance(size, int) and v >= size):
+                c.fail(f"a {c.get('mode')} pad of {v} does not fit the size {size} (torch refuses it)", "pads")
     out = list(x)
     for k in range(len(pads) // 2):
         out[len(x) - 1 - k] = out[len(x) - 1 - k] + pads[2 * k] + pads[2 * k + 1]
@@ -934,6 +951,8 @@ def batch_position(c: Node, out: Shape) -> int | None:
         )
         if summed:
             mixes(f"a {op} contracting or attending", "inputs")
+    if op == "expand" and equal(out[b0 + len(out) - len(s0)], s0[b0]) is False:
+        mixes("an expand", "shape")
     if op == "matmul":  # out = (*batch, m if a is not 1-D, n if b is not 1-D)
         a, b = c.shapes
         nb = len(out) - (len(a) > 1) - (len(b) > 1)
