@@ -748,3 +748,29 @@ def test_a_graph_may_follow_a_flat_vector():
     }
     r = costmodel.analyze(costmodel.NetworkSpec.model_validate(data))
     assert r.output == (3,) and r.totals["params"] == 4 * 6 + 6 + 6 * 3 + 3
+
+
+def test_symbolic_sizes_flow_through_convs_and_pools():
+    import sympy
+
+    from costmodel.engine.symbols import symbol
+
+    text = """input: {channels: 4, height: H, width: H}
+layers:
+  - kind: graph
+    nodes:
+      - {op: conv, out: 8, kernel: 3, stride: 2, padding: 1, bias: true}
+      - {op: max_pool, kernel: 3, stride: 2, padding: 1}
+      - {op: flatten, dim: [2, 3]}
+      - {op: transpose, dims: [1, 2]}
+      - {op: linear, out: 16}
+"""
+    sym = costmodel.analyze(costmodel.loads(text))
+    assert sym.symbols == ("H",)
+    for h in (8, 17, 33):
+        bound = costmodel.analyze(costmodel.loads(text), H=h)
+        for m in ("params", "macs", "flops", "activations"):
+            assert sympy.sympify(sym.totals[m]).subs(symbol("H"), h) == bound.totals[m], (m, h)
+        ho = (h - 1) // 2 + 1  # the conv: floor((H + 2 − 3)/2) + 1
+        po = (ho - 1) // 2 + 1  # the pool likewise
+        assert bound.totals["macs"] == 8 * ho * ho * 4 * 9 + po * po * 8 * 16  # hand arithmetic
