@@ -774,3 +774,22 @@ layers:
         ho = (h - 1) // 2 + 1  # the conv: floor((H + 2 − 3)/2) + 1
         po = (ho - 1) // 2 + 1  # the pool likewise
         assert bound.totals["macs"] == 8 * ho * ho * 4 * 9 + po * po * 8 * 16  # hand arithmetic
+
+
+def test_graph_rows_are_bounded_and_repeats_share_their_ops():
+    import json
+
+    layer = {
+        "kind": "graph",
+        "repeat": 50,
+        "nodes": [{"op": "conv", "out": C, "kernel": 3, "padding": 1}, {"op": "relu"}],
+    }
+    r = costmodel.analyze(graph_spec(layer["nodes"], repeat=50))
+    assert len(r.rows) == 100 and len({id(row.op) for row in r.rows}) == 2  # the walk's memo: one flow per input
+    big = {
+        "input": {"channels": C, "height": H, "width": W},
+        "layers": [layer | {"repeat": 10_000, "nodes": [{"op": "relu"}] * 101}],
+    }
+    with pytest.raises(costmodel.SpecError, match="more than 1,000,000 op nodes") as err:
+        costmodel.loads(json.dumps(big))
+    assert err.value.path == ("layers", 0, "repeat")
