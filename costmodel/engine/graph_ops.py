@@ -205,6 +205,8 @@ def _conv(c: Node) -> Op:
     op_ = _ints(c.get("output_padding"), rank, "output_padding", c)
     if not transposed and any(op_):
         c.fail("output_padding is for a transposed conv", "output_padding")
+    if any(o >= max(si, di) for o, si, di in zip(op_, s, d, strict=True)):
+        c.fail("output_padding must be smaller than the stride or the dilation (torch refuses it)", "output_padding")
     for width, what in ((cin, "input"), (cout, "output")):
         if divides(g, width) is False:
             c.fail(f"groups {g} does not divide the {what} channels {width}", "groups")
