@@ -793,3 +793,57 @@ def test_graph_rows_are_bounded_and_repeats_share_their_ops():
     with pytest.raises(costmodel.SpecError, match="more than 1,000,000 op nodes") as err:
         costmodel.loads(json.dumps(big))
     assert err.value.path == ("layers", 0, "repeat")
+
+
+def test_a_batch_folded_into_dim_0_swin_windows():
+    """Swin's shifted windows: the batch folds into dim 0 with the windows ([4, 16, 4] at batch 1 is [4N, 16, 4]
+    at batch N) and unfolds back; the costs still scale with the batch."""
+    nodes = [
+        {"op": "permute", "dims": [0, 2, 3, 1]},  # (1, 8, 8, 4)
+        {"op": "roll", "size": [-2, -2], "dims": [1, 2]},
+        {"op": "reshape", "shape": [1, 2, 4, 2, 4, C]},
+        {"op": "permute", "dims": [0, 1, 3, 2, 4, 5]},
+        {"id": "w", "op": "reshape", "shape": [4, 16, C]},  # 4 windows of 4×4 tokens
+        {"op": "linear", "out": 3 * C, "bias": True},
+        {"op": "reshape", "shape": [4, 16, 3, C]},
+        {"id": "qkv", "op": "permute", "dims": [2, 0, 1, 3]},
+        {"id": "q", "op": "select", "dim": 0, "index": 0, "inputs": ["qkv"]},
+        {"id": "k", "op": "select", "dim": 0, "index": 1, "inputs": ["qkv"]},
+        {"id": "v", "op": "select", "dim": 0, "index": 2, "inputs": ["qkv"]},
+        {"id": "kt", "op": "transpose", "dims": [1, 2], "inputs": ["k"]},
+        {"op": "matmul", "inputs": ["q", "kt"]},
+        {"id": "a", "op": "softmax", "dim": -1},
+        {"op": "matmul", "inputs": ["a", "v"]},
+        {"op": "reshape", "shape": [1, 2, 2, 4, 4, C]},
+        {"op": "permute", "dims": [0, 1, 3, 2, 4, 5]},
+        {"op": "reshape", "shape": [1, 8, 8, C]},
+        {"op": "roll", "size": [2, 2], "dims": [1, 2]},
+        {"op": "permute", "dims": [0, 3, 1, 2]},
+    ]
+
+    class Windows(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = nn.Linear(C, 3 * C)
+
+        def forward(self, x: Any) -> Any:
+            b = x.shape[0]
+            t = torch.roll(x.permute(0, 2, 3, 1), (-2, -2), (1, 2))
+            w = t.reshape(b, 2, 4, 2, 4, C).permute(0, 1, 3, 2, 4, 5).reshape(b * 4, 16, C)
+            q, k, v = self.qkv(w).reshape(b * 4, 16, 3, C).permute(2, 0, 1, 3)
+            o = (q @ k.transpose(1, 2)).softmax(-1) @ v
+            o = o.reshape(b, 2, 2, 4, 4, C).permute(0, 1, 3, 2, 4, 5).reshape(b, 8, 8, C)
+            return torch.roll(o, (2, 2), (1, 2)).permute(0, 3, 1, 2)
+
+    data = {
+        "input": {"channels": C, "height": 8, "width": 8, "batch": 3},
+        "layers": [{"kind": "graph", "nodes": nodes}],
+    }
+    spec = costmodel.NetworkSpec.model_validate(data)
+    theirs = torch_counts(Windows(), (3, C, 8, 8))
+    assert engine_counts(spec) == theirs
+    assert theirs[2] == 3 * (64 * C * 3 * C + 2 * 4 * 16 * 16 * C)  # qkv, then q·kᵀ and a·v per window (hand)
+    from costmodel.torchref import measure
+
+    got = measure(spec)
+    assert (got["params"], got["buffers"], got["macs"], got["output"]) == theirs
