@@ -899,3 +899,12 @@ def test_random_chains_agree_with_torchref_or_are_refused(seed):
         return
     got = measure(spec)
     assert (got["params"], got["buffers"], got["macs"], got["output"]) == ours
+
+
+def test_out_ratio_after_a_graph_is_refused_not_guessed():
+    # the graph's output channels (16) are known only to the walk: a ratio of the stale 4 would be silently wrong
+    layers = [{"kind": "graph", "nodes": [{"op": "conv", "out": 16, "kernel": 1}]}, {"kind": "conv", "out_ratio": 2}]
+    spec = costmodel.NetworkSpec.model_validate({"input": {"channels": C, "height": H, "width": W}, "layers": layers})
+    with pytest.raises(costmodel.SpecError, match="known only to the walk") as err:
+        costmodel.analyze(spec)
+    assert err.value.path == ("layers", 1, "out_ratio")
