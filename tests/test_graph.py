@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import costmodel
-from costmodel.engine.graph_ops import REGISTRY
+from costmodel.engine.graph_ops import CATEGORIES, REGISTRY
 from costmodel.spec.layers_graph import OPS
 
 torch = pytest.importorskip("torch")
@@ -425,7 +425,9 @@ def test_every_op_agrees_with_torch(name):
     spec = graph_spec(nodes)
     theirs = torch_counts(make(), (N, C, H, W), meta=name.startswith("sdpa"))
     assert engine_counts(spec) == theirs
-    assert costmodel.analyze(spec).totals["flops"] == flops
+    r = costmodel.analyze(spec)
+    assert r.totals["flops"] == flops
+    assert all(row.op.category in CATEGORIES and row.op.name == row.stage for row in r.rows)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
