@@ -149,3 +149,12 @@ def test_torchref_builds_mobilenetv5_base():
     spec = spec.model_copy(update={"input": spec.input.model_copy(update={"height": 193, "width": 193})})
     m = torchref.measure(spec)
     assert (m["params"], m["macs"], m["output"]) == (82_647_976, 12_845_005_632, (1000,))
+
+
+def test_out_ratio_after_concat_reads_the_concatenated_channels():
+    # concat(a: 8, b: 4) gives 12 channels; out_ratio 2 → 24 out channels (it used to scale the stale 4 of b → 8).
+    # The 1×1 conv after it: 12·24 weights + BN 2·24 = 336 params; 8·8·12·24 = 18432 MACs.
+    s = _spec([A, B, {"kind": "concat", "inputs": ["a", "b"]}, {"kind": "conv", "kernel": 1, "out_ratio": 2}])
+    conv = [r for r in costmodel.analyze(s).rows if r.layer == 3 and r.op.name == "conv2d"]
+    assert conv[0].op.output == (24, 8, 8)
+    assert (conv[0].costs["params"], conv[0].costs["macs"]) == (12 * 24, 8 * 8 * 12 * 24)

@@ -80,6 +80,7 @@ def resolve(spec: NetworkSpec) -> NetworkSpec:
     scaling = spec.scaling or Scaling()
     layers = []
     channels: int | str | None = spec.input.channels
+    named: dict[str, int | str | None] = {}  # a named layer's output channels, for a concat of it
     for i, layer in enumerate(spec.layers):
         path: tuple[str | int, ...] = ("layers", i)
         update: dict[str, Any] = {}
@@ -98,8 +99,8 @@ def resolve(spec: NetworkSpec) -> NetworkSpec:
         if channels is None and (expected is not None or getattr(layer, "out_ratio", None) is not None):
             field = "in_channels" if expected is not None else "out_ratio"
             raise SpecError(
-                "the channels a graph layer outputs are known only to the walk: give out_channels (and leave "
-                "in_channels out) after one",
+                "the channels the previous layer outputs (a graph layer, or a concat of a symbolic width) are "
+                "known only to the walk: give out_channels (and leave in_channels out) after it",
                 (*path, field),
             )
         if expected is not None and expected != channels:  # both are ints or symbol names here
@@ -119,6 +120,11 @@ def resolve(spec: NetworkSpec) -> NetworkSpec:
             channels = out
         elif getattr(layer, "nodes", None) is not None:  # a graph layer: its output channels come from its ops
             channels = None
+        elif layer.kind == "concat":  # ΣCᵢ of the layers it names (unknown if one is unknown or symbolic)
+            parts = [named.get(w) for w in layer.inputs]  # type: ignore[attr-defined]
+            channels = sum(parts) if all(isinstance(c, int) for c in parts) else None  # type: ignore[arg-type]
+        if layer.name is not None:
+            named[layer.name] = channels
     return spec.model_copy(update={"layers": layers, "scaling": None})
 
 
