@@ -123,6 +123,9 @@ def test_mobilenetv5_base_resizes_at_193():
     at193 = costmodel.analyze(_at(spec, 193))
     (row,) = [r for r in at193.rows if r.layer == names.index("msfa")]
     assert (row.total("macs"), row.total("flops")) == (0, 7 * 2048 * 16 * 16)
+    # traced at 193 the trace holds the resize itself: it is written once, not twice
+    traced = costmodel.import_model("timm:mobilenetv5_base", input=(3, 193, 193))
+    assert [(layer.name, layer.mode) for layer in traced.layers if layer.kind == "resize"] == [("msfa", "timm")]
 
 
 @pytest.mark.slow

@@ -71,7 +71,9 @@ def fusion_resize(data: dict[str, Any], model: Any) -> None:
     for path, m in model.named_modules():
         if type(m).__name__ != "MobileNetV5MultiScaleFusionAdapter" or not is_timm(m):
             continue
-        inside = [i for i, layer in enumerate(layers) if str(layer.get("name", "")).startswith(f"{path}.")]
+        inside = [
+            i for i, layer in enumerate(layers) if (n := str(layer.get("name", ""))) == path or n.startswith(f"{path}.")
+        ]
         if any(layers[i].get("kind") == "resize" for i in inside):
             continue
         at = next((i for i in inside if layers[i].get("name") == f"{path}.norm"), None)
