@@ -37,6 +37,7 @@ from .analysis.memory import DTYPES, FUSIONS
 from .analysis.profiles import ROOFLINE_VIEWS, shipped_profiles
 from .engine.kinds import KINDS
 from .engine.metrics import METRIC_NAMES
+from .engine.symbols import readable
 from .errors import CostModelError, UsageError
 from .present import emit
 from .present.report import UNITS, VIEW_NAMES
@@ -617,7 +618,8 @@ def _formula_format(fmt: str) -> None:
 
 
 def _formula_training(a: argparse.Namespace) -> str:
-    """``formula --training``: training MACs and saved-activation bytes in the spec's symbols."""
+    """``formula --training``: training MACs and saved-activation bytes in the spec's symbols, printed as
+    ``formula`` prints (``ceiling(H/32)``, not ``floor(H/32 - 1/32) + 1``: engine/symbols.py ``readable``)."""
     import sympy
 
     if a.at or a.diff or a.stage or a.metric:
@@ -626,7 +628,7 @@ def _formula_training(a: argparse.Namespace) -> str:
     totals = api.train(a.spec, None, "sgd", "float32", "none", "costmodel", "cpu", **a.values).totals
     lines = []
     for m in ("training_macs", "saved_bytes"):
-        expr = sympy.factor(sympy.Integer(0) + totals[m])
+        expr = sympy.factor(readable(sympy.Integer(0) + totals[m]))
         text = sympy.latex(expr) if a.format == "latex" else sympy.sstr(expr)
         lines.append(f"{m} = {text}")
     return "\n".join(lines)

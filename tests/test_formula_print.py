@@ -131,3 +131,119 @@ def test_a_floor_that_is_no_ceiling_is_kept():
     assert readable(sympy.floor((h + 1) / 2)) == sympy.ceiling(h / 2)
     assert readable(sympy.floor((h - 3) / 2) + 1) == sympy.ceiling(h / 2) - 1
     assert readable(7) == 7
+
+
+# --------------------------------------------------------------------------- the other outputs that print formulas
+# (issue #21's leftover): `formula --training`, `formula --diff` and the engine's messages on symbolic specs print
+# ceiling(H/s) as `formula` does, never the engine's floor((H − 1)/s) + 1.
+
+
+def _evaluate(text: str, h: int, w: int, **more: int) -> int:
+    names = {"H": H, "W": W} | {k: sympy.Symbol(k, integer=True, positive=True) for k in more}
+    expr = sympy.sympify(text, locals=names)
+    v = expr.xreplace(
+        {H: sympy.Integer(h), W: sympy.Integer(w)} | {names[k]: sympy.Integer(x) for k, x in more.items()}
+    )
+    assert v.is_Integer, (h, w, v)
+    return int(v)
+
+
+def test_formula_training_prints_ceilings(tmp_path, run_cli):
+    path = _symbolic("efficientnet_b0", tmp_path)
+    code, out, err = run_cli("formula", path, "--training")
+    assert code == 0, err
+    assert "floor" not in out, out
+    assert "ceiling(H/32)" in out and "ceiling(W/2)" in out
+    printed = dict(line.split(" = ", 1) for line in out.strip().splitlines())
+    assert set(printed) == {"training_macs", "saved_bytes"}
+    # the printed text is exact: at odd, tiny and even sizes it gives what `costmodel train --resolution` prints
+    for h, w in [(37, 37), (97, 96), (5, 4), (224, 224)]:
+        code, out, err = run_cli("train", "efficientnet_b0", "--resolution", f"{h}x{w}", "-f", "json")
+        assert code == 0, err
+        totals = json.loads(out)["totals"]
+        for m, text in printed.items():
+            assert _evaluate(text, h, w) == totals[m], (m, h, w)
+
+
+def test_formula_diff_prints_ceilings(tmp_path, run_cli):
+    """The lattice difference in H (period 32: efficientnet_b0's strides multiply to 32) prints ceilings, and its
+    value is (f(H + 32) − f(H − 32)) / 64 with f the MACs `costmodel table --resolution` prints."""
+    path = _symbolic("efficientnet_b0", tmp_path)
+    code, out, err = run_cli("formula", path, "--diff", "H", "--metric", "macs")
+    assert code == 0, err
+    assert "floor" not in out, out
+    assert "ceiling(W/32)" in out
+    text = out.strip()
+
+    def macs(h: int, w: int) -> int:
+        code, out, err = run_cli("table", "efficientnet_b0", "--resolution", f"{h}x{w}", "-f", "json")
+        assert code == 0, err
+        return int(json.loads(out)["totals"]["macs"])
+
+    for h, w in [(64, 37), (97, 96)]:
+        assert sympy.Integer(_evaluate_rational(text, h, w)) * 64 == macs(h + 32, w) - macs(h - 32, w), (h, w)
+
+
+def _evaluate_rational(text: str, h: int, w: int) -> sympy.Rational:
+    v = sympy.sympify(text, locals={"H": H, "W": W}).xreplace({H: sympy.Integer(h), W: sympy.Integer(w)})
+    assert v.is_Rational, v
+    return v
+
+
+def test_formula_diff_exact_derivative_prints_ceilings(tmp_path, run_cli):
+    """An exact derivative (in the input channels C, which enter only through products) keeps the strided sizes:
+    printed as ceilings. By hand: a 3×3 stride-2 conv C → 8, no bias: MACs = 8·9·C·ceil(H/2)·ceil(W/2)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "input: {channels: C, height: H, width: W}\n"
+        "defaults: {norm: none, bias: false}\n"
+        "layers:\n  - {kind: conv, out_channels: 8, kernel: 3, stride: 2, activation: none}\n"
+    )
+    code, out, err = run_cli("formula", str(path), "--diff", "C", "--metric", "macs")
+    assert code == 0, err
+    assert out.strip() == "72*ceiling(H/2)*ceiling(W/2)"
+
+
+@pytest.mark.parametrize(
+    ("layers", "said"),
+    [
+        # a stride-2 conv, then an unpadded 3×3 MBConv told to add its input: 2 rows short of the shortcut
+        (
+            "  - {kind: conv, out_channels: 16, kernel: 3, stride: 2}\n"
+            "  - {kind: mbconv, out_channels: 16, expansion: 2, kernel: 3, padding: 0, residual: true}\n",
+            "output height ceiling(H/2) - 2 differs from the shortcut's ceiling(H/2)",
+        ),
+        # a concat of a stride-4 map and a stride-2 one: whether to resize depends on H
+        (
+            "  - {kind: conv, out_channels: 16, kernel: 3, stride: 2, name: a}\n"
+            "  - {kind: conv, out_channels: 16, kernel: 3, stride: 2, name: b}\n"
+            "  - {kind: concat, inputs: [b, a]}\n",
+            "cannot decide whether ceiling(H/4) < ceiling(H/2)",
+        ),
+    ],
+    ids=["residual", "concat"],
+)
+def test_engine_messages_print_ceilings(layers, said, tmp_path, run_cli):
+    path = tmp_path / "s.yaml"
+    path.write_text("input: {channels: 3, height: H, width: W}\nlayers:\n" + layers)
+    code, out, err = run_cli("table", str(path))
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("costmodel: error: ")
+    assert said in err and "floor" not in err, err
+
+
+def test_undecided_sizes_print_ceilings():
+    """The undecidable residual check (an unpadded k×k conv keeps the size only for k = 1) names its sizes as
+    ceilings."""
+    spec = costmodel.NetworkSpec.model_validate(
+        {
+            "input": {"channels": 3, "height": "H", "width": "W"},
+            "layers": [
+                {"kind": "conv", "out_channels": 8, "kernel": 3, "stride": 2},
+                {"kind": "mbconv", "out_channels": 8, "kernel": "k", "expansion": 2, "padding": 0},
+            ],
+        }
+    )
+    with pytest.raises(costmodel.CostModelError) as err:
+        costmodel.analyze(spec)
+    assert "floor" not in str(err.value) and "ceiling(H/2)" in str(err.value), err.value

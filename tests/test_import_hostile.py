@@ -552,6 +552,104 @@ def test_onnx_subgraphs_are_named_and_not_covered(tmp_path, capsys):
     assert "100.00% of the model's MACs" not in err
 
 
+def _wrapped(node, inits):
+    """_net with ``node`` (reading the activation ``r``, writing ``r2``) between the activation and the pool."""
+    m = _net()
+    nodes = list(m.graph.node)
+    m.graph.initializer.extend(inits)
+    nodes[2].input[0] = "r2"
+    del m.graph.node[:]
+    m.graph.node.extend([*nodes[:2], node, *nodes[2:]])
+    return m
+
+
+def _body(name, inputs, outputs, conv, ident):
+    """A subgraph with the given inputs and outputs ((name, type, dims), in ONNX's order): a 3×3 conv 4→4,
+    padding 1, ``conv`` = (its input, its output) on the 1×4×8×8 map (9,216 MACs, 144 weights), and an Identity
+    ``ident`` = (input, output) passing the other value through."""
+    np = pytest.importorskip("numpy")
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    cw = nh.from_array(np.ones((4, 4, 3, 3), np.float32), f"{name}_w")
+    nodes = [
+        h.make_node("Conv", [conv[0], f"{name}_w"], [conv[1]], name=f"/{name}/Conv", pads=[1] * 4),
+        h.make_node("Identity", [ident[0]], [ident[1]], name=f"/{name}/Id"),
+    ]
+    return h.make_graph(
+        nodes,
+        name,
+        [h.make_tensor_value_info(*x) for x in inputs],
+        [h.make_tensor_value_info(*x) for x in outputs],
+        [cw],
+    )
+
+
+BODY_MACS, BODY_PARAMS = 4 * 8 * 8 * 4 * 3 * 3, 4 * 4 * 3 * 3  # 9,216 and 144
+
+
+@needs_onnx
+@pytest.mark.parametrize("op", ["Loop", "Scan"])
+def test_onnx_loop_and_scan_are_named_and_not_covered(op, tmp_path, capsys):
+    """A Loop (trip count 3) and a Scan (a 5-step sequence) whose body convolves the carried map: each is named with
+    what its body holds, its MACs are the model's (× the trip count or the sequence length) but not the spec's,
+    and the graph after it is read on (ONNX's inference leaves a Loop's carried shape unknown: it is the shape
+    the initial value and the body's output both declare). Refused without --partial."""
+    np = pytest.importorskip("numpy")
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    fmap = [1, 4, 8, 8]
+    if op == "Loop":  # body inputs (iteration, cond, carried map), outputs (cond, carried map)
+        body = _body(
+            "body",
+            [("i", T.INT64, []), ("c_in", T.BOOL, []), ("r_in", T.FLOAT, fmap)],
+            [("c_out", T.BOOL, []), ("r_out", T.FLOAT, fmap)],
+            ("r_in", "r_out"),
+            ("c_in", "c_out"),
+        )
+        node = h.make_node("Loop", ["trip", "cond", "r"], ["r2"], name="/blk/Loop", body=body)
+        inits = [nh.from_array(np.array(3, np.int64), "trip"), nh.from_array(np.array(True), "cond")]
+        times = 3
+    else:
+        body = _body(  # inputs (state map, one scan element), outputs (state map, one scan output element)
+            "sb",
+            [("s_in", T.FLOAT, fmap), ("e", T.FLOAT, [2])],
+            [("s_out", T.FLOAT, fmap), ("e_out", T.FLOAT, [2])],
+            ("s_in", "s_out"),
+            ("e", "e_out"),
+        )
+        node = h.make_node("Scan", ["r", "seq"], ["r2", "ys"], name="/blk/Scan", body=body, num_scan_inputs=1)
+        inits = [nh.from_array(np.ones((5, 2), np.float32), "seq")]
+        times = 5
+    path = _save(_wrapped(node, inits), tmp_path / f"{op}.onnx")
+    report = costmodel.import_report(costmodel.from_onnx(path))
+    assert report.source["macs"] == PER_IMAGE + times * BODY_MACS  # 6,920 + 3 · 9,216 or 5 · 9,216
+    # the Scan also reads the 5×2 float initializer ``seq``: 10 elements, params as every float initializer a node
+    # reads (the module docstring's rule)
+    assert report.source["params"] == 4 * 3 * 3 * 3 + 4 * 2 + BODY_PARAMS + (10 if op == "Scan" else 0)
+    assert report.spec["macs"] == PER_IMAGE and not report.exact
+    status, out, err = _cli(capsys, "import", path)
+    assert (status, out) == (2, "") and "first uncovered: " in err.splitlines()[-1]
+    status, out, err = _cli(capsys, "import", path, "--partial")
+    assert status == 0, err
+    assert f"{op} '/blk/{op}'" in err and "body: 2 nodes (Conv, Identity)" in err
+    assert f"not covered: {times * BODY_MACS:,} MACs, {BODY_PARAMS} params" in err
+    assert "100.00% of the model's MACs" not in err
+
+
+@needs_onnx
+def test_onnx_input_and_kwargs_are_refused_by_the_library_too(tmp_path):
+    path = _save(_net(), tmp_path / "m.onnx")
+    for kw in ({"input": (3, 16, 16)}, {"kwargs": {"a": 1}}):
+        with pytest.raises(costmodel.UsageError, match="does not apply to an ONNX file"):
+            costmodel.import_model(path, **kw)
+    spec = costmodel.import_model(path, symbolic_resolution=True)  # applies: the H and W of the graph's input
+    assert (spec.input.height, spec.input.width, spec.input.batch) == ("H", "W", 1)
+    assert costmodel.analyze(spec, H=8, W=8).totals["macs"] == PER_IMAGE
+
+
 def test_what_the_users_code_prints_goes_to_stderr_not_into_the_spec(tmp_path, monkeypatch, capsys):
     pytest.importorskip("torch")
     name = f"printing_{os.getpid()}"

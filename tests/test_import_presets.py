@@ -44,7 +44,7 @@ def _at(spec: costmodel.NetworkSpec, res: int | None) -> costmodel.NetworkSpec:
 
 
 #: the totals ``costmodel table`` shows (``activations``, the sum of op outputs, is not a preset's figure: the
-#: shipped mobilenetv5_base spec has a resize to the map's own 16×16 that timm's model does not run)
+#: shipped mobilenetv5_base spec writes a ``flatten`` after its pool, 2,048 outputs, where the import has none)
 SHOWN = ("params", "buffers", "macs", "flops")
 
 
@@ -88,16 +88,10 @@ def test_implementation_written():
     assert costmodel.loads(text).implementation == tf.implementation
 
 
-#: traced at 256, timm's mobilenetv5_base runs no resize in its fusion adapter (the map is already 16×16), so its
-#: import has none, while at 193 the model resizes 13×13 to 16×16 (the shipped spec says it: resize, mode timm);
-#: its imported spec equals the shipped one at the default size only (docs/import.md)
-DEFAULT_SIZE_ONLY = {"mobilenetv5_base"}
-
-
 def _same_as_shipped(name: str) -> None:
     spec = _import(name)
     shipped = costmodel.load(ROOT / "specs" / "timm" / f"{name}.yaml")
-    for res in (None,) if name in DEFAULT_SIZE_ONLY else (None, 193):
+    for res in (None, 193):
         for preset in PRESETS:
             assert _totals(_at(spec, res), preset) == _totals(_at(shipped, res), preset), (res, preset)
 
@@ -111,3 +105,38 @@ def test_presets_equal_the_shipped_spec(name):
 @pytest.mark.parametrize("name", [n for n in ALL if n not in SUBSET])
 def test_presets_equal_the_shipped_spec_all(name):
     _same_as_shipped(name)
+
+
+def test_mobilenetv5_base_resizes_at_193():
+    """Traced at 256, timm's mobilenetv5_base runs no resize in its fusion adapter (the map is already 16×16), but at
+    193 it resizes 13×13 to 16×16 (bilinear: 13 is no multiple of 16). The import writes the adapter's resize
+    (``mode: timm``, size 16: nothing at 256) from its ``output_resolution``, so the imported spec counts as the
+    shipped one, and so as each tool (tests/test_peers_timm.py), at 193 too: before, FLOPs and every peer preset
+    differed there."""
+    spec = _import("mobilenetv5_base")
+    (resize,) = [layer for layer in spec.layers if layer.kind == "resize"]
+    assert (resize.name, resize.mode, resize.size) == ("msfa", "timm", 16)
+    names = [layer.name for layer in spec.layers]
+    assert names.index("msfa") == names.index("msfa.norm") - 1 == names.index("msfa.ffn") + 1
+    _same_as_shipped("mobilenetv5_base")
+    # the resize at 193, by hand: bilinear 13×13 → 16×16 on 2048 channels, 7 FLOPs an output (docs/conventions.md)
+    at193 = costmodel.analyze(_at(spec, 193))
+    (row,) = [r for r in at193.rows if r.layer == names.index("msfa")]
+    assert (row.total("macs"), row.total("flops")) == (0, 7 * 2048 * 16 * 16)
+    # traced at 193 the trace holds the resize itself: it is written once, not twice
+    traced = costmodel.import_model("timm:mobilenetv5_base", input=(3, 193, 193))
+    assert [(layer.name, layer.mode) for layer in traced.layers if layer.kind == "resize"] == [("msfa", "timm")]
+
+
+@pytest.mark.slow
+@pytest.mark.peers
+def test_mobilenetv5_base_at_193_counts_as_the_tools():
+    """The imported spec at 193 under each preset against the tools themselves on timm's model (CPU: the torch
+    preset counts attention that the CPU's fused kernel does not, tests/test_peers_timm.py's IRREPRODUCIBLE)."""
+    from test_peers_timm import IRREPRODUCIBLE, peer_counts
+
+    spec = _at(_import("mobilenetv5_base"), 193)
+    _, tools = peer_counts("mobilenetv5_base", 193)
+    for preset in PRESETS:
+        if ("mobilenetv5_base", preset) not in IRREPRODUCIBLE:
+            assert _totals(spec, preset)["macs"] == tools[preset], preset

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 import costmodel
+from conftest import SPECS
 
 torch = pytest.importorskip("torch")
 
@@ -159,7 +160,8 @@ def test_timm_mobilenetv2_140_is_100_scaled():
         "torchvision:mnasnet0_5",  # alpha 0.5: not the base table (mnasnet1_0 is recognised)
         "torchvision:efficientnet_b1",  # B0 at depth 1.1: its channels and repeats are not the base table
         "timm:mobilenetv2_110d",  # fix_stem_head: not the base (mobilenetv2_100 is recognised)
-        "timm:mobilenetv3_large_100",  # e3.6-style float expansions rounded from the scaled input: no spec rule
+        "timm:mobilenetv3_large_075",  # channel_multiplier 0.75: not the base (mobilenetv3_large_100 is recognised)
+        "timm:mobilenetv3_rw",  # _gen_mobilenet_v3_rw: round(E / 4) SE widths, a stem that always scales
         "timm:efficientnet_b2",
         "timm:mixnet_m",
     ],
@@ -190,3 +192,86 @@ def test_torchvision_mobilenet_v3_width(name, w):
     assert spec_figures(spec, width_mult=w) == torch_figures(model), w
     with pytest.raises(costmodel.UsageError, match="no depth multiplier"):
         costmodel.configure(spec, depth_mult=1.2)
+
+
+#: timm 1.0.31's entry functions pass channel_multiplier themselves (``timm.create_model("mobilenetv3_large_100",
+#: channel_multiplier=0.5)`` raises TypeError: multiple values), so the models are built with the builder they
+#: call, _gen_mobilenet_v3, with the entry function's own kwargs (the tf_ ports: TensorFlow padding and BN eps)
+MOBILENET_V3 = ["mobilenetv3_large_100", "mobilenetv3_small_100", "tf_mobilenetv3_large_minimal_100"]
+
+
+def _timm_mobilenet_v3(name: str, m: float):
+    from timm.models.mobilenetv3 import _gen_mobilenet_v3
+
+    tf = {"bn_eps": 1e-3, "pad_type": "same"} if name.startswith("tf_") else {}
+    return _gen_mobilenet_v3(name, channel_multiplier=m, pretrained=False, device="meta", **tf)
+
+
+@pytest.mark.timm
+@pytest.mark.parametrize("name", MOBILENET_V3)
+@pytest.mark.parametrize("m", [0.35, 0.5, 0.75, 0.9, 1.25, 1.5, 2.0])
+def test_timm_mobilenetv3_channel_multiplier(name, m):
+    """_gen_mobilenet_v3(channel_multiplier=m): round_channels(c, m) for the blocks and the last conv, the stem
+    fixed at 16 below m = 0.75, every expanded width make_divisible(in × t, 8) of the scaled input (e2.5, e2.3,
+    e4.5, e3.67 included: written as uir), the SE squeeze make_divisible(E / 4, 8), conv_head not scaled."""
+    pytest.importorskip("timm")
+    spec = costmodel.import_model(f"timm:{name}")
+    assert spec.provenance.scaling == "width"
+    assert spec_figures(spec) == torch_figures(_timm_mobilenet_v3(name, 1.0))
+    assert spec_figures(spec, width_mult=m) == torch_figures(_timm_mobilenet_v3(name, m)), m
+
+
+@pytest.mark.timm
+def test_timm_mobilenetv3_depth_is_refused_in_one_line(capsys, tmp_path):
+    """timm's depth_multiplier scales a stage's repeats as one total split over its arch entries
+    (_scale_stage_depth): large stage 3 (e6, e2.5, e2.3 × 2) at d = 1.2 is 1, 2, 2 blocks, ceil per layer 2, 2, 3."""
+    pytest.importorskip("timm")
+    from costmodel.cli import main
+    from costmodel.importers.core import to_yaml
+    from costmodel.spec.scaling import stage_depths
+
+    assert stage_depths([1, 1, 2], 1.2) == [1, 2, 2]
+    spec = costmodel.import_model("timm:mobilenetv3_large_100")
+    with pytest.raises(costmodel.UsageError, match="whose depth multiplier it cannot say"):
+        costmodel.configure(spec, depth_mult=1.2)
+    path = tmp_path / "m.yaml"
+    path.write_text(to_yaml(spec))
+    assert main(["table", str(path), "--depth-mult", "1.2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("costmodel: error: ") and "only the width scales" in err
+
+
+@pytest.mark.timm
+@pytest.mark.parametrize(
+    ("base", "m", "other"),
+    [
+        ("mobilenetv3_large_100", 0.75, "mobilenetv3_large_075"),
+        ("mobilenetv3_small_100", 0.5, "mobilenetv3_small_050"),
+        ("tf_mobilenetv3_small_100", 0.75, "tf_mobilenetv3_small_075"),
+    ],
+)
+def test_timm_mobilenetv3_scaled_is_the_smaller_model(base, m, other):
+    """timm's _075 / _050 models are the _100 builder at that multiplier: the imported _100 spec scaled equals the
+    model built by that name (torch), and under every preset the shipped spec of that model (which equals each
+    tool on it: tests/test_peers_timm.py, tests/import_fixtures/zoo_sweep.py), at 224 and 193."""
+    timm = pytest.importorskip("timm")
+    spec = costmodel.configure(costmodel.import_model(f"timm:{base}"), width_mult=m)
+    assert spec_figures(spec) == torch_figures(timm.create_model(other, pretrained=False, device="meta"))
+    shipped = costmodel.load(SPECS / "timm" / f"{other}.yaml")
+    for res in (224, 193):
+        for preset in ("torch", "fvcore", "ptflops", "thop", "torchinfo"):
+            mine = costmodel.count(costmodel.configure(spec, resolution=res), preset).totals
+            theirs = costmodel.count(costmodel.configure(shipped, resolution=res), preset).totals
+            assert {k: mine[k] for k in ("params", "buffers", "macs", "flops")} == {
+                k: theirs[k] for k in ("params", "buffers", "macs", "flops")
+            }, (res, preset)
+
+
+@pytest.mark.timm
+def test_timm_mobilenetv3_builder_kwargs_keep_it_unknown():
+    """A kwarg that can change the builder's rules (se_from_exp) leaves the scaling unknown; num_classes does not."""
+    pytest.importorskip("timm")
+    spec = costmodel.import_model("timm:mobilenetv3_large_100", kwargs={"se_from_exp": False})
+    assert spec.provenance.scaling == "unknown" and spec.scaling is None
+    spec = costmodel.import_model("timm:mobilenetv3_small_100", kwargs={"num_classes": 10})
+    assert spec.provenance.scaling == "width"

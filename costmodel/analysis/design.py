@@ -409,23 +409,24 @@ def difference(report: Report, metric: str, name: str) -> tuple[Any, str]:
     derivative does not exist; the central difference on the integer lattice is given instead,
     (f(x + h) − f(x − h)) / 2h with h one period of the floor steps in x (:func:`lattice_period`: 32 in H
     for strides multiplying to 32, so the window never holds part of a step), else h = 1 (2 for a kernel,
-    whose values are odd).
+    whose values are odd). Either is printed as formulas are (:func:`~costmodel.engine.symbols.readable`:
+    ``ceiling(H/32)`` for ``floor(H/32 - 1/32) + 1``, the same value).
     """
     import sympy
 
     from ..engine.report import tidy
-    from ..engine.symbols import symbol
+    from ..engine.symbols import readable, symbol
 
     if name not in report.symbols:
         raise UsageError(f"--diff {name}: the spec has no free symbol {name!r} (free: {', '.join(report.symbols)})")
     x = symbol(name)
     expr = report.expression(metric)
     if _smooth(expr, x):
-        return tidy(sympy.diff(expr, x)), "exact"
+        return tidy(readable(sympy.diff(expr, x))), "exact"
     step = 2 if (name, "odd") in report.assumptions else 1
     period = lattice_period(expr, x, step)
     h = period or step
-    d = (expr.xreplace({x: x + h}) - expr.xreplace({x: x - h})) / (2 * h)
+    d = readable((expr.xreplace({x: x + h}) - expr.xreplace({x: x - h})) / (2 * h))
     return d, (
         f"{name} enters through floor/max, so this is the central difference (f({name}+{h}) - f({name}-{h}))/{2 * h} "
         "on the integer lattice, not a derivative"

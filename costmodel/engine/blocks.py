@@ -18,7 +18,7 @@ from ..spec import se_ratio
 from ..spec.scaling import make_divisible
 from . import ops
 from .ops import Op, Shape
-from .symbols import Num, divides, equal, floordiv, maximum, value
+from .symbols import Num, divides, equal, floordiv, maximum, shown, value
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,10 @@ def norm_groups(a: BlockArgs, channels: Num) -> Num:
     ok = divides(divisor, channels)
     if ok is False:
         raise SpecError(
-            f"{a.norm}: {field} {divisor} does not divide the {channels} channels it normalizes", ("defaults", field)
+            f"{a.norm}: {field} {divisor} does not divide the {shown(channels)} channels it normalizes",
+            ("defaults", field),
         )
-    _need(ok, a.path, "out_channels", f"{field} {divisor} divides the channels {channels}")
+    _need(ok, a.path, "out_channels", f"{field} {divisor} divides the channels {{}}", channels)
     return groups
 
 
@@ -185,9 +186,9 @@ def group_count(layer: Any, a: BlockArgs, width: Num, default: Num) -> Num:
     gs = value(layer.group_size)
     ok = divides(gs, width)
     if ok is False:
-        msg = f"group_size={gs} does not divide the {width} channels of the k×k conv"
+        msg = f"group_size={gs} does not divide the {shown(width)} channels of the k×k conv"
         raise SpecError(msg, (*a.path, "group_size"))
-    _need(ok, a.path, "group_size", f"group_size {gs} divides the channels {width}")
+    _need(ok, a.path, "group_size", f"group_size {gs} divides the channels {{}}", width)
     return floordiv(width, gs)
 
 
@@ -240,10 +241,14 @@ def se_unit(f: Flow, a: BlockArgs, layer: Any, block_in_channels: Num) -> int:
     return f.add("se", ops.mul(inp, a.n, "x·gate"), (x, gate))
 
 
-def _need(result: bool | None, path: tuple[str | int, ...], field: str, what: str) -> bool:
+def _need(result: bool | None, path: tuple[str | int, ...], field: str, what: str, *sizes: Num) -> bool:
+    """``result``, or an UndecidableError naming ``path`` and ``field`` when it is None: ``what`` says what could
+    not be decided, its ``{}`` filled with ``sizes`` as messages print them (:func:`~.symbols.shown`, only when
+    raised)."""
     if result is None:
+        said = what.format(*(shown(x) for x in sizes)) if sizes else what
         raise UndecidableError(
-            f"cannot decide whether {what}: it depends on symbols; bind them with --set or set the field explicitly",
+            f"cannot decide whether {said}: it depends on symbols; bind them with --set or set the field explicitly",
             (*path, field),
         )
     return result
@@ -262,11 +267,18 @@ def residual(f: Flow, a: BlockArgs, setting: Any, field: str = "residual") -> bo
             return False
         raise SpecError(
             f"residual: true needs the output shape to equal the input shape "
-            f"(stride 1 and in == out channels); here stride={a.stride}, in={inp[0]}, out={out[0]}",
+            f"(stride 1 and in == out channels); here stride={a.stride}, in={shown(inp[0])}, out={shown(out[0])}",
             (*a.path, field),
         )
     _need(stride_one, a.path, field, f"stride {a.stride} is 1 (residual: {setting})")
-    _need(same_c, a.path, field, f"in channels {inp[0]} equal out channels {out[0]} (residual: {setting})")
+    _need(
+        same_c,
+        a.path,
+        field,
+        f"in channels {{}} equal out channels {{}} (residual: {setting})",
+        inp[0],
+        out[0],
+    )
     same_size(a, inp, out, field, "residual: " + (setting if setting == "auto" else "true"))
     f.add("residual", ops.add(out, a.n, "x + F(x)"), (f.last, 0))
     return True
@@ -280,11 +292,11 @@ def same_size(a: BlockArgs, inp: Shape, out: Shape, field: str, what: str) -> No
         ok = equal(x, y)
         if ok is False:
             raise SpecError(
-                f"{what} adds to the block's output, but the output {axis} {y} differs from the shortcut's "
-                f"{x} (padding or dilation changes the map size); set padding to keep it, or residual: false",
+                f"{what} adds to the block's output, but the output {axis} {shown(y)} differs from the shortcut's "
+                f"{shown(x)} (padding or dilation changes the map size); set padding to keep it, or residual: false",
                 (*a.path, field),
             )
-        _need(ok, a.path, field, f"the output {axis} {y} equals the input's {x} ({what})")
+        _need(ok, a.path, field, f"the output {axis} {{}} equals the input's {{}} ({what})", y, x)
 
 
 def expanded_width(layer: Any, a: BlockArgs) -> tuple[Num, bool]:
@@ -305,7 +317,14 @@ def expanded_width(layer: Any, a: BlockArgs) -> tuple[Num, bool]:
             e = make_divisible(e, layer.expanded_divisor)
         else:
             return e, t != 1  # a symbolic expansion is taken as ≠ 1
-    same = _need(equal(e, cin), a.path, "expanded_channels", f"the expanded width {e} equals the input {cin}")
+    same = _need(
+        equal(e, cin),
+        a.path,
+        "expanded_channels",
+        "the expanded width {} equals the input {}",
+        e,
+        cin,
+    )
     return e, not same
 
 
@@ -340,9 +359,12 @@ def fused_mbconv(layer: Any, a: BlockArgs) -> Flow:
         for width, what in ((a.inp[0], "input"), (e if expand else cout, "output")):
             ok = divides(g, width)
             if ok is False:
-                msg = f"the {g} groups (group_size {layer.group_size}) do not divide the conv's {what} channels {width}"
+                msg = (
+                    f"the {g} groups (group_size {layer.group_size}) do not divide the conv's {what} channels "
+                    f"{shown(width)}"
+                )
                 raise SpecError(msg, (*a.path, "group_size"))
-            _need(ok, a.path, "group_size", f"the {g} groups divide the {what} channels {width}")
+            _need(ok, a.path, "group_size", f"the {g} groups divide the {what} channels {{}}", width)
     conv_unit(f, a, "expansion" if expand else "fused", e if expand else cout, k, a.stride, g, **kxk(layer))
     if layer.has_se:
         se_unit(f, a, layer, a.inp[0])
@@ -429,8 +451,8 @@ def conv(layer: Any, a: BlockArgs) -> Flow:
     for channels, name in ((cin, "input"), (cout, "output")):
         ok = divides(g, channels)
         if ok is False:
-            raise SpecError(f"groups={g} does not divide the {name} channels {channels}", (*a.path, "groups"))
-        _need(ok, a.path, "groups", f"groups {g} divides the {name} channels {channels}")
+            raise SpecError(f"groups={g} does not divide the {name} channels {shown(channels)}", (*a.path, "groups"))
+        _need(ok, a.path, "groups", f"groups {g} divides the {name} channels {{}}", channels)
     conv_unit(f, a, "conv", cout, value(layer.kernel), a.stride, groups=g, **kxk(layer))
     return f
 

@@ -13,7 +13,7 @@ from ..errors import SpecError, UndecidableError
 from . import ops
 from .blocks import BlockArgs, Flow, norm_groups
 from .ops import Op, Shape
-from .symbols import Num, divides, equal, floordiv, is_symbolic
+from .symbols import Num, divides, equal, floordiv, is_symbolic, shown
 
 
 def _less(a: Num, b: Num, path: tuple[str | int, ...]) -> bool:
@@ -27,7 +27,9 @@ def _less(a: Num, b: Num, path: tuple[str | int, ...]) -> bool:
     rel = sympy.Lt(a, b)
     if rel in (sympy.true, sympy.false):
         return bool(rel)
-    raise UndecidableError(f"cannot decide whether {a} < {b}: it depends on symbols; bind them with --set", path)
+    raise UndecidableError(
+        f"cannot decide whether {shown(a)} < {shown(b)}: it depends on symbols; bind them with --set", path
+    )
 
 
 def _interpolate(inp: Shape, n: Num, size: tuple[Num, Num], mode: str) -> Op:
@@ -49,7 +51,8 @@ def concat(layer: Any, a: BlockArgs) -> Flow:
             raise SpecError(f"input {layer.inputs[j]!r} is a flat vector, not a feature map", where)
         if _less(h0, s[1], where) or _less(w0, s[2], where):
             raise SpecError(
-                f"input {layer.inputs[j]!r} is {s[1]}×{s[2]}, larger than the first input's {h0}×{w0}: "
+                f"input {layer.inputs[j]!r} is {shown(s[1])}×{shown(s[2])}, larger than the first input's "
+                f"{shown(h0)}×{shown(w0)}: "
                 "only smaller inputs are resized",
                 where,
             )
@@ -86,11 +89,13 @@ def resize(layer: Any, a: BlockArgs) -> Flow:
             ok = divides(d, size)
             if ok is None:
                 raise UndecidableError(
-                    f"cannot decide whether the size {d} divides {axis} = {size}: bind the symbols with --set",
+                    f"cannot decide whether the size {d} divides {axis} = {shown(size)}: bind the symbols with --set",
                     (*a.path, "size"),
                 )
             if not ok:
-                raise SpecError(f"mode avg needs the size {d} to divide the input's {axis} = {size}", (*a.path, "size"))
+                raise SpecError(
+                    f"mode avg needs the size {d} to divide the input's {axis} = {shown(size)}", (*a.path, "size")
+                )
         kh, kw = floordiv(h, th), floordiv(w, tw)
         f.add("resize", ops.avgpool2d(a.inp, a.n, (kh, kw), (kh, kw)))
     else:

@@ -90,6 +90,12 @@ def readable(expr: Num) -> Num:
     return sympy.expand(out) if out != expr else expr
 
 
+def shown(x: Num) -> str:
+    """``x`` as a message prints it: an int as itself, an expression in :func:`readable` form
+    (``ceiling(H/2)``, not ``floor(H/2 - 1/2) + 1``), the form formulas print, with the same value."""
+    return str(x) if isinstance(x, int) else str(readable(x))
+
+
 def _sympy() -> Any:
     import sympy
 

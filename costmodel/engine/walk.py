@@ -21,7 +21,7 @@ from .kinds import KINDS
 from .metrics import OP_METRICS
 from .ops import activation_elements, numel
 from .report import BlockInfo, Report, Row
-from .symbols import Num, to_int_or_expr, value
+from .symbols import Num, shown, to_int_or_expr, value
 
 R = TypeVar("R", bound=Report)
 
@@ -45,12 +45,12 @@ def _positive_sizes(flow: Any, layer: Any, path: tuple[str | int, ...]) -> None:
     for step in flow.steps:
         out = step.op.output
         if any(getattr(x, "is_nonpositive", False) is True or (isinstance(x, int) and x < 1) for x in out):
-            shown = "×".join(str(x) for x in out)
+            size = "×".join(shown(x) for x in out)
             detail = f" ({step.op.detail})" if step.op.detail else ""
-            inp = "×".join(str(x) for x in step.op.input)
+            inp = "×".join(shown(x) for x in step.op.input)
             field = "padding" if getattr(layer, "padding", None) is not None else "kernel"
             raise SpecError(
-                f"the {step.stage} {step.op.name}{detail} would output {shown} from its {inp} input: every size "
+                f"the {step.stage} {step.op.name}{detail} would output {size} from its {inp} input: every size "
                 "must be at least 1 (the kernel does not fit the padded map; use a larger input, a smaller kernel "
                 "or more padding)",
                 (*path, field),

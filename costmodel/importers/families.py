@@ -33,6 +33,22 @@ the builder's rules and ``provenance.scaling``; every other import keeps ``scali
   ``make_divisible(c × m, 8)`` for stem, blocks and head (1280), repeats ``ceil(n × d)`` per stage (one arch
   string per stage: timm's ``_scale_stage_depth`` is then ceil).
 
+* timm ``mobilenetv3_large_100`` / ``mobilenetv3_small_100`` and the ``tf_`` ports of them and of the minimal
+  variants (``_gen_mobilenet_v3``'s ``channel_multiplier``, imported by name with no kwargs that change the
+  builder): blocks and the last conv ``round_channels(c, m)`` = ``make_divisible(c × m, 8)``; the stem
+  ``round_channels(16, m)`` only where m ≥ 0.75 (``fix_stem``), which is ``make_divisible(16 × max(1, m), 8)``
+  at every m (``width_floor: 1.0``: for 0.75 ≤ m < 1 both are 16); each block's expanded width
+  ``make_divisible(in × t, 8)`` of its scaled input: an integer t needs no rounding (in is a multiple of 8), a
+  fractional one (``e2.5``, ``e2.3``; the small ones' ``e4.5``, ``e3.67``, none with SE) is written as ``uir``
+  with ``mid_kernel`` and ``expansion: t``, whose expanded width is that rule (an inverted residual: 1×1
+  expansion, k×k depthwise, 1×1 projection, count for count the same ops as the ``mbconv`` the trace reads); SE
+  squeeze ``make_divisible(E × 0.25, 8)`` (``se_divisor: 8``, as imported); ``conv_head`` (1280 / 1024,
+  ``num_features``) not scaled. The depth multiplier is refused (``provenance.scaling: width``): timm's
+  ``_scale_stage_depth`` scales a stage's repeats as one total and splits it back over the stage's arch entries,
+  and stages 1 and 3 (large) or 1 and 2 (small) are entries of different expansions, so several spec layers,
+  whose repeats no per-layer rule scales as that split does (large stage 3 at d = 1.2: timm 1, 2, 2; ceil per
+  layer 2, 2, 3).
+
 Each stage must be one spec layer (stages.py grouped it) with the base repeats, else nothing is written. The
 tests build the model at each multiplier and compare (tests/test_import_scaling.py).
 """
@@ -40,6 +56,8 @@ tests build the model at each multiplier and compare (tests/test_import_scaling.
 from __future__ import annotations
 
 from typing import Any
+
+from ..spec.scaling import make_divisible
 
 #: the base tables: stem width, (out_channels, repeats) of each stage's layer, head width
 _MOBILENET_V2 = (32, [(16, 1), (24, 2), (32, 3), (64, 4), (96, 3), (160, 3), (320, 1)], 1280)
@@ -51,6 +69,23 @@ _MOBILENET_V3_LARGE = (
     960,
 )
 _MOBILENET_V3_SMALL = (16, [(16, 1), (24, 1), (24, 1), (40, 1), (40, 2), (48, 2), (96, 3)], 576)
+#: timm's _gen_mobilenet_v3 at channel_multiplier 1.0: the model names it is recognised under, and the fractional
+#: expansions of its arch strings by stage-table index (the tables are torchvision's: the same widths and repeats)
+_TIMM_MOBILENET_V3 = frozenset(
+    {
+        "mobilenetv3_large_100",
+        "mobilenetv3_small_100",
+        "tf_mobilenetv3_large_100",
+        "tf_mobilenetv3_small_100",
+        "tf_mobilenetv3_large_minimal_100",
+        "tf_mobilenetv3_small_minimal_100",
+    }
+)
+_TIMM_MOBILENET_V3_FRACTIONS = {"large": {5: 2.5, 6: 2.3}, "small": {1: 4.5, 2: 3.67}}
+#: the fields of a plain inverted residual (no SE, padding or anti-aliasing) the uir rewrite carries over
+_PLAIN_IR = frozenset({"name", "kind", "expanded_channels", "stride", "out_channels", "activation", "repeat", "kernel"})
+#: builder kwargs an import may pass without changing the scaling rules
+_HARMLESS_KWARGS = frozenset({"num_classes", "drop_rate", "drop_path_rate", "in_chans"})
 _EFFICIENTNET_B0 = (32, [(16, 1), (24, 2), (40, 2), (80, 3), (112, 3), (192, 4), (320, 1)], 1280)
 _BLOCKS = frozenset({"mbconv", "dwsep"})
 
@@ -118,6 +153,50 @@ def _absolute_expansions(data: dict[str, Any]) -> None:
     data["layers"][:] = out
 
 
+def _timm_mobilenet_v3(data: dict[str, Any], table: Any) -> bool:
+    """Write timm's ``_gen_mobilenet_v3`` width rules (module docstring) where the spec is one of its base models
+    imported by name; False (nothing written) otherwise."""
+    origin = str(data["provenance"]["model"]).split(" ")
+    name = origin[0].removeprefix("timm:")
+    given = {kv.partition("=")[0] for kv in origin[1:]}
+    if not origin[0].startswith("timm:") or name not in _TIMM_MOBILENET_V3 or not given <= _HARMLESS_KWARGS:
+        return False
+    variant = "small" if "small" in name else "large"
+    if table != (_MOBILENET_V3_SMALL if variant == "small" else _MOBILENET_V3_LARGE):
+        return False
+    layers = data["layers"]
+    blocks = [i for i, layer in enumerate(layers) if layer["kind"] in _BLOCKS]
+    fractions = _TIMM_MOBILENET_V3_FRACTIONS[variant]
+    rewritten: dict[int, dict[str, Any]] = {}
+    c: Any = layers[0].get("out_channels")
+    for k, i in enumerate(blocks):
+        layer = layers[i]
+        t = fractions.get(k)
+        if layer["kind"] != "mbconv":
+            return False
+        if t is None:
+            if not isinstance(layer.get("expansion"), int):
+                return False  # an integer expansion scales exactly: in × t of a multiple of 8
+        else:
+            reps = layer.get("repeat", 1)
+            widths = [make_divisible(c * t, 8)] + [make_divisible(layer["out_channels"] * t, 8)] * (reps - 1)
+            if layer.get("expanded_channels") != widths[0] or len(set(widths)) != 1 or set(layer) - _PLAIN_IR:
+                return False  # not the arch string's expansion, a group whose blocks expand differently, or SE …
+            rewritten[i] = {
+                "kind": "uir",
+                **{f: layer[f] for f in ("name", "stride", "out_channels", "activation", "repeat") if f in layer},
+                "mid_kernel": layer.get("kernel", 3),
+                "expansion": t,
+            }
+        c = layer["out_channels"]
+    for i, uir in rewritten.items():
+        layers[i] = uir
+    layers[0]["width_floor"] = 1.0  # the stem: fix_stem below 0.75, where make_divisible(16 × m, 8) is 16 too
+    data["scaling"] = {"divisor": 8}
+    data["provenance"]["scaling"] = "width"
+    return True
+
+
 def _head(data: dict[str, Any]) -> dict[str, Any]:
     layers = data["layers"]
     return next(layer for layer in layers[1:] if layer["kind"] == "conv")
@@ -157,6 +236,8 @@ def recognise_scaling(data: dict[str, Any], module: Any) -> None:
         hidden["scale_width"] = True  # last_channel = adjust_channels(1280 or 1024)
         data["scaling"] = {"divisor": 8}
         data["provenance"]["scaling"] = "width"
+    elif cls == "timm.models.mobilenetv3.MobileNetV3":
+        _timm_mobilenet_v3(data, table)
     elif cls == "torchvision.models.mnasnet.MNASNet" and table == _MNASNET_A1:
         _head(data)["scale_width"] = False
         data["scaling"] = {"divisor": 8}

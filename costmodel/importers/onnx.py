@@ -225,7 +225,9 @@ def read(path: str) -> OnnxGraph:
     params = Σ over nodes of the floating-point initializer elements each reads (an initializer shared by
     several nodes counts once per use, as the layers that read it do), plus those the ops inside subgraphs
     read; MACs = Σ Conv N·Cout·Ho·Wo·(Cin/g)·kh·kw + Σ Gemm / MatMul N·in·out, plus the subgraphs' (If: the
-    larger branch; Loop: × its trip count when it is a constant; Scan: × its sequence length)."""
+    larger branch; Loop: × its trip count when it is a constant; Scan: × its sequence length). A Loop's carried
+    value whose shape ONNX's inference leaves unknown takes the static shape its initial value and the body's
+    output both declare (:func:`_loop_carried`), so the graph after it is read on."""
     shown = printable(path, _TEXT_LIMIT)
     model = _load(path)
     consts: dict[str, Any] = _tensors(model, path)
@@ -247,12 +249,28 @@ def read(path: str) -> OnnxGraph:
                 consts[n.output[0]] = value
         elif n.op_type == "Identity" and n.input and n.output and n.input[0] in consts:  # a shared initializer
             consts[n.output[0]] = consts[n.input[0]]
-    shapes: dict[str, tuple[int, ...]] = {}
-    for sub in _graphs(g):
-        for vi in [*sub.value_info, *sub.input, *sub.output]:
-            d = _dims(vi)
-            if d is not None:
-                shapes.setdefault(vi.name, d)
+    shapes = _shapes(g)
+    carried = [
+        (out, shape)
+        for n in g.node
+        if n.op_type == "Loop" and n.output and n.output[0] not in shapes
+        for out, shape in [(n.output[0], _loop_carried(n, _subgraphs(n), shapes))]
+        if shape is not None
+    ]
+    if carried:  # ONNX's inference leaves a Loop's carried value unknown: say it, and infer what follows again
+        from onnx import helper
+
+        declared = {vi.name: vi.type.tensor_type.elem_type for vi in [*g.value_info, *g.input, *g.output]}
+        for out, dims in carried:
+            start = next(n.input[2] for n in g.node if n.op_type == "Loop" and n.output and n.output[0] == out)
+            elem = declared.get(start) or onnx.TensorProto.FLOAT
+            g.value_info.append(helper.make_tensor_value_info(out, elem, list(dims)))
+        try:
+            model = shape_inference.infer_shapes(model)
+        except Exception as exc:  # noqa: BLE001 - onnx's inference errors
+            raise UsageError(f"{shown}: ONNX shape inference failed: {printable(exc, 300)}") from None
+        g = model.graph
+        shapes = _shapes(g)
     data_inputs = [i for i in g.input if i.name not in inits]
     if len(data_inputs) != 1:
         raise UsageError(f"{shown}: the graph has {len(data_inputs)} data inputs; costmodel imports one image input")
@@ -508,7 +526,8 @@ def _held(
     n: Any, subgraphs: dict[str, Any], shapes: dict[str, tuple[int, ...]], consts: dict[str, Any]
 ) -> tuple[str, int, int]:
     """What a control-flow node's subgraphs hold (``then_branch: 3 nodes (Conv, Relu ×2)``), their MACs (If:
-    the larger branch; Loop: × a constant trip count; Scan: × the first scan input's length) and the
+    the larger branch; Loop: × a constant trip count; Scan: × the first scan input's length along its scan
+    axis, from its inferred shape or its initializer) and the
     floating-point weight elements their ops read."""
     parts: list[str] = []
     per: list[int] = []
@@ -540,10 +559,37 @@ def _held(
     if n.op_type == "Loop" and n.input and n.input[0] in consts and consts[n.input[0]].size == 1:
         times = max(int(consts[n.input[0]].reshape(())), 0)
     elif n.op_type == "Scan" and len(n.input) > 0:
-        seq = shapes.get(n.input[-1])
-        times = int(seq[0]) if seq else 1
+        a = {x.name: x for x in n.attribute}
+        m = int(a["num_scan_inputs"].i) if "num_scan_inputs" in a else 1
+        first = n.input[-m] if 0 < m <= len(n.input) else n.input[-1]
+        seq = shapes.get(first) or (tuple(int(d) for d in consts[first].shape) if first in consts else None)
+        axis = int(a["scan_input_axes"].ints[0]) if "scan_input_axes" in a and a["scan_input_axes"].ints else 0
+        if seq and -len(seq) <= axis < len(seq):
+            times = int(seq[axis])
     macs = (max(per) if n.op_type == "If" else sum(per)) * times if per else 0
     return "; ".join(parts), macs, params
+
+
+def _shapes(g: Any) -> dict[str, tuple[int, ...]]:
+    """Every static tensor shape the graph and its subgraphs declare or ONNX inferred, by tensor name."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for sub in _graphs(g):
+        for vi in [*sub.value_info, *sub.input, *sub.output]:
+            d = _dims(vi)
+            if d is not None:
+                shapes.setdefault(vi.name, d)
+    return shapes
+
+
+def _loop_carried(n: Any, subgraphs: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...] | None:
+    """The shape of a Loop's first output, a loop-carried value, where ONNX's inference leaves it unknown: the
+    shape its initial value (the Loop's third input) and the body's matching output (after ``cond``) both
+    declare, when they are the same static shape; else None (the import is refused naming the node)."""
+    body = subgraphs.get("body")
+    if body is None or len(n.input) < 3 or len(body.output) < 2:
+        return None
+    start, end = shapes.get(n.input[2]), shapes.get(body.output[1].name)
+    return start if start is not None and start == end else None
 
 
 def _axes(n: Any, a: dict[str, Any], consts: dict[str, Any]) -> list[int]:

@@ -54,3 +54,31 @@ def apply(data: dict[str, Any], model: Any) -> None:
         built = _torch_nn(classifier, "Linear") if last else _torch_nn(getattr(model, "conv_head", None), "Conv2d")
         if built:
             layer["implementation"] = "torch"
+
+
+def fusion_resize(data: dict[str, Any], model: Any) -> None:
+    """Write the output resize of timm's MobileNetV5 multi-scale fusion adapter where the trace has none.
+
+    ``MobileNetV5MultiScaleFusionAdapter.forward`` resizes its FFN's H×W output to ``output_resolution`` h×w
+    before its norm only where H×W ≠ h×w: a k×k average pool, stride k, where h | H and w | W, else bilinear —
+    the spec's ``resize`` with ``mode: timm``, which does nothing where H×W = h×w. Traced at a size where the
+    map is already h×w (mobilenetv5_base at 256: 16×16) the trace holds no resize, and without this the spec
+    would run none at 193 either, where timm resizes 13×13 to 16×16 (bilinear: no MACs, but FLOPs and the
+    presets' counts). So the layer is written before the adapter's ``norm`` layer, as the shipped spec has it;
+    at the traced size it changes no figure. Where the trace resized (another input size), the importer wrote the
+    layer already and nothing is added."""
+    layers: list[dict[str, Any]] = data["layers"]
+    for path, m in model.named_modules():
+        if type(m).__name__ != "MobileNetV5MultiScaleFusionAdapter" or not is_timm(m):
+            continue
+        inside = [
+            i for i, layer in enumerate(layers) if (n := str(layer.get("name", ""))) == path or n.startswith(f"{path}.")
+        ]
+        if any(layers[i].get("kind") == "resize" for i in inside):
+            continue
+        at = next((i for i in inside if layers[i].get("name") == f"{path}.norm"), None)
+        size = getattr(m, "output_resolution", None)
+        if at is None or not (isinstance(size, tuple) and len(size) == 2 and all(isinstance(x, int) for x in size)):
+            continue  # not the adapter's layout: the trace's figures stand (and the import says what it left out)
+        h, w = size
+        layers.insert(at, {"kind": "resize", "name": path, "size": h if h == w else [h, w], "mode": "timm"})

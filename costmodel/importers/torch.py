@@ -425,7 +425,8 @@ def _post(
     notes: list[str],
 ) -> None:
     """The post-passes on the spec data: dropouts where they ran; stochastic depth as ``drop_path`` (else a
-    note); timm's classes (``implementation``); one SE rule for the model where one fits (se_rules.py); equal
+    note); timm's classes (``implementation``) and the MobileNetV5 adapter's resize (timm_overrides.py); one SE
+    rule for the model where one fits (se_rules.py); equal
     consecutive blocks of a stage as one layer with ``repeat`` (stages.py); the scaling rules of a recognised
     family (families.py)."""
     insert_dropouts(data, tr.drops, tr.nodes, problems)
@@ -436,6 +437,7 @@ def _post(
     timm = timm_overrides.is_timm(module)
     if timm:
         timm_overrides.apply(data, module)
+        timm_overrides.fusion_resize(data, module)
     if not (timm and timm_se(data, type(module).__name__)):
         harmonise_se(data)
     group_stages(data)

@@ -103,7 +103,7 @@ class Provenance(Model):
     layer as traced, with no rule for how the builder rounds scaled channels or repeats): ``scaling``,
     ``--width-mult`` and ``--depth-mult`` are refused, since the generic rules could describe a network the builder
     never makes. ``width``: the width rule is the builder's, depth is refused (torchvision's mobilenet_v2 has no
-    depth multiplier). ``spec``: both are.
+    depth multiplier; timm's mobilenetv3 has one the spec cannot say). ``spec``: both are.
     """
 
     model: str = Field(min_length=1, description="the SOURCE the spec was imported from")
@@ -138,6 +138,12 @@ def scaling_refusal(provenance: Provenance | None, width: bool = True, depth: bo
     it can)."""
     if provenance is None or provenance.scaling == "spec" or (provenance.scaling == "width" and not depth):
         return None
+    if provenance.scaling == "width" and provenance.model.startswith("timm:"):
+        return (
+            f"this spec was imported from {provenance.model}, whose depth multiplier it cannot say "
+            "(provenance.scaling: width): timm scales each stage's repeats as one total split back over the stage's "
+            "blocks of different expansions, which no per-layer rule does; only the width scales"
+        )
     if provenance.scaling == "width":
         return (
             f"this spec was imported from {provenance.model}, whose builder has no depth multiplier "
