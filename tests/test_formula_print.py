@@ -247,3 +247,20 @@ def test_undecided_sizes_print_ceilings():
     with pytest.raises(costmodel.CostModelError) as err:
         costmodel.analyze(spec)
     assert "floor" not in str(err.value) and "ceiling(H/2)" in str(err.value), err.value
+
+
+def test_table_of_a_symbolic_spec_prints_ceilings(tmp_path, run_cli):
+    # the shape column and the metric cells of `table` print sizes as formulas do; a sum inside a shape is
+    # parenthesised so that × cannot be misread; CSV likewise. The values stay exact: the printed MACs at
+    # 97×96 equal `table --resolution 97x96`.
+    path = _symbolic("mobilenet_v2", tmp_path)
+    for fmt in ("github", "csv"):
+        code, out, err = run_cli("table", path, "-f", fmt)
+        assert code == 0, err
+        assert "floor" not in out, out
+        assert "ceiling(H/2)" in out and "ceiling(W/32)" in out
+    code, out, err = run_cli("table", path, "-f", "csv")
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    macs_text = next(c for c in total.split(",") if "ceiling" in c)
+    code, out2, err = run_cli("table", "mobilenet_v2", "--resolution", "97x96", "-f", "json")
+    assert _evaluate(macs_text, 97, 96) == json.loads(out2)["totals"]["macs"]

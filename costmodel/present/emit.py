@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine.symbols import shown
 from ..errors import UsageError
 
 # tabulate formats that are plain text, where a title line above the table reads well
@@ -49,7 +50,18 @@ class Cell:
 def shape_cell(shape: Sequence[Any]) -> Cell:
     """A shape: ``24×8×8`` in tables, ``24x8x8`` in CSV, a list in JSON."""
     dims = [jsonable(s) for s in shape]
-    return Cell("×".join(str(s) for s in shape), dims, "x".join(str(s) for s in shape))
+    parts = [dim_text(s) for s in shape]
+    return Cell("×".join(parts), dims, "x".join(parts))
+
+
+def dim_text(size: Any) -> str:
+    """One size of a shape as tables print it: an int as itself, an expression in the form formulas print
+    (``ceiling(H/2)``, not ``floor(H/2 - 1/2) + 1``), in parentheses when it is a sum, so that ``×`` between
+    sizes cannot be misread (``32×(ceiling(H/2) + 1)``)."""
+    if isinstance(size, int):
+        return str(size)
+    text = shown(size)
+    return f"({text})" if " " in text else text
 
 
 @dataclass
@@ -111,6 +123,8 @@ def _cell(c: Any) -> str:
         return str(c).lower()
     if isinstance(c, int):
         return f"{c:,}"
+    if hasattr(c, "free_symbols"):  # a sympy expression: in the form formulas print (ceiling(H/2), not a floor)
+        return shown(c)
     return "" if c is None else str(c)
 
 
@@ -134,6 +148,8 @@ grid = tabulated  # the name it had before ``emit`` took a ``grid`` hook
 def _csv_cell(c: Any) -> Any:
     if isinstance(c, Cell):
         return c.csv if c.csv is not None else jsonable(c.value)
+    if hasattr(c, "free_symbols"):  # as tables print it (ceiling(H/2)); JSON keeps sympy's own text
+        return shown(c)
     return c if isinstance(c, str) else jsonable(c)
 
 

@@ -10,14 +10,14 @@ from ..engine.metrics import METRICS, TABLE_METRICS
 from ..engine.report import Group, Report, Row
 from ..engine.symbols import Num, total
 from ..errors import UsageError
-from .emit import Cell, Column, Table, dumps, emit, jsonable, shape_cell
+from .emit import Cell, Column, Table, dim_text, dumps, emit, jsonable, shape_cell
 
 VIEW_NAMES = ("auto", "op", "stage", "block", "layer")
 
 
 def shape_text(shape: tuple[Num, ...]) -> str:
-    """``(24, 8, 8)`` → ``24×8×8``."""
-    return "×".join(str(s) for s in shape)
+    """``(24, 8, 8)`` → ``24×8×8`` (symbolic sizes as :func:`emit.dim_text` prints them)."""
+    return "×".join(dim_text(s) for s in shape)
 
 
 def block_id(layer: int, repeat: int) -> str:
