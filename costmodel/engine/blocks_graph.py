@@ -16,7 +16,7 @@ from ..errors import SpecError
 from ..spec.layers_graph import IN
 from .blocks import BlockArgs, Flow
 from .graph_ops import evaluate
-from .ops import Shape
+from .ops import GraphNode, Shape
 
 
 @dataclass
@@ -48,6 +48,7 @@ def graph(layer: Any, a: BlockArgs) -> Flow:
         shapes[t], batched[t] = (1, *src), True
         names[layer.inputs[j]] = t
     prev = 0
+    classes = layer.classes
     for j, node in enumerate(layer.nodes):
         path = (*a.path, "nodes", j)
         if node.inputs is not None:
@@ -55,6 +56,7 @@ def graph(layer: Any, a: BlockArgs) -> Flow:
         else:
             reads = () if node.op in ("param", "buffer") else (prev,)
         op = evaluate(node, tuple(shapes[t] for t in reads), tuple(batched[t] for t in reads), a.n, path)
+        op.graph = GraphNode(node, tuple(shapes[t] for t in reads), tuple(batched[t] for t in reads), a.n, classes)
         t = f.add(node.module or node.op, op, reads)
         shapes[t], batched[t] = op.output, op.batched
         if node.id is not None:
