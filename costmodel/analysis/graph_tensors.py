@@ -147,9 +147,19 @@ def _node_tensor(r: Row, ins: list[Tensor], n: int, what: str) -> Tensor:
         return _view(r, x, shape1, n, what)
     bdim = _new_bdim(r, ins)
     shape = _at_batch(shape1, bdim, n)
-    if n != 1 and bdim is None:
-        bdim = None  # its size at batch n is only needed by a view of it, which refuses then
+    if name == "sdpa" and cpu_flash(ins):  # the CPU flash kernel writes (B, Sq, h, Dv) and returns its transpose
+        b, h, sq, dv = shape
+        return Tensor(r.tensor, shape, (sq * h * dv, dv, h * dv, 1), bdim)
     return Tensor(r.tensor, shape, contiguous_strides(shape), bdim)
+
+
+def cpu_flash(ins: list[Tensor]) -> bool:
+    """Whether F.scaled_dot_product_attention runs torch's CPU flash kernel (float32, torch 2.13–2.14, measured):
+    q, k, v of rank 4 with one batch shape and one head size, and no mask; else it runs the math path."""
+    if len(ins) != 3:
+        return False
+    q, k, v = ins
+    return len(q.shape) == 4 and q.shape[:-2] == k.shape[:-2] == v.shape[:-2] and q.shape[-1] == k.shape[-1] == v.shape[-1]
 
 
 def _batched_input(r: Row, ins: list[Tensor]) -> Tensor | None:
