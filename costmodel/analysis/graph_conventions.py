@@ -36,6 +36,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..engine.convention import Rule
+from ..engine.ops import GraphNode
 from ..engine.report import Row
 from ..engine.symbols import Num
 from ..errors import UsageError
@@ -59,10 +60,14 @@ GRAPH_RULES: dict[str, Rule] = {
     "costmodel": NodeRule((), "FlopCounterMode's MACs of each node", "macs"),
     "torch": NodeRule((), "FlopCounterMode's MACs (SDPA as on the meta device or CUDA)", "macs"),
     "torchvision": NodeRule((), "FlopCounterMode's MACs", "macs"),
-    "fvcore": NodeRule((), f"by aten op: conv, linear, matmul, einsum MACs; norms, 2-D resize and pool ({_SEE})", "by op"),
+    "fvcore": NodeRule(
+        (), f"by aten op: conv, linear, matmul, einsum MACs; norms, 2-D resize and pool ({_SEE})", "by op"
+    ),
     "ptflops": NodeRule((), f"module hooks by exact class + patched functions by call ({_SEE})", "by class + call"),
     "thop": NodeRule((), f"module hooks by exact class ({_SEE})", "by class"),
-    "torchinfo": NodeRule((), f"leaf modules' weight and bias × output dim 0 (× positions for Conv classes) ({_SEE})", "by class"),
+    "torchinfo": NodeRule(
+        (), f"leaf modules' weight and bias × output dim 0 (× positions for Conv classes) ({_SEE})", "by class"
+    ),
 }
 """What ``costmodel explain`` shows as each tool's rule for a graph node's op."""
 
@@ -78,7 +83,9 @@ LAYER_NORM = _NN + "normalization.LayerNorm"
 GROUP_NORM = _NN + "normalization.GroupNorm"
 SOFTMAX = _NN + "activation.Softmax"
 MHA = _NN + "activation.MultiheadAttention"
-UPSAMPLE_CLASSES = frozenset(_NN + f"upsampling.{c}" for c in ("Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d"))
+UPSAMPLE_CLASSES = frozenset(
+    _NN + f"upsampling.{c}" for c in ("Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d")
+)
 MAX_POOLS = frozenset(_NN + f"pooling.MaxPool{d}d" for d in (1, 2, 3))
 AVG_POOLS = frozenset(_NN + f"pooling.AvgPool{d}d" for d in (1, 2, 3))
 ADAPTIVE_AVG = frozenset(_NN + f"pooling.AdaptiveAvgPool{d}d" for d in (1, 2, 3))
@@ -164,10 +171,16 @@ _THOP_CLASSED = frozenset(
 )
 
 
+def _g(row: Row) -> GraphNode:
+    g = _g(row)
+    assert g is not None  # only graph rows come here
+    return g
+
+
 def refuse(row: Row, tool: str, why: str) -> UsageError:
     """The one-line refusal: the node (layer, id or index, op) and the tool."""
-    g = row.op.graph
-    node = g.node if g is not None else None
+    graph = row.op.graph
+    node = graph.node if graph is not None else None
     name = f"node {node.id!r}" if node is not None and node.id is not None else "a node"
     where = f"layer {row.layer}" + (f" ({row.stage})" if row.stage != row.op.name else "")
     return UsageError(f"--convention {tool}: {name} ({row.op.name}) of {where}: {why}")
@@ -176,7 +189,7 @@ def refuse(row: Row, tool: str, why: str) -> UsageError:
 def _classes(row: Row) -> tuple[str | None, tuple[str, ...]]:
     """The class of the module the node ran in and the classes of the modules enclosing it (outermost first),
     from the layer's ``classes``; (None, ()) when the spec does not say them."""
-    g = row.op.graph
+    g = _g(row)
     classes: Mapping[str, str] | None = g.classes
     if classes is None:
         return None, ()
@@ -188,7 +201,7 @@ def _classes(row: Row) -> tuple[str | None, tuple[str, ...]]:
 
 def _scaled(row: Row, j: int) -> Num:
     """Elements of input j at the spec's batch."""
-    g = row.op.graph
+    g = _g(row)
     return math.prod(g.shapes[j]) * (g.n if g.batched[j] else 1)
 
 
@@ -196,7 +209,7 @@ def graph_count(row: Row, tool: str, batch: Num) -> Num:
     """What ``tool`` counts for one instance of the graph row ``row`` (UsageError: the tool's count of this node
     cannot be reproduced from the spec)."""
     op = row.op
-    g = op.graph
+    g = _g(row)
     name = op.name
     if tool in ("costmodel", "torch", "torchvision"):
         return row.costs["macs"]
@@ -214,11 +227,11 @@ def graph_count(row: Row, tool: str, batch: Num) -> Num:
 
 
 def _get(row: Row, field: str) -> Any:
-    return row.op.graph.node.get(field)
+    return _g(row).node.get(field)
 
 
 def _fvcore(row: Row, name: str, inp: Num, out: Num) -> Num:
-    g = row.op.graph
+    g = _g(row)
     if name in ("conv", "linear", "bmm"):
         return row.costs["macs"]
     if name == "matmul":
@@ -231,8 +244,8 @@ def _fvcore(row: Row, name: str, inp: Num, out: Num) -> Num:
         rhs = _get(row, "equation").replace(" ", "").split("->")[1]
         if len(terms) != 2:
             raise refuse(row, "fvcore", "fvcore counts a one-operand einsum with numpy's einsum_path: not reproduced")
-        a, b = set(terms[0]), set(terms[1])
-        if not ((a & b) - set(rhs)) or ((a ^ b) - set(rhs)):
+        left, right = set(terms[0]), set(terms[1])
+        if not ((left & right) - set(rhs)) or ((left ^ right) - set(rhs)):
             raise refuse(row, "fvcore", "fvcore counts this einsum with numpy's einsum_path: not reproduced")
         return row.costs["macs"]
     if name == "batch_norm":
@@ -259,7 +272,7 @@ def _fvcore(row: Row, name: str, inp: Num, out: Num) -> Num:
 
 
 def _ptflops(row: Row, name: str, inp: Num, out: Num) -> Num:
-    g = row.op.graph
+    g = _g(row)
     call = g.node.call
     total: Num = 0
     # the functional part: what the patched callables count, wherever they run
@@ -300,7 +313,8 @@ def _ptflops(row: Row, name: str, inp: Num, out: Num) -> Num:
     if name == "layer_norm" and cls == LAYER_NORM:
         return total + inp  # bn_flops_counter_hook: nn.LayerNorm has no `affine` attribute, so × 1
     acts = {"relu": "ReLU", "relu6": "ReLU6", "elu": "ELU", "leaky_relu": "LeakyReLU", "gelu": "GELU"}
-    if name in acts and cls == _NN + f"activation.{acts[name]}" or name == "gelu_tanh" and cls == _NN + "activation.GELU":
+    act_cls = _NN + "activation." + acts.get(name, "GELU" if name == "gelu_tanh" else "")
+    if (name in acts or name == "gelu_tanh") and cls == act_cls:
         return total + out
     if name in ("max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool") and cls in (
         MAX_POOLS | AVG_POOLS | ADAPTIVE_AVG | ADAPTIVE_MAX
@@ -321,7 +335,7 @@ def _ptflops(row: Row, name: str, inp: Num, out: Num) -> Num:
 def _thop(row: Row, name: str, inp: Num, out: Num) -> Num:
     if name not in _THOP_CLASSED:
         return 0
-    g = row.op.graph
+    g = _g(row)
     cls, outer = _classes(row)
     if cls is None:
         raise refuse(row, "thop", "thop counts it by the exact class of its module: give the layer `classes`")
@@ -332,7 +346,8 @@ def _thop(row: Row, name: str, inp: Num, out: Num) -> Num:
             return row.costs["macs"]
         x = g.shapes[0]
         k = _get(row, "kernel")
-        taps = math.prod(k) if isinstance(k, list) and len(k) > 1 else (k if isinstance(k, int) else k[0]) ** (len(x) - 2)
+        one = k if isinstance(k, int) else k[0]
+        taps = math.prod(k) if isinstance(k, list) and len(k) > 1 else one ** (len(x) - 2)
         return out * (x[1] // _get(row, "groups")) * taps  # calculate_conv2d_flops: output × Cin/g × ∏k
     if name == "linear" and cls == LINEAR:
         return row.costs["macs"]  # in_features × output elements
@@ -358,7 +373,7 @@ def _thop(row: Row, name: str, inp: Num, out: Num) -> Num:
 
 
 def _torchinfo(row: Row, name: str, batch: Num) -> Num:
-    g = row.op.graph
+    g = _g(row)
     if name in ("conv", "linear") and len(g.shapes) > 1:
         raise refuse(row, "torchinfo", "torchinfo counts a module's own weight, and this node reads its weight "
                      "as a tensor (its module's parameter is a param node)")  # fmt: skip

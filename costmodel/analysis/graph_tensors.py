@@ -122,12 +122,12 @@ def track(report: Report, what: str) -> dict[int, Tensor]:
     if not isinstance(n, int):
         raise UsageError(f"{what} needs numbers: bind the spec's symbols with --set")
     shape0 = (n, *report.input)
-    out: dict[int, Tensor] = {0: Tensor(0, shape0, contiguous_strides(shape0), 0)}  # type: ignore[arg-type]
+    out: dict[int, Tensor] = {0: Tensor(0, shape0, contiguous_strides(shape0), 0)}
     for r in report.rows:
         g = r.op.graph
         if g is None:  # a block kind's op: a new contiguous (N, …) tensor
             shape = (n, *r.op.output)
-            out[r.tensor] = Tensor(r.tensor, shape, contiguous_strides(shape), 0)  # type: ignore[arg-type]
+            out[r.tensor] = Tensor(r.tensor, shape, contiguous_strides(shape), 0)
             continue
         out[r.tensor] = _node_tensor(r, [out[t] for t in r.inputs], n, what)
     return out
@@ -159,7 +159,8 @@ def cpu_flash(ins: list[Tensor]) -> bool:
     if len(ins) != 3:
         return False
     q, k, v = ins
-    return len(q.shape) == 4 and q.shape[:-2] == k.shape[:-2] == v.shape[:-2] and q.shape[-1] == k.shape[-1] == v.shape[-1]
+    same_batch = q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+    return len(q.shape) == 4 and same_batch and q.shape[-1] == k.shape[-1] == v.shape[-1]
 
 
 def _batched_input(r: Row, ins: list[Tensor]) -> Tensor | None:
@@ -178,7 +179,8 @@ def _new_bdim(r: Row, ins: list[Tensor]) -> int | None:
     if x is None or x.bdim is None:
         return None
     rank_in, rank_out = len(x.shape), len(r.op.output)
-    if r.op.category in ("conv", "pool") and r.op.name not in ("mean", "sum", "amax", "var") or r.op.name == "interpolate":
+    reduces = r.op.name in ("mean", "sum", "amax", "var")
+    if (r.op.category in ("conv", "pool") and not reduces) or r.op.name == "interpolate":
         return 0 if x.bdim == 0 else None
     if r.op.name in ("mean", "sum", "amax", "var"):
         d = r.op.graph.node.get("dim")  # type: ignore[union-attr]
@@ -218,7 +220,8 @@ def _view(r: Row, x: Tensor, shape1: tuple[int, ...], n: int, what: str) -> Tens
         lead = len(shape1) - rank
         shape = _at_batch(shape1, None if x.bdim is None else x.bdim + lead, n)
         strides = tuple(
-            0 if k < lead or (x.shape[k - lead] == 1 and shape[k] != 1) else x.strides[k - lead] for k in range(len(shape))
+            0 if k < lead or (x.shape[k - lead] == 1 and shape[k] != 1) else x.strides[k - lead]
+            for k in range(len(shape))
         )
         return Tensor(x.storage, shape, strides, None if x.bdim is None else x.bdim + lead, x.weight)
     d = node.get("dim") % rank

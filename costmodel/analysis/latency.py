@@ -34,9 +34,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from pydantic_core import PydanticCustomError
 
 from ..engine.ops import numel
-from ..spec.names import ACTIVATIONS as _ACTIVATIONS
 from ..engine.report import Report, Row
 from ..errors import SpecError, UsageError
+from ..spec.names import ACTIVATIONS as _ACTIVATIONS
 
 FLOAT32_BYTES = 4
 ACTIVATION_NAMES = frozenset(_ACTIVATIONS)

@@ -501,7 +501,9 @@ def _graph_row(
     return TrainRow(r, fwd, gi, gw, bflops, in_grad, saved)
 
 
-def _matmul_saves(r: Row, tensors: dict[int, Any], grad: dict[int, bool], tensor: Any, reshaped: Any, refuse: Any) -> None:
+def _matmul_saves(
+    r: Row, tensors: dict[int, Any], grad: dict[int, bool], tensor: Any, reshaped: Any, refuse: Any
+) -> None:
     """torch.matmul / bmm: each operand is saved when the other needs grad — as torch hands it to mm / bmm: a
     (…, m, k) @ (k, n) folds a to (−1, k); batched operands are expanded to the broadcast batch and reshaped to
     (B, m, k) / (B, k, n), a view of their storage or a copy."""
@@ -533,9 +535,13 @@ def _matmul_saves(r: Row, tensors: dict[int, Any], grad: dict[int, bool], tensor
         if not grad[other]:
             continue
         lead = rank - (len(t.shape) - 2)
-        strides = tuple(
-            0 if k < lead or (t.shape[k - lead] == 1 and batch[k] != 1) else t.strides[k - lead] for k in range(rank)
-        ) + t.strides[-2:]
+        strides = (
+            tuple(
+                0 if k < lead or (t.shape[k - lead] == 1 and batch[k] != 1) else t.strides[k - lead]
+                for k in range(rank)
+            )
+            + t.strides[-2:]
+        )
         reshaped(t_id, (flat, *inner), (*batch, *inner), strides, f"input {0 if t_id == a_id else 1}")
 
 

@@ -239,7 +239,8 @@ def _flat(report: Report, by: str) -> tuple[list[Column], list[list[Any]]]:
         body = [[g.key[0], *_sums(g.rows)] for g in report.group("stage")]
     elif by == "module":
         cols = left("module", "ops")
-        body = [[g.key[0], "+".join(dict.fromkeys(r.op.name for r in g.rows)), *_sums(g.rows)] for g in report.group("module")]
+        for g in report.group("module"):
+            body.append([g.key[0], "+".join(dict.fromkeys(r.op.name for r in g.rows)), *_sums(g.rows)])
     elif by == "block":
         cols = left("block", "kind", "settings", "output")
         for g in report.group("block"):
