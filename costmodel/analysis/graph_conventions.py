@@ -172,7 +172,7 @@ _THOP_CLASSED = frozenset(
 
 
 def _g(row: Row) -> GraphNode:
-    g = _g(row)
+    g = row.op.graph
     assert g is not None  # only graph rows come here
     return g
 
@@ -290,7 +290,7 @@ def _ptflops(row: Row, name: str, inp: Num, out: Num) -> Num:
                 raise refuse(row, "ptflops", "ptflops's matmul hook reads other.shape[-1] of a 1-D operand")
             total = total + _scaled(row, 0) * b[-1]
         elif call in PTFLOPS_ELEMENTWISE:
-            total = total + out
+            total = total + _ptflops_elementwise(row)
     # the module part: the hook of the class it ran in, unless an enclosing module is hooked
     if name not in _PTFLOPS_CLASSED:
         return total
@@ -321,7 +321,8 @@ def _ptflops(row: Row, name: str, inp: Num, out: Num) -> Num:
     ):
         return total + inp
     if name == "interpolate" and cls == _NN + "upsampling.Upsample":
-        return total + out
+        # upsample_flops_counter_hook reads output[0], the first sample: one sample's elements, whatever the batch
+        return total + math.prod(row.op.output[1:])
     if name == "sdpa" and cls in TIMM_ATTENTION:
         q, k, v = g.shapes[:3]
         if len(q) != 4 or q != k or q != v:
@@ -330,6 +331,20 @@ def _ptflops(row: Row, name: str, inp: Num, out: Num) -> Num:
         per = heads * (tokens * dim + tokens * tokens * (2 * dim + 1))  # q scaling, q·kᵀ, softmax, attention·v
         return total + per * (g.n if g.batched[0] else 1)
     return total
+
+
+def _ptflops_elementwise(row: Row) -> Num:
+    """ptflops's _elementwise_tensor_flops_hook: one tensor, its elements; two, ∏ max(aᵢ, bᵢ) with the shapes
+    aligned on the *left* (not torch's broadcasting: x [N, H, W, C] · γ [C] counts N·H·W·C · C/N … as measured),
+    each at the batch (a batched tensor's dim 0 × N)."""
+    g = _g(row)
+    shapes = [(s[0] * g.n, *s[1:]) if b and s else tuple(s) for s, b in zip(g.shapes, g.batched, strict=True)]
+    if len(shapes) == 1:
+        return math.prod(shapes[0])
+    if len(shapes) != 2:
+        raise refuse(row, "ptflops", "ptflops's elementwise hook reads two operands")
+    a, b = shapes
+    return math.prod(max(a[i] if i < len(a) else 1, b[i] if i < len(b) else 1) for i in range(max(len(a), len(b))))
 
 
 def _thop(row: Row, name: str, inp: Num, out: Num) -> Num:
