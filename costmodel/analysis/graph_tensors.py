@@ -155,10 +155,8 @@ def _node_tensor(r: Row, ins: list[Tensor], n: int, what: str) -> Tensor:
 
 def cpu_flash(ins: list[Tensor]) -> bool:
     """Whether F.scaled_dot_product_attention runs torch's CPU flash kernel (float32, torch 2.13–2.14, measured):
-    q, k, v of rank 4 with one batch shape and one head size, and no mask; else it runs the math path."""
-    if len(ins) != 3:
-        return False
-    q, k, v = ins
+    q, k, v of rank 4 with one batch shape and one head size (a mask or not); else it runs the math path."""
+    q, k, v = ins[:3]
     same_batch = q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
     return len(q.shape) == 4 and same_batch and q.shape[-1] == k.shape[-1] == v.shape[-1]
 

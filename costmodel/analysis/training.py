@@ -386,7 +386,9 @@ def _graph_row(
 
     def tensor(t: int, what: str) -> None:  # the storage t lives in (a parameter's is not an activation)
         s = tensors[t].storage
-        if tensors[s].weight != "param":
+        if tensors[s].weight == "buffer":  # a buffer is no parameter: saving it counts (float32 taken)
+            keep(s, what, math.prod(tensors[s].shape) * FLOAT32)
+        elif tensors[s].weight != "param":
             keep(s, what, sizes[s] * FLOAT32)
 
     def new(what: str, elements: Num, width: int = FLOAT32) -> None:
@@ -452,7 +454,7 @@ def _graph_row(
             if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
                 raise refuse("q, k and v with broadcast batch dims are not modelled")
             if cpu_flash([q, k, v]):
-                for j in range(3):  # the CPU flash kernel: q, k, v, its output and the log-sum-exp
+                for j in range(len(ins)):  # the CPU flash kernel: q, k, v, the mask, its output and the log-sum-exp
                     tensor(ins[j], f"input {j}")
                 keep(r.tensor, "output", sizes[r.tensor] * FLOAT32)
                 new("logsumexp", math.prod(q.shape[:-1]))
