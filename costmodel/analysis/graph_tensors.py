@@ -7,9 +7,9 @@ analyses count storages, not tensors: a view keeps its base alive and saving it 
 (``saved_tensors_hooks`` sees the storage). Parameters and buffers (``param`` / ``buffer`` nodes) are weights.
 
 Strides depend on the batch: a dim of size 1 at batch 1 may stop a view at batch n. Each tensor carries the dim
-that holds the batch (``bdim``; the batch is that dim's outermost factor, as in Swin's ``(64·N, 7, 7, 96)``
-windows): a reshape puts it on the output dim whose preceding dims hold as many elements as the input's dims
-before the batch dim. Where that is not known and the batch is not 1, a view decision is refused in one line.
+that holds the batch (``bdim``, as the engine follows it: engine/graph_ops.py ``batch_position``; the batch is
+that dim's outermost factor, as in Swin's ``(64·N, 7, 7, 96)`` windows). Where that is not known and the batch is
+not 1, a view decision is refused in one line.
 """
 
 from __future__ import annotations
@@ -93,22 +93,6 @@ def _at_batch(shape: tuple[int, ...], bdim: int | None, n: int) -> tuple[int, ..
     return tuple(s * n if k == bdim else s for k, s in enumerate(shape))
 
 
-def _reshaped_bdim(old: tuple[int, ...], bdim: int | None, new: tuple[int, ...]) -> int | None:
-    """The output dim holding the batch after a reshape: the first whose preceding dims hold as many elements as
-    the input's dims before the batch dim (None where no dim does)."""
-    if bdim is None:
-        return None
-    before = math.prod(old[:bdim])
-    acc = 1
-    for j, size in enumerate(new):
-        if acc == before:
-            return j
-        acc *= size
-        if acc > before:
-            break
-    return None
-
-
 def _refuse(row: Row, what: str, why: str) -> UsageError:
     node = row.op.graph.node if row.op.graph is not None else None
     name = f"node {node.id!r}" if node is not None and node.id is not None else "a node"
@@ -145,7 +129,7 @@ def _node_tensor(r: Row, ins: list[Tensor], n: int, what: str) -> Tensor:
     x = ins[0] if ins else None
     if name in VIEW_OPS and x is not None:
         return _view(r, x, shape1, n, what)
-    bdim = _new_bdim(r, ins)
+    bdim = _out_bdim(r)
     shape = _at_batch(shape1, bdim, n)
     if name == "sdpa" and cpu_flash(ins):  # the CPU flash kernel writes (B, Sq, h, Dv) and returns its transpose
         b, h, sq, dv = shape
@@ -161,34 +145,12 @@ def cpu_flash(ins: list[Tensor]) -> bool:
     return len(q.shape) == 4 and same_batch and q.shape[-1] == k.shape[-1] == v.shape[-1]
 
 
-def _batched_input(r: Row, ins: list[Tensor]) -> Tensor | None:
+def _out_bdim(r: Row) -> int | None:
+    """Where the node's output holds the batch, as the engine follows it (engine/graph_ops.py batch_position;
+    None: unbatched, or folded with other dims)."""
     g = r.op.graph
     assert g is not None
-    for t, b in zip(ins, g.batched, strict=False):
-        if b:
-            return t
-    return None
-
-
-def _new_bdim(r: Row, ins: list[Tensor]) -> int | None:
-    """The batch dim of a new (computed) tensor, from its batched input: the same dim counted from the right for
-    a same-rank or broadcast output, dim 0 for a conv, pool or resize of (N, C, …)."""
-    x = _batched_input(r, ins)
-    if x is None or x.bdim is None:
-        return None
-    rank_in, rank_out = len(x.shape), len(r.op.output)
-    reduces = r.op.name in ("mean", "sum", "amax", "var")
-    if (r.op.category in ("conv", "pool") and not reduces) or r.op.name == "interpolate":
-        return 0 if x.bdim == 0 else None
-    if r.op.name in ("mean", "sum", "amax", "var"):
-        d = r.op.graph.node.get("dim")  # type: ignore[union-attr]
-        dims = {v % rank_in for v in ([d] if isinstance(d, int) else d)} if d is not None else set(range(rank_in))
-        if x.bdim in dims:
-            return None
-        keep = bool(r.op.graph.node.get("keepdim"))  # type: ignore[union-attr]
-        return x.bdim if keep else x.bdim - sum(1 for v in dims if v < x.bdim)
-    b = x.bdim - rank_in + rank_out
-    return b if 0 <= b < rank_out else None
+    return g.out_dim if g.out_dim is not None and g.out_dim >= 0 else None
 
 
 def _view(r: Row, x: Tensor, shape1: tuple[int, ...], n: int, what: str) -> Tensor:
@@ -196,8 +158,7 @@ def _view(r: Row, x: Tensor, shape1: tuple[int, ...], n: int, what: str) -> Tens
     name = r.op.name
     rank = len(x.shape)
     if name in ("reshape", "flatten"):
-        old1 = tuple(int(s) for s in r.op.graph.shapes[0])  # type: ignore[union-attr]
-        bdim = _reshaped_bdim(old1, x.bdim, shape1)
+        bdim = _out_bdim(r)
         if n != 1 and (x.bdim is None or bdim is None):
             raise _refuse(r, what, "where the batch lies in its output is not known (reshape it at batch 1)")
         shape = _at_batch(shape1, bdim, n)

@@ -91,14 +91,18 @@ The rules are analysed in costmodel/analysis/training.py and listed in docs/trai
 @dataclass(frozen=True, slots=True)
 class GraphNode:
     """What a graph layer's Op knows of its node beyond its costs: the spec node (spec/layers_graph.py OpNode),
-    the batch-1 shapes and batched flags of the tensors it reads, the batch n, and the layer's ``classes``
-    (module path relative to the layer's name → exact module class; None when the spec does not say them)."""
+    the batch-1 shapes and batched flags of the tensors it reads, the batch n, the layer's ``classes`` (module
+    path relative to the layer's name → exact module class; None when the spec does not say them), where each
+    input and the output hold the batch (engine/graph_ops.py ``batch_position``: a dim, None unbatched, −1 folded
+    with other dims)."""
 
     node: Any
     shapes: tuple[tuple[Num, ...], ...]
     batched: tuple[bool, ...]
     n: Num
     classes: Mapping[str, str] | None = None
+    batch_dims: tuple[int | None, ...] = ()
+    out_dim: int | None = 0
 
 
 @dataclass(slots=True)
