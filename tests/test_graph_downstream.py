@@ -273,6 +273,14 @@ def test_conventions_refuse_without_classes(tmp_path: Path) -> None:
     assert sum(d.diff for d in expl.diffs) == (
         costmodel.count(report, "fvcore").totals["macs"] - costmodel.count(report).totals["macs"]
     )
+    pooled = write(tmp_path, "input: {channels: 4, height: 3, width: 3}\nlayers:\n  - kind: graph\n    nodes:\n"
+                   "      - {op: mean, dim: [2, 3], keepdim: true}\n", "pool.yaml")  # fmt: skip
+    with pytest.raises(UsageError, match=r"--convention fvcore: a node \(mean\) of layer 0: .*`call`"):
+        costmodel.count(pooled, "fvcore")
+    pooled.write_text(
+        pooled.read_text().replace("keepdim: true", "keepdim: true, call: torch.nn.functional.adaptive_avg_pool2d")
+    )
+    assert costmodel.count(pooled, "fvcore").totals["macs"] == 4 * 3 * 3  # aten::adaptive_avg_pool2d: input elements
     # fvcore: 4 layer norms × 5 per input element; sdpa 0
     assert costmodel.count(report, "fvcore").totals["macs"] == (
         costmodel.count(report).totals["macs"] - 2 * 2 * 6 * 197 * 197 * 128 + 4 * 5 * 2 * 197 * 384

@@ -215,6 +215,11 @@ def graph_count(row: Row, tool: str, batch: Num) -> Num:
         return row.costs["macs"]
     out = row.costs["activations"]
     inp = _scaled(row, 0) if g.shapes else 0
+    if name == "mean" and g.node.call in ADAPTIVE_AVG_CALLS:
+        name = "adaptive_avg_pool"  # F.adaptive_avg_pool2d(x, 1) traced as a mean: what the tools see is the pool
+    elif name == "mean" and g.node.call is None and tool in ("fvcore", "ptflops") and _spatial_mean(row):
+        raise refuse(row, tool, f"{tool} counts F.adaptive_avg_pool2d (input elements) but not Tensor.mean, and "
+                     "a mean over (H, W) keeping them is either: give the node its `call`")  # fmt: skip
     if tool == "fvcore":
         return _fvcore(row, name, inp, out)
     if tool == "ptflops":
@@ -224,6 +229,17 @@ def graph_count(row: Row, tool: str, batch: Num) -> Num:
     if tool == "torchinfo":
         return _torchinfo(row, name, batch)
     raise refuse(row, tool, "no graph rules for this convention")  # pragma: no cover - GRAPH_TOOLS is fixed
+
+
+ADAPTIVE_AVG_CALLS = frozenset(_F + f"adaptive_avg_pool{d}d" for d in (1, 2, 3))
+
+
+def _spatial_mean(row: Row) -> bool:
+    """A mean over the last two dims of a rank-4 tensor, keeping them: what an adaptive average pool to 1×1 is."""
+    x = _g(row).shapes[0]
+    d = _get(row, "dim")
+    dims = {v % len(x) for v in ([d] if isinstance(d, int) else d)} if d is not None else set()
+    return len(x) == 4 and dims == {2, 3} and bool(_get(row, "keepdim"))
 
 
 def _get(row: Row, field: str) -> Any:
@@ -259,7 +275,8 @@ def _fvcore(row: Row, name: str, inp: Num, out: Num) -> Num:
             return 0  # aten::upsample_nearest1d / 3d: not among fvcore's handled ops
         return {"nearest": 1, "bilinear": 4}.get(_get(row, "mode"), 0) * out  # bicubic: not handled
     if name == "adaptive_avg_pool":
-        return inp if len(_get(row, "size")) == 2 else 0  # aten::adaptive_avg_pool1d / 3d: not handled
+        spatial = len(g.shapes[0]) - 2 if row.op.name == "mean" else len(_get(row, "size"))
+        return inp if spatial == 2 else 0  # aten::adaptive_avg_pool1d / 3d: not handled
     if name == "rms_norm":
         raise refuse(row, "fvcore", "what fvcore counts for aten::rms_norm was not measured")
     if name == "aten":
@@ -375,7 +392,8 @@ def _thop(row: Row, name: str, inp: Num, out: Num) -> Num:
     if name == "avg_pool" and cls in AVG_POOLS:
         return out
     if name == "adaptive_avg_pool" and cls in ADAPTIVE_AVG:
-        x, size = g.shapes[0], _get(row, "size")
+        x = g.shapes[0]
+        size = _get(row, "size") if row.op.name != "mean" else [1] * (len(x) - 2)
         window = Fraction(1)
         for xi, o in zip(x[len(x) - len(size) :], size, strict=True):
             window *= Fraction(xi, o)
