@@ -188,14 +188,21 @@ def refuse(row: Row, tool: str, why: str) -> UsageError:
 
 def _classes(row: Row) -> tuple[str | None, tuple[str, ...]]:
     """The class of the module the node ran in and the classes of the modules enclosing it (outermost first),
-    from the layer's ``classes``; (None, ()) when the spec does not say them."""
+    from the layer's ``classes``: keys relative to the layer's name (``""`` its own module, each copy's for a
+    repeated layer), and ``/PATH`` for the modules above the layer (``/`` the model, ``/blocks`` …); (None, ())
+    when the spec does not say them."""
     g = _g(row)
     classes: Mapping[str, str] | None = g.classes
     if classes is None:
         return None, ()
     module = g.node.module or ""
+    above: list[str] = ["/"]
+    if g.layer:
+        names = g.layer.split(".")
+        above += ["/" + ".".join(names[:k]) for k in range(1, len(names) + (1 if g.repeated else 0))]
     parts = module.split(".") if module else []
-    outer = tuple(c for c in (classes.get(".".join(parts[:k])) for k in range(len(parts))) if c is not None)
+    keys = above + [".".join(parts[:k]) for k in range(len(parts))]
+    outer = tuple(c for c in (classes.get(k) for k in keys) if c is not None)
     return classes.get(module), outer
 
 
@@ -215,7 +222,7 @@ def graph_count(row: Row, tool: str, batch: Num) -> Num:
         return row.costs["macs"]
     out = row.costs["activations"]
     inp = _scaled(row, 0) if g.shapes else 0
-    if name == "mean" and g.node.call in ADAPTIVE_AVG_CALLS:
+    if name == "mean" and (g.node.call in ADAPTIVE_AVG_CALLS or _classes(row)[0] in ADAPTIVE_AVG):
         name = "adaptive_avg_pool"  # F.adaptive_avg_pool2d(x, 1) traced as a mean: what the tools see is the pool
     elif name == "mean" and g.node.call is None and tool in ("fvcore", "ptflops") and _spatial_mean(row):
         raise refuse(row, tool, f"{tool} counts F.adaptive_avg_pool2d (input elements) but not Tensor.mean, and "

@@ -58,8 +58,9 @@ def graph(layer: Any, a: BlockArgs) -> Flow:
         dims = tuple(batched[t] for t in reads)
         op, where = evaluate(node, tuple(shapes[t] for t in reads), dims, a.n, path)
         op.graph = GraphNode(
-            node, tuple(shapes[t] for t in reads), tuple(d is not None for d in dims), a.n, classes, dims, where
-        )
+            node, tuple(shapes[t] for t in reads), tuple(d is not None for d in dims), a.n, classes, dims, where,
+            layer.name, layer.repeat != 1,
+        )  # fmt: skip
         t = f.add(node.module or node.op, op, reads)
         shapes[t], batched[t] = op.output, where
         if node.id is not None:

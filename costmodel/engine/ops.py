@@ -103,6 +103,8 @@ class GraphNode:
     classes: Mapping[str, str] | None = None
     batch_dims: tuple[int | None, ...] = ()
     out_dim: int | None = 0
+    layer: str | None = None  # the layer's name (its module path)
+    repeated: bool = False  # whether the layer repeats (its name is then the container of the copies)
 
 
 @dataclass(slots=True)

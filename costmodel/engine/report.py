@@ -133,17 +133,32 @@ class Report:
 
     def module_paths(self) -> list[str]:
         """The model's module path of each row: its layer's ``name`` (``layers.I`` when it has none), ``.R`` for copy
-        R of a layer that repeats (as torch names the children of an ``nn.Sequential``), then the graph node's
+        R of a layer that repeats (as torch names the children of an ``nn.Sequential``; counted on from the layers
+        named ``NAME.K`` just before it, as an importer writes a first copy that differs), then the graph node's
         ``module`` (a graph row; none given: the layer's path alone) or the block's stage (a block kind's row)."""
         copies: dict[int, int] = {}
+        names: dict[int, str | None] = {}
         for b in self.blocks:
             copies[b.layer] = copies.get(b.layer, 0) + (1 if b.times == 1 else 2)
+            names[b.layer] = b.name
+        start: dict[int, int] = {}
+        for layer, count in copies.items():
+            name = names[layer]
+            if count > 1 and name is not None:
+                before = [names[k] for k in names if k < layer and names[k] is not None]
+                ks = [
+                    int(n[len(name) + 1 :])
+                    for n in before
+                    if n and n.startswith(name + ".") and n[len(name) + 1 :].isdigit()
+                ]  # noqa: E501
+                start[layer] = max(ks) + 1 if ks else 0
         out = []
         for r in self.rows:
             info = self.blocks[r.block]
             head = info.name if info.name is not None else f"layers.{r.layer}"
             if copies.get(r.layer, 1) > 1:
-                head = f"{head}.{r.repeat}" if r.times == 1 else f"{head}.{r.repeat}…"
+                k = start.get(r.layer, 0) + r.repeat
+                head = f"{head}.{k}" if r.times == 1 else f"{head}.{k}…"
             graph = getattr(r.op, "graph", None)
             if graph is not None:
                 out.append(f"{head}.{graph.node.module}" if graph.node.module else head)
