@@ -139,6 +139,9 @@ TORCHINFO_NOT_LEAVES = frozenset(
     for c in ("BatchNormAct2d", "SyncBatchNormAct", "FrozenBatchNormAct2d", "GroupNormAct", "GroupNorm1Act")
 ) | frozenset("timm.layers.norm_act." + c for c in ("LayerNormAct", "LayerNormAct2d"))
 
+#: torch.nn classes whose parameters are a ``weight`` and a ``bias`` (torchinfo counts them by those names).
+TORCHINFO_WEIGHTED = frozenset({*CONV_CLASSES, *BN_CLASSES, LINEAR, LAYER_NORM, GROUP_NORM})
+
 #: ptflops 0.7.5's patched callables (FUNCTIONAL_MAPPING, TENSOR_OPS_MAPPING; F.linear is not patched).
 _F = "torch.nn.functional."
 PTFLOPS_NUMEL = frozenset(
@@ -418,6 +421,11 @@ def _torchinfo(row: Row, name: str, batch: Num) -> Num:
         raise refuse(row, "torchinfo", "torchinfo counts a module's own weight, and this node reads its weight "
                      "as a tensor (its module's parameter is a param node)")  # fmt: skip
     params = row.costs["params"]
+    if name == "param" and params:
+        cls, _ = _classes(row)
+        if cls in TORCHINFO_WEIGHTED:
+            raise refuse(row, "torchinfo", f"torchinfo counts the weight or bias of its {cls.rsplit('.', 1)[-1]} "
+                         "by the module's output, and the spec holds it as a param node (not reproduced)")  # fmt: skip
     if name in ("param", "buffer") or params == 0:
         return 0  # a param node's tensor is no leaf's weight or bias (class token, position table, layer scale)
     cls, _ = _classes(row)
