@@ -132,10 +132,11 @@ class Report:
         return list(dict.fromkeys(r.stage for r in self.rows))
 
     def module_paths(self) -> list[str]:
-        """The model's module path of each row: its layer's ``name`` (``layers.I`` when it has none), ``.R`` for copy
-        R of a layer that repeats (as torch names the children of an ``nn.Sequential``; counted on from the layers
-        named ``NAME.K`` or ``NAME.K.…`` before it, as an importer writes a first copy that differs), then the graph node's
-        ``module`` (a graph row; none given: the layer's path alone) or the block's stage (a block kind's row)."""
+        """The model's module path of each row: its layer's ``name`` (``layers.I`` when it has none), ``.R`` for
+        copy R of a layer that repeats (as torch names the children of an ``nn.Sequential``; counted on from the
+        layers named ``NAME.K`` or ``NAME.K.…`` before it, as an importer writes a first copy that differs), then
+        the graph node's ``module`` (a graph row; none given: the layer's path alone) or the block's stage (a block
+        kind's row)."""
         copies: dict[int, int] = {}
         names: dict[int, str | None] = {}
         for b in self.blocks:
