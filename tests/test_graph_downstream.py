@@ -312,3 +312,62 @@ def test_sweep_point_by_point(tmp_path: Path) -> None:
         costmodel.sweep(path, R=[32, 40])
     with pytest.raises(costmodel.SpecError, match=r"node 3 \(reshape\): shape \[1, 16, 4, 4\] does not fit"):
         costmodel.count(path, R=48)
+
+
+SWIN_NODES = [
+    {"op": "permute", "dims": [0, 2, 3, 1]},
+    {"op": "roll", "size": [-2, -2], "dims": [1, 2]},
+    {"op": "reshape", "shape": [1, 2, 4, 2, 4, 4]},
+    {"op": "permute", "dims": [0, 1, 3, 2, 4, 5]},
+    {"id": "w", "op": "reshape", "shape": [4, 16, 4]},  # 4 windows of 4×4 tokens: the batch folds into dim 0
+    {"op": "linear", "out": 12, "bias": True},
+    {"op": "reshape", "shape": [4, 16, 3, 4]},
+    {"id": "qkv", "op": "permute", "dims": [2, 0, 1, 3]},
+    {"id": "q", "op": "select", "dim": 0, "index": 0, "inputs": ["qkv"]},
+    {"id": "k", "op": "select", "dim": 0, "index": 1, "inputs": ["qkv"]},
+    {"id": "v", "op": "select", "dim": 0, "index": 2, "inputs": ["qkv"]},
+    {"id": "kt", "op": "transpose", "dims": [1, 2], "inputs": ["k"]},
+    {"op": "matmul", "inputs": ["q", "kt"]},
+    {"id": "a", "op": "softmax", "dim": -1},
+    {"op": "matmul", "inputs": ["a", "v"]},
+    {"op": "reshape", "shape": [1, 2, 2, 4, 4, 4]},
+    {"op": "permute", "dims": [0, 1, 3, 2, 4, 5]},
+    {"op": "reshape", "shape": [1, 8, 8, 4]},
+    {"op": "roll", "size": [2, 2], "dims": [1, 2]},
+    {"op": "permute", "dims": [0, 3, 1, 2]},
+]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_training_swin_windows(batch: int) -> None:
+    """Swin's shifted windows (tests/test_graph.py's module), the batch folded into dim 0 with the windows: the
+    window partition after the roll is a copy, the linear saves it (a view), q @ kᵀ saves q's storage — the qkv
+    output, whole — and kᵀ's (the same storage), softmax its output, attn @ v the softmax (already saved) and v."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Windows(nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = nn.Linear(4, 12)
+
+        def forward(self, x: Any) -> Any:
+            b = x.shape[0]
+            t = torch.roll(x.permute(0, 2, 3, 1), (-2, -2), (1, 2))
+            w = t.reshape(b, 2, 4, 2, 4, 4).permute(0, 1, 3, 2, 4, 5).reshape(b * 4, 16, 4)
+            q, k, v = self.qkv(w).reshape(b * 4, 16, 3, 4).permute(2, 0, 1, 3)
+            o = (q @ k.transpose(1, 2)).softmax(-1) @ v
+            o = o.reshape(b, 2, 2, 4, 4, 4).permute(0, 1, 3, 2, 4, 5).reshape(b, 8, 8, 4)
+            return torch.roll(o, (2, 2), (1, 2)).permute(0, 3, 1, 2)
+
+    data = {"input": {"channels": 4, "height": 8, "width": 8, "batch": batch}, "layers": [{"kind": "graph"}]}
+    data["layers"][0]["nodes"] = SWIN_NODES
+    report = costmodel.analyze(costmodel.NetworkSpec.model_validate(data))
+    want = saved_bytes(Windows(), torch.randn(batch, 4, 8, 8))
+    # the windows 64·4, the qkv output 64·12, the softmax 4·16·16 per sample (float32)
+    assert training(report).totals["saved_bytes"] == want == batch * 4 * (256 + 768 + 1024)
+    # the peak is at the softmax: its input and output (12·16·16 each per 3 samples) and the qkv storage that
+    # attn @ v still reads (v is a view of it), at batch 3; views are no kernels
+    if batch == 3:
+        peak = peak_activations(report)
+        assert (peak.bytes, peak.kernel) == (4 * (3072 + 3072 + 2304), "0.0 softmax softmax")
