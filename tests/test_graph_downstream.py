@@ -366,6 +366,13 @@ def test_training_swin_windows(batch: int) -> None:
     want = saved_bytes(Windows(), torch.randn(batch, 4, 8, 8))
     # the windows 64·4, the qkv output 64·12, the softmax 4·16·16 per sample (float32)
     assert training(report).totals["saved_bytes"] == want == batch * 4 * (256 + 768 + 1024)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        Windows().train()(torch.randn(batch, 4, 8, 8)).sum().backward()
+    # forward and backward: the linear's weight gradient (its input needs none), both matmuls' two operands
+    assert training(report, convention="torch").totals["training_macs"] == counter.get_total_flops() // 2
     # the peak is at the softmax: its input and output (12·16·16 each per 3 samples) and the qkv storage that
     # attn @ v still reads (v is a view of it), at batch 3; views are no kernels
     if batch == 3:
