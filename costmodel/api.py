@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine.report import Report as _EngineReport
 from .engine.walk import analyze_spec
-from .errors import SpecError, UsageError
+from .errors import SpecError, UndecidableError, UsageError
 from .spec import loader
 from .spec.network import NetworkSpec, symbol_uses
 
@@ -259,12 +259,32 @@ def _sweep_plan(spec: SpecLike, metrics: Sequence[str], convention: str, values:
         raise UsageError(f"{both[0]} is given both as an axis and as a fixed value")
     lookup(convention)  # refuse an unknown name before reading the spec
     loaded = _spec(spec, fixed)
-    report = _count(loaded, convention, {})
 
     def reanalyze(bound: dict[str, int]) -> Report:
         return _count(spec, convention, {**fixed, **bound})
 
     from .results import Sweep
+
+    try:
+        report = _count(loaded, convention, {})
+    except UndecidableError:
+        if not any(layer.kind == "graph" for layer in loaded.layers):
+            raise
+        # a graph layer's literal shapes fit some values only: no one formula, so each point is analysed
+        from .analysis.sweep import prepare_pointwise
+
+        free = {name for _, name in symbol_uses(loaded)}
+        unknown = sorted(set(axes) - free)
+        if unknown:
+            raise UsageError(
+                f"--vary {unknown[0]}: the spec has no free symbol {unknown[0]!r} (free: {', '.join(sorted(free))})"
+            ) from None
+        missing = sorted(free - set(axes))
+        if missing:
+            raise UsageError(f"no values for {', '.join(missing)}: give --vary or --set for each free symbol") from None
+        pplan = prepare_pointwise(axes, list(metrics), reanalyze, lookup(convention), Sweep)
+        pplan.fixed = fixed
+        return pplan
 
     plan = prepare(report, axes, list(metrics), reanalyze, Sweep, limits(loaded))
     plan.fixed = fixed

@@ -220,7 +220,8 @@ def _table_options(t: _Parser) -> None:
         "--by",
         default="auto",
         choices=VIEW_NAMES,
-        help="rows: one per op, per stage, per block instance or per layer (auto: op for one block, else block)",
+        help="rows: one per op, per stage, per block instance, per layer or per module path (layer name + graph node"
+        " module; auto: op for one block, else block)",
     )
     t.add_argument(
         "--depth", type=int, metavar="N", help="nested rows: 1 layers, 2 + blocks, 3 + stages, 4 + ops (overrides --by)"

@@ -32,6 +32,7 @@ from ..engine.ops import numel
 from ..engine.report import Report, Row
 from ..engine.symbols import Num
 from ..errors import UsageError
+from .graph_conventions import GRAPH_RULES, graph_count
 
 __all__ = ["CONVENTIONS", "QUANTITIES", "ZERO", "Convention", "Difference", "Rule", "apply", "convention", "explain"]
 
@@ -228,7 +229,10 @@ def convention(name: str) -> Convention:
 
 
 def op_key(row: Row) -> str:
-    """The key a convention's rules use for this row: the op name, with its variant (``avgpool:mean``)."""
+    """The key a convention's rules use for this row: the op name, with its variant (``avgpool:mean``); a graph
+    layer's node is ``graph:OP`` (its rules: analysis/graph_conventions.py)."""
+    if row.op.graph is not None:
+        return f"graph:{row.op.name}"
     return f"{row.op.name}:{row.op.variant}" if row.op.variant else row.op.name
 
 
@@ -254,7 +258,10 @@ def quantity(row: Row, name: str, batch: Num) -> Num:
 
 
 def row_count(row: Row, conv: Convention, batch: Num) -> Num:
-    """What ``conv`` counts for one instance of ``row``."""
+    """What ``conv`` counts for one instance of ``row`` (a graph node: analysis/graph_conventions.py, which
+    refuses a count it cannot reproduce)."""
+    if row.op.graph is not None:
+        return graph_count(row, conv.name, batch)
     total: Num = 0
     for coef, q in conv.rule(op_key(row)).terms:
         total = total + coef * quantity(row, q, batch)
@@ -281,7 +288,10 @@ def explain(report: Report, a: str, b: str) -> list[Difference]:
         key = op_key(r)
         d = out.get(key)
         if d is None:
-            d = out[key] = Difference(key, ca.rule(key), cb.rule(key))
+            if key.startswith("graph:"):
+                d = out[key] = Difference(key, GRAPH_RULES[ca.name], GRAPH_RULES[cb.name])
+            else:
+                d = out[key] = Difference(key, ca.rule(key), cb.rule(key))
         d.count_a = d.count_a + r.times * row_count(r, ca, report.batch)
         d.count_b = d.count_b + r.times * row_count(r, cb, report.batch)
     return list(out.values())

@@ -154,6 +154,14 @@ def _check(report: Report, runtime: str, dtype: str) -> None:
         raise UsageError("deploy needs numbers: bind the spec's symbols with --set")
     if any(r.times != 1 for r in report.rows):
         raise UsageError("deploy needs numbers: bind the spec's symbols with --set")
+    graph = next((r for r in report.rows if r.op.graph is not None), None)
+    if graph is not None:
+        node = graph.op.graph.node  # type: ignore[union-attr]
+        name = f"node {node.id!r}" if node.id is not None else "its first node"
+        raise UsageError(
+            f"deploy does not model graph layers: layer {graph.layer} is one ({name}, {graph.op.name}); the int8 "
+            "lowering knows the block kinds' ops only"
+        )
 
 
 def _label(r: Row, names: str) -> str:

@@ -36,16 +36,21 @@ from pydantic_core import PydanticCustomError
 from ..engine.ops import numel
 from ..engine.report import Report, Row
 from ..errors import SpecError, UsageError
+from ..spec.names import ACTIVATIONS as _ACTIVATIONS
 
 FLOAT32_BYTES = 4
+ACTIVATION_NAMES = frozenset(_ACTIVATIONS)
 
 
 # ----------------------------------------------------------------------------------------- op classes
 
 
 def op_class(row: Row) -> str:
-    """The op class a row's time is modelled by, e.g. ``conv_pw``, ``conv_dw_k3_s2``, ``norm_batchnorm2d``."""
+    """The op class a row's time is modelled by, e.g. ``conv_pw``, ``conv_dw_k3_s2``, ``norm_batchnorm2d``
+    (a graph node: :func:`graph_op_class`)."""
     op = row.op
+    if op.graph is not None:
+        return graph_op_class(row)
     if op.category == "conv":
         k, s, g = op.attrs.get("kernel", 1), op.attrs.get("stride", 1), op.attrs.get("groups", 1)
         cin = op.input[0]
@@ -61,10 +66,63 @@ def op_class(row: Row) -> str:
     return op.category  # pool, add, mul, linear, dropout
 
 
+#: Graph ops that are views (no kernel: their class is the block kinds' flatten's, ``reshape``).
+GRAPH_VIEWS = frozenset({"reshape", "flatten", "permute", "transpose", "expand", "select", "slice"})
+
+
+def graph_op_class(row: Row) -> str:
+    """The class of a graph node where it is the op a class was calibrated on, else a UsageError naming it: a 2-D
+    conv with its own square weight (the conv classes, channels = dim 1), batch_norm on (N, C, H, W), the
+    activations, a same-shape add, an (N, C, H, W) × (N, C, 1, 1) multiply, global adaptive_avg_pool (``pool``), a
+    linear on (N, F) (``linear``), and the views (``reshape``, as flatten). Token linears, layer norms, matmul,
+    attention, copies (cat, pad, roll, repeat) and the rest were never calibrated."""
+    op, g = row.op, row.op.graph
+    assert g is not None
+    name, shapes = op.name, g.shapes
+    x = shapes[0] if shapes else ()
+    node = g.node
+    ok = False
+    if name == "conv" and len(x) == 4 and len(shapes) == 1 and not node.get("transposed"):
+        k = node.get("kernel")
+        d = node.get("dilation")
+        square = isinstance(k, int) or len(set(k)) == 1
+        ok = square and (d == 1 or (isinstance(d, list) and set(d) == {1}))
+        if ok:
+            kernel, s, groups = op.attrs["kernel"], op.attrs["stride"], op.attrs["groups"]
+            if groups == 1:
+                return "conv_pw" if kernel == 1 and s == 1 else f"conv_dense_k{kernel}"
+            if groups == x[1] and op.output[1] == x[1]:
+                return f"conv_dw_k{kernel}_s{s}"
+            return "conv_grouped"
+    elif name == "batch_norm" and len(x) == 4:
+        return "norm_batchnorm2d"
+    elif op.category == "act" and name in ACTIVATION_NAMES:
+        return f"act_{name}"
+    elif name == "add" and len(shapes) == 2 and shapes[0] == shapes[1] and all(g.batched):
+        return "add"
+    elif name == "mul" and len(shapes) == 2 and len(x) == 4 and shapes[1] == (*x[:2], 1, 1) and all(g.batched):
+        return "mul"
+    elif name == "adaptive_avg_pool" and len(x) == 4 and list(node.get("size")) == [1, 1]:
+        return "pool"
+    elif name == "linear" and len(x) == 2 and len(shapes) == 1:
+        return "linear"
+    elif name in GRAPH_VIEWS:
+        return "reshape"
+    label = f"node {node.id!r}" if node.id is not None else "a node"
+    raise UsageError(
+        f"latency: {label} ({name}) of layer {row.layer} is no op the latency classes were calibrated on "
+        "(docs/roofline.md, Latency)"
+    )
+
+
 def op_bytes(row: Row, batch: int) -> int:
     """Bytes an eager kernel moves for one instance of ``row`` in float32: inputs read (both operands of an
     add, the gate of a multiply, attention's q, k and v), weights and inference state read, output written."""
     op = row.op
+    if op.graph is not None:  # every tensor read (batched ones × the batch), weights, output
+        g = op.graph
+        reads = sum(numel(s) * (batch if b else 1) for s, b in zip(g.shapes, g.batched, strict=True))
+        return int(FLOAT32_BYTES * (reads + row.costs["params"] + op.state + row.costs["activations"]))
     inputs = batch * numel(op.input)
     if op.category == "add":
         inputs *= 2

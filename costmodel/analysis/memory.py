@@ -89,6 +89,25 @@ def _inference_weights(row: Row, fold: bool) -> Num:
     return row.costs["params"] + row.op.state
 
 
+def graph_aliases(report: Report) -> tuple[dict[int, int], dict[int, Num]]:
+    """For a report with graph layers: each view's tensor → the tensor owning its storage (analysis/graph_tensors.py:
+    torch's views, reshape only where the strides allow), and each param / buffer node's tensor (or a view of one)
+    → its elements (a weight, read as weight bytes). Empty for block kinds alone."""
+    if not any(r.op.graph is not None for r in report.rows):
+        return {}, {}
+    from .graph_tensors import track
+
+    tensors = track(report, "memory")
+    alias = {t: info.storage for t, info in tensors.items() if info.storage != t}
+    owners = {r.tensor: r for r in report.rows if r.op.category == "param"}
+    weights: dict[int, Num] = {}
+    for t, info in tensors.items():
+        if info.weight and info.storage == t:
+            row = owners[t]
+            weights[t] = row.costs["params"] + row.costs["buffers"]
+    return alias, weights
+
+
 def tensor_elements(report: Report) -> dict[int, Num]:
     """Elements (batch included) of every tensor of the report, by id; 0 is the network input."""
     sizes: dict[int, Num] = {0: report.batch * numel(report.input)}
@@ -141,21 +160,26 @@ def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> lis
             length = _chain(rows, i)
             groups.append(rows[i : i + length])
             i += length
-    # Dropout is the identity at inference: no kernel, no bytes; its output is its input tensor.
-    alias: dict[int, int] = {}
+    # Dropout is the identity at inference: no kernel, no bytes; its output is its input tensor. A graph's views
+    # are no kernels either (their output is their input's storage), and its param / buffer nodes are weights:
+    # a kernel reading one reads weight bytes, not an activation.
+    alias, weights = graph_aliases(report)
     for r in report.rows:
         if r.op.category == "dropout" and r.inputs:
             alias[r.tensor] = alias.get(r.inputs[0], r.inputs[0])
     if fusion == "none":  # one kernel per op: the loop below, with each group one row
         for r in report.rows:
             op = r.op
-            if op.category == "dropout":
+            if op.category == "dropout" or r.tensor in alias or r.tensor in weights:
                 continue
             ins = r.inputs
-            if len(ins) == 1 and not alias:  # the common case, without the general dedup below
+            if len(ins) == 1 and not alias and not weights:  # the common case, without the general dedup below
                 reads: tuple[int, ...] = () if ins[0] == r.tensor else ins
+                read_weights: Num = 0
             else:
                 reads = tuple(dict.fromkeys(alias.get(t, t) for t in ins if t != r.tensor))
+                read_weights = total(weights[t] for t in reads if t in weights)
+                reads = tuple(t for t in reads if t not in weights)
             costs = r.costs
             out.append(
                 Kernel(
@@ -165,7 +189,7 @@ def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> lis
                     [r],
                     0 + costs["flops"],
                     (0 + sizes[reads[0]] if len(reads) == 1 else total(sizes[t] for t in reads)) * size,
-                    (0 + (costs["params"] + op.state)) * size,  # _inference_weights(r, fold=False)
+                    (0 + (costs["params"] + op.state) + read_weights) * size,  # _inference_weights(r, fold=False)
                     sizes[r.tensor] * size,
                     r.times,
                     reads,
@@ -174,15 +198,17 @@ def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> lis
             )
         return out
     for whole in groups:
-        group = [r for r in whole if r.op.category != "dropout"]
+        group = [r for r in whole if r.op.category != "dropout" and r.tensor not in alias and r.tensor not in weights]
         if not group:
             continue
         first, last = group[0], group[-1]
         written = {r.tensor for r in group}
-        reads = tuple(dict.fromkeys(alias.get(t, t) for r in group for t in r.inputs if t not in written))
+        reads = tuple(dict.fromkeys(alias.get(t, t) for r in group for t in r.inputs if alias.get(t, t) not in written))
+        read_weights = total(weights[t] for t in reads if t in weights)
+        reads = tuple(t for t in reads if t not in weights)
         fold = len(group) > 1
         flops = total(r.costs["flops"] for r in (fold_rows(group) if fold else group))
-        weights = total(_inference_weights(r, fold) for r in (fold_rows(group) if fold else group))
+        weight_elements = total(_inference_weights(r, fold) for r in (fold_rows(group) if fold else group))
         if fusion == "block":
             info = report.blocks[first.block]
             label, stage = f"{info.layer}.{info.repeat} {info.kind}", "block"
@@ -197,7 +223,7 @@ def kernels(report: Report, dtype: str = "float32", fusion: str = "none") -> lis
                 group,
                 flops,
                 total(sizes[t] for t in reads) * size,
-                weights * size,
+                (weight_elements + read_weights) * size,
                 sizes[last.tensor] * size,
                 first.times,
                 reads,
@@ -218,7 +244,7 @@ def fold_rows(rows: list[Row]) -> list[Row]:
         if r.op.folds and out and out[-1].op.category == "conv" and out[-1].block == r.block:
             conv = out[-1]
             if not conv.op.bias:
-                cout = conv.op.output[0]
+                cout = conv.op.output[1] if conv.op.graph is not None else conv.op.output[0]  # a graph's (1, C, …)
                 costs = dict(conv.costs)
                 costs["params"] = costs["params"] + cout
                 costs["flops"] = costs["flops"] + costs["activations"]
@@ -247,8 +273,8 @@ def peak_activations(
     if ks is None and fusion == "none":  # one kernel per op: read off the rows, no Kernel objects
         check_kernels(report, fusion)
         rows = report.rows
-        if any(r.op.category == "dropout" for r in rows):
-            ks = kernels(report, dtype, fusion)  # dropout's output is its input: the general rules
+        if any(r.op.category == "dropout" or r.op.graph is not None for r in rows):
+            ks = kernels(report, dtype, fusion)  # dropout's output is its input, a graph's views: the general rules
         else:  # the reads of each kernel as kernels() gives them (no aliases here)
             io = [
                 (r.inputs, r.tensor)

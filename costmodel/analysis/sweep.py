@@ -362,6 +362,70 @@ class Plan:
                 progress(stop, total)
 
 
+MAX_POINTWISE = 4096
+"""The largest grid swept point by point (a spec whose formulas cannot be formed: a graph layer's literal shapes)."""
+
+
+@dataclass
+class PointPlan(Plan):
+    """A sweep evaluated point by point: each point's report analysed with its values bound (a graph layer's literal
+    reshape shapes fit some sizes only, so no one formula covers the grid). Every point is analysed when the plan is
+    made, so a point that does not fit is refused before any result is returned."""
+
+    results: dict[str, list[int]] = field(default_factory=dict)
+
+    def evaluate(self, start: int, stop: int) -> SweepResult:
+        """The results at points ``start`` … ``stop − 1``."""
+        import numpy as np
+
+        columns: dict[str, Any] = dict(self.grid(start, stop))
+        for m in self.metrics:
+            values = self.results[m][start:stop]
+            big = any(abs(v) > INT64_MAX for v in values)
+            columns[m] = np.array(values, dtype=object if big else np.int64)
+        return self.result_class(dict(self.axes), dict(self.fixed), columns, self.metrics, self.convention, start)
+
+
+def prepare_pointwise(
+    axes: Mapping[str, Sequence[int]],
+    metrics: Sequence[str],
+    analyze: Callable[[dict[str, int]], Any],
+    convention: Any,
+    result_class: type[SweepResult] | None = None,
+) -> PointPlan:
+    """A :class:`PointPlan` over at most ``MAX_POINTWISE`` points: ``analyze(point)`` gives each point's numeric
+    report; a point it refuses is refused here in one line naming the point (``--vary R=40: …``)."""
+    from ..engine.metrics import METRIC_NAMES
+    from ..errors import SpecError
+
+    bad = [m for m in metrics if m not in METRIC_NAMES]
+    if bad or not metrics:
+        raise UsageError(f"unknown metric {bad[0] if bad else ''!r}; expected one of {', '.join(METRIC_NAMES)}")
+    cols = {n: Axis.of(v) for n, v in axes.items()}
+    size = 1
+    for name, axis in cols.items():
+        if not len(axis) or axis.lo() < 1:
+            raise UsageError(f"{name}: the values of an axis must be positive integers")
+        size *= len(axis)
+    if size > MAX_POINTWISE:
+        raise UsageError(
+            f"the grid has {size:,} points; a spec with graph layers is swept point by point, at most "
+            f"{MAX_POINTWISE:,} (its literal shapes give no one formula)"
+        )
+    plan = PointPlan(cols, tuple(metrics), [], [], convention, result_class=result_class or SweepResult)
+    plan.results = {m: [] for m in metrics}
+    for i in range(size):
+        point = plan.point(i)
+        try:
+            report = analyze(point)
+        except SpecError as err:
+            at = ", ".join(f"{k}={v}" for k, v in point.items())
+            raise UsageError(f"--vary {at}: {err}") from None
+        for m in metrics:
+            plan.results[m].append(int(report.totals[m]))
+    return plan
+
+
 def _checks(report: Any, ranges: Mapping[str, tuple[int, int]]) -> list[Any]:
     """The symbolic op widths that may be below 1 on the grid, compiled: every one must be ≥ 1 at a valid point."""
     from ..engine.compile import Compiled

@@ -42,11 +42,12 @@ weights), so the largest batch fitting a budget is solved exactly by ``largest_b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.ops import same_pad
+from ..engine.ops import ACTIVATION_SAVES, same_pad
 from ..engine.report import Report, Row
 from ..engine.symbols import Num, maximum, total
 from ..errors import UsageError
@@ -144,7 +145,7 @@ class Training:
         recompute = forward if self.checkpoint == "blocks" else 0
         saved_all = self.sum("saved_bytes")
         saved = saved_all if self.checkpoint_saved_bytes is None else self.checkpoint_saved_bytes
-        n_bn = total(r.times for r in self.report.rows if r.op.name == "batchnorm2d")
+        n_bn = total(r.times for r in self.report.rows if r.op.name == "batchnorm2d" or _tracked_bn(r))
         buffers = self.report.totals["buffers"]
         out: dict[str, Num] = {
             "forward_macs": forward,
@@ -201,9 +202,23 @@ def training(
     rows: list[TrainRow] = []
     largest: Num = sizes[0] * FLOAT32
     dropped = drop_path_blocks(report)
+    tensors = None
+    if any(r.op.graph is not None for r in report.rows):
+        if mixed:
+            raise UsageError("training memory of graph layers under autocast is not modelled yet")
+        if checkpoint == "blocks":
+            raise UsageError("--checkpoint blocks on graph layers is not modelled yet")
+        from .graph_tensors import track
+
+        tensors = track(report, "training memory")
     for i, r in enumerate(report.rows):
         op = r.op
         ins = r.inputs
+        if op.graph is not None and tensors is not None:
+            train_row = _graph_row(i, r, tensors, sizes, grad, dtypes, seen, report.batch, device, convention)
+            largest = maximum(largest, sizes[r.tensor] * FLOAT32)
+            rows.append(train_row)
+            continue
         in_grad = any(grad[t] for t in ins)
         node = in_grad or _nonzero(r.costs["params"])
         grad[r.tensor] = node
@@ -313,6 +328,223 @@ def training(
     if checkpoint == "blocks":
         result.checkpoint_saved_bytes, result.saved_buffer_bytes = _checkpointed(result, sizes, dtypes)
     return result
+
+
+def _tracked_bn(r: Row) -> bool:
+    """A graph batch_norm with its int64 num_batches_tracked (8 bytes, not 4)."""
+    return r.op.graph is not None and r.op.name == "batch_norm" and bool(r.op.graph.node.get("tracked"))
+
+
+GRAPH_SAVES = (
+    *("linear", "conv", "layer_norm", "batch_norm", "softmax", "log_softmax", "matmul", "bmm", "sdpa"),
+    *("add", "sub", "mul", "div", "avg_pool", "max_pool", "mean", "sum", "param", "buffer"),
+)
+"""The graph ops whose saved tensors are modelled (beside every activation of spec/names.py and the data-movement
+ops, which save nothing); each measured with ``torch.autograd.graph.saved_tensors_hooks`` (torch 2.13, CPU)."""
+_NOTHING = frozenset({"reshape", "flatten", "permute", "transpose", "expand", "select", "slice", "cat", "pad", "roll"})
+_NOTHING |= frozenset({"repeat", "tile", "add", "sub", "mean", "sum"})
+
+
+def _graph_row(
+    i: int,
+    r: Row,
+    tensors: dict[int, Any],
+    sizes: dict[int, Num],
+    grad: dict[int, bool],
+    dtypes: dict[int, int],
+    seen: set[Any],
+    batch: Num,
+    device: str,
+    convention: str,
+) -> TrainRow:
+    """One graph node of the step (float32): what it saves, by storage (a view saved keeps its whole base, as
+    saved_tensors_hooks sees it; parameters are not activations), and its backward MACs. A node whose saving rule
+    was not measured is refused in one line naming it."""
+    from .graph_tensors import cpu_flash, view_strides
+
+    op = r.op
+    g = op.graph
+    assert g is not None
+    name, ins = op.name, r.inputs
+    dtypes[r.tensor] = FLOAT32
+    if op.category == "param":
+        grad[r.tensor] = name == "param"
+        return TrainRow(r, 0, 0, 0, 0, False, [])
+    in_grad = any(grad[t] for t in ins)
+    node = in_grad or _nonzero(r.costs["params"])
+    grad[r.tensor] = node
+    saved: list[tuple[str, Num]] = []
+    label = f"node {g.node.id!r}" if g.node.id is not None else f"a {name} node"
+
+    def refuse(why: str) -> UsageError:
+        return UsageError(f"training memory of {label} ({name}) of layer {r.layer}: {why}")
+
+    def keep(key: Any, what: str, nbytes: Num) -> None:
+        if key not in seen:
+            seen.add(key)
+            saved.append((what, nbytes))
+
+    def tensor(t: int, what: str) -> None:  # the storage t lives in (a parameter's is not an activation)
+        s = tensors[t].storage
+        if tensors[s].weight == "buffer":  # a buffer is no parameter: saving it counts (float32 taken)
+            keep(s, what, math.prod(tensors[s].shape) * FLOAT32)
+        elif tensors[s].weight != "param":
+            keep(s, what, sizes[s] * FLOAT32)
+
+    def new(what: str, elements: Num, width: int = FLOAT32) -> None:
+        keep((what, i), what, elements * width)
+
+    def reshaped(t: int, shape: tuple[int, ...], old: tuple[int, ...], strides: tuple[int, ...], what: str) -> None:
+        """torch saves ``t`` (seen as ``old`` with ``strides``) reshaped to ``shape``: its storage where that is a
+        view, else a new copy."""
+        if view_strides(old, strides, shape) is not None:
+            tensor(t, what)
+        else:
+            new(f"{what} (copy)", math.prod(shape))
+
+    if node and name not in _NOTHING:
+        x = tensors[ins[0]]
+        if name in ("linear", "conv"):
+            if len(ins) > 1 and tensors[tensors[ins[1]].storage].weight != "param":
+                raise refuse("its weight is an activation, not a parameter (not modelled)")
+            if name == "linear" and len(x.shape) >= 3:  # matmul folds x to (−1, K): a view, or a copy
+                reshaped(ins[0], (math.prod(x.shape[:-1]), x.shape[-1]), x.shape, x.strides, "input")
+            else:
+                tensor(ins[0], "input")
+        elif name == "layer_norm":
+            tensor(ins[0], "input")
+            rows = math.prod(x.shape[: len(x.shape) - g.node.get("normalized")])
+            new("mean/rstd", 2 * rows)
+        elif name == "batch_norm":
+            c = x.shape[1]
+            tensor(ins[0], "input")
+            keep(("running", i), RUNNING, 2 * c * FLOAT32)
+            keep(("batch", i), "batch mean/invstd", 2 * c * FLOAT32)
+        elif name in ACTIVATION_SAVES:
+            for token in ACTIVATION_SAVES[name]:
+                if token == "input":
+                    tensor(ins[0], "input")
+                else:
+                    keep(tensors[r.tensor].storage, "output", sizes[r.tensor] * FLOAT32)
+        elif name in ("softmax", "log_softmax"):
+            keep(r.tensor, "output", sizes[r.tensor] * FLOAT32)
+        elif name in ("mul", "div"):
+            if len(ins) != 2:
+                if name == "div" or len(ins) > 2:
+                    raise refuse("a multiply of other than two tensors is not modelled")
+            else:
+                a, b = ins
+                if name == "mul" or grad[b]:
+                    if grad[b]:
+                        tensor(a, "input 0")
+                    if grad[a] or name == "div":
+                        tensor(b, "input 1")
+                elif grad[a]:
+                    tensor(b, "input 1")
+        elif name in ("avg_pool", "max_pool"):
+            tensor(ins[0], "input")
+            if name == "max_pool":
+                new("max indices", math.prod(tensors[r.tensor].shape), INT64)
+        elif name in ("matmul", "bmm"):
+            _matmul_saves(r, tensors, grad, tensor, reshaped, refuse)
+        elif name == "sdpa":
+            if device != "cpu":
+                raise refuse("scaled_dot_product_attention's saved tensors are modelled on the CPU only")
+            q, k, v = (tensors[t] for t in ins[:3])
+            if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+                raise refuse("q, k and v with broadcast batch dims are not modelled")
+            if cpu_flash([q, k, v]):
+                for j in range(len(ins)):  # the CPU flash kernel: q, k, v, the mask, its output and the log-sum-exp
+                    tensor(ins[j], f"input {j}")
+                keep(r.tensor, "output", sizes[r.tensor] * FLOAT32)
+                new("logsumexp", math.prod(q.shape[:-1]))
+            else:  # the math path: q·√s and k·√s (copies), softmax(q·kᵀ·s), v
+                gq, gk, gv = (grad[t] for t in ins[:3])
+                if gk:
+                    new("q scaled", math.prod(q.shape))
+                if gq:
+                    new("k scaled", math.prod(k.shape))
+                new("attention", math.prod(q.shape[:-1]) * k.shape[-2])
+                if gq or gk:
+                    tensor(ins[2], "input 2")
+        elif name == "adaptive_avg_pool":
+            if set(g.node.get("size")) != {1}:
+                raise refuse("saved tensors of an adaptive pool to more than 1×1 were not measured")
+        elif name not in GRAPH_SAVES:
+            raise refuse("its saved tensors were not measured (not modelled)")
+    fwd = r.costs["macs"]
+    gi: Num = 0
+    gw: Num = 0
+    if name in ("conv", "linear"):
+        gi = fwd if in_grad else 0
+        gw = fwd
+        if convention == "torch" and name == "conv":
+            gw = fwd * op.attrs.get("groups", 1)
+    elif name in ("matmul", "bmm", "einsum") and _nonzero(fwd):
+        if len(ins) != 2:
+            raise refuse("backward MACs of a one-operand einsum are not modelled")
+        for t in ins:
+            if grad[t]:
+                if tensors[tensors[t].storage].weight == "param":
+                    gw = gw + fwd
+                else:
+                    gi = gi + fwd
+    elif name == "sdpa" and node:
+        if not all(grad[t] for t in ins[:3]):
+            raise refuse("backward MACs of attention with q, k or v needing no grad are not modelled")
+        gi = 2 * fwd
+    bias_grad = r.costs["activations"] if name in ("conv", "linear") and op.bias else 0
+    if name == "sdpa":
+        bflops = (r.costs["flops"] + 2 * fwd) if node else 0
+    elif name in ("conv", "linear", "matmul", "bmm", "einsum") and _nonzero(fwd):
+        bflops = 2 * (gi + gw) + bias_grad
+    else:
+        bflops = r.costs["flops"] if node else 0
+    return TrainRow(r, fwd, gi, gw, bflops, in_grad, saved)
+
+
+def _matmul_saves(
+    r: Row, tensors: dict[int, Any], grad: dict[int, bool], tensor: Any, reshaped: Any, refuse: Any
+) -> None:
+    """torch.matmul / bmm: each operand is saved when the other needs grad — as torch hands it to mm / bmm: a
+    (…, m, k) @ (k, n) folds a to (−1, k); batched operands are expanded to the broadcast batch and reshaped to
+    (B, m, k) / (B, k, n), a view of their storage or a copy."""
+    a_id, b_id = r.inputs
+    a, b = tensors[a_id], tensors[b_id]
+    if len(a.shape) < 2 or len(b.shape) < 2:
+        raise refuse("a 1-D operand (dot, mv) is not modelled")
+    if r.op.name == "bmm" or (len(a.shape) == 2 and len(b.shape) == 2):
+        if grad[b_id]:
+            tensor(a_id, "input 0")
+        if grad[a_id]:
+            tensor(b_id, "input 1")
+        return
+    if len(b.shape) == 2:  # fold a to (−1, k) (torch folds whenever b needs grad)
+        if grad[b_id]:
+            reshaped(a_id, (math.prod(a.shape[:-1]), a.shape[-1]), a.shape, a.strides, "input 0")
+        if grad[a_id]:
+            tensor(b_id, "input 1")
+        return
+    if len(a.shape) == 2:
+        raise refuse("a 2-D @ batched matmul (torch folds it transposed) is not modelled")
+    rank = max(len(a.shape), len(b.shape)) - 2
+    batch: list[int] = []
+    for k in range(rank):
+        sizes = [s.shape[len(s.shape) - 2 - rank + k] for s in (a, b) if len(s.shape) - 2 - rank + k >= 0]
+        batch.append(max(sizes))
+    flat = math.prod(batch)
+    for t_id, t, other, inner in ((a_id, a, b_id, a.shape[-2:]), (b_id, b, a_id, b.shape[-2:])):
+        if not grad[other]:
+            continue
+        lead = rank - (len(t.shape) - 2)
+        strides = (
+            tuple(
+                0 if k < lead or (t.shape[k - lead] == 1 and batch[k] != 1) else t.strides[k - lead]
+                for k in range(rank)
+            )
+            + t.strides[-2:]
+        )
+        reshaped(t_id, (flat, *inner), (*batch, *inner), strides, f"input {0 if t_id == a_id else 1}")
 
 
 def drop_path_blocks(report: Report) -> set[int]:

@@ -16,7 +16,7 @@ from ..errors import SpecError
 from ..spec.layers_graph import IN
 from .blocks import BlockArgs, Flow
 from .graph_ops import UNKNOWN, evaluate
-from .ops import Shape
+from .ops import GraphNode, Shape
 
 
 @dataclass
@@ -48,13 +48,19 @@ def graph(layer: Any, a: BlockArgs) -> Flow:
         shapes[t], batched[t] = (1, *src), 0
         names[layer.inputs[j]] = t
     prev = 0
+    classes = layer.classes
     for j, node in enumerate(layer.nodes):
         path = (*a.path, "nodes", j)
         if node.inputs is not None:
             reads = tuple(names[name] for name in node.inputs)
         else:
             reads = () if node.op in ("param", "buffer") else (prev,)
-        op, where = evaluate(node, tuple(shapes[t] for t in reads), tuple(batched[t] for t in reads), a.n, path)
+        dims = tuple(batched[t] for t in reads)
+        op, where = evaluate(node, tuple(shapes[t] for t in reads), dims, a.n, path)
+        op.graph = GraphNode(
+            node, tuple(shapes[t] for t in reads), tuple(d is not None for d in dims), a.n, classes, dims, where,
+            layer.name, layer.repeat != 1,
+        )  # fmt: skip
         t = f.add(node.module or node.op, op, reads)
         shapes[t], batched[t] = op.output, where
         if node.id is not None:

@@ -20,8 +20,9 @@ sizes scale with. The costmodel convention (docs/conventions.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..spec import names as _names
 from . import metrics as _metrics
@@ -87,6 +88,25 @@ The rules are analysed in costmodel/analysis/training.py and listed in docs/trai
 """
 
 
+@dataclass(frozen=True, slots=True)
+class GraphNode:
+    """What a graph layer's Op knows of its node beyond its costs: the spec node (spec/layers_graph.py OpNode),
+    the batch-1 shapes and batched flags of the tensors it reads, the batch n, the layer's ``classes`` (module
+    path relative to the layer's name → exact module class; None when the spec does not say them), where each
+    input and the output hold the batch (engine/graph_ops.py ``batch_position``: a dim, None unbatched, −1 folded
+    with other dims)."""
+
+    node: Any
+    shapes: tuple[tuple[Num, ...], ...]
+    batched: tuple[bool, ...]
+    n: Num
+    classes: Mapping[str, str] | None = None
+    batch_dims: tuple[int | None, ...] = ()
+    out_dim: int | None = 0
+    layer: str | None = None  # the layer's name (its module path)
+    repeated: bool = False  # whether the layer repeats (its name is then the container of the copies)
+
+
 @dataclass(slots=True)
 class Op:
     """The cost of one primitive op applied to one input.
@@ -113,6 +133,9 @@ class Op:
     saves: tuple[str, ...] | None = None  # what autograd saves in train mode (tokens of SAVES); None: not modelled
     # whether the output scales with the batch (graph ops on parameters alone do not: engine/graph_ops.py)
     batched: bool = True
+    # a graph layer's node: the node, its inputs' shapes and batched flags, the batch and its layer's module
+    # classes (what the analyses that count per module or per view read: analysis/graph_*.py); None elsewhere
+    graph: GraphNode | None = None
 
     def __post_init__(self) -> None:
         # every per-op metric is given, none is made up: a metric an op forgets is an error, never a silent 0

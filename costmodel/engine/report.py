@@ -19,7 +19,7 @@ from .symbols import Num, readable, total
 METRICS = METRIC_NAMES
 """Counted metrics (engine/metrics.py). ``activations`` is the number of output elements of each op (batch included)."""
 
-VIEWS = ("op", "stage", "block", "layer")
+VIEWS = ("op", "stage", "block", "layer", "module")
 
 
 @dataclass(slots=True)
@@ -131,8 +131,45 @@ class Report:
         """The stage names that occur, in order of first appearance."""
         return list(dict.fromkeys(r.stage for r in self.rows))
 
+    def module_paths(self) -> list[str]:
+        """The model's module path of each row: its layer's ``name`` (``layers.I`` when it has none), ``.R`` for
+        copy R of a layer that repeats (as torch names the children of an ``nn.Sequential``; counted on from the
+        layers named ``NAME.K`` or ``NAME.K.…`` before it, as an importer writes a first copy that differs), then
+        the graph node's ``module`` (a graph row; none given: the layer's path alone) or the block's stage (a block
+        kind's row)."""
+        copies: dict[int, int] = {}
+        names: dict[int, str | None] = {}
+        for b in self.blocks:
+            copies[b.layer] = copies.get(b.layer, 0) + (1 if b.times == 1 else 2)
+            names[b.layer] = b.name
+        start: dict[int, int] = {}
+        for layer, count in copies.items():
+            name = names[layer]
+            if count > 1 and name is not None:
+                before = [names[k] for k in names if k < layer and names[k] is not None]
+                ks = [
+                    int(n[len(name) + 1 :])
+                    for n in before
+                    if n and n.startswith(name + ".") and n[len(name) + 1 :].isdigit()
+                ]  # noqa: E501
+                start[layer] = max(ks) + 1 if ks else 0
+        out = []
+        for r in self.rows:
+            info = self.blocks[r.block]
+            head = info.name if info.name is not None else f"layers.{r.layer}"
+            if copies.get(r.layer, 1) > 1:
+                k = start.get(r.layer, 0) + r.repeat
+                head = f"{head}.{k}" if r.times == 1 else f"{head}.{k}…"
+            graph = getattr(r.op, "graph", None)
+            if graph is not None:
+                out.append(f"{head}.{graph.node.module}" if graph.node.module else head)
+            else:
+                out.append(f"{head}.{r.stage}")
+        return out
+
     def group(self, by: str) -> list[Group]:
-        """Rows grouped by ``op`` (one group per row), ``stage``, ``block`` (layer and repeat) or ``layer``.
+        """Rows grouped by ``op`` (one group per row), ``stage``, ``block`` (layer and repeat), ``layer`` or
+        ``module`` (:meth:`module_paths`: the model's module path, layer name + node module).
 
         ``stage`` groups across the whole spec (all expansion rows together), like fvcore's
         ``by_operator`` groups across modules.
@@ -142,11 +179,15 @@ class Report:
             "stage": lambda i, r: (r.stage,),
             "block": lambda i, r: (r.block,),
             "layer": lambda i, r: (r.layer,),
+            "module": lambda i, r: (i,),  # replaced below by the module paths, computed once
         }
         if by not in keys:
             raise UsageError(f"unknown view {by!r}; expected one of {', '.join(VIEWS)}")
         groups: dict[tuple[Any, ...], Group] = {}
         key = keys[by]
+        if by == "module":
+            paths = self.module_paths()
+            key = lambda i, r: (paths[i],)  # noqa: E731
         for i, r in enumerate(self.rows):
             k = key(i, r)
             g = groups.get(k)

@@ -12,7 +12,7 @@ from ..engine.symbols import Num, total
 from ..errors import UsageError
 from .emit import Cell, Column, Table, dim_text, dumps, emit, jsonable, shape_cell
 
-VIEW_NAMES = ("auto", "op", "stage", "block", "layer")
+VIEW_NAMES = ("auto", "op", "stage", "block", "layer", "module")
 
 
 def shape_text(shape: tuple[Num, ...]) -> str:
@@ -237,6 +237,10 @@ def _flat(report: Report, by: str) -> tuple[list[Column], list[list[Any]]]:
     elif by == "stage":
         cols = left("stage")
         body = [[g.key[0], *_sums(g.rows)] for g in report.group("stage")]
+    elif by == "module":
+        cols = left("module", "ops")
+        for g in report.group("module"):
+            body.append([g.key[0], "+".join(dict.fromkeys(r.op.name for r in g.rows)), *_sums(g.rows)])
     elif by == "block":
         cols = left("block", "kind", "settings", "output")
         for g in report.group("block"):
@@ -265,7 +269,7 @@ def _flat(report: Report, by: str) -> tuple[list[Column], list[list[Any]]]:
                 ]
             )
     else:
-        raise UsageError(f"unknown view {by!r}; expected one of op, stage, block, layer")
+        raise UsageError(f"unknown view {by!r}; expected one of op, stage, block, layer, module")
     return cols, body
 
 
@@ -296,7 +300,7 @@ def resolve_view(report: Report, by: str) -> str:
 
 
 def report_table(report: Report, by: str = "auto", depth: int | None = None) -> Table:
-    """The cost table: rows grouped ``by`` a view (op, stage, block, layer; auto = op for one block, else
+    """The cost table: rows grouped ``by`` a view (op, stage, block, layer, module; auto = op for one block, else
     block) or, with ``depth`` 1–4, nested (layers, blocks, stages, ops); a total row; % of MACs."""
     if depth is not None:
         if not 1 <= depth <= 4:

@@ -127,7 +127,7 @@ OPS: dict[str, OpFields] = {
 }
 """The vocabulary: every op a node may name, with the fields it takes (docs/spec.md lists each op's formulas)."""
 
-COMMON = ("id", "op", "inputs", "module")
+COMMON = ("id", "op", "inputs", "module", "call")
 """The fields every node may have."""
 
 
@@ -143,6 +143,11 @@ class OpNode(Model):
         None, max_length=MAX_NODE_INPUTS, description="the tensors read: `in`, earlier ids, the layer's inputs"
     )
     module: Text | None = Field(None, description="the module path (relative to the layer's name) for tables")
+    call: Text | None = Field(
+        None,
+        description="the torch callable the op ran as (torch.nn.functional.gelu, torch.Tensor.add, operator.add "
+        "for x + y …): what ptflops's patched functions see (docs/conventions.md, Graph layers)",
+    )
     shape: list[Extent] | None = Field(None, max_length=MAX_RANK)
     out: Positive | None = None
     kernel: Positive | PositiveList | None = None
@@ -185,7 +190,7 @@ class OpNode(Model):
             if name in COMMON or getattr(self, name) is None:
                 continue
             if name not in entry.fields:
-                takes = ", ".join(entry.fields) or "no fields besides id, op, inputs, module"
+                takes = ", ".join(entry.fields) or "no fields besides id, op, inputs, module, call"
                 raise PydanticCustomError(
                     "op_field",
                     "the op {op} takes no field {f} (it takes: {takes})",
@@ -228,6 +233,12 @@ class GraphLayer(Layer):
     )
     output: Text | None = Field(None, description="the node id whose tensor leaves the layer (default: the last)")
     repeat: Repeat = Field(1, description="copies 2… read the previous copy's output")
+    classes: dict[Annotated[str, Field(max_length=MAX_TEXT)], Text] | None = Field(
+        None,
+        max_length=MAX_NODES,
+        description="the exact class (module.QualName) of each module path relative to the layer's name ('' the "
+        "layer's own): what the tools that count per module see (docs/conventions.md, Graph layers)",
+    )
 
     @model_validator(mode="after")
     def _names_resolve(self) -> GraphLayer:
