@@ -721,7 +721,8 @@ def latency(
     spec: SpecLike | Report, hardware: str, threads: int | None = None, dtype: str = "float32", **values: int
 ) -> Latency:
     """Predicted latency per op on a hardware profile calibrated by ``costmodel calibrate --torch``, using
-    the calibration made at ``threads`` threads (the profile's only one when None)."""
+    the calibration made at ``threads`` threads (the profile's only one when None). ``dtype="int8"``: the
+    int8 graph on LiteRT, from ``calibrate --runtime litert`` (docs/deploy.md)."""
     from .analysis.hardware import load_profile
     from .analysis.latency import pick, predict
 
@@ -732,15 +733,24 @@ def latency(
 
 
 def latency_calibration(
-    threads: int, specs: Sequence[SpecLike] = (), quick: bool = False, existing: str | None = None
+    threads: int,
+    specs: Sequence[SpecLike] = (),
+    quick: bool = False,
+    existing: str | None = None,
+    runtime: str = "torch",
 ) -> list[dict[str, Any]]:
-    """Measure the per-op-class latency models at ``threads`` threads (torch), plus lookup-table entries for
-    the distinct ops of ``specs``; returns the profile's ``latency`` list, keeping the calibrations at other
-    thread counts of the profile file ``existing`` if it exists."""
+    """Measure the per-op-class latency models at ``threads`` threads (``runtime`` torch: eager float32;
+    ``litert``: the int8 graph on LiteRT's interpreter, dtype int8), plus lookup-table entries for the
+    distinct ops of ``specs`` (torch); returns the profile's ``latency`` list, keeping the calibrations at
+    other thread counts or dtypes of the profile file ``existing`` if it exists."""
     from .analysis.hardware import load_profile
-    from .calibration import calibrate, measure_spec
+    from .calibration import calibrate, calibrate_litert, measure_spec
 
-    cal = calibrate(threads, quick)
+    if runtime not in ("torch", "litert"):
+        raise UsageError(f"unknown latency runtime {runtime!r}; expected torch or litert")
+    if runtime == "litert" and specs:
+        raise UsageError("--spec lookup-table entries are measured with --torch only")
+    cal = calibrate(threads, quick) if runtime == "torch" else calibrate_litert(threads, quick)
     if specs:
         cal = measure_spec([analyze(s) for s in specs], cal)
     keep: list[dict[str, Any]] = []

@@ -43,7 +43,7 @@ def deploy_payload(d: Deployment) -> dict[str, Any]:
             for s in d.steps
         ],
     }
-    if d.runtime == "tflm":
+    if d.runtime in ("tflm", "litert"):
         out["arena_bytes"] = d.peak_bytes
         out["buffers"] = [
             {"tensor": b.name, "bytes": b.size, "first": b.first, "last": b.last, "offset": b.offset} for b in d.buffers
@@ -68,7 +68,7 @@ def deploy_payload(d: Deployment) -> dict[str, Any]:
 
 def deploy_table(d: Deployment) -> Table:
     """One row per op: its output, live bytes (in place marked), Flash; a total row and the peak below."""
-    tflm = d.runtime == "tflm"
+    tflm = d.runtime in ("tflm", "litert")
     cols = [
         Column("step", "op", "left"),
         Column("output_shape", "output", "left"),
@@ -106,7 +106,14 @@ def deploy_table(d: Deployment) -> Table:
         ]
     )
     image = "input image counted" if d.include_input else "input image not counted"
-    if tflm:
+    if d.runtime == "litert":
+        title = f"{d.name}: int8 on LiteRT's built-in kernels (TFLite arena planner; offsets aligned to 64 B)"
+        lines = [
+            f"arena (planned tensors and kernel temporaries): {_kib(d.peak_bytes)}, highest buffer {d.peak_step}; "
+            "with the default XNNPACK delegate LiteRT's arena holds only the input and output, and XNNPACK's "
+            "own workspace is not observable"
+        ]
+    elif tflm:
         title = f"{d.name}: int8 on TFLM (greedy memory planner; buffers rounded up to 16 B)"
         lines = [f"arena (planned tensors and scratch buffers): {_kib(d.peak_bytes)}, highest buffer {d.peak_step}"]
     else:
