@@ -39,6 +39,11 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+ORT_EXTRA: list[tuple[str, str, dict[str, Any]]] = [
+    ("EfficientNet-B0 at 64 (SiLU)", "specs/networks/efficientnet_b0.yaml", {"resolution": (64, 64)}),
+]
+
+
 def tflite_facts(model: bytes) -> dict[str, Any]:
     """The ops of the .tflite and the bytes of its constant buffers (what a runtime keeps in Flash)."""
     from tensorflow.lite.python import schema_py_generated as fb
@@ -157,6 +162,31 @@ def measure_litert(path: str, **shape: Any) -> dict[str, Any]:
     }
 
 
+def measure_onnxruntime(path: str, **shape: Any) -> dict[str, Any]:
+    """costmodel's onnxruntime Flash and the initializer bytes of the QDQ int8 ONNX graph (tflite.qdq_onnx),
+    checked to load and run on onnxruntime."""
+    import numpy as np
+    import onnxruntime
+
+    import costmodel
+    from costmodel.tflite import initializer_bytes, qdq_onnx
+
+    if "sample" in shape:
+        space = costmodel.space(path)
+        spec: Any = space.spec.concrete(space.sample(1, seed=shape["sample"])[0])
+    else:
+        spec = costmodel.configure(path, **shape)
+    report = costmodel.analyze(spec)
+    d = costmodel.deploy(report, "onnxruntime")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "q.onnx")
+        qdq_onnx(spec, out)
+        got = initializer_bytes(out)
+        sess = onnxruntime.InferenceSession(out, providers=["CPUExecutionProvider"])
+        sess.run(None, {"input": np.zeros((1, *report.input), "float32")})
+    return {"costmodel_flash": d.flash()["flash_bytes"], "initializer_bytes": got}
+
+
 def measure(path: str, **shape: Any) -> dict[str, Any]:
     """costmodel's tflm figures and TFLM's for one spec."""
     import costmodel
@@ -190,6 +220,14 @@ def main() -> None:
     only = sys.argv[1:]
     if only[:1] == ["--litert"]:
         return main_litert(only[1:])
+    if only[:1] == ["--onnxruntime"]:
+        for title, path, shape in CASES + ORT_EXTRA:
+            if only[1:] and not any(o in title for o in only[1:]):
+                continue
+            r = measure_onnxruntime(path, **shape)
+            print(f"RESULT {title}: Flash costmodel {r['costmodel_flash']:,} / QDQ initializers "
+                  f"{r['initializer_bytes']:,}", flush=True)  # fmt: skip
+        return None
     for title, path, shape in CASES:
         if only and not any(o in title for o in only):
             continue

@@ -479,6 +479,14 @@ DEPLOY_WIDTHS: tuple[float, ...] = tuple(k / 20 for k in range(1, 41))
 """``deploy --solve width`` tries the width multipliers 0.05, 0.10, …, 2.00 (multiples of 0.05)."""
 
 
+def _observable(runtime: str, what: str) -> None:
+    """Refuse budgets on a runtime whose arena is not observable (onnxruntime): the peak is not a figure."""
+    from .analysis.deploy import UNOBSERVABLE_ARENA
+
+    if runtime == "onnxruntime":
+        raise UsageError(f"{what} with --runtime onnxruntime: {UNOBSERVABLE_ARENA}")
+
+
 def _fits(d: Deployment, sram: int | None, flash: int | None) -> bool:
     return (sram is None or d.peak_bytes <= sram) and (flash is None or d.flash()["flash_bytes"] <= flash)
 
@@ -508,6 +516,7 @@ def deploy_solve(
 
     if solve not in ("resolution", "width"):
         raise UsageError(f"--solve {solve!r}: expected resolution or width")
+    _observable(runtime, "--solve")
     if sram is None and flash is None:
         raise UsageError("--solve needs a budget: --sram SIZE and/or --flash SIZE")
     base = _spec(spec, {})
@@ -887,6 +896,7 @@ class Space:
 
         if sram is None and flash is None:
             raise UsageError("--runtime counts sub-networks against --sram and/or --flash: give one")
+        _observable(runtime, "space --runtime")
         parsed = parse_budgets(budgets)
         if self.size > DEPLOY_COUNT_LIMIT:
             raise UsageError(
@@ -924,6 +934,7 @@ class Space:
 
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise UsageError("--sample must be a positive number")
+        _observable(runtime, "space --runtime")
         rng = random.Random(seed)
         out: list[tuple[Any, dict[str, int]]] = []
         tried = 0

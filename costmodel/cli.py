@@ -294,7 +294,10 @@ def _no_options(p: _Parser) -> None:
 
 def _deploy_options(dp: _Parser) -> None:
     dp.add_argument(
-        "--runtime", required=True, choices=("tinyengine", "tflm", "litert"), help="whose memory rules (docs/deploy.md)"
+        "--runtime",
+        required=True,
+        choices=("tinyengine", "tflm", "litert", "onnxruntime"),
+        help="whose memory rules (docs/deploy.md)",
     )
     dp.add_argument("--dtype", default="int8", choices=("int8",), help="element size (int8 only)")
     dp.add_argument("--patch", type=_resolution, metavar="PxQ", help="tinyengine: patch-based inference, e.g. 4x4")

@@ -261,3 +261,62 @@ def tflite_ops(model: bytes) -> list[str]:
         oc = m.OperatorCodes(g.Operators(i).OpcodeIndex())
         out.append(codes.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "?"))
     return out
+
+
+# ------------------------------------------------------------------------- onnxruntime (QDQ int8 ONNX)
+
+
+def qdq_onnx(spec: Any, path: str, seed: int = 0) -> None:
+    """Write the spec's network as a QDQ int8 ONNX graph for onnxruntime: torchref's module with seeded random
+    weights and BatchNorm statistics (so that no two tensors are equal: the exporter would share identical
+    ones), exported by torch (TorchScript exporter, opset 17, BatchNorm folded into the convs), quantized by
+    ``onnxruntime.quantization.quantize_static`` (QDQ format, int8 weights per tensor and int8 activations,
+    random calibration data). Needs torch, onnx and onnxruntime."""
+    import tempfile
+
+    try:
+        import numpy as np
+        import torch
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    except ImportError:
+        raise UsageError(
+            "--runtime onnxruntime needs torch, onnx and onnxruntime: pip install 'costmodel[deploy]'"
+        ) from None
+    from .torchref import build
+
+    model, shape = build(spec)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in [*model.named_parameters(), *model.named_buffers()]:
+            if not t.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+            else:
+                t.copy_(torch.randn(t.shape, generator=gen) * 0.1)
+    rng = np.random.default_rng(seed)
+
+    class Data(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.left = 4
+
+        def get_next(self) -> dict[str, Any] | None:
+            self.left -= 1
+            return {"input": rng.standard_normal(shape).astype("float32")} if self.left >= 0 else None
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = os.path.join(tmp, "float.onnx")
+        model.eval()
+        with _quiet(), torch.no_grad():
+            torch.onnx.export(model, (torch.zeros(*shape),), plain, dynamo=False, opset_version=17,
+                              input_names=["input"], output_names=["output"])  # fmt: skip
+            quantize_static(plain, path, Data(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8, per_channel=False)  # fmt: skip
+
+
+def initializer_bytes(path: str) -> int:
+    """The bytes of an ONNX file's initializers (their values, as stored)."""
+    import onnx
+    from onnx import numpy_helper
+
+    return sum(int(numpy_helper.to_array(i).nbytes) for i in onnx.load(path).graph.initializer)

@@ -64,3 +64,24 @@ def test_litert_cli_and_refusals(run_cli):
         "deploy", str(ROOT / "tests/deploy_fixtures/three_layer.yaml"), "--runtime", "litert", "--no-input"
     )
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+
+
+def test_onnxruntime_flash_by_hand_and_the_arena_is_refused(run_cli):
+    # the three-layer net as a QDQ int8 ONNX graph: int8 weights 216 + 96 + 120 = 432; int32 biases (BN folded
+    # into both convs, the linear's own) 4·(8 + 12 + 10) = 120; per weight a float32 scale + int8 zero point,
+    # 3·5 = 15; per bias a float32 scale + int32 zero point, 3·8 = 24; per activation tensor (input, the two
+    # convs' (their ReLU removed), the pool's, the output) 5·5 = 25. 432 + 120 + 15 + 24 + 25 = 616 B.
+    d = costmodel.deploy(ROOT / "tests/deploy_fixtures/three_layer.yaml", "onnxruntime")
+    f = d.flash()
+    assert (f["weight_bytes"], f["bias_bytes"], f["quant_bytes"], f["flash_bytes"]) == (432, 120, 64, 616)
+    assert not d.arena_observable
+    code, out, err = run_cli("deploy", str(ROOT / "tests/deploy_fixtures/three_layer.yaml"), "--runtime",
+                             "onnxruntime", "-f", "json")  # fmt: skip
+    import json
+
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["peak_bytes"] is None and data["flash"]["flash_bytes"] == 616
+    code, out, err = run_cli("deploy", "mobilenet_v2", "--runtime", "onnxruntime", "--flash", "4MiB", "--solve",
+                             "width")  # fmt: skip
+    assert code == 2 and out == "" and "not observable" in err and len(err.strip().splitlines()) == 1

@@ -101,3 +101,25 @@ def test_litert_three_layer_arena_by_hand(monkeypatch: pytest.MonkeyPatch) -> No
     assert d.peak_bytes == 1_160
     report = costmodel.analyze(ROOT / "tests/deploy_fixtures/three_layer.yaml")
     assert dv.litert_arena(dv.to_tflite(dv.keras_model(report)))["arena"] == 1_160
+
+
+ORT_CASES = [
+    "three-layer net (docs/deploy.md)",
+    "MobileNetV2 ×0.35 at 96",
+    "MobileNetV3-small at 96",
+    "MnasNet-small at 96",
+    "EfficientNet-B0 at 64 (SiLU)",
+]
+
+
+@pytest.mark.parametrize("title", ORT_CASES)
+def test_onnxruntime_flash_is_the_qdq_initializers(title: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # deploy --runtime onnxruntime: Flash = the initializer bytes of the QDQ int8 ONNX graph onnxruntime's
+    # quantize_static writes from torch's export (the graph also loads and runs on onnxruntime)
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    dv = _validation()
+    monkeypatch.chdir(ROOT)
+    (path, shape) = next((p, s) for t, p, s in dv.CASES + dv.ORT_EXTRA if t == title)
+    r = dv.measure_onnxruntime(path, **shape)
+    assert r["costmodel_flash"] == r["initializer_bytes"]

@@ -42,7 +42,12 @@ from dataclasses import dataclass, field, replace
 from ..engine.report import Report, Row
 from ..errors import UsageError
 
-RUNTIMES = ("tinyengine", "tflm", "litert")
+RUNTIMES = ("tinyengine", "tflm", "litert", "onnxruntime")
+ORT_QPARAM_BYTES = 5  # a QDQ tensor's float32 scale + int8 zero point (weights and activations, per tensor)
+ORT_BIAS_QPARAM_BYTES = 8  # an int32 bias's float32 scale + int32 zero point
+UNOBSERVABLE_ARENA = (
+    "onnxruntime's arena is not observable (its Python API reports no allocation figures): only Flash is modelled"
+)
 FUSED_ACTS = ("relu", "relu6")  # folded into the conv's requantization clamp
 TFLM_ACTS = {"hardswish": ("HARD_SWISH",), "sigmoid": ("LOGISTIC",), "silu": ("LOGISTIC", "MUL"), "relu": ("RELU",)}
 TFLM_ACTS |= {"relu6": ("RELU6",), "swish": ("LOGISTIC", "MUL")}
@@ -126,6 +131,7 @@ class Deployment:
     buffers: list[Buffer] = field(default_factory=list)  # tflm plan
     patch: PatchPlan | None = None
     layer_peak_bytes: int = 0  # tinyengine with patches: the per-layer peak without them
+    arena_observable: bool = True  # False for onnxruntime: peak_bytes and live bytes are not figures (0)
 
     def flash(self) -> dict[str, int]:
         """Flash bytes by kind and in total."""
@@ -671,6 +677,8 @@ def deploy(
         raise UsageError(
             "--no-input is a tinyengine rule: TFLM and LiteRT always allocate the model input in their arena"
         )
+    if runtime == "onnxruntime":
+        return _onnxruntime(report)
     steps = lower(report, "tflm" if runtime == "litert" else runtime)  # LiteRT runs the same .tflite graph
     if not steps:
         raise UsageError("deploy: the network has no ops")
@@ -721,3 +729,34 @@ def deploy(
         patch=plan,
         layer_peak_bytes=layer_peak.live_bytes,
     )
+
+
+def _onnxruntime(report: Report) -> Deployment:
+    """Flash of the QDQ int8 ONNX graph onnxruntime runs (tflite.qdq_onnx: torch's exporter, BatchNorm folded,
+    onnxruntime's quantize_static, per-tensor int8): its initializers. Per conv / linear: int8 weights, an
+    int32 bias per output channel (a conv with a folded BatchNorm or a bias; a linear with a bias), the
+    weights' float32 scale and int8 zero point (5 B) and the bias's float32 scale and int32 zero point (8 B);
+    per quantized activation tensor a float32 scale and an int8 zero point (5 B): the input and every op's
+    output (a ReLU / ReLU6 after a conv is removed, its output is the conv's; SiLU is Sigmoid then Mul, two
+    tensors; Flatten shares its input's). The arena is not observable: not modelled."""
+    steps = lower(report, "tinyengine")
+    if not steps:
+        raise UsageError("deploy: the network has no ops")
+    rows = report.rows
+    index = {r.tensor: i for i, r in enumerate(rows)}
+    for s in steps:
+        if s.ops[0] in ("avgpool", "maxpool") and not all(x == 1 for x in s.shape[1:]):
+            raise UsageError(f"{s.label}: a windowed pool's QDQ form is not modelled for onnxruntime")
+        if s.ops[0] in ("conv2d", "linear"):
+            at = index[s.writes] - (len(s.ops) - 1)  # the group's rows are consecutive: conv, norm, activation
+            first = rows[at]
+            has_bias = first.op.bias or any(g.op.category == "norm" for g in rows[at : at + len(s.ops)])
+            cout = _int(first.op.output[0], "channels")
+            s.bias_bytes = 4 * cout if has_bias else 0
+            s.quant_bytes = ORT_QPARAM_BYTES + (ORT_BIAS_QPARAM_BYTES if has_bias else 0)
+        else:
+            s.bias_bytes = s.quant_bytes = 0
+        tensors = 2 if s.ops[0] in ("silu", "swish") else 1
+        s.quant_bytes += ORT_QPARAM_BYTES * tensors
+    steps[0].quant_bytes += ORT_QPARAM_BYTES  # the model input's
+    return Deployment(report.name or "spec", "onnxruntime", steps, 0, "", [], True, arena_observable=False)
