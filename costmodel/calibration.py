@@ -497,9 +497,9 @@ def _invoke_overhead(threads: int, repeats: int) -> float:
 def calibrate_litert(threads: int = 1, quick: bool = False, repeats: int = 30) -> LatencyCalibration:
     """Measure every op class of the int8 graph on LiteRT's interpreter at ``threads`` threads and fit its
     latency model, as :func:`calibrate` does for eager torch: the grid's ops (batch 1, lowered to the int8
-    graph) are each converted alone to a one-op .tflite and timed with LiteRT (minus one invoke's fixed
-    cost, measured on a model that does almost nothing), t = a₀ + a_macs·MACs + a_bytes·bytes fitted per
-    class on int8 bytes; then synthetic networks are converted whole and timed, and the in-network
+    graph) are each converted alone to a one-op .tflite and timed with LiteRT, t = a₀ + a_macs·MACs +
+    a_bytes·bytes fitted per class on int8 bytes, and one invoke's fixed cost (measured on a model that does
+    almost nothing) taken out of each a₀; then synthetic networks are converted whole and timed, and the in-network
     correction (scale, per-op term) fitted against them. Every LiteRT time is the fastest of the repeated
     runs (``Timing.fastest``): on a shared machine other processes only add time, and a median taken while
     they run was seen to double a network's time. Needs the ``[deploy]`` extra."""
@@ -518,8 +518,7 @@ def calibrate_litert(threads: int = 1, quick: bool = False, repeats: int = 30) -
         if timing is None:
             continue
         timings.append(timing)
-        seconds = max(timing.fastest - base, 0.05 * timing.fastest)
-        by_class.setdefault(op.op_class, []).append((float(op.macs), float(op.bytes), seconds))
+        by_class.setdefault(op.op_class, []).append((float(op.macs), float(op.bytes), timing.fastest))
     classes, rejected, warnings = judge(by_class, timings)
     elementwise = [m.overhead_s for c, m in classes.items() if c.startswith("act_") or c in ("add", "mul")]
     cal = LatencyCalibration(
@@ -542,16 +541,30 @@ def calibrate_litert(threads: int = 1, quick: bool = False, repeats: int = 30) -
                 continue
             timing = time_litert_op(op, threads, repeats)
             if timing is not None:
-                table[op.key] = max(timing.fastest - base, 0.05 * timing.fastest)
+                table[op.key] = timing.fastest
         runs.append((report, whole, cal.model_copy(update={"table": table})))
     fastest: dict[str, float] = {}  # each class's fastest kernel, invoke included (an overhead above it is wrong)
     for report, _, isolated in runs:
         for op in _litert_ops_of(report):
             t = isolated.table.get(op.key)
             if t is not None:
-                raw = t + base
-                fastest[op.op_class] = min(raw, fastest.get(op.op_class, raw))
+                fastest[op.op_class] = min(t, fastest.get(op.op_class, t))
     cal = recheck_overheads(cal, fastest)
+    # every isolated time carries one invoke's fixed cost, a network's only once: it comes out of each class's
+    # per-kernel overhead (fitted on the raw times, so that tiny kernels keep their relative weight) and out of
+    # each measured entry
+    cal = cal.model_copy(
+        update={
+            "classes": {
+                c: m.model_copy(update={"overhead_s": max(m.overhead_s - base, 0.0)}) for c, m in cal.classes.items()
+            },
+            "default_overhead_s": max(cal.default_overhead_s - base, 0.0),
+        }
+    )
+    runs = [
+        (r, whole, iso.model_copy(update={"table": {k: max(t - base, 0.05 * t) for k, t in iso.table.items()}}))
+        for r, whole, iso in runs
+    ]
     class_samples = [(total_seconds(predict(r, cal)), len(_litert_ops_of(r)), whole) for r, whole, _ in runs]
     table_samples = [
         (total_seconds(predict(r, isolated.model_copy(update={"classes": cal.classes}))), len(_litert_ops_of(r)), whole)
