@@ -475,9 +475,14 @@ def _litert_ops(texts: Iterable[str]) -> list[Any]:
 def time_litert_op(op: Any, threads: int, repeats: int = 30) -> Timing | None:
     """LiteRT's time for one int8 op alone: its one-op model (tflite.op_model) converted and invoked; None
     when the converter does not write exactly that one op. LiteRT's figures use ``Timing.fastest``."""
-    from .tflite import convert, litert_timer, op_model, tflite_ops
+    import os
 
-    model = convert(op_model(op))
+    from .tflite import _quiet, convert, litert_timer, op_model, tflite_ops
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log lines: the library never prints
+    with _quiet():  # Keras loads TensorFlow, which logs to fd 2 as it starts
+        keras_op = op_model(op)
+    model = convert(keras_op)
     if tflite_ops(model) != [op.kind]:
         return None
     return time_stats(litert_timer(model, threads), (), repeats, no_grad=False)
