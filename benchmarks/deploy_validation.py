@@ -39,6 +39,11 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+ORT_EXTRA: list[tuple[str, str, dict[str, Any]]] = [
+    ("EfficientNet-B0 at 64 (SiLU)", "specs/networks/efficientnet_b0.yaml", {"resolution": (64, 64)}),
+]
+
+
 def tflite_facts(model: bytes) -> dict[str, Any]:
     """The ops of the .tflite and the bytes of its constant buffers (what a runtime keeps in Flash)."""
     from tensorflow.lite.python import schema_py_generated as fb
@@ -100,6 +105,88 @@ def tflm_allocations(model: bytes) -> dict[str, int]:
     return out
 
 
+def litert_arena(model: bytes) -> dict[str, Any]:
+    """LiteRT's arena as its interpreter exposes it: the model loaded with its built-in kernels only (no
+    default delegate; with XNNPACK the intermediate tensors are the delegate's and hold no LiteRT buffer), every
+    non-constant tensor's buffer address (tensor(i)() is a view on it, temporaries included) relative to the
+    lowest: the arena's extent (highest end) and the set of (offset, bytes)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from tensorflow.lite.python import schema_py_generated as fb
+
+    from costmodel.tflite import _quiet
+
+    m = fb.Model.GetRootAs(model, 0)
+    g = m.Subgraphs(0)
+    const = set()
+    for i in range(g.TensorsLength()):
+        buf = m.Buffers(g.Tensors(i).Buffer())
+        if buf is not None and (buf.DataLength() or buf.Size()):
+            const.add(i)
+    with _quiet():
+        interp = Interpreter(
+            model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+        interp.allocate_tensors()
+    where = {}
+    for d in interp.get_tensor_details():
+        if d["index"] in const:
+            continue
+        view = interp.tensor(d["index"])()
+        where[d["index"]] = (view.__array_interface__["data"][0], view.nbytes)
+    base = min(a for a, _ in where.values())
+    layout = {(a - base, n) for a, n in where.values()}
+    return {"arena": max(o + n for o, n in layout), "layout": layout, "tensors": len(where)}
+
+
+def measure_litert(path: str, **shape: Any) -> dict[str, Any]:
+    """costmodel's litert figures and LiteRT's observed arena for one spec."""
+    import costmodel
+
+    if "sample" in shape:
+        space = costmodel.space(path)
+        spec: Any = space.spec.concrete(space.sample(1, seed=shape["sample"])[0])
+    else:
+        spec = costmodel.configure(path, **shape) if shape else path
+    report = costmodel.analyze(spec)
+    d = costmodel.deploy(report, "litert")
+    model = to_tflite(keras_model(report))
+    seen = litert_arena(model)
+    flash = d.flash()
+    return {
+        "costmodel_arena": d.peak_bytes,
+        "litert_arena": seen["arena"],
+        "costmodel_layout": {(b.offset, b.size) for b in d.buffers},
+        "litert_layout": seen["layout"],
+        "costmodel_weights_biases": flash["weight_bytes"] + flash["bias_bytes"] + flash["const_bytes"],
+        "tflite_const_bytes": tflite_facts(model)["const_bytes"],
+    }
+
+
+def measure_onnxruntime(path: str, **shape: Any) -> dict[str, Any]:
+    """costmodel's onnxruntime Flash and the initializer bytes of the QDQ int8 ONNX graph (tflite.qdq_onnx),
+    checked to load and run on onnxruntime."""
+    import numpy as np
+    import onnxruntime
+
+    import costmodel
+    from costmodel.tflite import initializer_bytes, qdq_onnx
+
+    if "sample" in shape:
+        space = costmodel.space(path)
+        spec: Any = space.spec.concrete(space.sample(1, seed=shape["sample"])[0])
+    else:
+        spec = costmodel.configure(path, **shape)
+    report = costmodel.analyze(spec)
+    d = costmodel.deploy(report, "onnxruntime")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "q.onnx")
+        qdq_onnx(spec, out)
+        got = initializer_bytes(out)
+        sess = onnxruntime.InferenceSession(out, providers=["CPUExecutionProvider"])
+        sess.run(None, {"input": np.zeros((1, *report.input), "float32")})
+    return {"costmodel_flash": d.flash()["flash_bytes"], "initializer_bytes": got}
+
+
 def measure(path: str, **shape: Any) -> dict[str, Any]:
     """costmodel's tflm figures and TFLM's for one spec."""
     import costmodel
@@ -131,6 +218,16 @@ def measure(path: str, **shape: Any) -> dict[str, Any]:
 
 def main() -> None:
     only = sys.argv[1:]
+    if only[:1] == ["--litert"]:
+        return main_litert(only[1:])
+    if only[:1] == ["--onnxruntime"]:
+        for title, path, shape in CASES + ORT_EXTRA:
+            if only[1:] and not any(o in title for o in only[1:]):
+                continue
+            r = measure_onnxruntime(path, **shape)
+            print(f"RESULT {title}: Flash costmodel {r['costmodel_flash']:,} / QDQ initializers "
+                  f"{r['initializer_bytes']:,}", flush=True)  # fmt: skip
+        return None
     for title, path, shape in CASES:
         if only and not any(o in title for o in only):
             continue
@@ -145,6 +242,20 @@ def main() -> None:
             f"RESULT {title}: arena costmodel {r['costmodel_arena']:,} / TFLM head {r['tflm_head']:,} "
             f"(tail {r['tflm_tail']:,}, total {r['tflm_total']:,}); Flash costmodel {r['costmodel_weights_biases']:,}"
             f" / .tflite constants {r['tflite_const_bytes']:,}",
+            flush=True,
+        )
+
+
+def main_litert(only: list[str]) -> None:
+    """``--litert``: costmodel deploy --runtime litert against LiteRT's observed arena and the .tflite."""
+    for title, path, shape in CASES:
+        if only and not any(o in title for o in only):
+            continue
+        r = measure_litert(path, **shape)
+        same = "same" if r["costmodel_layout"] == r["litert_layout"] else "DIFFERENT"
+        print(
+            f"RESULT {title}: arena costmodel {r['costmodel_arena']:,} / LiteRT {r['litert_arena']:,} (layout {same});"
+            f" Flash costmodel {r['costmodel_weights_biases']:,} / .tflite constants {r['tflite_const_bytes']:,}",
             flush=True,
         )
 

@@ -499,6 +499,14 @@ DEPLOY_WIDTHS: tuple[float, ...] = tuple(k / 20 for k in range(1, 41))
 """``deploy --solve width`` tries the width multipliers 0.05, 0.10, …, 2.00 (multiples of 0.05)."""
 
 
+def _observable(runtime: str, what: str) -> None:
+    """Refuse budgets on a runtime whose arena is not observable (onnxruntime): the peak is not a figure."""
+    from .analysis.deploy import UNOBSERVABLE_ARENA
+
+    if runtime == "onnxruntime":
+        raise UsageError(f"{what} with --runtime onnxruntime: {UNOBSERVABLE_ARENA}")
+
+
 def _fits(d: Deployment, sram: int | None, flash: int | None) -> bool:
     return (sram is None or d.peak_bytes <= sram) and (flash is None or d.flash()["flash_bytes"] <= flash)
 
@@ -528,6 +536,7 @@ def deploy_solve(
 
     if solve not in ("resolution", "width"):
         raise UsageError(f"--solve {solve!r}: expected resolution or width")
+    _observable(runtime, "--solve")
     if sram is None and flash is None:
         raise UsageError("--solve needs a budget: --sram SIZE and/or --flash SIZE")
     base = _spec(spec, {})
@@ -741,7 +750,8 @@ def latency(
     spec: SpecLike | Report, hardware: str, threads: int | None = None, dtype: str = "float32", **values: int
 ) -> Latency:
     """Predicted latency per op on a hardware profile calibrated by ``costmodel calibrate --torch``, using
-    the calibration made at ``threads`` threads (the profile's only one when None)."""
+    the calibration made at ``threads`` threads (the profile's only one when None). ``dtype="int8"``: the
+    int8 graph on LiteRT, from ``calibrate --runtime litert`` (docs/deploy.md)."""
     from .analysis.hardware import load_profile
     from .analysis.latency import pick, predict
 
@@ -752,15 +762,24 @@ def latency(
 
 
 def latency_calibration(
-    threads: int, specs: Sequence[SpecLike] = (), quick: bool = False, existing: str | None = None
+    threads: int,
+    specs: Sequence[SpecLike] = (),
+    quick: bool = False,
+    existing: str | None = None,
+    runtime: str = "torch",
 ) -> list[dict[str, Any]]:
-    """Measure the per-op-class latency models at ``threads`` threads (torch), plus lookup-table entries for
-    the distinct ops of ``specs``; returns the profile's ``latency`` list, keeping the calibrations at other
-    thread counts of the profile file ``existing`` if it exists."""
+    """Measure the per-op-class latency models at ``threads`` threads (``runtime`` torch: eager float32;
+    ``litert``: the int8 graph on LiteRT's interpreter, dtype int8), plus lookup-table entries for the
+    distinct ops of ``specs`` (torch); returns the profile's ``latency`` list, keeping the calibrations at
+    other thread counts or dtypes of the profile file ``existing`` if it exists."""
     from .analysis.hardware import load_profile
-    from .calibration import calibrate, measure_spec
+    from .calibration import calibrate, calibrate_litert, measure_spec
 
-    cal = calibrate(threads, quick)
+    if runtime not in ("torch", "litert"):
+        raise UsageError(f"unknown latency runtime {runtime!r}; expected torch or litert")
+    if runtime == "litert" and specs:
+        raise UsageError("--spec lookup-table entries are measured with --torch only")
+    cal = calibrate(threads, quick) if runtime == "torch" else calibrate_litert(threads, quick)
     if specs:
         cal = measure_spec([analyze(s) for s in specs], cal)
     keep: list[dict[str, Any]] = []
@@ -897,6 +916,7 @@ class Space:
 
         if sram is None and flash is None:
             raise UsageError("--runtime counts sub-networks against --sram and/or --flash: give one")
+        _observable(runtime, "space --runtime")
         parsed = parse_budgets(budgets)
         if self.size > DEPLOY_COUNT_LIMIT:
             raise UsageError(
@@ -934,6 +954,7 @@ class Space:
 
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise UsageError("--sample must be a positive number")
+        _observable(runtime, "space --runtime")
         rng = random.Random(seed)
         out: list[tuple[Any, dict[str, int]]] = []
         tried = 0

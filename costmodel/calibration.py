@@ -97,6 +97,7 @@ class Timing:
     median: float
     spread: float
     runs: int
+    fastest: float = 0.0  # the quickest run: on a shared machine other processes only ever add time
 
     @property
     def stable(self) -> bool:
@@ -112,11 +113,15 @@ def spread(times: Sequence[float]) -> float:
     return (q3 - q1) / statistics.median(times)
 
 
-def time_stats(fn: Callable[..., Any], args: tuple[Any, ...], repeats: int = 15, budget_s: float = 0.25) -> Timing:
+def time_stats(
+    fn: Callable[..., Any], args: tuple[Any, ...], repeats: int = 15, budget_s: float = 0.25, no_grad: bool = True
+) -> Timing:
     """Seconds of ``fn(*args)`` after warm-up: at least 5 and up to ``repeats`` runs within ``budget_s``; while
-    their spread is above STABLE_SPREAD, more runs (up to 4 × ``repeats``, 4 × ``budget_s``) until it settles."""
-    torch = _torch()
-    with torch.no_grad():
+    their spread is above STABLE_SPREAD, more runs (up to 4 × ``repeats``, 4 × ``budget_s``) until it settles.
+    ``no_grad``: under torch.no_grad() (False for a call that is not torch's, e.g. LiteRT's invoke)."""
+    import contextlib
+
+    with _torch().no_grad() if no_grad else contextlib.nullcontext():
         for _ in range(3):
             fn(*args)
         times: list[float] = []
@@ -132,7 +137,7 @@ def time_stats(fn: Callable[..., Any], args: tuple[Any, ...], repeats: int = 15,
             enough = len(times) >= repeats or now >= end
             if enough and (spread(times) <= STABLE_SPREAD or len(times) >= 4 * repeats or now >= last):
                 break
-    return Timing(statistics.median(times), spread(times), len(times))
+    return Timing(statistics.median(times), spread(times), len(times), min(times))
 
 
 def time_call(fn: Callable[..., Any], args: tuple[Any, ...], repeats: int = 15, budget_s: float = 0.25) -> float:
@@ -434,3 +439,146 @@ def measure_spec(reports: Sequence[Report], calibration: LatencyCalibration, rep
     finally:
         torch.set_num_threads(before)
     return calibration.model_copy(update={"table": table})
+
+
+# ------------------------------------------------------------------------------ LiteRT (int8 graphs)
+
+
+def _batch1(text: str) -> str:
+    """A grid or synthetic spec at batch 1 (the exported .tflite's batch)."""
+    import re
+
+    return re.sub(r"batch: \d+", "batch: 1", text)
+
+
+def _litert_ops(texts: Iterable[str]) -> list[Any]:
+    """The int8 ops (analysis/latency.Int8Op) of the specs ``texts`` that the int8 graph models (a grouped
+    conv is not one TFLite op: that spec is left out), each distinct op once."""
+    from .analysis.latency import int8_ops
+    from .engine.walk import analyze_spec
+    from .spec.loader import loads
+
+    seen: set[str] = set()
+    out = []
+    for text in texts:
+        try:
+            ops = int8_ops(analyze_spec(loads(_batch1(text), "<calibration grid>")))
+        except UsageError:
+            continue
+        for op in ops:
+            if op.key not in seen:
+                seen.add(op.key)
+                out.append(op)
+    return out
+
+
+def time_litert_op(op: Any, threads: int, repeats: int = 30) -> Timing | None:
+    """LiteRT's time for one int8 op alone: its one-op model (tflite.op_model) converted and invoked; None
+    when the converter does not write exactly that one op. LiteRT's figures use ``Timing.fastest``."""
+    import os
+
+    from .tflite import _quiet, convert, litert_timer, op_model, tflite_ops
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log lines: the library never prints
+    with _quiet():  # Keras loads TensorFlow, which logs to fd 2 as it starts
+        keras_op = op_model(op)
+    model = convert(keras_op)
+    if tflite_ops(model) != [op.kind]:
+        return None
+    return time_stats(litert_timer(model, threads), (), repeats, no_grad=False)
+
+
+def _invoke_overhead(threads: int, repeats: int) -> float:
+    """Seconds of one invoke of a model whose one op does almost nothing (ReLU over 8 int8 values): the
+    fixed cost every isolated timing carries once, and a whole network once too, not once per op."""
+    from .analysis.latency import Int8Op
+    from .engine.report import Row
+
+    probe = Int8Op(Row.__new__(Row), "RELU", "act_relu", 0, 16, ((8, 1, 1),), (8, 1, 1))
+    timing = time_litert_op(probe, threads, 4 * repeats)
+    return timing.fastest if timing is not None else 0.0
+
+
+def calibrate_litert(threads: int = 1, quick: bool = False, repeats: int = 30) -> LatencyCalibration:
+    """Measure every op class of the int8 graph on LiteRT's interpreter at ``threads`` threads and fit its
+    latency model, as :func:`calibrate` does for eager torch: the grid's ops (batch 1, lowered to the int8
+    graph) are each converted alone to a one-op .tflite and timed with LiteRT, t = a₀ + a_macs·MACs +
+    a_bytes·bytes fitted per class on int8 bytes, and one invoke's fixed cost (measured on a model that does
+    almost nothing) taken out of each a₀; then synthetic networks are converted whole and timed, and the in-network
+    correction (scale, per-op term) fitted against them. Every LiteRT time is the fastest of the repeated
+    runs (``Timing.fastest``): on a shared machine other processes only add time, and a median taken while
+    they run was seen to double a network's time. Needs the ``[deploy]`` extra."""
+    from .analysis.latency import predict, total_seconds
+    from .engine.walk import analyze_spec
+    from .spec.loader import loads
+    from .tflite import litert_timer, litert_version, spec_tflite
+
+    threads = check_threads(threads)
+    version = litert_version()
+    base = _invoke_overhead(threads, repeats)
+    timings: list[Timing] = []
+    by_class: dict[str, list[tuple[float, float, float]]] = {}
+    for op in _litert_ops(_grid_specs(quick)):
+        timing = time_litert_op(op, threads, repeats)
+        if timing is None:
+            continue
+        timings.append(timing)
+        by_class.setdefault(op.op_class, []).append((float(op.macs), float(op.bytes), timing.fastest))
+    classes, rejected, warnings = judge(by_class, timings)
+    elementwise = [m.overhead_s for c, m in classes.items() if c.startswith("act_") or c in ("add", "mul")]
+    cal = LatencyCalibration(
+        threads=threads,
+        dtype="int8",
+        framework=f"LiteRT {version} interpreter (XNNPACK), CPU, int8",
+        classes=classes,
+        default_overhead_s=statistics.median(elementwise) if elementwise else 1e-6,
+        noise=statistics.median(t.spread for t in timings) if timings else None,
+        warnings=warnings,
+        rejected=rejected,
+    )
+    runs: list[tuple[Report, float, LatencyCalibration]] = []
+    for text in _synthetic_networks(quick):
+        report: Report = analyze_spec(loads(_batch1(text), "<synthetic network>"))
+        whole = time_stats(litert_timer(spec_tflite(report), threads), (), repeats, 0.5, no_grad=False).fastest
+        table: dict[str, float] = {}
+        for op in _litert_ops_of(report):
+            if op.key in table:
+                continue
+            timing = time_litert_op(op, threads, repeats)
+            if timing is not None:
+                table[op.key] = timing.fastest
+        runs.append((report, whole, cal.model_copy(update={"table": table})))
+    fastest: dict[str, float] = {}  # each class's fastest kernel, invoke included (an overhead above it is wrong)
+    for report, _, isolated in runs:
+        for op in _litert_ops_of(report):
+            t = isolated.table.get(op.key)
+            if t is not None:
+                fastest[op.op_class] = min(t, fastest.get(op.op_class, t))
+    cal = recheck_overheads(cal, fastest)
+    # every isolated time carries one invoke's fixed cost, a network's only once: it comes out of each class's
+    # per-kernel overhead (fitted on the raw times, so that tiny kernels keep their relative weight) and out of
+    # each measured entry
+    cal = cal.model_copy(
+        update={
+            "classes": {
+                c: m.model_copy(update={"overhead_s": max(m.overhead_s - base, 0.0)}) for c, m in cal.classes.items()
+            },
+            "default_overhead_s": max(cal.default_overhead_s - base, 0.0),
+        }
+    )
+    runs = [
+        (r, whole, iso.model_copy(update={"table": {k: max(t - base, 0.05 * t) for k, t in iso.table.items()}}))
+        for r, whole, iso in runs
+    ]
+    class_samples = [(total_seconds(predict(r, cal)), len(_litert_ops_of(r)), whole) for r, whole, _ in runs]
+    table_samples = [
+        (total_seconds(predict(r, isolated.model_copy(update={"classes": cal.classes}))), len(_litert_ops_of(r)), whole)
+        for r, whole, isolated in runs
+    ]
+    return with_context(cal, class_samples, table_samples)
+
+
+def _litert_ops_of(report: Report) -> list[Any]:
+    from .analysis.latency import int8_ops
+
+    return int8_ops(report)

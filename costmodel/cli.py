@@ -296,7 +296,10 @@ def _no_options(p: _Parser) -> None:
 
 def _deploy_options(dp: _Parser) -> None:
     dp.add_argument(
-        "--runtime", required=True, choices=("tinyengine", "tflm"), help="whose memory rules (docs/deploy.md)"
+        "--runtime",
+        required=True,
+        choices=("tinyengine", "tflm", "litert", "onnxruntime"),
+        help="whose memory rules (docs/deploy.md)",
     )
     dp.add_argument("--dtype", default="int8", choices=("int8",), help="element size (int8 only)")
     dp.add_argument("--patch", type=_resolution, metavar="PxQ", help="tinyengine: patch-based inference, e.g. 4x4")
@@ -332,7 +335,9 @@ def _calibrate_options(k: _Parser) -> None:
                    "existing profile there keeps its other calibrations")  # fmt: skip
     k.add_argument("--seconds", type=float, default=2.0, help="time spent on each measurement (default 2)")
     k.add_argument("--torch", action="store_true", help="also time each op class with torch and fit its latency model")
-    k.add_argument("--threads", type=int, default=1, help="torch threads for --torch (default 1)")
+    k.add_argument("--threads", type=int, default=1, help="threads for --torch / --runtime (default 1)")
+    k.add_argument("--runtime", choices=("litert",), help="instead of --torch: time the int8 graph's op classes and "
+                   "networks on LiteRT's interpreter (needs costmodel[deploy])")  # fmt: skip
     k.add_argument("--spec", action="append", metavar="SPEC", help="with --torch: also time exactly the distinct ops "
                    "of this network (repeatable), for lookup-table predictions")  # fmt: skip
     k.add_argument("--quick", action="store_true", help="with --torch: a small grid (seconds, less accurate)")
@@ -344,6 +349,9 @@ def _latency_options(lt: _Parser) -> None:
     lt.add_argument("--hardware", required=True, metavar="PROFILE", help="a profile made by calibrate --torch")
     lt.add_argument("--threads", type=int, help="use the calibration made at this many threads")
     lt.add_argument("--by", default="auto", choices=LATENCY_VIEWS, help="rows (auto: op for one block)")
+    lt.add_argument("--runtime", default="torch", choices=("torch", "litert"),
+                    help="torch: eager float32 (calibrate --torch); litert: the int8 graph on LiteRT "
+                    "(calibrate --runtime litert)")  # fmt: skip
 
 
 def _train_options(t: _Parser) -> None:
@@ -380,7 +388,9 @@ def _space_options(sp: _Parser) -> None:
     sp.add_argument("--workers", type=int, default=2, help="--enumerate: local cluster processes (default 2)")
     sp.add_argument("--sram", metavar="SIZE", help="deployment budget: int8 peak SRAM / arena, e.g. 320KiB")
     sp.add_argument("--flash", metavar="SIZE", help="deployment budget: int8 Flash, e.g. 1MiB")
-    sp.add_argument("--runtime", choices=("tinyengine", "tflm"), help="whose rules --sram/--flash use (docs/deploy.md)")
+    sp.add_argument(
+        "--runtime", choices=("tinyengine", "tflm", "litert"), help="whose rules --sram/--flash use (docs/deploy.md)"
+    )
 
 
 def _import_options(i: _Parser) -> None:
@@ -499,7 +509,7 @@ def _roofline(a: argparse.Namespace) -> str:
 
 
 def _latency(a: argparse.Namespace) -> str:
-    result = api.latency(a.spec, a.hardware, a.threads, "float32", **a.values)
+    result = api.latency(a.spec, a.hardware, a.threads, "int8" if a.runtime == "litert" else "float32", **a.values)
     for w in result.calibration.warnings[:3]:  # what calibrate found implausible, kept in the profile
         _say(f"costmodel: warning: calibration at {result.calibration.threads} threads: {w}")
     return result.table(a.format, a.by)
@@ -669,11 +679,21 @@ def _calibrate(args: argparse.Namespace) -> str:
         raise UsageError("--seconds must be a positive finite number")
     if args.spec and not args.torch:
         raise UsageError("--spec needs --torch")
-    if args.torch:  # refused before any measurement
+    if args.torch and args.runtime:
+        raise UsageError("--torch and --runtime each make a latency calibration: give one")
+    if args.torch or args.runtime:  # refused before any measurement
         from .calibration import check_threads
 
         check_threads(args.threads)
+    if args.runtime:
+        from .tflite import litert_version
+
+        litert_version()
     profile = calibrate(args.seconds)
+    if args.runtime:
+        profile["latency"] = api.latency_calibration(args.threads, (), args.quick, args.out, runtime=args.runtime)
+        for w in profile["latency"][-1].get("warnings", []):
+            _say(f"costmodel: warning: {w}")
     if args.torch:
         profile["latency"] = api.latency_calibration(args.threads, args.spec or (), args.quick, args.out)
         for w in profile["latency"][-1].get("warnings", []):

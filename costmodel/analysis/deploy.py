@@ -42,7 +42,12 @@ from dataclasses import dataclass, field, replace
 from ..engine.report import Report, Row
 from ..errors import UsageError
 
-RUNTIMES = ("tinyengine", "tflm")
+RUNTIMES = ("tinyengine", "tflm", "litert", "onnxruntime")
+ORT_QPARAM_BYTES = 5  # a QDQ tensor's float32 scale + int8 zero point (weights and activations, per tensor)
+ORT_BIAS_QPARAM_BYTES = 8  # an int32 bias's float32 scale + int32 zero point
+UNOBSERVABLE_ARENA = (
+    "onnxruntime's arena is not observable (its Python API reports no allocation figures): only Flash is modelled"
+)
 FUSED_ACTS = ("relu", "relu6")  # folded into the conv's requantization clamp
 TFLM_ACTS = {"hardswish": ("HARD_SWISH",), "sigmoid": ("LOGISTIC",), "silu": ("LOGISTIC", "MUL"), "relu": ("RELU",)}
 TFLM_ACTS |= {"relu6": ("RELU6",), "swish": ("LOGISTIC", "MUL")}
@@ -126,6 +131,7 @@ class Deployment:
     buffers: list[Buffer] = field(default_factory=list)  # tflm plan
     patch: PatchPlan | None = None
     layer_peak_bytes: int = 0  # tinyengine with patches: the per-layer peak without them
+    arena_observable: bool = True  # False for onnxruntime: peak_bytes and live bytes are not figures (0)
 
     def flash(self) -> dict[str, int]:
         """Flash bytes by kind and in total."""
@@ -576,6 +582,91 @@ def place(buffers: list[Buffer]) -> None:
         placed.insert(at, want)
 
 
+LITERT_ALIGN = 64  # TFLite's kDefaultTensorAlignment: every arena tensor starts at a multiple of 64
+LITERT_INPLACE = ("ADD", "MUL")  # kernels whose output may take over an input's buffer (inplace_operator)
+
+
+def litert_plan(steps: list[Step], sizes: dict[int, int], names: dict[int, str]) -> list[Buffer]:
+    """TFLite's ArenaPlanner over the int8 graph run by LiteRT's built-in kernels (arena_planner.cc,
+    simple_memory_arena.cc): every non-constant tensor at its exact size, alive from the node that writes it
+    to the last node that reads it (node i is op i; the model input from node 0 and the model output to the
+    end, never freed); a kernel's temporaries during its node: CONV_2D's im2col (batch·H_out·W_out·C_in·k²
+    int8 bytes, unless the conv is 1×1 with stride 1) and MEAN's three (int32 per input dimension, per axis,
+    per output element: 16, 8, 4·C B). Placement: the model input first, then by size, largest first (ties
+    by the node that allocates them, then by tensor index: the converter's order, temporaries after), each
+    at the best-fitting gap (the smallest one that is large enough) among the tensors alive at the same
+    time, every offset a multiple of 64; the arena is the highest end."""
+    n = len(steps)
+    never = n  # TFLite's kNodeNotAssigned: never freed
+    readers: dict[int, int] = {}
+    for s in steps:
+        for t in s.reads:
+            readers[t] = readers.get(t, 0) + 1
+    output = steps[-1].writes
+    shared: dict[int, int] = {}  # an in-place op's output → the tensor whose buffer it takes over
+    for s in steps:
+        if s.label.rsplit(" ", 1)[-1] in LITERT_INPLACE:
+            for t in s.reads:
+                if t != 0 and readers[t] == 1 and sizes[t] == sizes[s.writes] and s.writes != output:
+                    shared[s.writes] = shared.get(t, t)
+                    s.inplace = t
+                    break
+    first: dict[int, int] = {0: 0}
+    last: dict[int, int] = {0: never}
+    order = [0]
+    for i, s in enumerate(steps):
+        w = shared.get(s.writes, s.writes)
+        if w not in first:
+            first[w] = i
+            last[w] = i
+            order.append(w)
+        last[w] = max(last[w], i)
+        for t in s.reads:
+            t = shared.get(t, t)
+            if t != 0:
+                last[t] = max(last[t], i)
+    last[output] = never
+    buffers = [Buffer(names[t], sizes[t], first[t], last[t]) for t in order]
+    for i, s in enumerate(steps):
+        kind = s.label.rsplit(" ", 1)[-1]
+        temps: tuple[int, ...] = ()
+        if kind == "CONV_2D":
+            if s.geometry is None:
+                raise UsageError(f"{s.label}: LiteRT's im2col is modelled for odd square kernels with padding k//2")
+            k, st = s.geometry
+            if (k, st) != (1, 1):
+                temps = (s.macs // s.shape[0],)  # MACs = C_out · (batch·H_out·W_out·C_in·k²)
+        elif kind == "MEAN":
+            temps = (16, 8, 4 * s.shape[0])
+        elif kind not in ("DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "HARD_SWISH", "LOGISTIC", "RELU",
+                          "RELU6"):  # fmt: skip
+            raise UsageError(f"{s.label}: LiteRT's temporaries of {kind} are not modelled")
+        for k, b in enumerate(temps):
+            buffers.append(Buffer(f"{s.label} temporary {k}", b, i, i))
+    pinned = [b for b in buffers if b.first == 0 and b.last == never]
+    rest = sorted((b for b in buffers if not (b.first == 0 and b.last == never)), key=lambda b: (-b.size, b.first))
+    placed: list[Buffer] = []  # by offset; a new one goes after those with an equal offset
+    for want in pinned + rest:
+        best, best_fit, current = -1, -1, 0
+        for e in placed:
+            if e.last < want.first or e.first > want.last:
+                continue
+            aligned = -(-current // LITERT_ALIGN) * LITERT_ALIGN
+            if aligned + want.size <= e.offset and (best_fit < 0 or e.offset - aligned < best_fit):
+                best, best_fit = aligned, e.offset - current
+            current = max(current, e.offset + e.size)
+            if best_fit == 0:
+                break
+        want.offset = best if best >= 0 else -(-current // LITERT_ALIGN) * LITERT_ALIGN
+        at = len(placed)
+        for j, e in enumerate(placed):
+            if e.offset > want.offset:
+                at = j
+                break
+        placed.insert(at, want)
+    return buffers
+
+
 def deploy(
     report: Report,
     runtime: str = "tinyengine",
@@ -591,22 +682,26 @@ def deploy(
     if patch is not None and runtime != "tinyengine":
         raise UsageError("patch-based inference is modelled for --runtime tinyengine")
     if not include_input and runtime != "tinyengine":
-        raise UsageError("--no-input is a tinyengine rule: TFLM always allocates the model input in its arena")
-    steps = lower(report, runtime)
+        raise UsageError(
+            "--no-input is a tinyengine rule: TFLM and LiteRT always allocate the model input in their arena"
+        )
+    if runtime == "onnxruntime":
+        return _onnxruntime(report)
+    steps = lower(report, "tflm" if runtime == "litert" else runtime)  # LiteRT runs the same .tflite graph
     if not steps:
         raise UsageError("deploy: the network has no ops")
     sizes = tensor_bytes(report, steps)
     names = _names(report, steps)
-    if runtime == "tflm":
+    if runtime in ("tflm", "litert"):
         seen: set[str] = set()
         for s in steps:  # MEAN's axes are always [1, 2], hardsigmoid's 1/6 always the same int8: the converter
             if s.const_bytes:  # stores identical constant buffers once
                 kind = s.label.split(" ")[-1]
                 s.const_bytes = 0 if kind in seen else s.const_bytes
                 seen.add(kind)
-        buffers = tflm_plan(steps, sizes, names)
+        buffers = tflm_plan(steps, sizes, names) if runtime == "tflm" else litert_plan(steps, sizes, names)
         for i, s in enumerate(steps):
-            time = i + 1
+            time = i + 1 if runtime == "tflm" else i  # litert: op i is node i
             alive = [b for b in buffers if b.first <= time <= b.last]
             s.alive = [(b.name, b.size) for b in sorted(alive, key=lambda b: b.offset)]
             s.live_bytes = sum(b.size for b in alive)
@@ -642,3 +737,34 @@ def deploy(
         patch=plan,
         layer_peak_bytes=layer_peak.live_bytes,
     )
+
+
+def _onnxruntime(report: Report) -> Deployment:
+    """Flash of the QDQ int8 ONNX graph onnxruntime runs (tflite.qdq_onnx: torch's exporter, BatchNorm folded,
+    onnxruntime's quantize_static, per-tensor int8): its initializers. Per conv / linear: int8 weights, an
+    int32 bias per output channel (a conv with a folded BatchNorm or a bias; a linear with a bias), the
+    weights' float32 scale and int8 zero point (5 B) and the bias's float32 scale and int32 zero point (8 B);
+    per quantized activation tensor a float32 scale and an int8 zero point (5 B): the input and every op's
+    output (a ReLU / ReLU6 after a conv is removed, its output is the conv's; SiLU is Sigmoid then Mul, two
+    tensors; Flatten shares its input's). The arena is not observable: not modelled."""
+    steps = lower(report, "tinyengine")
+    if not steps:
+        raise UsageError("deploy: the network has no ops")
+    rows = report.rows
+    index = {r.tensor: i for i, r in enumerate(rows)}
+    for s in steps:
+        if s.ops[0] in ("avgpool", "maxpool") and not all(x == 1 for x in s.shape[1:]):
+            raise UsageError(f"{s.label}: a windowed pool's QDQ form is not modelled for onnxruntime")
+        if s.ops[0] in ("conv2d", "linear"):
+            at = index[s.writes] - (len(s.ops) - 1)  # the group's rows are consecutive: conv, norm, activation
+            first = rows[at]
+            has_bias = first.op.bias or any(g.op.category == "norm" for g in rows[at : at + len(s.ops)])
+            cout = _int(first.op.output[0], "channels")
+            s.bias_bytes = 4 * cout if has_bias else 0
+            s.quant_bytes = ORT_QPARAM_BYTES + (ORT_BIAS_QPARAM_BYTES if has_bias else 0)
+        else:
+            s.bias_bytes = s.quant_bytes = 0
+        tensors = 2 if s.ops[0] in ("silu", "swish") else 1
+        s.quant_bytes += ORT_QPARAM_BYTES * tensors
+    steps[0].quant_bytes += ORT_QPARAM_BYTES  # the model input's
+    return Deployment(report.name or "spec", "onnxruntime", steps, 0, "", [], True, arena_observable=False)

@@ -243,7 +243,8 @@ def pick(calibrations: Sequence[LatencyCalibration], threads: int | None, dtype:
     if not fits:
         have = ", ".join(f"{c.threads} threads/{c.dtype}" for c in calibrations)
         want = f"{threads} threads/{dtype}" if threads is not None else dtype
-        raise UsageError(f"no latency calibration for {want} in this profile (it has {have}); calibrate at it")
+        how = " (calibrate --runtime litert)" if dtype == "int8" else ""
+        raise UsageError(f"no latency calibration for {want} in this profile (it has {have}); calibrate at it{how}")
     if threads is None and len(fits) > 1:
         have = ", ".join(str(c.threads) for c in fits)
         raise UsageError(f"the profile is calibrated at several thread counts ({have}): pick one with --threads")
@@ -382,9 +383,12 @@ class OpTime:
 
 
 def predict(report: Report, calibration: LatencyCalibration) -> list[OpTime]:
-    """The predicted eager time of every op of a numeric report under ``calibration``."""
+    """The predicted eager time of every op of a numeric report under ``calibration``; for an int8 (LiteRT)
+    calibration, the time of every op of the int8 graph (:func:`int8_ops`)."""
     if report.symbolic:
         raise UsageError("latency needs numbers: bind the spec's symbols with --set")
+    if calibration.dtype == "int8":
+        return _predict_int8(report, calibration)
     batch = int(report.batch)
     out = []
     for row in report.rows:
@@ -412,3 +416,94 @@ def predict(report: Report, calibration: LatencyCalibration) -> list[OpTime]:
 def total_seconds(times: Sequence[OpTime]) -> float:
     """The predicted time of the whole network: the ops run one after another."""
     return sum(t.total_s for t in times)
+
+
+# ------------------------------------------------------------------------------ int8 graphs (LiteRT)
+
+
+@dataclass(frozen=True)
+class Int8Op:
+    """One op of the int8 graph a converter writes (analysis/deploy.lower, the TFLite graph): the row it
+    stands for (the conv of a conv → BatchNorm → ReLU group), its TFLite op, class, MACs and int8 bytes,
+    and the shapes an isolated timing needs (calibration.py builds the one-op model from them)."""
+
+    row: Row
+    kind: str  # the TFLite op: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MEAN, ADD, MUL, HARD_SWISH, …
+    op_class: str
+    macs: int
+    bytes: int
+    inputs: tuple[tuple[int, ...], ...]  # (C, H, W) of each tensor read, or (C,) for a flat one
+    output: tuple[int, ...]
+    kernel: int = 1
+    stride: int = 1
+    clamp: bool = False  # a conv whose requantization clamps (ReLU/ReLU6 folded in)
+
+    @property
+    def key(self) -> str:
+        """The lookup-table key: class, TFLite op, shapes, kernel and stride (batch 1)."""
+        shapes = ",".join("x".join(map(str, s)) for s in self.inputs)
+        out = "x".join(map(str, self.output))
+        return f"int8|{self.op_class}|{self.kind}|{shapes}->{out}|k{self.kernel}s{self.stride}"
+
+
+_INT8_CLASSES = {"FULLY_CONNECTED": "linear", "MEAN": "pool", "AVERAGE_POOL_2D": "pool", "MAX_POOL_2D": "pool"}
+_INT8_CLASSES |= {"ADD": "add", "MUL": "mul", "HARD_SWISH": "act_hardswish", "LOGISTIC": "act_sigmoid"}
+_INT8_CLASSES |= {"RELU": "act_relu", "RELU6": "act_relu6"}
+
+
+def int8_ops(report: Report) -> list[Int8Op]:
+    """The ops of the report's full-integer int8 graph as TensorFlow's converter writes it (the graph
+    ``deploy --runtime tflm`` lowers, checked op by op against the converter), batch 1. Each op's bytes are
+    what its kernel moves: every int8 tensor it reads, its int8 weights and int32 biases, its int8 output.
+    Its class is the torch class of its row for convs (``conv_pw``, ``conv_dw_k3_s2``, …) and ``linear``,
+    ``pool``, ``add``, ``mul``, ``act_…`` for the others. Folded rows (BatchNorm, a clamping ReLU) and
+    dropout have no op of their own."""
+    from .deploy import lower, tensor_bytes
+
+    if report.symbolic or any(r.times != 1 for r in report.rows):
+        raise UsageError("latency needs numbers: bind the spec's symbols with --set")
+    if report.batch != 1:
+        raise UsageError(f"int8 latency is modelled at batch 1 (the exported .tflite's), got batch {report.batch}")
+    steps = lower(report, "tflm")
+    sizes = tensor_bytes(report, steps)
+    shapes: dict[int, tuple[int, ...]] = {0: tuple(int(x) for x in report.input)}
+    index = {r.tensor: i for i, r in enumerate(report.rows)}
+    out: list[Int8Op] = []
+    for s in steps:
+        kind = s.label.rsplit(" ", 1)[-1]
+        at = index[abs(s.writes)]
+        inputs = tuple(shapes[t] for t in s.reads)
+        shapes[s.writes] = s.shape
+        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            row = report.rows[at - (len(s.ops) - 1)]
+            cls = op_class(row) if kind != "FULLY_CONNECTED" else "linear"
+            k, st = int(row.op.attrs.get("kernel", 1)), int(row.op.attrs.get("stride", 1))
+            clamp = any(o in ("relu", "relu6", "hardsigmoid") for o in s.ops[1:])
+        else:
+            row, cls, k, st, clamp = report.rows[at], _INT8_CLASSES[kind], 1, 1, False
+        moved = sum(sizes[t] for t in s.reads) + s.weight_bytes + s.bias_bytes + sizes[s.writes]
+        out.append(Int8Op(row, kind, cls, s.macs, moved, inputs, s.shape, k, st, clamp))
+    return out
+
+
+def _predict_int8(report: Report, calibration: LatencyCalibration) -> list[OpTime]:
+    out = []
+    for op in int8_ops(report):
+        measured = calibration.table.get(op.key)
+        if measured is not None:
+            t = calibration.table_scale * measured + calibration.table_per_op_s
+            out.append(OpTime(op.row, op.op_class, t, "measured", "table"))
+            continue
+        model = calibration.classes.get(op.op_class)
+        if model is None:
+            t = calibration.network_scale * calibration.default_overhead_s + calibration.per_op_s
+            out.append(OpTime(op.row, op.op_class, t, "overhead", "default"))
+            continue
+        terms = {
+            "overhead": model.overhead_s,
+            "compute": model.s_per_mac * op.macs,
+            "memory": model.s_per_byte * op.bytes,
+        }
+        t = calibration.network_scale * sum(terms.values()) + calibration.per_op_s
+        out.append(OpTime(op.row, op.op_class, t, max(terms, key=lambda k: terms[k]), "class"))
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..analysis.deploy import Deployment
+from ..analysis.deploy import UNOBSERVABLE_ARENA, Deployment
 from .emit import Column, Table, emit
 
 
@@ -19,8 +19,8 @@ def deploy_payload(d: Deployment) -> dict[str, Any]:
         "runtime": d.runtime,
         "dtype": "int8",
         "include_input": d.include_input,
-        "peak_bytes": d.peak_bytes,
-        "peak_step": d.peak_step,
+        "peak_bytes": d.peak_bytes if d.arena_observable else None,
+        "peak_step": d.peak_step if d.arena_observable else None,
         "alive": [{"tensor": t, "bytes": b} for t, b in d.alive],
         "flash": d.flash(),
         "macs": sum(s.macs for s in d.steps),
@@ -31,7 +31,7 @@ def deploy_payload(d: Deployment) -> dict[str, Any]:
                 "ops": list(s.ops),
                 "output_shape": list(s.shape),
                 "in_place": s.inplace is not None,
-                "live_bytes": s.live_bytes,
+                "live_bytes": s.live_bytes if d.arena_observable else None,
                 "alive": [{"tensor": t, "bytes": b} for t, b in s.alive],
                 "weight_bytes": s.weight_bytes,
                 "bias_bytes": s.bias_bytes,
@@ -43,7 +43,7 @@ def deploy_payload(d: Deployment) -> dict[str, Any]:
             for s in d.steps
         ],
     }
-    if d.runtime == "tflm":
+    if d.runtime in ("tflm", "litert"):
         out["arena_bytes"] = d.peak_bytes
         out["buffers"] = [
             {"tensor": b.name, "bytes": b.size, "first": b.first, "last": b.last, "offset": b.offset} for b in d.buffers
@@ -68,7 +68,7 @@ def deploy_payload(d: Deployment) -> dict[str, Any]:
 
 def deploy_table(d: Deployment) -> Table:
     """One row per op: its output, live bytes (in place marked), Flash; a total row and the peak below."""
-    tflm = d.runtime == "tflm"
+    tflm = d.runtime in ("tflm", "litert")
     cols = [
         Column("step", "op", "left"),
         Column("output_shape", "output", "left"),
@@ -83,7 +83,7 @@ def deploy_table(d: Deployment) -> Table:
         [
             s.label + (" (in place)" if s.inplace is not None else ""),
             "×".join(str(x) for x in s.shape),
-            s.live_bytes,
+            s.live_bytes if d.arena_observable else "—",
             s.weight_bytes,
             s.bias_bytes,
             s.quant_bytes,
@@ -97,7 +97,7 @@ def deploy_table(d: Deployment) -> Table:
         [
             "total",
             "",
-            d.peak_bytes,
+            d.peak_bytes if d.arena_observable else "—",
             f["weight_bytes"],
             f["bias_bytes"],
             f["quant_bytes"],
@@ -106,7 +106,17 @@ def deploy_table(d: Deployment) -> Table:
         ]
     )
     image = "input image counted" if d.include_input else "input image not counted"
-    if tflm:
+    if d.runtime == "onnxruntime":
+        title = f"{d.name}: int8 QDQ ONNX on onnxruntime (initializers: per-tensor quantization)"
+        lines = [UNOBSERVABLE_ARENA]
+    elif d.runtime == "litert":
+        title = f"{d.name}: int8 on LiteRT's built-in kernels (TFLite arena planner; offsets aligned to 64 B)"
+        lines = [
+            f"arena (planned tensors and kernel temporaries): {_kib(d.peak_bytes)}, highest buffer {d.peak_step}; "
+            "with the default XNNPACK delegate LiteRT's arena holds only the input and output, and XNNPACK's "
+            "own workspace is not observable"
+        ]
+    elif tflm:
         title = f"{d.name}: int8 on TFLM (greedy memory planner; buffers rounded up to 16 B)"
         lines = [f"arena (planned tensors and scratch buffers): {_kib(d.peak_bytes)}, highest buffer {d.peak_step}"]
     else:

@@ -89,8 +89,9 @@ def latency_table(report: Report, cal: LatencyCalibration, times: list[OpTime], 
         )
     body.append(["total", f"{total * 1e6:,.2f}", "100.0", "", ""])
     measured = sum(1 for t in times if t.source == "table")
+    kind = "int8" if cal.dtype == "int8" else "eager"
     title = (
-        f"{report.name or 'spec'}: predicted eager latency, {cal.framework}, {cal.threads} thread(s), "
+        f"{report.name or 'spec'}: predicted {kind} latency, {cal.framework}, {cal.threads} thread(s), "
         f"batch {report.batch}; {measured} of {len(times)} ops from measured entries"
     )
     return Table(
