@@ -454,11 +454,48 @@ def from_torch(
     """The spec of ``module`` traced at ``input`` = (C, H, W), with its ImportReport attached
     (``costmodel.importers.report_of(spec)``). ``input_from`` says where ``input`` came from (the spec's
     ``provenance.input``; default: given to from_torch). See ``costmodel.from_torch``."""
-    from .core import build
-
     if not isinstance(module, nn.Module):
         raise UsageError(f"expected a torch.nn.Module, got {type(module).__name__}")
     shape = _check_input(input)
+    where = f"{'x'.join(map(str, shape))} from {input_from or 'the input given to from_torch'}"
+    try:
+        spec = _from_torch_blocks(module, shape, name, origin, symbolic_resolution, where)
+    except UsageError as exc:  # the block kinds cannot say it (or the recorder cannot trace it): op graphs can
+        blocks_error: UsageError | None = exc
+        spec = None
+    else:
+        blocks_error = None
+        from .core import report_of
+
+        report = report_of(spec)
+        if report is None or report.exact:
+            return spec  # the block kinds are exact: the readable spec, unchanged
+    if symbolic_resolution:  # op graphs hold literal shapes at the traced size: the block import's answer
+        if spec is not None:
+            return spec
+        assert blocks_error is not None
+        raise blocks_error
+    from .graph import graph_spec
+
+    try:
+        return graph_spec(module, shape, name=name, origin=origin, input_from=where)
+    except UsageError:
+        if spec is not None:  # the graph import failed where the block import ran: its partial spec
+            return spec
+        raise
+
+
+def _from_torch_blocks(
+    module: nn.Module,
+    shape: tuple[int, int, int],
+    name: str | None,
+    origin: str,
+    symbolic_resolution: bool,
+    where: str,
+) -> Any:
+    """The block-kind import (recognise.py): the spec with its report, exact or partial."""
+    from .core import build
+
     tr = trace(module, shape)
     for node in tr.nodes:
         pooled = node.op == "pool" and node.attrs["implementation"] == "functional"
@@ -489,7 +526,6 @@ def from_torch(
         and (p := getattr(m, "p", getattr(m, "drop_prob", 0.0)) or 0.0) > 0
     ]
     source = {"params": params, "buffers": buffers, "macs": tr.macs, "output": tr.output_shape}
-    where = f"{'x'.join(map(str, shape))} from {input_from or 'the input given to from_torch'}"
     spec = build(
         tr.nodes,
         tr.output,
