@@ -13,6 +13,7 @@ what torch says about the module it builds is an independent check of the engine
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from .engine.kinds import KINDS
 from .engine.kinds import resolve as _part
 from .errors import UsageError
 from .spec import NetworkSpec, se_ratio, symbol_uses
+from .spec.layers_graph import OPS as GRAPH_OPS
 from .spec.names import ACTIVATIONS, NORMS
 from .spec.scaling import make_divisible, resolve
 
@@ -182,6 +184,8 @@ class _Cfg:
         self.bias: bool = d.bias if bias is None else bias
         self.norm_groups: int | None = d.norm_groups
         self.norm_group_size: int | None = d.norm_group_size
+        #: a dry run of the modules built so far: (their output at batch 1, the named outputs); set by build
+        self.probe: Any = None
 
 
 def conv_bn_act(
@@ -428,7 +432,7 @@ def _spatial(blocks: list[nn.Module], names: list[str | None], inp: Any) -> int:
     """H·W of the tensor the modules built so far produce (a dry run on a zero input)."""
     with torch.no_grad():
         y = Network(blocks, names).eval()(torch.zeros(1, inp.channels, inp.height, inp.width))
-    return int(y.shape[2] * y.shape[3])
+    return int(math.prod(y.shape[2:]))
 
 
 class Concat(nn.Module):
@@ -486,10 +490,19 @@ class Network(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs: dict[str, torch.Tensor] = {}
         for block, name in zip(self.blocks, self.names, strict=True):
-            x = block(outputs) if isinstance(block, Concat) else block(x)
+            x = _call(block, x, outputs)
             if name is not None:
                 outputs[name] = x
         return x
+
+
+def _call(block: nn.Module, x: torch.Tensor, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One block of a Network on the running tensor ``x`` (a concat: on the named outputs; a graph: on both)."""
+    if isinstance(block, Concat):
+        return block(outputs)  # type: ignore[no-any-return]
+    if isinstance(block, GraphModule):
+        return block(x, outputs)  # type: ignore[no-any-return]
+    return block(x)  # type: ignore[no-any-return]
 
 
 def _concat(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
@@ -533,6 +546,7 @@ def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
             c = c * _spatial(blocks, names, inp)  # Flatten: the linear layer sees C·H·W features
             flat = True
         cfg = _Cfg(layer, spec, channels)
+        cfg.probe = functools.partial(_probe, blocks, names, inp)
         lay: Any = layer
         for r in range(getattr(lay, "repeat", 1)):
             block, c = _block(layer, cfg, c, getattr(lay, "stride", 1) if r == 0 else 1)
@@ -550,7 +564,7 @@ def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
                 raise UsageError(f"drop_path on a {type(block).__name__} block is not built yet")
             if isinstance(block, Block):
                 block.drop_path = p
-    if any(isinstance(b, Concat) for b in blocks):
+    if any(isinstance(b, (Concat, GraphModule)) for b in blocks):
         return Network(blocks, names), (inp.batch, inp.channels, inp.height, inp.width)
     return nn.Sequential(*blocks), (inp.batch, inp.channels, inp.height, inp.width)
 
@@ -971,6 +985,301 @@ def _repghost_bottleneck(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[
             conv_bn_act(cfg, cin, cin, k, stride, cin, act=False), conv_bn_act(cfg, cin, cout, 1, act=False)
         )
     return Block(nn.Sequential(*mods), True, shortcut), cout
+
+
+# ------------------------------------------------------------------- op-level graphs (the `graph` kind)
+# One small torch function per op of the vocabulary (spec/layers_graph.py OPS), written from torch's own
+# functions: a node's weights are created from its input shapes on the dry run at build time (batch 1) and are
+# nn.Parameters / buffers of a holder module per node. At batch N a batched tensor's dim 0 holds N × its
+# batch-1 size, so literal shapes of batched outputs (reshape, expand, aten) scale their dim 0 by N.
+
+
+class _GraphCall:
+    """What a node's torch function reads besides its inputs: the holder of its weights, whether it may
+    create them (the dry run), the batch factor N and whether its output is batched."""
+
+    def __init__(self, hold: nn.Module, create: bool, n: int, batched: bool) -> None:
+        self.hold, self.create, self.n, self.batched = hold, create, n, batched
+
+    def param(self, name: str, shape: Any, fill: float = 0.0) -> torch.Tensor:
+        if self.create:
+            self.hold.register_parameter(name, nn.Parameter(torch.full(tuple(shape), fill)))
+        return getattr(self.hold, name)  # type: ignore[no-any-return]
+
+    def buffer(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        if self.create:
+            self.hold.register_buffer(name, value)
+        return getattr(self.hold, name)  # type: ignore[no-any-return]
+
+    def shape(self, shape: Any) -> list[int]:
+        """A literal batch-1 shape at batch N: dim 0 × N for a batched output."""
+        out = list(shape)
+        if self.batched and out and out[0] != -1:
+            out[0] *= self.n
+        return out
+
+
+def _tuple(v: Any, d: int) -> tuple[int, ...]:
+    return tuple(v) * d if isinstance(v, list) and len(v) == 1 else tuple(v) if isinstance(v, list) else (v,) * d
+
+
+def _g_conv(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+    x = xs[0]
+    d = x.dim() - 2
+    cin, cout, g = x.shape[1], nd.get("out"), nd.get("groups")
+    k = _tuple(nd.get("kernel"), d)
+    if len(xs) > 1:
+        w = xs[1]
+    else:
+        w = c.param("weight", (cin, cout // g, *k) if nd.get("transposed") else (cout, cin // g, *k))
+    b = xs[2] if len(xs) > 2 else c.param("bias", (cout,)) if nd.get("bias") else None
+    s, p, dil = (_tuple(nd.get(f), d) for f in ("stride", "padding", "dilation"))
+    if nd.get("transposed"):
+        fn = getattr(nn.functional, f"conv_transpose{d}d")
+        return fn(x, w, b, s, p, _tuple(nd.get("output_padding"), d), g, dil)  # type: ignore[no-any-return]
+    return getattr(nn.functional, f"conv{d}d")(x, w, b, s, p, dil, g)  # type: ignore[no-any-return]
+
+
+def _g_linear(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+    out = nd.get("out")
+    w = xs[1] if len(xs) > 1 else c.param("weight", (out, xs[0].shape[-1]))
+    b = xs[2] if len(xs) > 2 else c.param("bias", (out,)) if nd.get("bias") else None
+    return nn.functional.linear(xs[0], w, b)
+
+
+def _g_sdpa(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+    """softmax(q·kᵀ/√D (+ mask))·v, as F.scaled_dot_product_attention's math path: FlopCounterMode counts its two
+    matmuls on the CPU too (the fused CPU kernel it would dispatch to has no formula there; on CUDA and the meta
+    device the sdpa formula gives the same count)."""
+    q, k, v = xs[:3]
+    logits = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))
+    if len(xs) > 3:
+        logits = logits + xs[3]
+    return torch.matmul(logits.softmax(-1), v)
+
+
+def _g_batch_norm(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+    ch = xs[0].shape[1]
+    mean, var = c.buffer("running_mean", torch.zeros(ch)), c.buffer("running_var", torch.ones(ch))
+    if nd.get("tracked"):
+        c.buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+    w, b = (c.param("weight", (ch,), 1.0), c.param("bias", (ch,))) if nd.get("affine") else (None, None)
+    return nn.functional.batch_norm(xs[0], mean, var, w, b, False)
+
+
+def _g_layer_norm(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+    shape = tuple(xs[0].shape[xs[0].dim() - nd.get("normalized") :])
+    w = c.param("weight", shape, 1.0) if nd.get("affine") else None
+    b = c.param("bias", shape) if nd.get("affine") and nd.get("bias") else None
+    return nn.functional.layer_norm(xs[0], shape, w, b)
+
+
+def _g_group_norm(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+    ch = xs[0].shape[1]
+    w, b = (c.param("weight", (ch,), 1.0), c.param("bias", (ch,))) if nd.get("affine") else (None, None)
+    return nn.functional.group_norm(xs[0], nd.get("groups"), w, b)
+
+
+def _g_rms_norm(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+    shape = tuple(xs[0].shape[xs[0].dim() - nd.get("normalized") :])
+    w = c.param("weight", shape, 1.0) if nd.get("affine") else None
+    return nn.functional.rms_norm(xs[0], shape, w)
+
+
+def _g_pool(kind: str) -> Any:
+    def run(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+        x, kernel = xs[0], nd.get("kernel")
+        d = len(kernel) if isinstance(kernel, list) and len(kernel) > 1 else x.dim() - 2
+        k = _tuple(kernel, d)
+        s = _tuple(nd.get("stride"), d) if nd.get("stride") is not None else k
+        p = _tuple(nd.get("padding"), d)
+        if kind == "max":
+            fn = getattr(nn.functional, f"max_pool{d}d")
+            return fn(x, k, s, p, _tuple(nd.get("dilation"), d), ceil_mode=nd.get("ceil"))  # type: ignore[no-any-return]
+        return getattr(nn.functional, f"avg_pool{d}d")(x, k, s, p, ceil_mode=nd.get("ceil"))  # type: ignore[no-any-return]
+
+    return run
+
+
+def _g_adaptive(kind: str) -> Any:
+    def run(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+        size = nd.get("size")
+        return getattr(nn.functional, f"adaptive_{kind}_pool{len(size)}d")(xs[0], size)  # type: ignore[no-any-return]
+
+    return run
+
+
+def _g_reduce(fn: Any) -> Any:
+    def run(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+        d = nd.get("dim")
+        dims = tuple(range(xs[0].dim())) if d is None else (d if isinstance(d, int) else tuple(d))
+        return fn(xs[0], dims, nd.get("keepdim"))  # type: ignore[no-any-return]
+
+    return run
+
+
+def _g_fold(fn: Any, scalar: float) -> Any:
+    def run(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+        if len(xs) == 1:
+            return fn(xs[0], torch.tensor(scalar))  # type: ignore[no-any-return]
+        return functools.reduce(fn, xs)
+
+    return run
+
+
+def _g_where(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+    other = [*xs[1:], torch.tensor(0.0), torch.tensor(0.0)]
+    return torch.where(xs[0] > 0, other[0] if len(xs) > 1 else xs[0], other[1])
+
+
+def _g_clamp(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+    if len(xs) == 1:
+        return xs[0].clamp(0.0, 6.0)
+    return torch.clamp(xs[0], xs[1], xs[2] if len(xs) > 2 else None)
+
+
+def _g_cat(nd: Any, xs: list[torch.Tensor], c: _GraphCall, batched: list[bool] | None = None) -> torch.Tensor:
+    return torch.cat(xs, nd.get("dim"))
+
+
+def _g_slice(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+    d = nd.get("dim") % xs[0].dim()
+    return xs[0][(slice(None),) * d + (slice(nd.get("start"), nd.get("end"), nd.get("step")),)]
+
+
+def _g_expand(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+    return xs[0].expand(*c.shape(nd.get("shape")))
+
+
+def _g_aten(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
+    return torch.zeros(c.shape(nd.get("shape")))
+
+
+def _one(fn: Any) -> Any:
+    return lambda nd, xs, c: fn(xs[0])
+
+
+_G_ACTS: dict[str, Any] = {
+    **{name: _one(lambda x, m=module: m()(x)) for name, module in _ACT.items()},
+    **{name: _one(getattr(torch, name)) for name in ("tanh", "exp", "log", "sqrt", "rsqrt", "neg", "abs")},
+    "reciprocal": _one(torch.reciprocal),
+    "erf": _one(torch.erf),
+    **{name: _one(getattr(nn.functional, name)) for name in ("softplus", "mish", "leaky_relu", "elu")},
+}
+
+_GRAPH_OPS: dict[str, Any] = {
+    "param": lambda nd, xs, c: c.param("weight", nd.get("shape")),
+    "buffer": lambda nd, xs, c: c.buffer("value", torch.zeros(tuple(nd.get("shape")))),
+    "conv": _g_conv,
+    "linear": _g_linear,
+    "matmul": lambda nd, xs, c: torch.matmul(xs[0], xs[1]),
+    "bmm": lambda nd, xs, c: torch.bmm(xs[0], xs[1]),
+    "einsum": lambda nd, xs, c: torch.einsum(nd.get("equation"), *xs),
+    "sdpa": _g_sdpa,
+    "batch_norm": _g_batch_norm,
+    "layer_norm": _g_layer_norm,
+    "group_norm": _g_group_norm,
+    "rms_norm": _g_rms_norm,
+    **_G_ACTS,
+    "softmax": lambda nd, xs, c: torch.softmax(xs[0], nd.get("dim")),
+    "log_softmax": lambda nd, xs, c: torch.log_softmax(xs[0], nd.get("dim")),
+    "avg_pool": _g_pool("avg"),
+    "max_pool": _g_pool("max"),
+    "adaptive_avg_pool": _g_adaptive("avg"),
+    "adaptive_max_pool": _g_adaptive("max"),
+    "mean": _g_reduce(torch.mean),
+    "sum": _g_reduce(torch.sum),
+    "amax": _g_reduce(torch.amax),
+    "var": _g_reduce(lambda x, d, k: torch.var(x, d, unbiased=False, keepdim=k)),
+    "add": _g_fold(torch.add, 1.0),
+    "sub": _g_fold(torch.sub, 1.0),
+    "mul": _g_fold(torch.mul, 2.0),
+    "div": _g_fold(torch.div, 2.0),
+    "pow": _g_fold(torch.pow, 2.0),
+    "maximum": _g_fold(torch.maximum, 0.0),
+    "minimum": _g_fold(torch.minimum, 0.0),
+    "where": _g_where,
+    "clamp": _g_clamp,
+    "reshape": lambda nd, xs, c: xs[0].reshape(c.shape(nd.get("shape"))),
+    "permute": lambda nd, xs, c: xs[0].permute(*nd.get("dims")),
+    "transpose": lambda nd, xs, c: xs[0].transpose(*nd.get("dims")),
+    "flatten": lambda nd, xs, c: xs[0].flatten(*nd.get("dim")),
+    "expand": _g_expand,
+    "cat": _g_cat,
+    "slice": _g_slice,
+    "select": lambda nd, xs, c: xs[0].select(nd.get("dim"), nd.get("index")),
+    "pad": lambda nd, xs, c: nn.functional.pad(xs[0], nd.get("pads"), nd.get("mode")),
+    "roll": lambda nd, xs, c: torch.roll(xs[0], nd.get("size"), nd.get("dims")),
+    "repeat": lambda nd, xs, c: xs[0].repeat(*nd.get("shape")),
+    "tile": lambda nd, xs, c: xs[0].tile(nd.get("shape")),
+    "interpolate": lambda nd, xs, c: nn.functional.interpolate(xs[0], size=nd.get("size"), mode=nd.get("mode")),
+    "aten": _g_aten,
+}
+"""One torch function per op of the graph vocabulary: ``fn(node, inputs, call) -> tensor``."""
+
+if set(_GRAPH_OPS) != set(GRAPH_OPS):  # one function per op of the vocabulary (spec/layers_graph.py)
+    raise ImportError(f"torchref: graph ops without a function: {sorted(set(_GRAPH_OPS) ^ set(GRAPH_OPS))}")
+
+
+class GraphModule(nn.Module):
+    """A ``graph`` layer: its nodes run in order on ``in`` (the layer input) and the named earlier outputs it
+    reads (``inputs``); each node's weights live in ``nodes[j]``. Built by a dry run at batch 1 on ``x`` and
+    ``sources`` (the tensors the layer reads), which creates the weights from the input shapes."""
+
+    def __init__(self, layer: Any, x: torch.Tensor, sources: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.layer = layer
+        self.inputs = list(layer.inputs or [])
+        self.nodes = nn.ModuleList(nn.Module() for _ in layer.nodes)
+        with torch.no_grad():
+            self._run(x, sources, create=True)
+
+    def _run(self, x: torch.Tensor, sources: dict[str, torch.Tensor], create: bool = False) -> torch.Tensor:
+        n = x.shape[0]
+        env: dict[str, tuple[torch.Tensor, bool]] = {"in": (x, True)}
+        for name in self.inputs:
+            env[name] = (sources[name], True)
+        prev = env["in"]
+        for nd, hold in zip(self.layer.nodes, self.nodes, strict=True):
+            if nd.inputs is not None:
+                args = [env[name] for name in nd.inputs]
+            else:
+                args = [] if nd.op in ("param", "buffer") else [prev]
+            batched = any(b for _, b in args)
+            xs = [t for t, _ in args]
+            if nd.op == "cat" and batched and n > 1:  # a batch-1 leading 1 of a parameter input grows to N (expand(B))
+                xs = [t if b or t.shape[0] != 1 else t.expand(n, *t.shape[1:]) for t, b in args]
+            y = _GRAPH_OPS[nd.op](nd, xs, _GraphCall(hold, create, n, batched))
+            prev = (y, batched)
+            if nd.id is not None:
+                env[nd.id] = prev
+        return env[self.layer.output][0] if self.layer.output is not None else prev[0]
+
+    def forward(self, x: torch.Tensor, outputs: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        return self._run(x, outputs or {})
+
+
+def _probe(blocks: list[nn.Module], names: list[str | None], inp: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The tensor the modules built so far produce at batch 1 (a dry run on zeros) and their named outputs."""
+    outputs: dict[str, torch.Tensor] = {}
+    x = torch.zeros(1, inp.channels, inp.height, inp.width)
+    with torch.no_grad():
+        for block, name in zip(blocks, names, strict=True):
+            block.eval()
+            x = _call(block, x, outputs)
+            if name is not None:
+                outputs[name] = x
+    return x, outputs
+
+
+def _graph(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:
+    if cfg.probe is None:
+        raise UsageError("a graph layer is built by torchref.build (it needs the shapes of what it reads)")
+    x, outputs = cfg.probe()
+    module = GraphModule(layer, x, outputs)
+    with torch.no_grad():
+        y = module(x, outputs)
+    return module, int(y.shape[1]) if y.dim() > 1 else int(y.numel())
 
 
 def export_onnx(spec: NetworkSpec, path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:

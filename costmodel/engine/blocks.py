@@ -54,6 +54,8 @@ class Flow:
 
     inp: Shape
     steps: list[Step] = field(default_factory=list)
+    #: the tensor that leaves the block, where it is not the last step's (a graph layer's ``output``)
+    result: int | None = None
 
     @property
     def last(self) -> int:
@@ -66,8 +68,8 @@ class Flow:
 
     @property
     def output(self) -> Shape:
-        """The block's output shape: its last step's output."""
-        return self.shape(self.last)
+        """The block's output shape: its last step's output (or ``result``'s)."""
+        return self.shape(self.last if self.result is None else self.result)
 
     def add(self, stage: str, op: Op, inputs: tuple[int, ...] | None = None) -> int:
         """Append ``op`` reading ``inputs`` (default: the latest tensor); the id of its output tensor."""

@@ -317,6 +317,17 @@ register(
 
 register(_MaxPool, blocks_fusion.maxpool, torch=_T + "_maxpool", matchers=(_primitive("prim_maxpool", 70, "maxpool"),))
 
+# Op-level graphs (spec/layers_graph.py, engine/blocks_graph.py, engine/graph_ops.py).
+from ..spec.layers_graph import GraphLayer as _Graph  # noqa: E402
+from . import blocks_graph  # noqa: E402
+
+register(
+    _Graph,
+    blocks_graph.graph,
+    torch=_T + "_graph",
+    unmatched="the importer emits graph layers itself, for what no block kind's matcher says (its fallback)",
+)
+
 _missing = sorted(set(LAYER_MODELS) - set(KINDS))
 if _missing:  # a layer model registered in the spec without a block function
     raise ImportError(f"layer kinds without a block function: {', '.join(_missing)}")

@@ -111,6 +111,8 @@ class Op:
     folds: bool = False
     attrs: dict[str, Num] = field(default_factory=dict)  # conv: kernel, stride, groups
     saves: tuple[str, ...] | None = None  # what autograd saves in train mode (tokens of SAVES); None: not modelled
+    # whether the output scales with the batch (graph ops on parameters alone do not: engine/graph_ops.py)
+    batched: bool = True
 
     def __post_init__(self) -> None:
         # every per-op metric is given, none is made up: a metric an op forgets is an error, never a silent 0
@@ -121,6 +123,15 @@ class Op:
                 f"op {self.name} ({self.detail}): costs must hold exactly the per-op metrics "
                 f"{', '.join(_metrics.OP_METRICS)} (engine/metrics.py); missing {missing}, unknown {extra}"
             )
+
+
+def activation_elements(op: Op, n: Num) -> Num:
+    """The activations (output elements, batch n included) of ``op``: n·numel(output) for a batched output,
+    numel(output) for one computed from parameters alone, 0 for a parameter or buffer itself (a graph's
+    ``param`` / ``buffer`` node, category ``param``: its tensor is a weight, not an activation)."""
+    if op.batched:
+        return n * numel(op.output)
+    return 0 if op.category == "param" else numel(op.output)
 
 
 def _costs(params: Num, buffers: Num, macs: Num, flops: Num) -> dict[str, Num]:

@@ -19,7 +19,7 @@ from ..spec.scaling import needs_resolution, resolve
 from .blocks import BlockArgs
 from .kinds import KINDS
 from .metrics import OP_METRICS
-from .ops import numel
+from .ops import activation_elements, numel
 from .report import BlockInfo, Report, Row
 from .symbols import Num, to_int_or_expr, value
 
@@ -99,6 +99,12 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
             raise SpecError(
                 f"a {layer.kind} layer cannot follow layer {flat_from} ({spec.layers[flat_from].kind}): its input "
                 "is a flat vector from there on, not a feature map",
+                ("layers", i, "kind"),
+            )
+        if model.spatial and flat_from is None and len(shape) != 3:  # only a graph layer outputs other shapes
+            raise SpecError(
+                f"a {layer.kind} layer needs a (C, H, W) feature map, but the previous layer outputs "
+                f"{'×'.join(map(str, shape))}",
                 ("layers", i, "kind"),
             )
         if model.flattens:
@@ -183,10 +189,10 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                 if made is None:
                     if symbols:
                         made = {m: clean(op.costs[m]) for m in OP_METRICS}
-                        made["activations"] = clean(n * numel(op.output))
+                        made["activations"] = clean(n * numel(op.output) if op.batched else activation_elements(op, n))
                     else:  # ints throughout: nothing to clean
                         made = dict(zip(OP_METRICS, op_metrics(op.costs), strict=True))
-                        made["activations"] = n * numel(op.output)
+                        made["activations"] = n * numel(op.output) if op.batched else activation_elements(op, n)
                     op_costs[id(op)] = made
                 costs = made.copy()  # each row owns its dict
                 reads = step.inputs
@@ -216,7 +222,9 @@ def _walk(spec: NetworkSpec, report_class: type[R]) -> R:
                 )
             )
             shape = out
-            current = next_id - 1
+            current = next_id - 1 if flow.result is None else base + flow.result
+        if flat_from is not None and not model.flattens and len(shape) == 3:  # a graph made a map again
+            flat_from = None
         if layer.name is not None:
             named[layer.name] = (shape, current)
             named_at.setdefault(layer.name, []).append(i)

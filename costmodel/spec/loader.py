@@ -464,6 +464,8 @@ def validate_model(model: Any, data: Any, src: Source, bind: Mapping[str, int] |
         field = first.get("ctx", {}).get("field")
         if isinstance(field, str):  # a model-level check that names its field
             path = (*path, field)
+        elif isinstance(field, tuple):  # … or a field further down (a graph layer's nodes[j].inputs[k])
+            path = (*path, *field)
         allowed = _allowed_keys(data, path, model) if first["type"] == "extra_forbidden" else None
         err = SpecError(_message(first, allowed), path, more=len(errors) - 1)
         raise src.locate(err) from None
