@@ -796,6 +796,44 @@ def _fold_linear_views(nodes: list[GNode], tensors: list[Tensor], keep: set[int]
     return [n for i, n in enumerate(nodes) if i not in drop]
 
 
+def _unpermute_dim0(nodes: list[GNode], tensors: list[Tensor], keep: set[int]) -> list[GNode]:
+    """``select`` / ``slice`` along dim 0 of ``permute(x, p)`` with p[0] ≠ 0 (``qkv.permute(2, 0, 3, 1, 4)
+    .unbind(0)``, where the batch is no longer dim 0) is the same op along dim p[0] of x, then the permute of the
+    remaining dims: the graph's dim 0 stays the batch's. The permute node goes when nothing else reads it."""
+    producer = {n.out: n for n in nodes}
+    out: list[GNode] = []
+    for n in nodes:
+        p = producer.get(n.inputs[0]) if n.inputs else None
+        dims: list[int] | None = None
+        if p is not None and p.op == "permute":
+            dims = list(p.fields["dims"])
+        elif p is not None and p.op == "transpose":
+            a, b = p.fields["dims"]
+            dims = list(range(len(tensors[p.out].shape)))
+            dims[a], dims[b] = dims[b], dims[a]
+        if p is None or dims is None or n.op not in ("select", "slice") or n.fields["dim"] != 0 or dims[0] == 0:
+            out.append(n)
+            continue
+        x = p.inputs[0]
+        xs = tensors[x].shape
+        d = dims[0]
+        if n.op == "select":
+            zshape = xs[:d] + xs[d + 1 :]
+            rest = [v - (v > d) for v in dims[1:]]
+        else:
+            zshape = (*xs[:d], tensors[n.out].shape[0], *xs[d + 1 :])
+            rest = dims
+        tensors.append(Tensor("op", tuple(zshape)))
+        z = len(tensors) - 1
+        out.append(GNode(n.op, {**n.fields, "dim": d}, [x], z, n.scope, n.owns))
+        if rest == sorted(rest):
+            out.append(GNode("reshape", {"shape": list(tensors[n.out].shape)}, [z], n.out, n.scope))
+        else:
+            out.append(GNode("permute", {"dims": rest}, [z], n.out, n.scope))
+    read = {t for n in out for t in n.inputs} | keep
+    return [n for n in out if n.op not in ("permute", "transpose") or n.out in read]
+
+
 # --------------------------------------------------------------------------------------------------- segments
 
 
@@ -1052,7 +1090,7 @@ def import_graph(module: nn.Module, input: tuple[int, int, int]) -> GraphImport:
     output = low.rename.get(tr.output, tr.output)
     if output not in low.emitted:
         raise UsageError("the model's output is not written by any traced op")
-    nodes = _fold_linear_views(low.nodes, tr.tensors, {output})
+    nodes = _unpermute_dim0(_fold_linear_views(low.nodes, tr.tensors, {output}), tr.tensors, {output})
     segs = segment(nodes, tr.tensors, output, tr.containers)
     layers = compact(layers_of(segs, tr.tensors, output))
     extra = unread_nodes(tr, low)
