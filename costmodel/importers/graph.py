@@ -485,17 +485,22 @@ class _Lowering:
                 m2 = tid(op.args[1])
             assert a is not None and m2 is not None
             w = self.tposed.get(m2)
-            if w is not None and self.reads.get(m2) == 1 and self.own([w]):
+            if w is not None and self.reads.get(m2) == 1:
                 shp = self.shape(w)
+                own_w = self.own([w])
                 own_bias = bias is not None and self.own([bias]) and self.shape(bias) == (shp[0],)
                 fields = {"out": int(shp[0]), "bias": own_bias}
-                owns = [w] + ([bias] if own_bias and bias is not None else [])
+                owns = ([w] if own_w else []) + ([bias] if own_bias and bias is not None else [])
+                ins = [a] if own_w else [a, w]  # a weight read elsewhere too (tied) is a param node read here
                 if bias is not None and not own_bias:
-                    mid = self._temp(oshape)
-                    self.emit("linear", fields, [a], mid, scope, owns)
-                    self.emit("add", {}, [mid, bias], out, scope, [])
-                else:
-                    self.emit("linear", fields, [a], out, scope, owns)
+                    if own_w:
+                        mid = self._temp(oshape)
+                        self.emit("linear", fields, ins, mid, scope, owns)
+                        self.emit("add", {}, [mid, bias], out, scope, [])
+                        return
+                    fields.pop("bias")
+                    ins.append(bias)
+                self.emit("linear", fields, ins, out, scope, owns)
                 return
             if bias is not None:
                 mid = self._temp(oshape)
@@ -775,7 +780,7 @@ def _fold_linear_views(nodes: list[GNode], tensors: list[Tensor], keep: set[int]
     producer = {n.out: i for i, n in enumerate(nodes)}
     drop: set[int] = set()
     for i, n in enumerate(nodes):
-        if n.op != "linear" or len(n.inputs) != 1:
+        if n.op != "linear" or not n.inputs:
             continue
         r1 = producer.get(n.inputs[0])
         if r1 is None or nodes[r1].op != "reshape" or len(readers.get(nodes[r1].out, [])) != 1:
@@ -791,7 +796,7 @@ def _fold_linear_views(nodes: list[GNode], tensors: list[Tensor], keep: set[int]
         r2 = rd[0]
         if tuple(tensors[nodes[r2].out].shape) != (*sshape[:-1], n.fields["out"]):
             continue
-        nodes[i] = GNode("linear", n.fields, [src], nodes[r2].out, n.scope, n.owns)
+        nodes[i] = GNode("linear", n.fields, [src, *n.inputs[1:]], nodes[r2].out, n.scope, n.owns)
         drop.update({r1, r2})
     return [n for i, n in enumerate(nodes) if i not in drop]
 
