@@ -107,6 +107,10 @@ _UPSAMPLE = {
 }
 
 
+class InternalError(UsageError):
+    """A graph spec that would count more params or MACs than its model: a costmodel bug, never a figure."""
+
+
 class _Ref:
     """A tensor argument of a recorded op: the traced tensor's id."""
 
@@ -1079,6 +1083,7 @@ class GraphImport:
     layers: list[dict[str, Any]]
     problems: list[Problem]
     fallbacks: dict[str, int]
+    unread: list[str]
     macs: int
     output_shape: tuple[int, ...]
 
@@ -1112,7 +1117,8 @@ def import_graph(module: nn.Module, input: tuple[int, int, int]) -> GraphImport:
         last["nodes"] = [*last["nodes"], *extra]
         if "output" not in last:
             last["output"] = _last_id(last)
-    return GraphImport(layers, low.problems, low.fallbacks, tr.macs, tr.output_shape)
+    unread = [str(node["module"]) for node in extra]
+    return GraphImport(layers, low.problems, low.fallbacks, unread, tr.macs, tr.output_shape)
 
 
 def _last_id(layer: dict[str, Any]) -> str:
@@ -1159,6 +1165,15 @@ def graph_spec(
                 2000,
             )
         )
+    if g.unread:
+        shown = ", ".join(g.unread[:5]) + (", …" if len(g.unread) > 5 else "")
+        notes.append(
+            printable(
+                f"{len(g.unread)} parameter or buffer tensors the forward never reads are `unread: true` nodes "
+                f"(counted, as sum(p.numel()) counts them): {shown}",
+                2000,
+            )
+        )
     kinds = {"graph": sum(int(layer.get("repeat", 1)) for layer in g.layers)}
     report = ImportReport(origin, source, {}, list(g.problems), notes, kinds)
     spec = validate(data, ImportSource(origin, report))
@@ -1172,7 +1187,7 @@ def graph_spec(
     over = [k for k in ("params", "macs") if report.spec[k] > source[k]]
     if over:
         more = " and ".join(f"{k} ({report.spec[k]:,}) than the model has ({source[k]:,})" for k in over)
-        raise UsageError(
+        raise InternalError(
             f"internal error: the graph spec imported from {printable(origin, 200)} counts more {more}; "
             "this is a costmodel bug, please report the model"
         )
