@@ -107,6 +107,9 @@ _UPSAMPLE = {
 }
 
 
+_PAD_MODES = {"reflection": "reflect", "replication": "replicate"}
+
+
 class InternalError(UsageError):
     """A graph spec that would count more params or MACs than its model: a costmodel bug, never a figure."""
 
@@ -373,6 +376,7 @@ class _Lowering:
         self.tposed: dict[int, int] = {}  # tid of t(W) → W's tid (W a parameter), not emitted unless read otherwise
         self.owned: set[int] = set()
         self.lazy: dict[int, RawOp] = {}
+        self.empty: set[int] = set()  # empty tensors (a slice 0:0): no node can hold a size 0
         self.tracked: set[int] = set()  # num_batches_tracked buffers a batch_norm node counts
 
     # -- tensors ---------------------------------------------------------------------------------------------
@@ -401,17 +405,23 @@ class _Lowering:
         self.emitted.add(tid)
         return tid
 
-    def own(self, tids: list[int | None], reader_reads: int = 1) -> bool:
-        """Whether the parameters ``tids`` (None: absent) are read once, directly, by this op alone."""
-        for t in tids:
+    def own(self, tids: list[int | None], buffers: tuple[int | None, ...] = ()) -> bool:
+        """Whether the parameters ``tids`` (and ``buffers``, a norm's running statistics; None: absent) are read
+        once, directly, by this op alone."""
+        for t in [*tids, *buffers]:
             if t is None:
                 continue
             x = self.tr.tensors[t]
-            if x.kind not in ("param", "buffer") or t in self.emitted or self.reads.get(t, 0) != reader_reads:
+            want = "buffer" if t in buffers else "param"
+            if x.kind != want or t in self.emitted or self.reads.get(t, 0) != 1:
                 return False
         return True
 
     def emit(self, op: str, fields: dict[str, Any], inputs: list[int], out: int, scope: str, owns: list[int]) -> None:
+        if any(t in self.empty for t in inputs):  # not said: an aten node of the output, reading the rest
+            self.problems.append(Problem(op, scope, "reads an empty tensor, which no graph node can hold"))
+            op, fields, owns = "aten", {"fn": op, "shape": list(self.shape(out))}, []
+            inputs = [t for t in inputs if t not in self.empty]
         ins = [self.need(t, scope) for t in inputs]
         self.nodes.append(GNode(op, fields, ins, out, scope, [self.tr.tensors[t].name for t in owns]))
         self.owned.update(owns)
@@ -453,6 +463,9 @@ class _Lowering:
         fn, scope = op.fn, op.scope
         out = op.outs[0]
         oshape = self.shape(out)
+        if op.ins and any(t in self.empty for t in op.ins) and all(0 in self.shape(o) for o in op.outs):
+            self.empty.update(op.outs)  # empty in, empty out (a view or norm of no tokens)
+            return
         if not op.ins and len(op.outs) == 1:  # a tensor made from nothing (empty, zeros, arange): written if read
             self.lazy[out] = op
             return
@@ -547,7 +560,7 @@ class _Lowering:
                 and rm is not None
                 and rv is not None
                 and (w is None) == (b is None)
-                and self.own([w, b, rm, rv])
+                and self.own([w, b], (rm, rv))
             ):
                 fields = {"affine": w is not None}
                 nbt = self._tracked(rm)
@@ -676,7 +689,7 @@ class _Lowering:
                 self.emit("expand", {"shape": list(oshape)}, [x], out, scope, [])
             return
         if fn == "cat":
-            parts = [tid(a) for a in op.args[0]]
+            parts = [t for t in (tid(a) for a in op.args[0]) if t not in self.empty]
             d = _dim(int(_arg(op, 1, "dim", 0)), len(oshape))
             ins2 = [t for t in parts if t is not None]
             if len(ins2) == 1:
@@ -696,6 +709,9 @@ class _Lowering:
             e = n if end is None else int(end)
             s = max(0, min(n, s + n if s < 0 else s))
             e = max(0, min(n, e + n if e < 0 else e))
+            if e <= s:  # an empty slice (``x[:, :0]``, no prefix tokens): a cat drops it
+                self.empty.add(out)
+                return
             fields = {"dim": d, "start": s, "end": e, "step": step}
             _drop(fields, step=1)
             self.emit("slice", fields, [x], out, scope, [])
@@ -730,7 +746,9 @@ class _Lowering:
             self.emit("pad", {"pads": pads}, [x], out, scope, [])
             return
         if fn in ("reflection_pad1d", "reflection_pad2d", "replication_pad1d", "replication_pad2d") and x is not None:
-            self.emit("pad", {"pads": [int(p) for p in op.args[1]], "mode": fn.split("_")[0]}, [x], out, scope, [])
+            self.emit(
+                "pad", {"pads": [int(p) for p in op.args[1]], "mode": _PAD_MODES[fn.split("_")[0]]}, [x], out, scope, []
+            )
             return
         if fn == "roll" and x is not None:
             shifts = op.args[1] if isinstance(op.args[1], list) else [op.args[1]]
@@ -1032,6 +1050,10 @@ def _stem(name: str) -> str | None:
     return head if head and tail.isdigit() else None
 
 
+def _index(name: str) -> str:
+    return name.rpartition(".")[2]
+
+
 def compact(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Equal consecutive graph layers (same nodes, ids and relative modules included; no ``inputs``; not read by a
     later layer by name; names ``P.i``, ``P.i+1``, …) become one layer named ``P`` with ``repeat``."""
@@ -1052,6 +1074,9 @@ def compact(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     break
                 j += 1
         if j - i > 1:
+            taken = {layer["name"] for layer in layers} | {layer["name"] for layer in out}
+            if stem in taken:  # the stem names another layer too (dla's level2.tree1 and level2.tree1.0 …)
+                stem = f"{a['name']}-{_index(layers[j - 1]['name'])}"
             out.append(
                 {
                     "kind": "graph",

@@ -463,8 +463,8 @@ def from_torch(
     where = f"{'x'.join(map(str, shape))} from {input_from or 'the input given to from_torch'}"
     try:
         spec = _from_torch_blocks(module, shape, name, origin, symbolic_resolution, where)
-    except UsageError as exc:  # the block kinds cannot say it (or the recorder cannot trace it): op graphs can
-        blocks_error: UsageError | None = exc
+    except CostModelError as exc:  # the block kinds cannot say it (or the recorder cannot trace it): op graphs can
+        blocks_error: CostModelError | None = exc
         spec = None
     else:
         blocks_error = None
@@ -498,7 +498,7 @@ def from_torch(
         report = report_of(spec)
         if report is not None:
             why = printable(str(exc), 400)
-            report.problems.append(Problem("graph", "", f"the op-graph fallback failed: {why}"))
+            report.problems.insert(0, Problem("graph", "", f"the op-graph fallback failed: {why}"))
         return spec
 
 
