@@ -528,7 +528,7 @@ def _flatten(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, i
 
 def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
     """The torch module equivalent to ``spec`` and the input shape (N, C, H, W) it takes (an
-    nn.Sequential, or a :class:`Network` keeping named outputs when the spec has a concat)."""
+    nn.Sequential, or a :class:`Network` keeping named outputs when the spec has a concat or a graph)."""
     uses = symbol_uses(spec)
     if uses:
         path, name = uses[0]
@@ -540,13 +540,14 @@ def build(spec: NetworkSpec) -> tuple[nn.Module, tuple[int, int, int, int]]:
     inp: Any = spec.input  # every integer field is an int here (checked above)
     c: int = inp.channels
     flat = False
+    probe = _Probe(blocks, names, inp)  # what a graph layer reads, for its weights' shapes
     dropped: list[nn.Module] = []  # the blocks drop_path counts (layers with a residual field, repeats expanded)
     for layer in spec.layers:
         if type(layer).flattens and not flat:
             c = c * _spatial(blocks, names, inp)  # Flatten: the linear layer sees C·H·W features
             flat = True
         cfg = _Cfg(layer, spec, channels)
-        cfg.probe = functools.partial(_probe, blocks, names, inp)
+        cfg.probe = probe
         lay: Any = layer
         for r in range(getattr(lay, "repeat", 1)):
             block, c = _block(layer, cfg, c, getattr(lay, "stride", 1) if r == 0 else 1)
@@ -1138,7 +1139,7 @@ def _g_clamp(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
     return torch.clamp(xs[0], xs[1], xs[2] if len(xs) > 2 else None)
 
 
-def _g_cat(nd: Any, xs: list[torch.Tensor], c: _GraphCall, batched: list[bool] | None = None) -> torch.Tensor:
+def _g_cat(nd: Any, xs: list[torch.Tensor], c: _GraphCall) -> torch.Tensor:
     return torch.cat(xs, nd.get("dim"))
 
 
@@ -1259,17 +1260,25 @@ class GraphModule(nn.Module):
         return self._run(x, outputs or {})
 
 
-def _probe(blocks: list[nn.Module], names: list[str | None], inp: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The tensor the modules built so far produce at batch 1 (a dry run on zeros) and their named outputs."""
-    outputs: dict[str, torch.Tensor] = {}
-    x = torch.zeros(1, inp.channels, inp.height, inp.width)
-    with torch.no_grad():
-        for block, name in zip(blocks, names, strict=True):
-            block.eval()
-            x = _call(block, x, outputs)
-            if name is not None:
-                outputs[name] = x
-    return x, outputs
+class _Probe:
+    """A dry run of the modules ``build`` has made so far, at batch 1 on zeros: what a graph layer reads (the
+    running tensor and the named outputs). Incremental: each call runs only the blocks added since the last one,
+    in eval mode, leaving each block's mode as it was."""
+
+    def __init__(self, blocks: list[nn.Module], names: list[str | None], inp: Any) -> None:
+        self.blocks, self.names = blocks, names
+        self.outs: list[torch.Tensor] = []
+        self.x = torch.zeros(1, inp.channels, inp.height, inp.width)
+
+    def __call__(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.no_grad():
+            for block in self.blocks[len(self.outs) :]:
+                named = {n: self.outs[i] for i, n in enumerate(self.names[: len(self.outs)]) if n is not None}
+                mode = block.training
+                self.x = _call(block.eval(), self.x, named)
+                block.train(mode)
+                self.outs.append(self.x)
+        return self.x, {n: self.outs[i] for i, n in enumerate(self.names) if n is not None and i < len(self.outs)}
 
 
 def _graph(layer: Any, cfg: _Cfg, cin: int, stride: int) -> tuple[nn.Module, int]:

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import SpecError
 from ..spec.layers_graph import IN
 from .blocks import BlockArgs, Flow
-from .graph_ops import evaluate
+from .graph_ops import UNKNOWN, evaluate
 from .ops import Shape
 
 
@@ -41,11 +41,11 @@ def graph(layer: Any, a: BlockArgs) -> Flow:
     dim 1 (a SpecError naming ``output`` otherwise)."""
     f = GraphFlow(a.inp)
     shapes: dict[int, Shape] = {0: (1, *a.inp)}
-    batched: dict[int, bool] = {0: True}
+    batched: dict[int, int | None] = {0: 0}  # where each tensor holds the batch (None: unbatched)
     names: dict[str, int] = {IN: 0}
     for j, src in enumerate(a.sources):
         t = -(j + 1)
-        shapes[t], batched[t] = (1, *src), True
+        shapes[t], batched[t] = (1, *src), 0
         names[layer.inputs[j]] = t
     prev = 0
     for j, node in enumerate(layer.nodes):
@@ -54,16 +54,24 @@ def graph(layer: Any, a: BlockArgs) -> Flow:
             reads = tuple(names[name] for name in node.inputs)
         else:
             reads = () if node.op in ("param", "buffer") else (prev,)
-        op = evaluate(node, tuple(shapes[t] for t in reads), tuple(batched[t] for t in reads), a.n, path)
+        op, where = evaluate(node, tuple(shapes[t] for t in reads), tuple(batched[t] for t in reads), a.n, path)
         t = f.add(node.module or node.op, op, reads)
-        shapes[t], batched[t] = op.output, op.batched
+        shapes[t], batched[t] = op.output, where
         if node.id is not None:
             names[node.id] = t
         prev = t
     result = names[layer.output] if layer.output is not None else f.last
     out = shapes[result]
-    if not batched[result] or not out or out[0] != 1:
-        why = "is computed from parameters alone" if not batched[result] else f"is {'×'.join(map(str, out))}"
+    if batched[result] != 0 or out[0] != 1:
+        why = (
+            "is computed from parameters alone"
+            if batched[result] is None
+            else f"is {'×'.join(map(str, out))}"
+            if out[0] != 1
+            else f"holds the batch in dim {batched[result]}, not dim 0"
+            if batched[result] != UNKNOWN
+            else "holds the batch folded with other dims (a reshape of a tensor whose batch is not its outermost dim)"
+        )
         raise SpecError(
             f"the layer's output tensor {why}: it must be batched with leading dim 1 (the batch)",
             (*a.path, "output" if layer.output is not None else "nodes"),

@@ -39,14 +39,14 @@ class Node:
 
     node: OpNode
     shapes: tuple[Shape, ...]
-    inputs_batched: tuple[bool, ...]
+    batch_dims: tuple[int | None, ...]  # where each input holds the batch: None unbatched, UNKNOWN folded elsewhere
     n: Num
     path: tuple[str | int, ...]  # ("layers", i, "nodes", j)
 
     @property
     def batched(self) -> bool:
         """Whether the output is batched: any input is."""
-        return any(self.inputs_batched)
+        return any(b is not None for b in self.batch_dims)
 
     @property
     def label(self) -> str:
@@ -84,6 +84,13 @@ class Node:
         """The Op of this node from its batch-1 costs (MACs and FLOPs × :attr:`scale`)."""
         b = self.batched if batched is None else batched
         s = self.n if b else 1
+        if any(getattr(v, "is_nonpositive", False) is True or (isinstance(v, int) and v < 1) for v in out):
+            field = "kernel" if "kernel" in _spec.OPS[self.node.op].fields else "op"
+            self.fail(
+                f"would output {_shape_text(tuple(out))} from its {_shape_text(self.shapes[0])} input: every size must "
+                "be at least 1 (the kernel does not fit the padded input)",
+                field,
+            )
         return Op(
             self.node.op,
             detail,
@@ -124,12 +131,6 @@ def _dim(d: int, rank: int, c: Node, field: str = "dim") -> int:
     if not -rank <= d < rank:
         c.fail(f"dim {d} is out of range for a rank-{rank} input", field)
     return d % rank
-
-
-def _batch_dim(d: int, c: Node, what: str, field: str = "dim", which: int = 0) -> None:
-    """Refuse an op along dim 0 of a batched tensor: at batch n its result is no n copies of batch 1's."""
-    if d == 0 and c.inputs_batched[which]:
-        c.fail(f"{what} along dim 0 of a batched tensor: its cost does not scale with the batch", field)
 
 
 def _same(a: Num, b: Num, c: Node, field: str, what: str) -> None:
@@ -204,6 +205,8 @@ def _conv(c: Node) -> Op:
     op_ = _ints(c.get("output_padding"), rank, "output_padding", c)
     if not transposed and any(op_):
         c.fail("output_padding is for a transposed conv", "output_padding")
+    if any(o >= max(si, di) for o, si, di in zip(op_, s, d, strict=True)):
+        c.fail("output_padding must be smaller than the stride or the dilation (torch refuses it)", "output_padding")
     for width, what in ((cin, "input"), (cout, "output")):
         if divides(g, width) is False:
             c.fail(f"groups {g} does not divide the {what} channels {width}", "groups")
@@ -335,6 +338,14 @@ def _sdpa(c: Node) -> Op:
     _same(k[-2], v[-2], c, "inputs", f"k and v hold {k[-2]} and {v[-2]} positions")
     batch = broadcast([q[:-2], k[:-2], v[:-2]], c)
     sq, sk, d, dv = q[-2], k[-2], q[-1], v[-1]
+    if len(c.shapes) > 3:
+        scores = (*batch, sq, sk)
+        if len(broadcast([c.shapes[3], scores], c)) != len(scores) or any(
+            equal(a, b) is False for a, b in zip(broadcast([c.shapes[3], scores], c), scores, strict=True)
+        ):
+            c.fail(
+                f"the mask {_shape_text(c.shapes[3])} does not broadcast to the scores {_shape_text(scores)}", "inputs"
+            )
     logits = math.prod(batch) * sq * sk
     macs = logits * (d + dv)
     flops = 2 * macs + (ops.ATTENTION_SOFTMAX_FLOPS + (1 if len(c.shapes) > 3 else 0)) * logits
@@ -440,7 +451,6 @@ def _softmax(c: Node) -> Op:
     if not isinstance(d, int):
         c.fail("softmax takes one dim", "dim")
     d = _dim(d, len(x), c)
-    _batch_dim(d, c, "a softmax")
     return c.op(x, "act", f"dim {d}", flops=SOFTMAX_FLOPS * ops.numel(x))
 
 
@@ -450,8 +460,8 @@ def _softmax(c: Node) -> Op:
 def _pool_size(c: Node, x: Num, k: int, s: int, p: int, d: int, ceil: bool) -> Num:
     """torch's pooling output size: floor or ceil((X + 2p − d(k − 1) − 1)/s) + 1, and with ceil the last window
     must start inside the padded input ((out − 1)·s < X + p)."""
-    if 2 * p > k:
-        c.fail(f"padding {p} is more than half the kernel {k} (torch refuses it)", "padding")
+    if 2 * p > d * (k - 1) + 1:
+        c.fail(f"padding {p} is more than half the (dilated) kernel {d * (k - 1) + 1} (torch refuses it)", "padding")
     span = x + 2 * p - d * (k - 1) - 1
     if not ceil:
         return floordiv(span, s) + 1
@@ -539,8 +549,6 @@ def _reduce(name: str) -> Formula:
         dims = sorted({_dim(v, len(x), c) for v in ([d] if isinstance(d, int) else d)}) if d is not None else []
         if d is None:
             dims = list(range(len(x)))
-        for v in dims:
-            _batch_dim(v, c, f"a {name}")
         keep = bool(c.get("keepdim"))
         out = tuple(1 if k in dims else s for k, s in enumerate(x) if keep or k not in dims)
         reads = ops.numel(x)
@@ -582,6 +590,8 @@ def _data(c: Node, out: Shape, detail: str = "") -> Op:
 def _reshape(c: Node) -> Op:
     """reshape / view to ``shape`` (one −1 inferred): numel must stay; 0 cost."""
     x, want = c.shapes[0], list(c.get("shape"))
+    if 0 in want:
+        c.fail("shape holds a 0", "shape")
     if want.count(-1) > 1:
         c.fail("shape holds −1 more than once", "shape")
     known = math.prod(v for v in want if v != -1)
@@ -630,6 +640,8 @@ def _flatten(c: Node) -> Op:
 def _expand(c: Node) -> Op:
     """expand to ``shape`` (−1 keeps a dim; new leading dims allowed; only size-1 dims grow); 0 cost."""
     x, want = c.shapes[0], c.get("shape")
+    if 0 in want:
+        c.fail("shape holds a 0", "shape")
     if len(want) < len(x):
         c.fail(f"shape {want} has fewer dims than the input {_shape_text(x)}", "shape")
     lead = len(want) - len(x)
@@ -659,7 +671,6 @@ def _cat(c: Node) -> Op:
             equal(a, b) is False for k, (a, b) in enumerate(zip(s, first, strict=True)) if k != d
         ):
             c.fail(f"input {j} is {_shape_text(s)}, the first {_shape_text(first)}: only dim {d} may differ", "inputs")
-        _batch_dim(d, c, "a concat", which=j)
     total: Num = 0
     for s in c.shapes:
         total = total + s[d]
@@ -670,7 +681,6 @@ def _slice(c: Node) -> Op:
     """x[start:end:step] along ``dim`` (Python's slice rule); 0 cost."""
     x = c.shapes[0]
     d = _dim(c.get("dim"), len(x), c)
-    _batch_dim(d, c, "a slice")
     start, end, step = c.get("start"), c.get("end"), c.get("step")
     size = x[d]
     if is_symbolic(size):
@@ -691,7 +701,6 @@ def _select(c: Node) -> Op:
     """x.select(dim, index): dim removed; 0 cost."""
     x = c.shapes[0]
     d = _dim(c.get("dim"), len(x), c)
-    _batch_dim(d, c, "a select")
     i = c.get("index")
     if isinstance(x[d], int) and not -x[d] <= i < x[d]:
         c.fail(f"index {i} is out of range for size {x[d]}", "index")
@@ -705,6 +714,11 @@ def _pad(c: Node) -> Op:
         c.fail(f"pads {pads} is no list of (before, after) pairs for the {len(x)} dims", "pads")
     if c.get("mode") not in ("constant", "reflect", "replicate", "circular"):
         c.fail("mode is constant, reflect, replicate or circular", "mode")
+    if c.get("mode") != "constant":
+        for k, v in enumerate(pads):
+            size = x[len(x) - 1 - k // 2]
+            if v < 0 or (c.get("mode") == "reflect" and isinstance(size, int) and v >= size):
+                c.fail(f"a {c.get('mode')} pad of {v} does not fit the size {size} (torch refuses it)", "pads")
     out = list(x)
     for k in range(len(pads) // 2):
         out[len(x) - 1 - k] = out[len(x) - 1 - k] + pads[2 * k] + pads[2 * k + 1]
@@ -720,7 +734,7 @@ def _roll(c: Node) -> Op:
     if len(dims) != len(c.get("size")):
         c.fail("size (the shifts) and dims have different lengths", "dims")
     for v in dims:
-        _batch_dim(_dim(v, len(x), c, "dims"), c, "a roll", "dims")
+        _dim(v, len(x), c, "dims")
     return _data(c, x)
 
 
@@ -831,6 +845,121 @@ if set(REGISTRY) != set(_spec.OPS):  # one formula per op of the spec's field ta
     raise ImportError(f"graph ops without a formula (or formulas of no op): {sorted(set(REGISTRY) ^ set(_spec.OPS))}")
 
 
-def evaluate(node: OpNode, shapes: tuple[Shape, ...], batched: tuple[bool, ...], n: Num, path: Any) -> Op:
-    """The Op of ``node`` reading tensors of ``shapes`` (batch 1) with ``batched`` flags, at batch ``n``."""
-    return REGISTRY[node.op].formula(Node(node, shapes, batched, n, path))
+def evaluate(
+    node: OpNode, shapes: tuple[Shape, ...], batch_dims: tuple[int | None, ...], n: Num, path: Any
+) -> tuple[Op, int | None]:
+    """The Op of ``node`` reading tensors of ``shapes`` (batch 1) that hold the batch in ``batch_dims`` (None:
+    unbatched), at batch ``n``; and where its output holds the batch (:func:`batch_position`)."""
+    c = Node(node, shapes, batch_dims, n, path)
+    op = REGISTRY[node.op].formula(c)
+    return op, batch_position(c, op.output)
+
+
+# ------------------------------------------------------------------------------------- where the batch is
+
+UNKNOWN = -1
+"""The batch position of a tensor whose batch is folded into a dim with others in a way the graph does not say
+(a reshape of a tensor whose batch is not its outermost dim): its costs still scale with n."""
+
+_LEADING_BATCH = frozenset(
+    {
+        "conv",
+        "avg_pool",
+        "max_pool",
+        "adaptive_avg_pool",
+        "adaptive_max_pool",
+        "interpolate",
+        "batch_norm",
+        "group_norm",
+    }
+)
+_REDUCTIONS = frozenset({"mean", "sum", "amax", "var"})
+
+
+def batch_position(c: Node, out: Shape) -> int | None:
+    """Which dim of the output holds the batch (None: unbatched; :data:`UNKNOWN`: folded where the graph does not
+    say), followed through permutes, transposes, selects, reductions, reshapes (a batch in the outermost dim stays
+    there, folded: Swin's windows) and broadcasting (right-aligned). An op that would mix samples — a reduction,
+    softmax, select, slice or roll along the batch, a contraction over it, a conv or pool whose batch is not dim 0
+    — is refused: at batch n it is no n copies of batch 1's op, so its cost is not batch 1's × n."""
+    if not c.batched:
+        return None
+    op = c.node.op
+    first = next(j for j, b in enumerate(c.batch_dims) if b is not None)
+    s0, b0 = c.shapes[first], c.batch_dims[first]
+    if b0 is None or b0 == UNKNOWN:
+        return UNKNOWN
+    if op == "aten":  # the last resort: an op that keeps a leading batch keeps it (0 cost either way)
+        return 0 if b0 == 0 and out and out[0] == 1 else UNKNOWN
+    others = {b + len(out) - len(s) for s, b in zip(c.shapes, c.batch_dims, strict=True) if b is not None}
+
+    def mixes(what: str, field: str = "dim") -> None:
+        c.fail(f"{what} along the batch (dim {b0} here): it mixes samples, so its cost is not batch 1's × n", field)
+
+    def dims_of(v: Any) -> list[int]:
+        return [d % len(s0) for d in ([v] if isinstance(v, int) else v)] if v is not None else list(range(len(s0)))
+
+    if op in _LEADING_BATCH:
+        if b0 != 0:
+            c.fail(f"its input holds the batch in dim {b0}, not dim 0", "inputs")
+        return 0
+    if op == "permute":
+        return [d % len(s0) for d in c.get("dims")].index(b0)
+    if op == "transpose":
+        a, b = (d % len(s0) for d in c.get("dims"))
+        return b if b0 == a else a if b0 == b else b0
+    if op in ("select", "slice", "softmax", "log_softmax"):
+        d = c.get("dim") % len(s0)
+        if d == b0 and not (op == "slice" and equal(out[d], s0[d]) is True):
+            mixes(f"a {op}")
+        return b0 - 1 if op == "select" and d < b0 else b0
+    if op in _REDUCTIONS:
+        dims = dims_of(c.get("dim"))
+        if b0 in dims:
+            mixes(f"a {op}")
+        return b0 if c.get("keepdim") else b0 - sum(d < b0 for d in dims)
+    if op == "roll":
+        if b0 in dims_of(c.get("dims")):
+            mixes("a roll", "dims")
+        return b0
+    if op in ("layer_norm", "rms_norm"):
+        if b0 >= len(s0) - c.get("normalized"):
+            mixes(f"a {op}", "normalized")
+        return b0
+    if op == "reshape":
+        return 0 if b0 == 0 else UNKNOWN
+    if op == "flatten":
+        a, b = dims_of(c.get("dim"))
+        return b0 if b0 < a else a if b0 == a else b0 - (b - a) if b0 > b else UNKNOWN
+    if op == "cat":
+        d = c.get("dim") % len(s0)
+        if d == b0 and not all(b is not None for b in c.batch_dims):
+            mixes("a concat of batched and unbatched tensors")
+        return b0 if len(others) == 1 else UNKNOWN
+    if op == "einsum":
+        terms: list[str] = c.get("equation").replace(" ", "").split("->")
+        letter = terms[0].split(",")[first][b0]
+        if letter not in terms[1]:
+            mixes("an einsum summing", "equation")
+        return terms[1].index(letter)
+    for j, (s, b) in enumerate(zip(c.shapes, c.batch_dims, strict=True)):
+        if b is None or op not in ("linear", "matmul", "bmm", "sdpa"):
+            continue
+        last = len(s) - 1
+        summed = (
+            b == last
+            if op == "linear" or j == 0
+            else (b >= last - 1 if op == "sdpa" and j < 3 else b == max(last - 1, 0) if j == 1 else False)
+        )
+        if summed:
+            mixes(f"a {op} contracting or attending", "inputs")
+    if op == "expand" and equal(out[b0 + len(out) - len(s0)], s0[b0]) is False:
+        mixes("an expand", "shape")
+    if op == "matmul":  # out = (*batch, m if a is not 1-D, n if b is not 1-D)
+        a, b = c.shapes
+        nb = len(out) - (len(a) > 1) - (len(b) > 1)
+        if first == 0:
+            return b0 + nb - (len(a) - 2) if b0 < len(a) - 2 else nb
+        return b0 + nb - (len(b) - 2) if b0 < len(b) - 2 else len(out) - 1
+    pos = b0 + len(out) - len(s0)  # broadcasting and shape-keeping ops: right-aligned
+    return pos if len(others) == 1 and 0 <= pos < len(out) else UNKNOWN

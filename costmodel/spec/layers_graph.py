@@ -279,6 +279,11 @@ class GraphLayer(Layer):
             )
         return self
 
+    def __hash__(self) -> int:
+        # the lists make pydantic's field hash fail; equal layers (field by field) still hash alike, so the walk's
+        # memo shares one flow among a graph's repeated copies, as among any kind's
+        return hash((self.kind, self.name, len(self.nodes), self.output, tuple(self.inputs or ()), self.repeat))
+
     def extra_settings(self) -> list[str]:
         """The node count, e.g. ``12 ops``, and the inputs read."""
         out = [f"{len(self.nodes)} ops"]

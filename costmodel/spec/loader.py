@@ -426,15 +426,18 @@ def validate(data: Any, src: Source, bind: Mapping[str, int] | None = None) -> N
 
 #: The most block instances a spec may expand to (every layer's repeat, after ``scaling.depth``, summed).
 MAX_BLOCKS = 100_000
+#: The most op nodes the graph layers of a spec may expand to (each layer's nodes × its repeat, summed).
+MAX_GRAPH_ROWS = 1_000_000
 
 
 def check_size(spec: NetworkSpec) -> None:
-    """Refuse a spec whose layers expand to more than MAX_BLOCKS block instances, naming the layer
-    where the count passes the bound (repeats count ``ceil(repeat × scaling.depth)`` where depth scales)."""
+    """Refuse a spec whose layers expand to more than MAX_BLOCKS block instances, or whose graph layers to more
+    than MAX_GRAPH_ROWS op nodes, naming the layer where the count passes the bound (repeats count
+    ``ceil(repeat × scaling.depth)`` where depth scales)."""
     import math
 
     depth = spec.scaling.depth if spec.scaling is not None else 1.0
-    total = 0
+    total = rows = 0
     for i, layer in enumerate(spec.layers):
         repeat = getattr(layer, "repeat", 1)
         if not isinstance(repeat, int):
@@ -442,9 +445,13 @@ def check_size(spec: NetworkSpec) -> None:
         if getattr(layer, "scale_depth", False) and spec.scaling is not None:
             repeat = math.ceil(repeat * depth)
         total += repeat
-        if total > MAX_BLOCKS:
+        nodes = getattr(layer, "nodes", None)  # a graph layer: one row per node and copy
+        rows += repeat * len(nodes) if isinstance(nodes, list) else 0
+        if total > MAX_BLOCKS or rows > MAX_GRAPH_ROWS:
             err = SpecError(
-                f"the layers expand to more than {MAX_BLOCKS:,} blocks (repeats summed, after scaling.depth)",
+                f"the layers expand to more than {MAX_BLOCKS:,} blocks (repeats summed, after scaling.depth)"
+                if total > MAX_BLOCKS
+                else f"the graph layers expand to more than {MAX_GRAPH_ROWS:,} op nodes (nodes × repeat, summed)",
                 ("layers", i, "repeat"),
             )
             raise (spec._source.locate(err) if spec._source is not None else err)

@@ -79,7 +79,7 @@ def resolve(spec: NetworkSpec) -> NetworkSpec:
     ``in_channels`` checked against the channels that actually arrive. ``scaling`` is removed."""
     scaling = spec.scaling or Scaling()
     layers = []
-    channels: int | str = spec.input.channels
+    channels: int | str | None = spec.input.channels
     for i, layer in enumerate(spec.layers):
         path: tuple[str | int, ...] = ("layers", i)
         update: dict[str, Any] = {}
@@ -95,13 +95,20 @@ def resolve(spec: NetworkSpec) -> NetworkSpec:
                 raise SpecError(f"cannot depth-scale the symbolic repeat {repeat!r}", (*path, "repeat"))
             update["repeat"] = scaled_depth(repeat, scaling.depth, scaling.depth_rounding)
         expected = update.get("in_channels", layer.in_channels)
+        if channels is None and (expected is not None or getattr(layer, "out_ratio", None) is not None):
+            field = "in_channels" if expected is not None else "out_ratio"
+            raise SpecError(
+                "the channels a graph layer outputs are known only to the walk: give out_channels (and leave "
+                "in_channels out) after one",
+                (*path, field),
+            )
         if expected is not None and expected != channels:  # both are ints or symbol names here
             raise SpecError(
                 f"this layer expects {expected} input channels but the previous layer gives {channels}",
                 (*path, "in_channels"),
             )
         ratio = getattr(layer, "out_ratio", None)
-        if ratio is not None:
+        if ratio is not None and channels is not None:  # (None: refused above)
             update["out_channels"] = _mul(ratio, channels, (*path, "out_ratio"))
             update["out_ratio"] = None
         update["in_channels"] = None
@@ -110,6 +117,8 @@ def resolve(spec: NetworkSpec) -> NetworkSpec:
         out = getattr(layer, "out_channels", None) or getattr(layer, "out_features", None)
         if out is not None:
             channels = out
+        elif getattr(layer, "nodes", None) is not None:  # a graph layer: its output channels come from its ops
+            channels = None
     return spec.model_copy(update={"layers": layers, "scaling": None})
 
 
