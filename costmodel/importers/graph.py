@@ -692,8 +692,8 @@ class _Lowering:
             parts = [t for t in (tid(a) for a in op.args[0]) if t not in self.empty]
             d = _dim(int(_arg(op, 1, "dim", 0)), len(oshape))
             ins2 = [t for t in parts if t is not None]
-            if len(ins2) == 1:
-                self.alias(op)
+            if len(ins2) == 1:  # a cat of one tensor (and empty ones): that tensor
+                self.rename[out] = ins2[0]
                 return
             self.emit("cat", {"dim": d}, ins2, out, scope, [])
             return
