@@ -697,6 +697,25 @@ class _Lowering:
                 return
             self.emit("cat", {"dim": d}, ins2, out, scope, [])
             return
+        if fn == "stack" and op.args and isinstance(op.args[0], list):
+            pieces: list[int] = [t for t in (tid(a) for a in op.args[0]) if t is not None]
+            d = _dim(int(_arg(op, 1, "dim", 0)), len(oshape))
+            moved: list[int] = []
+            for t in pieces:  # x.unsqueeze(d) as reshape (x, 1) → permute, so the engine follows the batch's dim
+                ps = self.shape(t)
+                r = self._temp((*ps, 1))
+                self.emit("reshape", {"shape": [*ps, 1]}, [t], r, scope, [])
+                if d < len(ps):
+                    u = self._temp(tuple(oshape[:d]) + (1,) + tuple(oshape[d + 1 :]))
+                    dims = [*range(d), len(ps), *range(d, len(ps))]
+                    self.emit("permute", {"dims": dims}, [r], u, scope, [])
+                    r = u
+                moved.append(r)
+            if len(moved) == 1:
+                self.rename[out] = moved[0]
+            else:
+                self.emit("cat", {"dim": d}, moved, out, scope, [])
+            return
         if fn == "slice" and x is not None:
             rank = len(xshape)
             d = _dim(int(_arg(op, 1, "dim", 0)), rank)
