@@ -697,6 +697,18 @@ class _Lowering:
                 return
             self.emit("cat", {"dim": d}, ins2, out, scope, [])
             return
+        if fn == "linalg_vector_norm" and x is not None and float(_arg(op, 1, "ord", 2)) == 2.0:
+            dims = _arg(op, 2, "dim")  # ‖x‖₂ over dims: sqrt(sum(x²)), ops the engine follows the batch through
+            keep = bool(_arg(op, 3, "keepdim", False))
+            ds = list(range(len(xshape))) if dims is None else [_dim(int(d), len(xshape)) for d in dims]
+            sq = self._temp(xshape)
+            self.emit("pow", {}, [x], sq, scope, [])
+            summed = self._temp(oshape)
+            fields = {"dim": ds[0] if len(ds) == 1 else ds, "keepdim": keep}
+            _drop(fields, keepdim=False)
+            self.emit("sum", fields, [sq], summed, scope, [])
+            self.emit("sqrt", {}, [summed], out, scope, [])
+            return
         if fn == "stack" and op.args and isinstance(op.args[0], list):
             pieces: list[int] = [t for t in (tid(a) for a in op.args[0]) if t is not None]
             d = _dim(int(_arg(op, 1, "dim", 0)), len(oshape))
