@@ -108,6 +108,17 @@ WHOLE: dict[str, tuple[str, int, int, int, int, int]] = {
         1000,
     ),
 }
+# EfficientDet-D0 of the effdet package (0.4.1): backbone + BiFPN + class/box nets at its config's 512×512, output the
+# first level's class map; DetBenchPredict's anchors, decoding and NMS are not in it (named in the spec's header)
+FIGURES["dense/efficientdet_d0"] = (
+    "effdet:efficientdet_d0",
+    {"pretrained": False, "pretrained_backbone": False},
+    (3, 512, 512),
+    3877763,
+    47244,
+    2492331520,
+    (810, 64, 64),
+)
 NAMES = sorted(FIGURES)
 
 
@@ -175,7 +186,11 @@ def _torch_figures(name: str) -> tuple[int, int, int, tuple[int, ...]]:
 
     source, kwargs, size, *_ = FIGURES[name]
     library, model_name = source.split(":")
-    if library == "timm":
+    if library == "effdet":
+        effdet = pytest.importorskip("effdet")
+        model = effdet.create_model(model_name, **kwargs)
+        assert tuple(model.config.image_size) == size[1:]  # effdet's configured size is the spec's
+    elif library == "timm":
         timm = pytest.importorskip("timm")
         model = timm.create_model(model_name, pretrained=False, device="meta")
         assert tuple(model.pretrained_cfg["input_size"]) == size  # timm's default size is the spec's
@@ -191,6 +206,9 @@ def _torch_figures(name: str) -> tuple[int, int, int, tuple[int, ...]]:
     if isinstance(y, dict):
         assert set(y) == ({"out", "aux"} if kwargs.get("aux_loss") else {"out"})
         y = y["out"]
+    if isinstance(y, tuple):  # EfficientDet: (class maps, box maps) per level
+        assert [tuple(t.shape[1:]) for t in y[1]][0] == (36, 64, 64)
+        y = y[0][0]
     return (
         sum(p.numel() for p in model.parameters()),
         sum(b.numel() for b in model.buffers()),
