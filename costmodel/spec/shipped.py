@@ -57,9 +57,10 @@ _SUFFIXES = (".yaml", ".yml")
 @dataclass(frozen=True)
 class Shipped:
     """One shipped spec: ``name`` (what to give as SPEC: the bare name of a seed, a torchvision network or
-    a space, ``timm/NAME`` for timm's, which a bare name reaches only where no seed or network has it),
-    its ``group`` (seed, network, timm or space) and its ``file`` (``specs/networks/mobilenet_v2.yaml``: the
-    path in a checkout, also accepted as a name anywhere)."""
+    a space, ``timm/NAME`` for timm's — ``reference/NAME``, ``dense/NAME`` likewise — which a bare name
+    reaches only where no earlier group has it), its ``group`` (seed, network, timm, reference, dense or space)
+    and its ``file`` (``specs/networks/mobilenet_v2.yaml``: the path in a checkout, also accepted as a name
+    anywhere)."""
 
     name: str
     group: str
