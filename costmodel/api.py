@@ -617,8 +617,8 @@ def roofline(
 
 def shipped() -> list[Shipped]:
     """The specs that ship with the package: ``name`` (what to pass as a spec, e.g. ``mobilenet_v2`` or
-    ``timm/efficientnet_b0``), ``group`` (seed, network, timm, space) and ``file`` (``specs/...yaml``), as
-    ``costmodel list`` prints them. Directory listings only: fast."""
+    ``timm/efficientnet_b0``), ``group`` (seed, network, timm, reference, dense, space) and ``file``
+    (``specs/...yaml``), as ``costmodel list`` prints them. Directory listings only: fast."""
     from .spec.shipped import shipped as listing
 
     return listing()

@@ -100,11 +100,19 @@ def test_list_shows_every_file_once_and_each_name_reaches_its_file(elsewhere):
     assert time.perf_counter() - start < 1.0
     assert sorted(s.file for s in items) == _files()
     assert len({s.name for s in items}) == len(items)
-    groups = {"specs": "seed", "networks": "network", "timm": "timm", "spaces": "space"}
+    groups = {
+        "specs": "seed",
+        "networks": "network",
+        "timm": "timm",
+        "reference": "reference",
+        "dense": "dense",
+        "spaces": "space",
+    }
     for s in items:
         assert s.group == groups[s.file.split("/")[-2]]
         assert s.path.read_bytes() == (ROOT / s.file).read_bytes()
-        assert s.name.startswith("timm/") == (s.group == "timm")
+        prefixed = s.group in ("timm", "reference", "dense")  # listed as DIR/NAME
+        assert s.name == (f"{s.file.split('/')[-2]}/{Path(s.file).stem}" if prefixed else Path(s.file).stem)
     # the name listed is the one that loads that file (the spec's own title, read here from the file)
     for s in [x for x in items if x.group != "space"][::7]:
         title = re.search(r"^name: *(.+)$", (ROOT / s.file).read_text(), re.M)

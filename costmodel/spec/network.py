@@ -215,7 +215,10 @@ class NetworkSpec(Model):
                 if all(p in props for p in pair):
                     d["oneOf"] = [{"required": [p]} for p in pair]
             kernel = props.get("kernel")
-            if isinstance(kernel, dict) and "anyOf" in kernel:
+            # the odd-kernel rule is the block kinds' (same padding k//2), named in their kernel's description;
+            # a graph op node's conv / pool kernel may be even (ConvNeXt's 4×4 stem)
+            odd_rule = isinstance(kernel, dict) and str(kernel.get("description", "")).startswith("kernel size; odd")
+            if isinstance(kernel, dict) and "anyOf" in kernel and odd_rule:
                 odd = {**kernel, "anyOf": [ODD_KERNEL_SCHEMA, *kernel["anyOf"][1:]]}
                 if "padding" in props:  # an even kernel needs an explicit padding
                     no_padding = {

@@ -12,10 +12,13 @@ by :func:`resolve`:
    optional, so ``specs/networks/mobilenet_v2.yaml``, ``networks/mobilenet_v2`` and ``mobilenet_v2`` name
    the same file; ``timm/mixnet_s`` names a file of one group;
 3. a bare name is looked for in the groups in this order, first match wins: the seeds (``specs/*.yaml``),
-   torchvision's networks (``specs/networks/``), then timm's (``specs/timm/``); search spaces
+   torchvision's networks (``specs/networks/``), timm's (``specs/timm/``), the imported reference models
+   users compare against (``specs/reference/``: resnet50, convnext_tiny, vit_small_patch16_224, …), then
+   the dense-prediction models (``specs/dense/``: torchvision's segmenters and detectors); search spaces
    (``specs/spaces/``) are looked up by ``costmodel space`` and ``costmodel.space``. So ``efficientnet_b0``
    is torchvision's EfficientNet-B0 and ``timm/efficientnet_b0`` timm's; ``costmodel list`` names every timm
-   spec ``timm/NAME``, which stays unambiguous whatever is added to the other groups;
+   spec ``timm/NAME`` (``reference/NAME``, ``dense/NAME`` likewise), which stays unambiguous whatever is
+   added to the other groups;
 4. anything else is refused: ``no such file``, naming ``costmodel list``.
 """
 
@@ -30,13 +33,23 @@ from ..errors import SpecError
 SPECS = Path(__file__).resolve().parent.parent / "data" / "specs"
 """The shipped specs: costmodel/data/specs (in a checkout, a link to specs/)."""
 
-GROUPS: tuple[tuple[str, str], ...] = (("", "seed"), ("networks", "network"), ("timm", "timm"), ("spaces", "space"))
+GROUPS: tuple[tuple[str, str], ...] = (
+    ("", "seed"),
+    ("networks", "network"),
+    ("timm", "timm"),
+    ("reference", "reference"),
+    ("dense", "dense"),
+    ("spaces", "space"),
+)
 """(directory under SPECS, group) in the order a bare name is looked up."""
 
-NETWORK_GROUPS = ("seed", "network", "timm")
+NETWORK_GROUPS = ("seed", "network", "timm", "reference", "dense")
 """The groups a network spec's bare name is looked up in (in GROUPS' order)."""
 SPACE_GROUPS = ("space",)
 """The groups a search space's bare name is looked up in."""
+
+_PREFIXED = ("timm", "reference", "dense")
+"""The groups whose specs ``costmodel list`` names ``DIR/NAME`` (unambiguous whatever the other groups hold)."""
 
 _SUFFIXES = (".yaml", ".yml")
 
@@ -44,9 +57,10 @@ _SUFFIXES = (".yaml", ".yml")
 @dataclass(frozen=True)
 class Shipped:
     """One shipped spec: ``name`` (what to give as SPEC: the bare name of a seed, a torchvision network or
-    a space, ``timm/NAME`` for timm's, which a bare name reaches only where no seed or network has it),
-    its ``group`` (seed, network, timm or space) and its ``file`` (``specs/networks/mobilenet_v2.yaml``: the
-    path in a checkout, also accepted as a name anywhere)."""
+    a space, ``timm/NAME`` for timm's — ``reference/NAME``, ``dense/NAME`` likewise — which a bare name
+    reaches only where no earlier group has it), its ``group`` (seed, network, timm, reference, dense or space)
+    and its ``file`` (``specs/networks/mobilenet_v2.yaml``: the path in a checkout, also accepted as a name
+    anywhere)."""
 
     name: str
     group: str
@@ -77,7 +91,7 @@ def shipped() -> list[Shipped]:
     for sub, group in GROUPS:
         for stem in _stems(SPECS / sub if sub else SPECS):
             rel = f"{sub}/{stem}" if sub else stem
-            out.append(Shipped(f"timm/{stem}" if group == "timm" else stem, group, f"specs/{rel}.yaml"))
+            out.append(Shipped(f"{sub}/{stem}" if group in _PREFIXED else stem, group, f"specs/{rel}.yaml"))
     return out
 
 
