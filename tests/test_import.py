@@ -22,6 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # --------------------------------------------------------------------------- torch-free: the grammars
 
 
+@pytest.fixture
+def blocks_only(monkeypatch):
+    """The block recogniser alone, without the op-graph fallback (#22): what it says and names by itself."""
+    importer = pytest.importorskip("costmodel.importers.torch")
+    monkeypatch.setattr(importer, "GRAPH_FALLBACK", False)
+
+
 def test_kwargs_grammar_is_parsed_never_evaluated():
     got = parse_kwargs("num_classes=10, drop_rate=0.2,flag=true,off=False,act=relu,q='a,b'".replace(",b'", "b'"))
     assert got == {"num_classes": 10, "drop_rate": 0.2, "flag": True, "off": False, "act": "relu", "q": "ab"}
@@ -129,7 +136,7 @@ def test_concat_of_earlier_outputs_resize_and_rmsnorm_import_exactly(h, w):
     assert sum(r.costs["params"] for r in rows if r.layer == 4) == (16 + 24) * 32 + 2 * 32
 
 
-def test_concat_whose_branch_the_spec_cannot_say_is_named():
+def test_concat_whose_branch_the_spec_cannot_say_is_named(blocks_only):
     """The same network with an op no kind says (a max pool) on the concatenated branch: the concat is not
     emitted, its ops are named, and the spec stops there."""
     torch = pytest.importorskip("torch")
@@ -144,7 +151,7 @@ def test_concat_whose_branch_the_spec_cannot_say_is_named():
     assert report.spec["macs"] < _torch_figures(model, (3, 64, 64))["macs"]
 
 
-def test_unknown_activation_is_reported_with_its_module_path():
+def test_unknown_activation_is_reported_with_its_module_path(blocks_only):
     pytest.importorskip("torch")
     from tests.import_fixtures.custom_mbconv import MishNet
 
@@ -156,7 +163,7 @@ def test_unknown_activation_is_reported_with_its_module_path():
     assert report.spec["macs"] == 4 * 81 * 27
 
 
-def test_an_op_the_spec_cannot_say_is_named_and_the_spec_stops_there():
+def test_an_op_the_spec_cannot_say_is_named_and_the_spec_stops_there(blocks_only):
     pytest.importorskip("torch")
     from tests.import_fixtures.custom_mbconv import Unsupported
 
@@ -170,6 +177,23 @@ def test_an_op_the_spec_cannot_say_is_named_and_the_spec_stops_there():
     assert report.spec["macs"] == 4 * 81 * 27 and report.spec["params"] == 4 * 27 + 4
     # of the model's 4·81·27 + 4·25·36 MACs (conv b on the pooled 5×5: ceil((9 − 2)/2) + 1 = 5 in ceil mode)
     assert report.coverage("macs") == (4 * 81 * 27) / (4 * 81 * 27 + 4 * 25 * 36)
+
+
+def test_what_the_block_kinds_cannot_say_imports_as_op_graphs():
+    """With the op-graph fallback (#22) the three models above import exactly, as graph layers."""
+    torch = pytest.importorskip("torch")
+    from tests.import_fixtures.custom_mbconv import MishNet, Unsupported
+    from tests.import_fixtures.fusion_net import build
+
+    concat = build()
+    concat.s2.append(torch.nn.MaxPool2d(3, 1, 1, ceil_mode=True))
+    for model, shape in ((concat, (3, 64, 64)), (MishNet(), (3, 9, 9)), (Unsupported(), (3, 9, 9))):
+        want = _torch_figures(model, shape)
+        spec = costmodel.from_torch(model, shape)
+        report = costmodel.import_report(spec)
+        assert report.exact and {layer.kind for layer in spec.layers} == {"graph"}
+        r = costmodel.analyze(spec)
+        assert r.totals["macs"] == want["macs"] and r.totals["params"] == want["params"]
 
 
 def test_pool_implementation_is_how_the_model_calls_it():
@@ -216,7 +240,7 @@ def test_cli_import_of_user_code_and_symbolic_resolution(run_cli, tmp_path):
     assert costmodel.analyze(sym, H=67, W=53).totals["macs"] == want
 
 
-def test_cli_import_errors(run_cli):
+def test_cli_import_errors(run_cli, blocks_only):
     pytest.importorskip("torch")
     status, out, err = run_cli("import", "tests.import_fixtures.custom_mbconv:build")
     assert (status, out) == (2, "")
@@ -244,9 +268,9 @@ def test_cli_import_in_a_fresh_interpreter():
         [sys.executable, "-m", "costmodel", "import", source, "--input", "3x8x8", "--partial"],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr  # Mish is not said: a partial spec, written because of --partial
-    assert "costmodel: warning: aten.mish.default at act" in proc.stderr
-    assert proc.stderr.splitlines()[-1].startswith("costmodel: the spec covers ")
+    assert proc.returncode == 0, proc.stderr  # Mish: no block kind says it, the op graph does (#22)
+    assert "warning" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("costmodel: the spec covers 100.00%")
     assert costmodel.loads(proc.stdout).input.channels == 3
 
 

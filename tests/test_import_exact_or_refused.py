@@ -108,7 +108,7 @@ def _spec_figures(spec):
 # ------------------------------------------------------------------------------ 1. never over-count
 
 
-def test_a_head_after_an_unsaid_token_block_is_not_written_over_the_wrong_input(user):
+def test_a_head_after_an_unsaid_token_block_is_not_written_over_the_wrong_input(user, blocks_only):
     import importlib
 
     model = importlib.import_module(user).token_net()
@@ -126,7 +126,7 @@ def test_a_head_after_an_unsaid_token_block_is_not_written_over_the_wrong_input(
     assert report.coverage("params") <= 1.0 and report.coverage("macs") <= 1.0
 
 
-def test_over_counting_is_an_internal_error_never_a_figure():
+def test_over_counting_is_an_internal_error_never_a_figure(blocks_only):
     from costmodel.importers.core import ImportReport
 
     report = ImportReport("m", {"params": 10, "macs": 5}, {"params": 11, "macs": 5})
@@ -158,7 +158,7 @@ def test_over_counting_is_an_internal_error_never_a_figure():
 # ------------------------------------------------------------------------------ 2. never silently partial
 
 
-def test_a_partial_import_is_refused_unless_partial(user, capsys):
+def test_a_partial_import_is_refused_unless_partial(user, capsys, blocks_only):
     status, out, err = _cli(capsys, "import", f"{user}:token_net", "--input", "3x32x32")
     assert (status, out) == (2, ""), err
     last = err.strip().splitlines()[-1]
@@ -195,7 +195,7 @@ def test_a_table_read_by_index_counts_as_read(user):
     assert not any("never reads" in p.message for p in report.problems), report.problems
 
 
-def test_a_parameter_nothing_reads_is_still_named():
+def test_a_parameter_nothing_reads_is_still_named(blocks_only):
     torch = pytest.importorskip("torch")
     from torch import nn
 
@@ -337,3 +337,48 @@ def test_timm_transformers_are_never_over_counted(name):
     assert report.source["params"] == sum(p.numel() for p in model.parameters())
     # vit_tiny_patch16_224 was 37,780,648 spec params against the model's 5,717,416 (660.80%)
     assert report.spec["params"] <= report.source["params"] and report.spec["macs"] <= report.source["macs"]
+
+
+def test_with_the_op_graph_fallback_the_token_net_and_spare_parameter_are_exact(user):
+    """#22: what the block kinds stop at imports as op graphs, exactly; an unread parameter is an ``unread`` node,
+    named in the report's notes."""
+    import importlib
+
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    model = importlib.import_module(user).token_net()
+    spec = costmodel.import_model(f"{user}:token_net", (3, 32, 32))  # exact, or ImportFailure
+    assert _spec_figures(spec) == _torch_figures(model, (3, 32, 32))
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False))
+    m.spare = nn.Parameter(torch.zeros(5))
+    spec = costmodel.from_torch(m, (3, 8, 8))
+    report = costmodel.import_report(spec)
+    assert report.exact and report.spec["params"] == 4 * 27 + 5
+    assert any("never reads" in n and "spare" in n for n in report.notes), report.notes
+
+
+def test_a_graph_spec_counting_more_than_the_model_is_an_internal_error(monkeypatch):
+    pytest.importorskip("torch")
+    from torch import nn
+
+    from costmodel.importers import graph
+
+    real = graph.import_graph
+
+    def doubled(module, input):  # an importer bug: the second conv (3→3, layer "2") written twice
+        g = real(module, input)
+        g.layers = [*g.layers[:3], {**g.layers[2], "name": "again"}, *g.layers[3:]]
+        return g
+
+    monkeypatch.setattr(graph, "import_graph", doubled)
+    m = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.GELU(), nn.Conv2d(3, 3, 3, padding=1), nn.Mish())
+    with pytest.raises(costmodel.UsageError, match="internal error.*counts more params"):
+        costmodel.from_torch(m, (3, 8, 8))
+
+
+@pytest.fixture
+def blocks_only(monkeypatch):
+    """The block recogniser alone, without the op-graph fallback (#22): what it says and names by itself."""
+    importer = pytest.importorskip("costmodel.importers.torch")
+    monkeypatch.setattr(importer, "GRAPH_FALLBACK", False)

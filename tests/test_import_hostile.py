@@ -269,7 +269,7 @@ def test_garbage_or_huge_default_input_size_is_refused_or_ignored(user, capsys):
     assert (spec.input.channels, spec.input.height, spec.input.width) == (3, 9, 7)
 
 
-def test_a_module_name_with_a_newline_or_escape_forges_no_line(user, capsys):
+def test_a_module_name_with_a_newline_or_escape_forges_no_line(user, capsys, blocks_only):
     import importlib
 
     status, out, err = _cli(capsys, "import", f"{user}:evil_name", "--input", "3x8x8", "--partial")
@@ -302,7 +302,7 @@ def test_numeric_module_names_are_quoted_so_the_spec_reads_back(user, capsys):
     assert costmodel.analyze(spec).totals["macs"] == macs
 
 
-def test_a_1d_conv_is_named_not_a_failed_forward(user, capsys):
+def test_a_1d_conv_is_named_not_a_failed_forward(user, capsys, blocks_only):
     """#22: ECA's Conv1d made the recorder fail with an IndexError (w.shape[3])."""
     import importlib
 
@@ -317,7 +317,7 @@ def test_a_1d_conv_is_named_not_a_failed_forward(user, capsys):
     assert params - report.spec["params"] == 3 and macs - report.spec["macs"] == 24
 
 
-def test_tied_weights_trace_and_are_refused_not_over_counted(user, capsys):
+def test_tied_weights_trace_and_are_refused_not_over_counted(user, capsys, blocks_only):
     """#22: functional_call refused tied weights ('got multiple values for keys'); now the trace runs, and as the
     spec would count the shared weight once per conv (more params than torch's), the import is refused."""
     status, out, err = _cli(capsys, "import", f"{user}:tied", "--input", "3x8x8", "--partial")
@@ -676,7 +676,7 @@ def test_what_the_users_code_prints_goes_to_stderr_not_into_the_spec(tmp_path, m
     assert costmodel.analyze(costmodel.loads(out)).totals["macs"] == 4 * 6 * 6 * 3 * 3 * 3  # 3,888
 
 
-def test_convmixer_block_does_not_escape_a_stopiteration():
+def test_convmixer_block_does_not_escape_a_stopiteration(blocks_only):
     """#22: ConvMixer's conv → GELU → BN (the norm after the act) inside a residual made match_fused read
     ``.conv`` of a norm unit: a StopIteration escaped recognise.py. Now it imports; what it cannot say is named."""
     torch = pytest.importorskip("torch")
@@ -710,7 +710,7 @@ def test_convmixer_block_does_not_escape_a_stopiteration():
     assert torch is not None
 
 
-def test_a_stopiteration_inside_the_recogniser_is_one_usage_error(monkeypatch):
+def test_a_stopiteration_inside_the_recogniser_is_one_usage_error(monkeypatch, blocks_only):
     pytest.importorskip("torch")
     from torch import nn
 
@@ -729,3 +729,22 @@ def test_onnx_input_sizes_have_the_input_bound(tmp_path, capsys):
     m = _net()
     m.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 10**9
     _refused(*_cli(capsys, "import", _save(m, tmp_path / "huge.onnx")), "65,536")
+
+
+@pytest.mark.parametrize("builder", ["eca", "tied", "evil_name"])
+def test_the_22_failures_import_exactly_as_op_graphs(user, builder):
+    """#22: ECA's 1-D conv, tied weights (counted once, as torch does) and a module name with control characters
+    import exactly as op graphs: params, MACs and output equal torch's."""
+    import importlib
+
+    spec = costmodel.import_model(f"{user}:{builder}", (3, 8, 8))  # exact, or ImportFailure (imports the module)
+    model = getattr(importlib.import_module(user), builder)()
+    r = costmodel.analyze(spec)
+    assert (r.totals["params"], r.totals["macs"], tuple(r.output)) == _torch_figures(model, (3, 8, 8))
+
+
+@pytest.fixture
+def blocks_only(monkeypatch):
+    """The block recogniser alone, without the op-graph fallback (#22): what it says and names by itself."""
+    importer = pytest.importorskip("costmodel.importers.torch")
+    monkeypatch.setattr(importer, "GRAPH_FALLBACK", False)

@@ -84,7 +84,7 @@ def test_shipped_specs_still_scale():
     assert costmodel.analyze(spec).totals["params"] == 1_968_680
 
 
-def test_cli_header_and_stderr_say_the_input_and_end_with_the_coverage(run_cli):
+def test_cli_header_and_stderr_say_the_input_and_end_with_the_coverage(run_cli, blocks_only):
     pytest.importorskip("torch")
     status, out, err = run_cli("import", SRC, "--input", "3x40x40")
     assert status == 0, err
@@ -126,3 +126,10 @@ def test_timm_input_origin_names_test_input_size():
     )
     other = costmodel.import_model("timm:efficientnet_b2", input=(3, 288, 288))
     assert other.provenance.input == "3x288x288 from --input" and other.input.height == 288
+
+
+@pytest.fixture
+def blocks_only(monkeypatch):
+    """The block recogniser alone, without the op-graph fallback (#22): what it says and names by itself."""
+    importer = pytest.importorskip("costmodel.importers.torch")
+    monkeypatch.setattr(importer, "GRAPH_FALLBACK", False)

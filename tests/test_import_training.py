@@ -80,7 +80,7 @@ def test_functional_dropout_and_dropout_at_zero():
     ]
 
 
-def test_dropout_inside_a_block_is_named():
+def test_dropout_inside_a_block_is_named(blocks_only):
     """A dropout between two ops of one layer cannot be said: the import names it (not exact)."""
     nn = torch.nn
 
@@ -168,7 +168,7 @@ def test_timm_drop_path(name, rate):
     assert spec.drop_path.schedule == "linear"
 
 
-def test_unfitted_stochastic_depth_is_noted():
+def test_unfitted_stochastic_depth_is_noted(blocks_only):
     """A stochastic depth whose p's follow no schedule the spec can say (here p 0.3 in the second of two blocks
     and 0.1 in the third) stays a note; the spec has no drop_path."""
     nn = torch.nn
@@ -211,3 +211,10 @@ def test_timm_training_saved_bytes(name):
     timm = pytest.importorskip("timm")
     spec = _check(lambda: timm.create_model(name, pretrained=False, drop_rate=0.2))
     assert [layer.p for layer in spec.layers if layer.kind == "dropout"] == [0.2]
+
+
+@pytest.fixture
+def blocks_only(monkeypatch):
+    """The block recogniser alone, without the op-graph fallback (#22): what it says and names by itself."""
+    importer = pytest.importorskip("costmodel.importers.torch")
+    monkeypatch.setattr(importer, "GRAPH_FALLBACK", False)

@@ -237,5 +237,22 @@ def to_yaml(spec: NetworkSpec, header: list[str] | None = None) -> str:
         lines.append(f"drop_path: {_flow(spec.drop_path.model_dump(mode='json'))}")
     lines.append(f"defaults: {_flow(spec.defaults.model_dump(mode='json', exclude_none=True))}")
     lines.append("layers:")
-    lines += [f"  - {_flow(layer)}" for layer in data["layers"]]
+    for layer in data["layers"]:
+        lines += _graph_lines(layer) if layer.get("kind") == "graph" else [f"  - {_flow(layer)}"]
     return "\n".join(lines) + "\n"
+
+
+def _graph_lines(layer: dict[str, Any]) -> list[str]:
+    """A ``kind: graph`` layer as a block mapping, one flow mapping per node (its keys in the node's order: id, op,
+    inputs, the op's fields, module last)."""
+    lines = ["  - kind: graph"]
+    for key in ("name", "repeat", "inputs", "output"):
+        if key in layer:
+            lines.append(f"    {key}: {_scalar(layer[key])}")
+    lines.append("    nodes:")
+    for node in layer["nodes"]:
+        keys = [k for k in ("id", "op", "inputs") if k in node]
+        keys += [k for k in node if k not in ("id", "op", "inputs", "module")]
+        keys += ["module"] if "module" in node else []
+        lines.append("      - {" + ", ".join(f"{k}: {_scalar(node[k])}" for k in keys) + "}")
+    return lines

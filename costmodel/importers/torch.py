@@ -22,7 +22,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..errors import UsageError
+from ..errors import CostModelError, UsageError
 from ..spec import names as _names
 from . import timm_overrides
 from .dropouts import Dropout, drop_path_note, insert_dropouts, write_drop_path
@@ -71,6 +71,9 @@ _ACTS = {
 _NORMS = {aten: name for name, x in _names.NORMS.items() for aten in x.aten}  # spec/names.py
 #: timm's channel-first RMS norms (MobileNetV5): x · rsqrt(mean_c(x²) + eps) · weight, run as small ops
 _RMS_NORMS = frozenset({"RmsNorm2d", "RmsNormAct2d"})
+#: Whether ``from_torch`` imports a model the block kinds do not say exactly as op graphs (importers/graph.py);
+#: tests of the block recogniser's own reporting switch it off.
+GRAPH_FALLBACK = True
 _IGNORED = frozenset(
     {"empty", "zeros", "ones", "full", "scalar_tensor", "arange", "empty_like", "zeros_like", "_local_scalar_dense"}
 )
@@ -456,11 +459,62 @@ def from_torch(
     """The spec of ``module`` traced at ``input`` = (C, H, W), with its ImportReport attached
     (``costmodel.importers.report_of(spec)``). ``input_from`` says where ``input`` came from (the spec's
     ``provenance.input``; default: given to from_torch). See ``costmodel.from_torch``."""
-    from .core import build
-
     if not isinstance(module, nn.Module):
         raise UsageError(f"expected a torch.nn.Module, got {type(module).__name__}")
     shape = _check_input(input)
+    where = f"{'x'.join(map(str, shape))} from {input_from or 'the input given to from_torch'}"
+    try:
+        spec = _from_torch_blocks(module, shape, name, origin, symbolic_resolution, where)
+    except CostModelError as exc:  # the block kinds cannot say it (or the recorder cannot trace it): op graphs can
+        blocks_error: CostModelError | None = exc
+        spec = None
+    else:
+        blocks_error = None
+        from .core import report_of
+
+        report = report_of(spec)
+        if report is None or report.exact:
+            return spec  # the block kinds are exact: the readable spec, unchanged
+    if symbolic_resolution:  # op graphs hold literal shapes at the traced size: the block import's answer
+        if spec is not None:
+            return spec
+        assert blocks_error is not None
+        raise blocks_error
+    if not GRAPH_FALLBACK:
+        if spec is not None:
+            return spec
+        assert blocks_error is not None
+        raise blocks_error
+    from .graph import InternalError, graph_spec
+
+    try:
+        return graph_spec(module, shape, name=name, origin=origin, input_from=where)
+    except InternalError:
+        raise
+    except CostModelError as exc:  # the op graph could not be traced or said: the block import's partial spec
+        if spec is None:
+            raise
+        from .core import report_of
+        from .recognise import Problem
+
+        report = report_of(spec)
+        if report is not None:
+            why = printable(str(exc), 400)
+            report.problems.insert(0, Problem("graph", "", f"the op-graph fallback failed: {why}"))
+        return spec
+
+
+def _from_torch_blocks(
+    module: nn.Module,
+    shape: tuple[int, int, int],
+    name: str | None,
+    origin: str,
+    symbolic_resolution: bool,
+    where: str,
+) -> Any:
+    """The block-kind import (recognise.py): the spec with its report, exact or partial."""
+    from .core import build
+
     tr = trace(module, shape)
     for node in tr.nodes:
         pooled = node.op == "pool" and node.attrs["implementation"] == "functional"
@@ -491,7 +545,6 @@ def from_torch(
         and (p := getattr(m, "p", getattr(m, "drop_prob", 0.0)) or 0.0) > 0
     ]
     source = {"params": params, "buffers": buffers, "macs": tr.macs, "output": tr.output_shape}
-    where = f"{'x'.join(map(str, shape))} from {input_from or 'the input given to from_torch'}"
     spec = build(
         tr.nodes,
         tr.output,
