@@ -127,6 +127,31 @@ def test_exact_block_models_stay_block_kinds() -> None:
     assert not _graph_layers(spec)
 
 
+class TwoHeads(nn.Module):
+    """crossvit's ending: two heads stacked and averaged (torch.stack(…).mean(0): the batch is dim 1 there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(12, 5)
+        self.b = nn.Linear(12, 5)
+
+    def forward(self, x: Any) -> Any:
+        x = x.flatten(1)
+        return torch.stack([self.a(x), self.b(x)]).mean(0)
+
+
+def test_stacked_heads_averaged_over_the_stack_are_exact() -> None:
+    want = torch_figures(TwoHeads(), (3, 2, 2))
+    assert want["macs"] == 2 * 12 * 5  # by hand: two 12→5 linears
+    spec = costmodel.from_torch(TwoHeads(), (3, 2, 2))
+    assert costmodel.import_report(spec).exact
+    assert spec_figures(spec) == want
+    assert (
+        costmodel.analyze(spec.model_copy(update={"input": spec.input.model_copy(update={"batch": 3})})).totals["macs"]
+        == 3 * 2 * 12 * 5
+    )  # at batch 3: three samples' worth
+
+
 class Fails(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..errors import UsageError
+from ..errors import SpecError, UsageError
 from .graph_annotate import CALLED_OPS, Calls, add_classes, fold_linear_bias
 from .recognise import Problem
 from .sources import printable
@@ -716,6 +716,37 @@ class _Lowering:
                 return
             self.emit("cat", {"dim": d}, ins2, out, scope, [])
             return
+        if fn == "linalg_vector_norm" and x is not None and float(_arg(op, 1, "ord", 2)) == 2.0:
+            dims = _arg(op, 2, "dim")  # ‖x‖₂ over dims: sqrt(sum(x²)), ops the engine follows the batch through
+            keep = bool(_arg(op, 3, "keepdim", False))
+            ds = list(range(len(xshape))) if dims is None else [_dim(int(d), len(xshape)) for d in dims]
+            sq = self._temp(xshape)
+            self.emit("pow", {}, [x], sq, scope, [])
+            summed = self._temp(oshape)
+            fields = {"dim": ds[0] if len(ds) == 1 else ds, "keepdim": keep}
+            _drop(fields, keepdim=False)
+            self.emit("sum", fields, [sq], summed, scope, [])
+            self.emit("sqrt", {}, [summed], out, scope, [])
+            return
+        if fn == "stack" and op.args and isinstance(op.args[0], list):
+            pieces: list[int] = [t for t in (tid(a) for a in op.args[0]) if t is not None]
+            d = _dim(int(_arg(op, 1, "dim", 0)), len(oshape))
+            moved: list[int] = []
+            for t in pieces:  # x.unsqueeze(d) as reshape (x, 1) → permute, so the engine follows the batch's dim
+                ps = self.shape(t)
+                r = self._temp((*ps, 1))
+                self.emit("reshape", {"shape": [*ps, 1]}, [t], r, scope, [])
+                if d < len(ps):
+                    u = self._temp(tuple(oshape[:d]) + (1,) + tuple(oshape[d + 1 :]))
+                    dims = [*range(d), len(ps), *range(d, len(ps))]
+                    self.emit("permute", {"dims": dims}, [r], u, scope, [])
+                    r = u
+                moved.append(r)
+            if len(moved) == 1:
+                self.rename[out] = moved[0]
+            else:
+                self.emit("cat", {"dim": d}, moved, out, scope, [])
+            return
         if fn == "slice" and x is not None:
             rank = len(xshape)
             d = _dim(int(_arg(op, 1, "dim", 0)), rank)
@@ -845,39 +876,56 @@ def _fold_linear_views(nodes: list[GNode], tensors: list[Tensor], keep: set[int]
 def _unpermute_dim0(nodes: list[GNode], tensors: list[Tensor], keep: set[int]) -> list[GNode]:
     """``select`` / ``slice`` along dim 0 of ``permute(x, p)`` with p[0] ≠ 0 (``qkv.permute(2, 0, 3, 1, 4)
     .unbind(0)``, where the batch is no longer dim 0) is the same op along dim p[0] of x, then the permute of the
-    remaining dims: the graph's dim 0 stays the batch's. The permute node goes when nothing else reads it."""
+    remaining dims: the graph's dim 0 stays the batch's. Through a reshape that keeps dim 0 (SAM's
+    ``qkv.reshape(3, B·heads, N, -1).unbind(0)``) the select / slice goes before the reshape first. A permute or
+    reshape node goes when nothing else reads it."""
     producer = {n.out: n for n in nodes}
     out: list[GNode] = []
-    for n in nodes:
+
+    def new(shape: tuple[int, ...]) -> int:
+        tensors.append(Tensor("op", shape))
+        return len(tensors) - 1
+
+    def rewrite(n: GNode) -> list[GNode]:
         p = producer.get(n.inputs[0]) if n.inputs else None
-        dims: list[int] | None = None
-        if p is not None and p.op == "permute":
-            dims = list(p.fields["dims"])
-        elif p is not None and p.op == "transpose":
-            a, b = p.fields["dims"]
-            dims = list(range(len(tensors[p.out].shape)))
-            dims[a], dims[b] = dims[b], dims[a]
-        if p is None or dims is None or n.op not in ("select", "slice") or n.fields["dim"] != 0 or dims[0] == 0:
-            out.append(n)
-            continue
+        if p is None or n.op not in ("select", "slice") or n.fields["dim"] != 0 or not p.inputs:
+            return [n]
         x = p.inputs[0]
-        xs = tensors[x].shape
+        xs, ps, ns = tensors[x].shape, tensors[p.out].shape, tensors[n.out].shape
+        if p.op == "reshape" and xs and ps and xs[0] == ps[0]:  # select / slice first, then the reshape
+            moved = GNode(n.op, n.fields, [x], new((*([] if n.op == "select" else ns[:1]), *xs[1:])), n.scope)
+            producer[moved.out] = moved
+            return [*rewrite(moved), GNode("reshape", {"shape": list(ns)}, [moved.out], n.out, n.scope)]
+        dims: list[int] | None = None
+        if p.op == "permute":
+            dims = list(p.fields["dims"])
+        elif p.op == "transpose":
+            a, b = p.fields["dims"]
+            dims = list(range(len(ps)))
+            dims[a], dims[b] = dims[b], dims[a]
+        if dims is None or dims[0] == 0:
+            return [n]
         d = dims[0]
         if n.op == "select":
             zshape = xs[:d] + xs[d + 1 :]
             rest = [v - (v > d) for v in dims[1:]]
         else:
-            zshape = (*xs[:d], tensors[n.out].shape[0], *xs[d + 1 :])
+            zshape = (*xs[:d], ns[0], *xs[d + 1 :])
             rest = dims
-        tensors.append(Tensor("op", tuple(zshape)))
-        z = len(tensors) - 1
-        out.append(GNode(n.op, {**n.fields, "dim": d}, [x], z, n.scope, n.owns))
+        z = new(tuple(zshape))
+        head = GNode(n.op, {**n.fields, "dim": d}, [x], z, n.scope, n.owns)
         if rest == sorted(rest):
-            out.append(GNode("reshape", {"shape": list(tensors[n.out].shape)}, [z], n.out, n.scope))
-        else:
-            out.append(GNode("permute", {"dims": rest}, [z], n.out, n.scope))
-    read = {t for n in out for t in n.inputs} | keep
-    return [n for n in out if n.op not in ("permute", "transpose") or n.out in read]
+            return [head, GNode("reshape", {"shape": list(ns)}, [z], n.out, n.scope)]
+        return [head, GNode("permute", {"dims": rest}, [z], n.out, n.scope)]
+
+    for n in nodes:
+        out += rewrite(n)
+    while True:  # drop the data nodes nothing reads any more
+        read = {t for n in out for t in n.inputs} | keep
+        kept = [n for n in out if n.op not in ("permute", "transpose", "reshape") or n.out in read]
+        if len(kept) == len(out):
+            return kept
+        out = kept
 
 
 # --------------------------------------------------------------------------------------------------- segments
@@ -903,12 +951,50 @@ def _key(scope: str, containers: dict[str, bool]) -> str:
     return path
 
 
+_FOLDED = -1
+_LEADING = frozenset({"conv", "avg_pool", "max_pool", "adaptive_avg_pool", "adaptive_max_pool", "interpolate"})
+_REDUCE = frozenset({"mean", "sum", "amax", "var"})
+
+
+def _batch_dim(n: GNode, pos: dict[int, int], tensors: list[Tensor]) -> int | None:
+    """Which dim of the node's output holds the batch (None: unbatched; -1: folded with other dims), followed
+    through permutes, selects, reductions, reshapes (only a leading batch stays leading) and broadcasting
+    (right-aligned), as the engine follows it (engine/graph_ops.py ``batch_position``)."""
+    first = next((t for t in n.inputs if t in pos), None)
+    if first is None:
+        return None
+    b0, s0, out = pos[first], tensors[first].shape, tensors[n.out].shape
+    if b0 == _FOLDED:
+        return _FOLDED
+    f = n.fields
+    if n.op in _LEADING or n.op == "batch_norm" or n.op == "group_norm":
+        return 0
+    if n.op == "aten":
+        return 0 if b0 == 0 and out and out[0] == 1 else _FOLDED
+    if n.op == "permute":
+        return [d % len(s0) for d in f["dims"]].index(b0)
+    if n.op == "transpose":
+        a, b = (d % len(s0) for d in f["dims"])
+        return b if b0 == a else a if b0 == b else b0
+    if n.op == "select":
+        return b0 - 1 if f["dim"] % len(s0) < b0 else b0
+    if n.op in _REDUCE:
+        v = f.get("dim")
+        dims = [d % len(s0) for d in ([v] if isinstance(v, int) else v)] if v is not None else list(range(len(s0)))
+        return b0 if f.get("keepdim") else b0 - sum(d < b0 for d in dims)
+    if n.op == "reshape":
+        return 0 if b0 == 0 else _FOLDED
+    return b0 + len(out) - len(s0)  # elementwise, linear, matmul, norms, slices …: right-aligned
+
+
 def _batched(nodes: list[GNode], tensors: list[Tensor]) -> set[int]:
-    out = {t for t, x in enumerate(tensors) if x.kind == "in"}
+    """The tensors that hold the batch in dim 0 (what a layer may hand on)."""
+    pos = {t: 0 for t, x in enumerate(tensors) if x.kind == "in"}
     for n in nodes:
-        if any(t in out for t in n.inputs):
-            out.add(n.out)
-    return out
+        b = _batch_dim(n, pos, tensors)
+        if b is not None:
+            pos[n.out] = b
+    return {t for t, b in pos.items() if b == 0}
 
 
 def segment(nodes: list[GNode], tensors: list[Tensor], output: int, containers: dict[str, bool]) -> list[Segment]:
@@ -1127,6 +1213,7 @@ class GraphImport:
     """The graph layers of a model and what the import found on the way."""
 
     layers: list[dict[str, Any]]
+    whole: list[dict[str, Any]]  # the same nodes as one layer: where the engine refuses a cut between layers
     problems: list[Problem]
     fallbacks: dict[str, int]
     unread: list[str]
@@ -1149,23 +1236,31 @@ def import_graph(module: nn.Module, input: tuple[int, int, int]) -> GraphImport:
     nodes = fold_linear_bias(_fold_linear_views(low.nodes, tr.tensors, {output}))
     nodes = _unpermute_dim0(nodes, tr.tensors, {output})
     segs = segment(nodes, tr.tensors, output, tr.containers)
-    layers = compact(add_classes(layers_of(segs, tr.tensors, output), module))
     extra = unread_nodes(tr, low)
-    if extra:
-        last = layers[-1]
-        if last.get("repeat", 1) > 1:  # unroll the last copy: the unread nodes are counted once
-            single = {k: v for k, v in last.items() if k != "repeat"}
-            last["repeat"] -= 1
-            if last["repeat"] == 1:
-                del last["repeat"]
-            single["name"] = f"{last['name']}.{last.get('repeat', 1)}"
-            layers.append(single)
-            last = single
-        last["nodes"] = [*last["nodes"], *extra]
-        if "output" not in last:
-            last["output"] = _last_id(last)
+    layers = _with_unread(compact(add_classes(layers_of(segs, tr.tensors, output), module)), extra)
+    whole = _with_unread(add_classes(layers_of([Segment("", nodes)], tr.tensors, output), module), extra)
     unread = [str(node["module"]) for node in extra]
-    return GraphImport(layers, low.problems, low.fallbacks, unread, tr.macs, tr.output_shape)
+    return GraphImport(layers, whole, low.problems, low.fallbacks, unread, tr.macs, tr.output_shape)
+
+
+def _with_unread(layers: list[dict[str, Any]], extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The layers with the unread parameter / buffer nodes in the last one (a repeated last layer is unrolled
+    once, so they are counted once)."""
+    if not extra:
+        return layers
+    last = layers[-1]
+    if last.get("repeat", 1) > 1:
+        single = {k: v for k, v in last.items() if k != "repeat"}
+        last["repeat"] -= 1
+        if last["repeat"] == 1:
+            del last["repeat"]
+        single["name"] = f"{last['name']}.{last.get('repeat', 1)}"
+        layers.append(single)
+        last = single
+    last["nodes"] = [*last["nodes"], *extra]
+    if "output" not in last:
+        last["output"] = _last_id(last)
+    return layers
 
 
 def _last_id(layer: dict[str, Any]) -> str:
@@ -1223,8 +1318,13 @@ def graph_spec(
         )
     kinds = {"graph": sum(int(layer.get("repeat", 1)) for layer in g.layers)}
     report = ImportReport(origin, source, {}, list(g.problems), notes, kinds)
-    spec = validate(data, ImportSource(origin, report))
-    r: Any = analyze_spec(spec)
+    try:
+        spec = validate(data, ImportSource(origin, report))
+        r: Any = analyze_spec(spec)
+    except SpecError:  # a cut the engine cannot follow (a batch it sees folded there): the graph as one layer
+        data["layers"] = g.whole
+        spec = validate(data, ImportSource(origin, report))
+        r = analyze_spec(spec)
     report.spec = {
         "params": r.totals["params"],
         "buffers": r.totals["buffers"],
