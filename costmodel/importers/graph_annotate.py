@@ -69,7 +69,7 @@ _SYMBOLS = {
 
 
 def _operator(frame: FrameType | None) -> str | None:
-    """``operator.add`` (``operator.iadd`` in place …) when ``frame`` is at a binary operator instruction."""
+    """``operator.add`` (``operator.iadd`` in place …) when the code at ``frame`` is at a binary operator."""
     if frame is None:
         return None
     code, at = frame.f_code.co_code, frame.f_lasti
@@ -90,8 +90,15 @@ def _operator(frame: FrameType | None) -> str | None:
     return "operator." + ("i" + base.rstrip("_") if inplace else base)
 
 
-def call_name(func: Any, frame: FrameType | None) -> str:
-    """The public name of the torch callable ``func`` as the code at ``frame`` called it."""
+#: Tensor methods that Python's operators reach too (``x + y`` runs ``Tensor.add`` as ``x.add(y)`` does): the
+#: trace wraps them, as ptflops patches them, to see the ones called by name.
+OPERATOR_METHODS = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "matmul", "pow", "pow_")
+
+
+def call_name(func: Any, frame: FrameType | None, called: str | None = None) -> str | None:
+    """The public name of the torch callable ``func`` as the code at ``frame`` called it; ``called``: the
+    :data:`OPERATOR_METHODS` entry the code called by name, if any. None: an operator method reached neither by
+    name nor by an operator (builtin ``sum(xs)`` adds by ``nb_add``): not told."""
     name = _names().get(id(func))
     if name is None:
         mod = getattr(func, "__module__", None) or "torch"
@@ -103,9 +110,9 @@ def call_name(func: Any, frame: FrameType | None) -> str:
         m = re.fullmatch(r"torch\.Tensor\.__(r|i)?(\w+?)__", name)
         if m:  # a dunder reached directly (Python-defined ones: __rsub__ …)
             return "operator." + ("i" if m.group(1) == "i" else "") + m.group(2)
-        op = _operator(frame)
-        if op is not None:
-            return op
+        method = name.removeprefix("torch.Tensor.")
+        if method in OPERATOR_METHODS and called != method:
+            return _operator(frame)
     return printable(name, 200)
 
 
@@ -129,10 +136,54 @@ class Calls(TorchFunctionMode):
         super().__init__()
         self.rec = recorder
         self.fused: dict[int, Fused] = {}
+        self.called: str | None = None  # the operator method the code called by name (its wrapper sets it)
+        self.saved: dict[str, Any] = {}
+        self.wrapped: dict[int, str] = {}  # id(wrapper) → the method it wraps
+
+    def __enter__(self) -> Calls:
+        _names()  # the original methods' names, before they are wrapped
+        for m in OPERATOR_METHODS:
+            self.saved[m] = original = getattr(torch.Tensor, m)
+            wrapper = self._wrap(m, original)
+            self.wrapped[id(wrapper)] = m
+            setattr(torch.Tensor, m, wrapper)
+        try:
+            super().__enter__()  # type: ignore[no-untyped-call]
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            super().__exit__(*exc)  # type: ignore[no-untyped-call]
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        for m, original in self.saved.items():
+            setattr(torch.Tensor, m, original)
+        self.saved.clear()
+        self.wrapped.clear()
+
+    def _wrap(self, method: str, original: Any) -> Any:
+        def by_name(*args: Any, **kwargs: Any) -> Any:
+            self.called = method
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.called = None
+
+        return by_name
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        name = call_name(func, sys._getframe(1))
+        method = self.wrapped.get(id(func))
+        if method is not None:  # an operator method, as the patched attribute (x + y looks it up too)
+            name = f"torch.Tensor.{method}" if self.called == method else _operator(sys._getframe(1))
+        else:
+            name = call_name(func, sys._getframe(1), self.called)
+        self.called = None
         before, start = self.rec.call, len(self.rec.ops)
         self.rec.call = name
         try:
