@@ -197,3 +197,21 @@ def test_classes_name_each_module_and_those_above_the_layer() -> None:
     assert list(blocks) == ["kind", "name", "repeat", "classes", "nodes"]
     assert all("classes" in layer for layer in layers)
     exact(Net(), (3, 4, 4))
+
+
+def test_written_yaml_keeps_classes_and_calls(tmp_path: Any) -> None:
+    """``costmodel import``'s YAML (importers/core.py to_yaml) writes each layer's ``classes`` and the nodes'
+    ``call``: loaded back, they are the spec's, and the figures are torch's."""
+    import costmodel
+    from costmodel.importers.core import to_yaml
+
+    spec = exact(Net(), (3, 4, 4))
+    path = tmp_path / "net.yaml"
+    path.write_text(to_yaml(spec))
+    back = costmodel.load(path)
+    assert [layer.classes for layer in back.layers] == [layer.classes for layer in spec.layers]
+    assert [n.call for layer in back.layers for n in layer.nodes] == [
+        n.call for layer in spec.layers for n in layer.nodes
+    ]
+    assert any(n.call == "operator.add" for layer in back.layers for n in layer.nodes)
+    assert analyze_spec(back).totals["macs"] == meta_macs(Net(), (3, 4, 4))
