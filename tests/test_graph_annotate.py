@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from costmodel.engine.walk import analyze_spec  # noqa: E402
 from costmodel.importers.graph import graph_spec, import_graph  # noqa: E402
+from costmodel.importers.graph_annotate import OPERATOR_METHODS  # noqa: E402
 
 F = nn.functional
 
@@ -215,3 +216,20 @@ def test_written_yaml_keeps_classes_and_calls(tmp_path: Any) -> None:
     ]
     assert any(n.call == "operator.add" for layer in back.layers for n in layer.nodes)
     assert analyze_spec(back).totals["macs"] == meta_macs(Net(), (3, 4, 4))
+
+
+class Fails(nn.Module):
+    def forward(self, x: Any) -> Any:
+        raise ValueError("no")
+
+
+def test_tensor_methods_are_restored_after_a_trace() -> None:
+    """The trace wraps Tensor.add, mul, matmul … to see which the code called by name; after it, passing or
+    failing, they are torch's own again."""
+    from costmodel.errors import UsageError
+
+    import_graph(Calls(), (2, 4, 4))
+    with pytest.raises(UsageError, match="cannot trace the model"):
+        import_graph(Fails(), (2, 4, 4))
+    for m in OPERATOR_METHODS:  # torch defines them on TensorBase, none on Tensor itself
+        assert m not in torch.Tensor.__dict__ and getattr(torch.Tensor, m) is getattr(torch._C.TensorBase, m)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dis
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -40,6 +41,7 @@ CALLED_OPS = frozenset(
 )
 
 _NAMES: dict[int, str] = {}
+_PATCHING = threading.RLock()
 _KEEP: list[Any] = []
 
 
@@ -141,13 +143,15 @@ class Calls(TorchFunctionMode):
         self.wrapped: dict[int, str] = {}  # id(wrapper) → the method it wraps
 
     def __enter__(self) -> Calls:
-        _names()  # the original methods' names, before they are wrapped
-        for m in OPERATOR_METHODS:
-            self.saved[m] = original = getattr(torch.Tensor, m)
-            wrapper = self._wrap(m, original)
-            self.wrapped[id(wrapper)] = m
-            setattr(torch.Tensor, m, wrapper)
+        _PATCHING.acquire()  # one trace at a time wraps torch.Tensor's methods (threads would restore a wrapper)
         try:
+            _names()  # the original methods' names, before they are wrapped
+            for m in OPERATOR_METHODS:
+                self.saved[m] = torch.Tensor.__dict__.get(m)  # None: inherited from TensorBase
+                original = getattr(torch.Tensor, m)
+                wrapper = self._wrap(m, original)
+                self.wrapped[id(wrapper)] = m
+                setattr(torch.Tensor, m, wrapper)
             super().__enter__()  # type: ignore[no-untyped-call]
         except BaseException:
             self._restore()
@@ -161,10 +165,14 @@ class Calls(TorchFunctionMode):
             self._restore()
 
     def _restore(self) -> None:
-        for m, original in self.saved.items():
-            setattr(torch.Tensor, m, original)
+        for m, own in self.saved.items():
+            if own is None:
+                delattr(torch.Tensor, m)
+            else:
+                setattr(torch.Tensor, m, own)
         self.saved.clear()
         self.wrapped.clear()
+        _PATCHING.release()
 
     def _wrap(self, method: str, original: Any) -> Any:
         def by_name(*args: Any, **kwargs: Any) -> Any:
