@@ -4,8 +4,10 @@ one ``sdpa`` node, and a linear's bias split off by the trace put back on the li
 
 * :class:`Calls` is a ``TorchFunctionMode`` entered with the importer's dispatch recorder: it sees the outermost
   torch callable of each op (``F.gelu``, ``Tensor.add``, ``torch.matmul`` …; inner calls run with the mode off) and
-  hands its name to the recorder. ``x + y`` and ``x.add(y)`` reach it as the same ``Tensor.add``; the Python
-  instruction the calling frame is at tells them apart (``BINARY_OP`` → ``operator.add``, a call → ``Tensor.add``).
+  hands its name to the recorder. ``x + y`` and ``x.add(y)`` reach it as the same ``Tensor.add``: during the trace
+  the operator methods (:data:`OPERATOR_METHODS`) are wrapped, as ptflops patches them, so a call by name is
+  ``torch.Tensor.add``; otherwise the calling frame's ``BINARY_OP`` instruction makes it ``operator.add``
+  (``operator.iadd`` for ``+=``), and anything else (builtin ``sum``) has no call: ptflops then refuses the node.
 * ``F.scaled_dot_product_attention`` runs as its math decomposition on the meta device (bmm, softmax …); its window
   of recorded ops becomes one ``sdpa`` node when the window's only counted ops are its two bmm whose MACs equal the
   sdpa formula's ∏batch·Sq·Sk·(Dq + Dv) (FlopCounterMode's total is then unchanged: the import stays exact).
