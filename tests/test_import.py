@@ -502,7 +502,7 @@ def test_timm_newer_kinds_equal_the_model_at_an_odd_size(name):
     assert _spec_figures(costmodel.loads(to_yaml(spec))) == _spec_figures(spec)  # the YAML the CLI writes
 
 
-def test_a_block_without_a_spec_kind_is_left_out_and_named():
+def test_a_block_without_a_spec_kind_is_left_out_and_named(blocks_only):
     """timm's MobileAttention with MHSA (Attention2d, multi_query false: no import matcher) between two convs:
     it keeps the shape, so it is left out whole, every op named, and the convs around it still chain."""
     torch = pytest.importorskip("torch")
@@ -522,6 +522,22 @@ def test_a_block_without_a_spec_kind_is_left_out_and_named():
     # what the spec counts is the two convs: 3·16·9 MACs per output pixel on 5×4, 16·8 on 5×4
     assert report.spec["macs"] == 20 * (16 * 27 + 8 * 16) and report.source["macs"] == want["macs"]
     assert report.spec["macs"] < want["macs"] and report.spec["output"] == want["output"]
+
+
+def test_a_block_without_a_spec_kind_imports_exactly_as_op_graphs():
+    """#22: the same model with the op-graph fallback: exact."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from timm.models._efficientnet_blocks import MobileAttention
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, 2, 1, bias=False),
+        MobileAttention(16, 16, num_heads=2, key_dim=8, value_dim=8, use_multi_query=False),
+        torch.nn.Conv2d(16, 8, 1, bias=False),
+    )
+    spec = costmodel.from_torch(model, (3, 9, 7))
+    assert costmodel.import_report(spec).exact
+    assert _spec_figures(spec) == _torch_figures(model, (3, 9, 7))
 
 
 def test_rep_depthwise_separable_branches_import_exactly():

@@ -328,7 +328,8 @@ def test_timm_resnets_import_exactly(name):
 
 @pytest.mark.timm
 @pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "xcit_nano_12_p8_384", "deit_tiny_patch16_224"])
-def test_timm_transformers_are_never_over_counted(name):
+def test_timm_transformers_are_never_over_counted(name, blocks_only):
+    """The block kinds alone: a partial spec, never more than the model."""
     timm = pytest.importorskip("timm")
     with pytest.raises(costmodel.UsageError, match="first uncovered"):
         costmodel.import_model(f"timm:{name}")
@@ -337,6 +338,16 @@ def test_timm_transformers_are_never_over_counted(name):
     assert report.source["params"] == sum(p.numel() for p in model.parameters())
     # vit_tiny_patch16_224 was 37,780,648 spec params against the model's 5,717,416 (660.80%)
     assert report.spec["params"] <= report.source["params"] and report.spec["macs"] <= report.source["macs"]
+
+
+@pytest.mark.timm
+@pytest.mark.parametrize("name", ["xcit_nano_12_p8_384", "deit_tiny_patch16_224"])
+def test_timm_transformers_import_exactly_as_op_graphs(name):
+    """#22: with the op-graph fallback the same transformers are exact (params, MACs, output: torch's own)."""
+    timm = pytest.importorskip("timm")
+    spec = costmodel.import_model(f"timm:{name}")  # exact, or ImportFailure
+    model = timm.create_model(name, pretrained=False)
+    assert _spec_figures(spec) == _torch_figures(model, tuple(model.pretrained_cfg["input_size"]))
 
 
 def test_with_the_op_graph_fallback_the_token_net_and_spare_parameter_are_exact(user):
