@@ -249,6 +249,9 @@ def _graph_lines(layer: dict[str, Any]) -> list[str]:
     for key in ("name", "repeat", "inputs", "output"):
         if key in layer:
             lines.append(f"    {key}: {_scalar(layer[key])}")
+    if layer.get("classes"):  # what the counting tools see (importers/graph_annotate.py)
+        lines.append("    classes:")
+        lines += [f"      {_scalar(k)}: {_scalar(v)}" for k, v in layer["classes"].items()]
     lines.append("    nodes:")
     for node in layer["nodes"]:
         keys = [k for k in ("id", "op", "inputs") if k in node]

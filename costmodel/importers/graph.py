@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import SpecError, UsageError
+from .graph_annotate import CALLED_OPS, Calls, add_classes, fold_linear_bias
 from .recognise import Problem
 from .sources import printable
 
@@ -147,6 +148,7 @@ class RawOp:
     ins: list[int]
     outs: list[int]
     scope: str
+    call: str | None = None  # the outermost torch callable it ran under (graph_annotate.Calls)
 
 
 @dataclass
@@ -163,6 +165,7 @@ class GraphTrace:
     scope_types: dict[str, str]
     module_paths: list[str]
     containers: dict[str, bool]  # module path → whether the segmentation descends into it
+    fused: dict[int, Any] = field(default_factory=dict)  # first op index → graph_annotate.Fused (an SDPA call)
 
 
 def _flat(xs: Any) -> Iterator[Any]:
@@ -181,6 +184,7 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.ids: dict[int, int] = {}
         self.keep: list[Any] = []
         self.ops: list[RawOp] = []
+        self.call: str | None = None  # set by graph_annotate.Calls
 
     def add(self, t: Any, kind: str, name: str = "") -> int:
         tid = len(self.tensors)
@@ -216,7 +220,7 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
             return out
         scope = self.scope[-1] if self.scope else ""
         tids = [self.add(t, "op") for t in outs]
-        self.ops.append(RawOp(base, str(func), rargs, rkw, ins, tids, scope))
+        self.ops.append(RawOp(base, str(func), rargs, rkw, ins, tids, scope, self.call))
         return out
 
 
@@ -268,6 +272,7 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> GraphTrace:
 
     stack: list[str] = []
     rec = _Recorder(stack)
+    calls = Calls(rec)
     subs: dict[str, torch.Tensor] = {}
     params: dict[str, int] = {}
     buffers: dict[str, int] = {}
@@ -289,7 +294,7 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> GraphTrace:
     was = {m: m.training for m in module.modules()}
     module.eval()
     try:
-        with torch.no_grad(), _scopes(module, stack), counter, rec:
+        with torch.no_grad(), _scopes(module, stack), counter, rec, calls:
             y = functional_call(module, subs, (x,), strict=False, tie_weights=False)
     except SystemExit as exc:
         raise UsageError(
@@ -322,6 +327,7 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> GraphTrace:
         scope_types={printable(n, 200): type(m).__name__ for n, m in module.named_modules()},
         module_paths=[printable(n, 200) for n, _ in module.named_modules()],
         containers=_containers(module),
+        fused=calls.fused,
     )
 
 
@@ -339,6 +345,7 @@ class GNode:
     out: int
     scope: str
     owns: list[str] = field(default_factory=list)
+    call: str | None = None  # the torch callable it ran as, where a tool counts by it (graph_annotate.CALLED_OPS)
 
 
 def _ints(v: Any) -> Any:
@@ -423,7 +430,8 @@ class _Lowering:
             op, fields, owns = "aten", {"fn": op, "shape": list(self.shape(out))}, []
             inputs = [t for t in inputs if t not in self.empty]
         ins = [self.need(t, scope) for t in inputs]
-        self.nodes.append(GNode(op, fields, ins, out, scope, [self.tr.tensors[t].name for t in owns]))
+        call = self.call if op in CALLED_OPS else None
+        self.nodes.append(GNode(op, fields, ins, out, scope, [self.tr.tensors[t].name for t in owns], call))
         self.owned.update(owns)
         self.emitted.add(out)
 
@@ -446,7 +454,18 @@ class _Lowering:
     # -- the ops -----------------------------------------------------------------------------------------------
     def run(self) -> None:
         self.rename: dict[int, int] = {}
-        for op in self.tr.ops:
+        self.call: str | None = None
+        skip = 0
+        for k, op in enumerate(self.tr.ops):
+            if k < skip:
+                continue
+            fused = self.tr.fused.get(k)
+            if fused is not None:  # one call written as one node (graph_annotate.Fused: SDPA)
+                self.call = op.call
+                self.emit(fused.op, {}, [self.rename.get(t, t) for t in fused.inputs], fused.out, op.scope, [])
+                skip = fused.end
+                continue
+            self.call = op.call
             op.ins = [self.rename.get(t, t) for t in op.ins]
             op.args = [self._sub(a) for a in op.args]
             op.kwargs = {k: self._sub(v) for k, v in op.kwargs.items()}
@@ -1114,6 +1133,8 @@ def layers_of(segs: list[Segment], tensors: list[Tensor], output: int) -> list[d
             if n.inputs != [prev] and (n.inputs or n.op not in ("param", "buffer")):
                 d["inputs"] = [names_of[t] for t in n.inputs]
             d.update(n.fields)
+            if n.call is not None:
+                d["call"] = n.call
             mod = n.scope
             if name and (mod == name or mod.startswith(name + ".")):
                 mod = mod[len(name) + 1 :]
@@ -1212,11 +1233,12 @@ def import_graph(module: nn.Module, input: tuple[int, int, int]) -> GraphImport:
     output = low.rename.get(tr.output, tr.output)
     if output not in low.emitted:
         raise UsageError("the model's output is not written by any traced op")
-    nodes = _unpermute_dim0(_fold_linear_views(low.nodes, tr.tensors, {output}), tr.tensors, {output})
+    nodes = fold_linear_bias(_fold_linear_views(low.nodes, tr.tensors, {output}))
+    nodes = _unpermute_dim0(nodes, tr.tensors, {output})
     segs = segment(nodes, tr.tensors, output, tr.containers)
     extra = unread_nodes(tr, low)
-    layers = _with_unread(compact(layers_of(segs, tr.tensors, output)), extra)
-    whole = _with_unread(layers_of([Segment("", nodes)], tr.tensors, output), extra)
+    layers = _with_unread(compact(add_classes(layers_of(segs, tr.tensors, output), module)), extra)
+    whole = _with_unread(add_classes(layers_of([Segment("", nodes)], tr.tensors, output), module), extra)
     unread = [str(node["module"]) for node in extra]
     return GraphImport(layers, whole, low.problems, low.fallbacks, unread, tr.macs, tr.output_shape)
 
