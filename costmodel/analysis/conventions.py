@@ -118,6 +118,11 @@ CONVENTIONS: dict[str, Convention] = {
             ),
             "linear": Rule(((1, "macs"), (1, "bias")), "linear_flops_counter_hook: in × out + bias per sample"),
             "batchnorm2d": Rule(((2, "input"),), "bn_flops_counter_hook: input elements × 2 (affine)"),
+            "maxpool2d": Rule(
+                ((2, "input"),),
+                "pool_flops_counter_hook on nn.MaxPool2d (input elements), and again the patched F.max_pool2d "
+                "its forward calls",
+            ),
             "relu": Rule(
                 ((2, "output"),),
                 "relu_flops_counter_hook on nn.ReLU, and again the patched F.relu that nn.ReLU.forward calls",
