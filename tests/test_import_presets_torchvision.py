@@ -7,7 +7,8 @@ FlopCountAnalysis.total(), ptflops, thop on a fresh model, torchinfo's total_mul
 against the shipped spec of specs/networks/. Three models by default, all 18 classifiers under ``-m slow``.
 
 torchvision's other five MBConv-family models are dense-prediction models (a segmentation head or a detector on a
-MobileNetV3 backbone): their import is refused in one line, never a partial spec (issue #22).
+MobileNetV3 backbone): the segmenters import as op graphs (exact); a detector's import is refused in one line, never
+a partial spec (its post-processing has no meta kernel; specs/dense holds its countable parts, issue #22).
 
     python -m pytest tests/test_import_presets_torchvision.py -m "slow or not slow"   # the zoo env
 """
@@ -68,7 +69,26 @@ def test_presets_equal_the_tools_all(name):
     _check(name)
 
 
-@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "ssdlite320_mobilenet_v3_large"])
+def test_a_segmenter_imports_exactly_as_op_graphs(run_cli, tmp_path):
+    # since the op-graph fallback (#22), LR-ASPP's head imports too: exact against the model itself
+    tv = pytest.importorskip("torchvision")
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    out_file = tmp_path / "x.yaml"
+    code, out, err = run_cli(
+        "import", "torchvision:lraspp_mobilenet_v3_large", "--input", "3x320x320", "--out", str(out_file)
+    )
+    assert code == 0, err
+    model = tv.models.get_model("lraspp_mobilenet_v3_large", weights=None, weights_backbone=None).eval()
+    params = sum(p.numel() for p in model.parameters())
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model.to("meta")(torch.empty((1, 3, 320, 320), device="meta"))
+    totals = costmodel.analyze(str(out_file)).totals
+    assert (totals["params"], totals["macs"]) == (params, fc.get_total_flops() // 2)
+
+
+@pytest.mark.parametrize("name", ["ssdlite320_mobilenet_v3_large"])
 def test_dense_prediction_models_are_refused(name, run_cli, tmp_path):
     pytest.importorskip("torchvision")
     out_file = tmp_path / "x.yaml"
