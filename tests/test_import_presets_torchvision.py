@@ -88,11 +88,17 @@ def test_a_segmenter_imports_exactly_as_op_graphs(run_cli, tmp_path):
     assert (totals["params"], totals["macs"]) == (params, fc.get_total_flops() // 2)
 
 
-@pytest.mark.parametrize("name", ["ssdlite320_mobilenet_v3_large"])
+@pytest.mark.parametrize(
+    "name",
+    ["ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"],
+)
 def test_dense_prediction_models_are_refused(name, run_cli, tmp_path):
     pytest.importorskip("torchvision")
     out_file = tmp_path / "x.yaml"
     code, out, err = run_cli("import", f"torchvision:{name}", "--input", "3x320x320", "--out", str(out_file))
     assert code == 2 and out == "", err
-    assert err.strip().splitlines()[-1].startswith("costmodel: error: ")
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("costmodel: error: ")
+    # the refusal points to the parts that can be counted, and to the shipped spec
+    assert f"costmodel.importers.dense:{name}_trunk" in last and f"dense/{name}" in last
     assert not out_file.exists()

@@ -199,6 +199,13 @@ def load_module(
                 f"SOURCE {printable(source, 200)!r}: torchvision has no model named {printable(name, 200)!r}"
             )
         _refuse_loading(source, kwargs)
+        if name in _DETECTOR_TRUNKS:  # its post-processing cannot run on meta: point to the parts that can
+            raise UsageError(
+                f"torchvision:{name} is a detector whose post-processing (anchors, box decoding, torch.nonzero, "
+                "NMS) has no meta kernel and is not counted: import its countable parts with `costmodel import "
+                f"costmodel.importers.dense:{name}_trunk`{_DETECTOR_TRUNKS[name]}, or use the shipped spec "
+                f"dense/{name} (docs/import.md, Dense prediction)"
+            )
         try:
             builder = torchvision.models.get_model_builder(name)
             if "weights_backbone" in inspect.signature(builder).parameters:  # detection models: no backbone weights
@@ -285,6 +292,14 @@ def input_origin(source: str, model: Any) -> str:
         except (ImportError, ValueError, AttributeError, KeyError, TypeError):
             return "torchvision's default weights' crop size"
     return "the model's pretrained_cfg input_size"
+
+
+#: torchvision detectors whose countable parts costmodel.importers.dense makes importable (and the RoI head's hint)
+_DETECTOR_TRUNKS = {
+    "ssdlite320_mobilenet_v3_large": "",
+    "fasterrcnn_mobilenet_v3_large_fpn": " and its RoI heads with `costmodel.importers.dense:fasterrcnn_roi_head`",
+    "fasterrcnn_mobilenet_v3_large_320_fpn": " and its RoI heads with `costmodel.importers.dense:fasterrcnn_roi_head`",
+}
 
 
 def _torchvision_size(torchvision: Any, name: str) -> tuple[int, int, int] | None:
