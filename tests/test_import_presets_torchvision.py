@@ -102,3 +102,21 @@ def test_dense_prediction_models_are_refused(name, run_cli, tmp_path):
     # the refusal points to the parts that can be counted, and to the shipped spec
     assert f"costmodel.importers.dense:{name}_trunk" in last and f"dense/{name}" in last
     assert not out_file.exists()
+
+
+def test_a_builder_that_cannot_build_on_meta_is_built_on_the_cpu(run_cli, tmp_path):
+    # torchvision's RegNets read a value while building (NotImplementedError on the meta device): the import
+    # builds them on the CPU instead, and is exact against the model itself
+    tv = pytest.importorskip("torchvision")
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    out_file = tmp_path / "x.yaml"
+    code, out, err = run_cli("import", "torchvision:regnet_x_400mf", "--out", str(out_file))
+    assert code == 0, err
+    model = tv.models.get_model("regnet_x_400mf", weights=None).eval()
+    params = sum(p.numel() for p in model.parameters())
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(torch.zeros((1, 3, 224, 224)))
+    totals = costmodel.analyze(str(out_file)).totals
+    assert (totals["params"], totals["macs"]) == (params, fc.get_total_flops() // 2)

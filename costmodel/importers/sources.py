@@ -210,7 +210,14 @@ def load_module(
             builder = torchvision.models.get_model_builder(name)
             if "weights_backbone" in inspect.signature(builder).parameters:  # detection models: no backbone weights
                 kwargs = {**kwargs, "weights_backbone": None}
-            with torch.device("meta"):
+            try:
+                with torch.device("meta"):
+                    model = torchvision.models.get_model(name, weights=None, **kwargs)
+            except NotImplementedError as exc:
+                if "meta" not in str(exc):
+                    raise
+                # a builder that reads a value while it builds (torchvision's RegNets: .item() of a width
+                # computation) cannot build on meta: build it on the CPU (random init, no weights)
                 model = torchvision.models.get_model(name, weights=None, **kwargs)
         except Exception as exc:  # noqa: BLE001 - whatever the builder raises on bad kwargs
             raise UsageError(f"--kwargs: torchvision's {name} refused them: {_why(exc)}") from None
