@@ -386,6 +386,21 @@ class PointPlan(Plan):
         return self.result_class(dict(self.axes), dict(self.fixed), columns, self.metrics, self.convention, start)
 
 
+def _axes(metrics: Sequence[str], axes: Mapping[str, Any]) -> dict[str, Axis]:
+    """The sweep's axes, each a non-empty set of positive integers, after checking that every metric is known
+    (a UsageError naming the first unknown one)."""
+    from ..engine.metrics import METRIC_NAMES
+
+    bad = [m for m in metrics if m not in METRIC_NAMES]
+    if bad or not metrics:
+        raise UsageError(f"unknown metric {bad[0] if bad else ''!r}; expected one of {', '.join(METRIC_NAMES)}")
+    cols = {n: Axis.of(v) for n, v in axes.items()}
+    for name, axis in cols.items():
+        if not len(axis) or axis.lo() < 1:
+            raise UsageError(f"{name}: the values of an axis must be positive integers")
+    return cols
+
+
 def prepare_pointwise(
     axes: Mapping[str, Sequence[int]],
     metrics: Sequence[str],
@@ -395,17 +410,11 @@ def prepare_pointwise(
 ) -> PointPlan:
     """A :class:`PointPlan` over at most ``MAX_POINTWISE`` points: ``analyze(point)`` gives each point's numeric
     report; a point it refuses is refused here in one line naming the point (``--vary R=40: …``)."""
-    from ..engine.metrics import METRIC_NAMES
     from ..errors import SpecError
 
-    bad = [m for m in metrics if m not in METRIC_NAMES]
-    if bad or not metrics:
-        raise UsageError(f"unknown metric {bad[0] if bad else ''!r}; expected one of {', '.join(METRIC_NAMES)}")
-    cols = {n: Axis.of(v) for n, v in axes.items()}
+    cols = _axes(metrics, axes)
     size = 1
-    for name, axis in cols.items():
-        if not len(axis) or axis.lo() < 1:
-            raise UsageError(f"{name}: the values of an axis must be positive integers")
+    for axis in cols.values():
         size *= len(axis)
     if size > MAX_POINTWISE:
         raise UsageError(
@@ -483,7 +492,6 @@ def prepare(
     compiled evaluator bounds every intermediate first and then computes in exact Python integers
     (engine/compile.py), so no value is ever wrapped.
     """
-    from ..engine.metrics import METRIC_NAMES
 
     free = set(report.symbols)
     if not free:
@@ -496,14 +504,9 @@ def prepare(
     missing = sorted(free - set(axes))
     if missing:
         raise UsageError(f"no values for {', '.join(missing)}: give --vary or --set for each free symbol")
-    bad = [m for m in metrics if m not in METRIC_NAMES]
-    if bad or not metrics:
-        raise UsageError(f"unknown metric {bad[0] if bad else ''!r}; expected one of {', '.join(METRIC_NAMES)}")
-    cols = {n: Axis.of(v) for n, v in axes.items()}
+    cols = _axes(metrics, axes)
     size = 1
     for name, axis in cols.items():
-        if not len(axis) or axis.lo() < 1:
-            raise UsageError(f"{name}: the values of an axis must be positive integers")
         if axis.hi() > INT64_MAX:
             raise UsageError(f"{name}: axis values must be at most 2^63 - 1 = {INT64_MAX:,}")
         if bounds and name in bounds and axis.hi() > bounds[name][0]:
