@@ -25,9 +25,7 @@ This module imports torch at the top; import it only when torch is installed.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +37,7 @@ from ..errors import SpecError, UsageError
 from .graph_annotate import CALLED_OPS, Calls, add_classes, fold_linear_bias
 from .recognise import Problem
 from .sources import printable
+from .torch import _flat, _scopes
 
 #: aten ops that return their input's values unchanged (dropped: the reader reads the input)
 _ALIASES = frozenset(
@@ -168,14 +167,6 @@ class GraphTrace:
     fused: dict[int, Any] = field(default_factory=dict)  # first op index → graph_annotate.Fused (an SDPA call)
 
 
-def _flat(xs: Any) -> Iterator[Any]:
-    if isinstance(xs, (list, tuple)):
-        for x in xs:
-            yield from _flat(x)
-    else:
-        yield xs
-
-
 class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
     def __init__(self, scope: list[str]) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -222,28 +213,6 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         tids = [self.add(t, "op") for t in outs]
         self.ops.append(RawOp(base, str(func), rargs, rkw, ins, tids, scope, self.call))
         return out
-
-
-@contextlib.contextmanager
-def _scopes(module: nn.Module, stack: list[str]) -> Iterator[None]:
-    names = {id(m): printable(n, 200) for n, m in module.named_modules(remove_duplicate=False)}
-
-    def pre(mod: nn.Module, _inp: Any) -> None:
-        name = names.get(id(mod))
-        if name is not None:
-            stack.append(name)
-
-    def post(mod: nn.Module, _inp: Any, _out: Any) -> None:
-        if id(mod) in names and stack:
-            stack.pop()
-
-    h1 = nn.modules.module.register_module_forward_pre_hook(pre)
-    h2 = nn.modules.module.register_module_forward_hook(post)
-    try:
-        yield
-    finally:
-        h1.remove()
-        h2.remove()
 
 
 _LISTS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -294,7 +263,7 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> GraphTrace:
     was = {m: m.training for m in module.modules()}
     module.eval()
     try:
-        with torch.no_grad(), _scopes(module, stack), counter, rec, calls:
+        with torch.no_grad(), _scopes(module, stack, remove_duplicate=False) as types, counter, rec, calls:
             y = functional_call(module, subs, (x,), strict=False, tie_weights=False)
     except SystemExit as exc:
         raise UsageError(
@@ -324,7 +293,7 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> GraphTrace:
         macs=int(counter.get_total_flops()) // 2,
         params=params,
         buffers=buffers,
-        scope_types={printable(n, 200): type(m).__name__ for n, m in module.named_modules()},
+        scope_types=types,
         module_paths=[printable(n, 200) for n, _ in module.named_modules()],
         containers=_containers(module),
         fused=calls.fused,

@@ -284,9 +284,12 @@ def _hw(dims: Any) -> bool:
 
 
 @contextlib.contextmanager
-def _scopes(module: nn.Module, stack: list[str]) -> Iterator[dict[str, str]]:
+def _scopes(module: nn.Module, stack: list[str], remove_duplicate: bool = True) -> Iterator[dict[str, str]]:
+    """Keep ``stack`` = the module paths of the forwards running now (innermost last) while the block runs;
+    yields each module path's class name. A module registered under several names is known by its first
+    (``remove_duplicate``) or its last (``remove_duplicate=False``: the op graph's)."""
     # module paths are printed and written into the spec: one printable line each (see sources.printable)
-    names = {id(m): printable(n, 200) for n, m in module.named_modules()}
+    names = {id(m): printable(n, 200) for n, m in module.named_modules(remove_duplicate=remove_duplicate)}
     types = {printable(n, 200): type(m).__name__ for n, m in module.named_modules()}
 
     def pre(mod: nn.Module, _inp: Any) -> None:
