@@ -37,7 +37,7 @@ from ..errors import SpecError, UsageError
 from .graph_annotate import CALLED_OPS, Calls, add_classes, fold_linear_bias
 from .recognise import Problem
 from .sources import printable
-from .torch import _flat, _scopes
+from .tracing import leaves, scopes
 
 #: aten ops that return their input's values unchanged (dropped: the reader reads the input)
 _ALIASES = frozenset(
@@ -200,10 +200,10 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         rkw = {k: self.ref(v) for k, v in kwargs.items()}
         out = func(*args, **kwargs)
         name = func.overloadpacket.__name__
-        outs = [t for t in _flat(out) if isinstance(t, torch.Tensor)]
+        outs = [t for t in leaves(out) if isinstance(t, torch.Tensor)]
         if not outs:
             return out
-        ins = [r.tid for r in _flat([*rargs, *rkw.values()]) if isinstance(r, _Ref)]
+        ins = [r.tid for r in leaves([*rargs, *rkw.values()]) if isinstance(r, _Ref)]
         base = name[:-1] if name.endswith("_") and not name.startswith("_") else name
         if base in _ALIASES and ins and len(outs) == 1:
             self.ids[id(outs[0])] = ins[0]
@@ -263,7 +263,7 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> GraphTrace:
     was = {m: m.training for m in module.modules()}
     module.eval()
     try:
-        with torch.no_grad(), _scopes(module, stack, remove_duplicate=False) as types, counter, rec, calls:
+        with torch.no_grad(), scopes(module, stack, remove_duplicate=False) as types, counter, rec, calls:
             y = functional_call(module, subs, (x,), strict=False, tie_weights=False)
     except SystemExit as exc:
         raise UsageError(
@@ -279,7 +279,7 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> GraphTrace:
     finally:
         for m, flag in was.items():
             m.train(flag)
-    out = next((t for t in _flat(list(y.values()) if isinstance(y, dict) else y) if isinstance(t, torch.Tensor)), None)
+    out = next((t for t in leaves(list(y.values()) if isinstance(y, dict) else y) if isinstance(t, torch.Tensor)), None)
     if out is None:
         raise UsageError("the model's forward returned no tensor")
     tid = rec.ids.get(id(out))
@@ -597,7 +597,7 @@ class _Lowering:
             self.emit("log_softmax" if fn == "_log_softmax" else "softmax", {"dim": d}, [x], out, scope, [])
             return
         if fn in _ELEMENTWISE and op.ins:
-            operands = [tid(a) for a in _flat([*op.args, *op.kwargs.values()])]
+            operands = [tid(a) for a in leaves([*op.args, *op.kwargs.values()])]
             self.emit(_ELEMENTWISE[fn], {}, [t for t in operands if t is not None], out, scope, [])
             return
         if fn in ("mean", "sum", "amax") and x is not None and len(op.outs) == 1:

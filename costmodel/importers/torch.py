@@ -12,8 +12,6 @@ This module imports torch at the top; import it only when torch is installed.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +29,7 @@ from .recognise import Node
 from .se_rules import harmonise_se, timm_se
 from .sources import MAX_INPUT_SIZE, printable
 from .stages import group_stages
+from .tracing import leaves, scopes
 
 _ALIASES = frozenset(
     {
@@ -93,14 +92,6 @@ class Trace:
     drops: list[Dropout]
 
 
-def _flat(xs: Any) -> Iterator[Any]:
-    if isinstance(xs, (list, tuple)):
-        for x in xs:
-            yield from _flat(x)
-    else:
-        yield xs
-
-
 def _pair(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return v[0] if len(set(v)) == 1 else tuple(v)
@@ -131,10 +122,10 @@ class _Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         out = func(*args, **kwargs)
         name = func.overloadpacket.__name__
         base = name[:-1] if name.endswith("_") and not name.startswith("_") else name
-        flat = [x for x in [*_flat(list(args)), *_flat(list(kwargs.values()))] if isinstance(x, torch.Tensor)]
+        flat = [x for x in [*leaves(list(args)), *leaves(list(kwargs.values()))] if isinstance(x, torch.Tensor)]
         data = [self.tensors[id(x)] for x in flat if id(x) in self.tensors]
         params = [self.params[id(x)] for x in flat if id(x) in self.params]
-        first = next(iter(_flat(out))) if isinstance(out, (list, tuple)) else out
+        first = next(iter(leaves(out))) if isinstance(out, (list, tuple)) else out
         if not isinstance(first, torch.Tensor):
             return out
         for p, _ in params:  # read by a traced op: used, whether or not the op also reads activations
@@ -283,33 +274,6 @@ def _hw(dims: Any) -> bool:
     return sorted(int(d) % 4 for d in dims) == [2, 3]
 
 
-@contextlib.contextmanager
-def _scopes(module: nn.Module, stack: list[str], remove_duplicate: bool = True) -> Iterator[dict[str, str]]:
-    """Keep ``stack`` = the module paths of the forwards running now (innermost last) while the block runs;
-    yields each module path's class name. A module registered under several names is known by its first
-    (``remove_duplicate``) or its last (``remove_duplicate=False``: the op graph's)."""
-    # module paths are printed and written into the spec: one printable line each (see sources.printable)
-    names = {id(m): printable(n, 200) for n, m in module.named_modules(remove_duplicate=remove_duplicate)}
-    types = {printable(n, 200): type(m).__name__ for n, m in module.named_modules()}
-
-    def pre(mod: nn.Module, _inp: Any) -> None:
-        name = names.get(id(mod))
-        if name is not None:
-            stack.append(name)
-
-    def post(mod: nn.Module, _inp: Any, _out: Any) -> None:
-        if id(mod) in names and stack:
-            stack.pop()
-
-    h1 = nn.modules.module.register_module_forward_pre_hook(pre)
-    h2 = nn.modules.module.register_module_forward_hook(post)
-    try:
-        yield types
-    finally:
-        h1.remove()
-        h2.remove()
-
-
 def trace(module: nn.Module, input: tuple[int, ...]) -> Trace:
     """Run ``module`` once on a meta tensor of shape (1, *input) in eval mode and record its op graph,
     its FlopCounterMode MACs and its output shape. The module itself is left as it was."""
@@ -333,7 +297,7 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> Trace:
     counter = FlopCounterMode(display=False)
     module.eval()
     try:
-        with torch.no_grad(), _scopes(module, stack) as types, counter, rec, _Functions(rec):
+        with torch.no_grad(), scopes(module, stack) as types, counter, rec, _Functions(rec):
             y = functional_call(module, subs, (x,), strict=False)
     except SystemExit as exc:  # the user's forward called sys.exit: not costmodel's exit status
         raise UsageError(
@@ -346,7 +310,7 @@ def trace(module: nn.Module, input: tuple[int, ...]) -> Trace:
     finally:
         for m, flag in was.items():
             m.train(flag)
-    out = next((t for t in _flat(list(y.values()) if isinstance(y, dict) else y) if isinstance(t, torch.Tensor)), None)
+    out = next((t for t in leaves(list(y.values()) if isinstance(y, dict) else y) if isinstance(t, torch.Tensor)), None)
     if out is None:
         raise UsageError("the model's forward returned no tensor")
     if id(out) not in rec.tensors:
